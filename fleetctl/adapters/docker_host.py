@@ -1,0 +1,195 @@
+"""A Docker host behind a small interface, over the docker SDK.
+
+`DockerHost` is the only code that calls Docker. Unit tests fake the `HostAPI` protocol,
+not the SDK; integration tests run this class against real engines.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Protocol
+
+from fleetctl.adapters import labels as L
+from fleetctl.core.inventory import Host
+from fleetctl.core.observed import ObservedContainer, ObservedHost
+from fleetctl.errors import HostUnreachableError
+from fleetctl.runtimes.spec import ContainerSpec
+
+OBSERVE_TIMEOUT_S = 10
+API_TIMEOUT_S = 120
+_IMAGE_ID = re.compile(r"^(sha256:)?[0-9a-f]{12,64}$")
+
+
+class HostAPI(Protocol):
+    """What apply needs from a Docker host."""
+
+    name: str
+
+    def observe(self) -> ObservedHost: ...
+    def run(self, name: str, spec: ContainerSpec, labels: Mapping[str, str], secrets: Mapping[str, str]) -> str: ...
+    def state(self, container: str) -> str: ...
+    def logs_tail(self, container: str, lines: int = 40) -> str: ...
+    def stop(self, container: str, timeout_s: int = 30) -> None: ...
+    def start(self, container: str) -> None: ...
+    def remove(self, container: str, timeout_s: int = 30) -> None: ...
+    def rename(self, container: str, new_name: str) -> None: ...
+    def keep_running(self, container: str) -> None: ...
+    def image_digest(self, image: str) -> str | None: ...
+
+
+def client_for(host: Host, timeout: int = API_TIMEOUT_S) -> Any:
+    """A docker SDK client for unix://, ssh:// or tcp:// (TLS unless explicitly allowed)."""
+    import docker
+    from docker.tls import TLSConfig
+
+    kwargs: dict[str, Any] = {"base_url": host.docker, "timeout": timeout}
+    if host.docker.startswith("ssh://"):
+        # The system ssh client honours ~/.ssh/config, agents and known_hosts.
+        kwargs["use_ssh_client"] = True
+    elif host.docker.startswith("tcp://") and host.tls is not None:
+        t = host.tls
+        cert = (t.client_cert, t.client_key) if t.client_cert and t.client_key else None
+        kwargs["tls"] = TLSConfig(client_cert=cert, ca_cert=t.ca_cert, verify=t.verify if not t.ca_cert else t.ca_cert)
+    return docker.DockerClient(**kwargs)
+
+
+class DockerHost:
+    def __init__(self, host: Host, client: Any | None = None, timeout: int = API_TIMEOUT_S) -> None:
+        self.host = host
+        self.name = host.name
+        self._timeout = timeout
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = client_for(self.host, self._timeout)
+        return self._client
+
+    @property
+    def api(self) -> Any:
+        return self.client.api
+
+    # -- reading -------------------------------------------------------------------
+    def observe(self) -> ObservedHost:
+        """One label-filtered list call; an error makes the host unreachable, not fatal."""
+        import docker.errors
+        import requests
+
+        try:
+            rows = self.api.containers(all=True, filters={"label": [L.OWNER_FILTER]})
+        except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+            return ObservedHost(self.name, reachable=False, error=_one_line(exc))
+        containers: list[ObservedContainer] = []
+        for row in rows:
+            names = row.get("Names") or [row["Id"][:12]]
+            image = row.get("Image", "")
+            labeled = (row.get("Labels") or {}).get(L.IMAGE, "")
+            if _IMAGE_ID.match(image) and labeled:
+                # The tag moved to a newer build after the container was created; Docker
+                # then shows the old id. That is not drift made by hand.
+                image = labeled
+            c = L.observed_from(self.name, row["Id"], names[0], row.get("State", ""), image, row.get("Labels") or {})
+            if c is not None:
+                containers.append(c)
+        return ObservedHost(self.name, reachable=True, containers=tuple(containers))
+
+    def state(self, container: str) -> str:
+        return str(self.api.inspect_container(container)["State"]["Status"])
+
+    def logs_tail(self, container: str, lines: int = 40) -> str:
+        try:
+            raw = self.api.logs(container, stdout=True, stderr=True, tail=lines)
+        except Exception as exc:  # logs are best effort: the container may be gone
+            return f"<no logs: {_one_line(exc)}>"
+        return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+
+    def image_digest(self, image: str) -> str | None:
+        try:
+            info = self.api.inspect_image(image)
+        except Exception:
+            return None
+        digests = info.get("RepoDigests") or []
+        return digests[0] if digests else info.get("Id")
+
+    # -- changing ------------------------------------------------------------------
+    def run(self, name: str, spec: ContainerSpec, labels: Mapping[str, str], secrets: Mapping[str, str]) -> str:
+        """Create and start a container; a container that fails to start is removed."""
+        import docker.errors
+
+        env = {**spec.env, **secrets}
+        device_requests = None
+        if spec.gpus and not spec.simulated_gpus:
+            from docker.types import DeviceRequest
+
+            device_requests = [DeviceRequest(device_ids=[str(g) for g in spec.gpus], capabilities=[["gpu"]])]
+        elif spec.gpus:
+            # A device request cannot start on an engine without the NVIDIA runtime, so
+            # simulated GPUs travel only as the variable the runtime would have set.
+            env["NVIDIA_VISIBLE_DEVICES"] = ",".join(str(g) for g in spec.gpus)
+        host_config = self.api.create_host_config(
+            network_mode=spec.network_mode,
+            binds={v.source: {"bind": v.target, "mode": "ro" if v.read_only else "rw"} for v in spec.volumes},
+            port_bindings={p.container_port: p.host_port for p in spec.ports} or None,
+            shm_size=spec.shm_size,
+            device_requests=device_requests,
+        )
+        created = self.api.create_container(
+            image=spec.image,
+            name=name,
+            command=list(spec.command) or None,
+            entrypoint=list(spec.entrypoint) if spec.entrypoint else None,
+            environment=env,
+            labels=dict(labels),
+            host_config=host_config,
+            ports=[p.container_port for p in spec.ports] or None,
+            detach=True,
+        )
+        cid = created["Id"]
+        try:
+            self.api.start(cid)
+        except docker.errors.APIError:
+            self.api.remove_container(cid, force=True)
+            raise
+        return str(cid)
+
+    def keep_running(self, container: str) -> None:
+        # Restart on failure only once the replica has proven ready: a crash during
+        # start-up must fail the health gate, not loop.
+        self.api.update_container(container, restart_policy={"Name": "unless-stopped"})
+
+    def stop(self, container: str, timeout_s: int = 30) -> None:
+        self.api.stop(container, timeout=timeout_s)
+
+    def start(self, container: str) -> None:
+        self.api.start(container)
+
+    def remove(self, container: str, timeout_s: int = 30) -> None:
+        import docker.errors
+
+        try:
+            self.api.stop(container, timeout=timeout_s)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            pass  # already stopped or dead: removal below still applies
+        try:
+            self.api.remove_container(container, force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def rename(self, container: str, new_name: str) -> None:
+        self.api.rename(container, new_name)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def connect_or_fail(host: Host) -> DockerHost:
+    dh = DockerHost(host)
+    observed = dh.observe()
+    if not observed.reachable:
+        raise HostUnreachableError(f"host {host.name} ({host.docker}) is unreachable: {observed.error}")
+    return dh

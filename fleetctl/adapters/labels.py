@@ -1,0 +1,110 @@
+"""Labels are the contract with Docker: who owns a container and what it is.
+
+Every managed container carries these; observation is a label-filtered list, and a
+container without `io.fleetctl.owner` is never touched.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Mapping
+
+from fleetctl.core.observed import ObservedContainer
+
+PREFIX = "io.fleetctl."
+OWNER = PREFIX + "owner"
+OWNER_VALUE = "fleetctl"
+DEPLOYMENT = PREFIX + "deployment"
+MODEL = PREFIX + "model"
+VERSION = PREFIX + "version"
+REPLICA = PREFIX + "replica"
+REVISION = PREFIX + "revision"
+GPUS = PREFIX + "gpus"
+GPUS_SIMULATED = PREFIX + "gpus-simulated"
+SPEC_HASH = PREFIX + "spec-hash"
+IMAGE = PREFIX + "image"
+PORT = PREFIX + "port"
+ENDPOINT = PREFIX + "endpoint"
+RUNTIME = PREFIX + "runtime"
+TEMPORARY = PREFIX + "temporary"
+
+OWNER_FILTER = f"{OWNER}={OWNER_VALUE}"
+TEMP_SUFFIX = "-next"
+OLD_SUFFIX = "-old"
+
+
+def container_name(deployment: str, replica: int) -> str:
+    """A Docker-safe, stable name: `fleetctl-chat-llm-v4-0`."""
+    safe = re.sub(r"[^a-zA-Z0-9_.-]+", "-", deployment.replace("@", "-"))
+    return f"fleetctl-{safe}-{replica}"
+
+
+def managed_labels(
+    *,
+    deployment: str,
+    model: str,
+    version: str,
+    runtime: str,
+    replica: int,
+    gpus: tuple[int, ...],
+    simulated: bool,
+    spec_hash: str,
+    image: str,
+    port: int | None,
+    endpoint: str,
+    revision: int | None,
+    temporary: bool = False,
+) -> dict[str, str]:
+    labels = {
+        OWNER: OWNER_VALUE,
+        DEPLOYMENT: deployment,
+        MODEL: model,
+        VERSION: version,
+        RUNTIME: runtime,
+        REPLICA: str(replica),
+        GPUS: ",".join(str(g) for g in gpus),
+        GPUS_SIMULATED: "true" if simulated else "false",
+        SPEC_HASH: spec_hash,
+        IMAGE: image,
+        ENDPOINT: endpoint,
+    }
+    if port is not None:
+        labels[PORT] = str(port)
+    if revision is not None:
+        labels[REVISION] = str(revision)
+    if temporary:
+        labels[TEMPORARY] = "true"
+    return labels
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def observed_from(host: str, cid: str, name: str, state: str, image: str, labels: Mapping[str, str]) -> ObservedContainer | None:
+    """Read one container's labels; None when it is not fully ours (never touched)."""
+    if labels.get(OWNER) != OWNER_VALUE or DEPLOYMENT not in labels:
+        return None
+    replica = _int(labels.get(REPLICA))
+    if replica is None:
+        return None
+    gpus = tuple(int(g) for g in labels.get(GPUS, "").split(",") if g.strip().isdigit())
+    return ObservedContainer(
+        host=host,
+        id=cid,
+        name=name.lstrip("/"),
+        deployment=labels[DEPLOYMENT],
+        replica=replica,
+        gpus=gpus,
+        spec_hash=labels.get(SPEC_HASH, ""),
+        state=state,
+        image=image,
+        labeled_image=labels.get(IMAGE, ""),
+        port=_int(labels.get(PORT)),
+        revision=_int(labels.get(REVISION)),
+        temporary=labels.get(TEMPORARY) == "true",
+        endpoint=labels.get(ENDPOINT, ""),
+    )

@@ -1,0 +1,86 @@
+"""Readiness probes: HTTP endpoints and Triton model readiness through tritonclient."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol
+from urllib.parse import urlparse
+
+from fleetctl.runtimes.spec import ContainerSpec, HealthCheck
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    detail: str
+
+
+def run_check(endpoint: str, check: HealthCheck, timeout_s: float = 2.0) -> CheckResult:
+    if check.kind == "http":
+        import httpx
+
+        url = endpoint.rstrip("/") + check.target
+        try:
+            r = httpx.get(url, timeout=timeout_s)
+        except httpx.HTTPError as exc:
+            return CheckResult(False, f"GET {check.target}: {type(exc).__name__}")
+        return CheckResult(r.status_code == 200, f"GET {check.target}: {r.status_code}")
+    if check.kind == "triton_model":
+        import tritonclient.http as tc
+
+        netloc = urlparse(endpoint).netloc
+        try:
+            client = tc.InferenceServerClient(netloc, connection_timeout=timeout_s, network_timeout=timeout_s)
+            ready = bool(client.is_model_ready(check.target))
+        except Exception as exc:  # tritonclient raises several types; any means "not yet"
+            return CheckResult(False, f"model {check.target}: {type(exc).__name__}")
+        return CheckResult(ready, f"model {check.target}: {'READY' if ready else 'not ready'}")
+    return CheckResult(False, f"unknown check kind {check.kind}")
+
+
+def probe(spec: ContainerSpec) -> CheckResult:
+    """All checks once, in order; the first failure is the answer."""
+    for check in spec.health:
+        result = run_check(spec.endpoint, check)
+        if not result.ok:
+            return result
+    return CheckResult(True, "ready")
+
+
+def wait_ready(
+    spec: ContainerSpec,
+    container_state: Callable[[], str],
+    *,
+    timeout_s: float,
+    interval_s: float = 0.5,
+    clock: Clock | None = None,
+    check: Callable[[ContainerSpec], CheckResult] = probe,
+) -> CheckResult:
+    """Poll until ready, the container dies, or the budget runs out."""
+    clock = clock or SystemClock()
+    deadline = clock.monotonic() + timeout_s
+    last = CheckResult(False, "not probed yet")
+    while True:
+        state = container_state()
+        if state in ("exited", "dead"):
+            return CheckResult(False, f"container {state} before it was ready ({last.detail})")
+        last = check(spec)
+        if last.ok:
+            return last
+        if clock.monotonic() >= deadline:
+            return CheckResult(False, f"not ready within {timeout_s:g} s ({last.detail})")
+        clock.sleep(interval_s)

@@ -1,0 +1,215 @@
+"""The inventory: the declarative source of truth, as pydantic models.
+
+Unknown keys are refused everywhere (`extra="forbid"`). Secrets are given only by
+reference (the name of an environment variable or a file), never by value. Loading
+from YAML with file:line:col errors lives in `fleetctl.core.loader`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_RE = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
+# Environment keys that carry credentials: refused as plain `env:` values.
+SECRET_KEY_RE = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(Strict):
+    """Where a secret comes from at apply time: an environment variable or a file."""
+
+    env: str | None = Field(None, description="Name of an environment variable holding the secret")
+    file: str | None = Field(None, description="Path of a file holding the secret")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "SecretRef":
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' or 'file'")
+        return self
+
+    def describe(self) -> str:
+        return f"env:{self.env}" if self.env else f"file:{self.file}"
+
+
+class GpuDecl(Strict):
+    count: int = Field(ge=1, le=64)
+    memory_gb: float = Field(gt=0)
+    model: str = ""
+
+
+class TlsConfig(Strict):
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    verify: bool = True
+
+
+class Host(Strict):
+    name: Annotated[str, Field(pattern=NAME_RE)]
+    docker: str = Field("unix:///var/run/docker.sock", description="unix://, ssh://user@host or tcp:// (TLS)")
+    tls: TlsConfig | None = None
+    allow_insecure_tcp: bool = Field(False, description="Accept plain tcp:// without TLS")
+    gpus: Literal["auto"] | GpuDecl = "auto"
+    simulated: bool = Field(False, description="Declared GPUs are not real (tests, demos, planning)")
+    reserve_gb: float = Field(0.0, ge=0, description="GPU memory per GPU kept free")
+    labels: dict[str, str] = Field(default_factory=dict)
+    ports: str = Field("20000-20999", pattern=r"^\d{1,5}-\d{1,5}$", description="Port range for endpoints")
+    network: Literal["bridge", "host"] = "bridge"
+    address: str = Field("127.0.0.1", description="Address clients use to reach this host's endpoints")
+    max_parallel: int = Field(4, ge=1, le=64, description="Container operations at once on this host")
+
+    @field_validator("docker")
+    @classmethod
+    def _docker_url(cls, v: str) -> str:
+        if not re.match(r"^(unix|ssh|tcp)://.+", v):
+            raise ValueError("must start with unix://, ssh:// or tcp://")
+        return v
+
+    @field_validator("ports")
+    @classmethod
+    def _port_range(cls, v: str) -> str:
+        lo, hi = (int(p) for p in v.split("-"))
+        if not (1 <= lo <= hi <= 65535):
+            raise ValueError("must be LOW-HIGH with 1 <= LOW <= HIGH <= 65535")
+        return v
+
+    @model_validator(mode="after")
+    def _tcp_needs_tls(self) -> "Host":
+        if self.docker.startswith("tcp://") and self.tls is None and not self.allow_insecure_tcp:
+            raise ValueError(
+                "plain tcp:// exposes the Docker API unencrypted: add a 'tls:' block "
+                "or set 'allow_insecure_tcp: true'"
+            )
+        return self
+
+    @property
+    def port_range(self) -> tuple[int, int]:
+        lo, hi = (int(p) for p in self.ports.split("-"))
+        return lo, hi
+
+
+class NimConfig(Strict):
+    model_profile: str | None = Field(None, description="NIM_MODEL_PROFILE")
+    served_model_name: str | None = Field(None, description="NIM_SERVED_MODEL_NAME")
+    cache_dir: str = Field("/var/cache/nim", description="Host path mounted at /opt/nim/.cache")
+    shm_size: str | None = Field(None, description="Default 16g for multi-GPU replicas")
+    startup_timeout_s: float = Field(1200, gt=0, description="Readiness budget (real NIMs need minutes)")
+    kvcache_percent: float | None = Field(None, gt=0, le=1, description="Override NIM_KVCACHE_PERCENT")
+    ngc_api_key: SecretRef = Field(default_factory=lambda: SecretRef(env="NGC_API_KEY"))
+    passthrough_args: str | None = Field(None, description="NIM_PASSTHROUGH_ARGS")
+
+
+class TritonConfig(Strict):
+    model_repository: str = Field(description="Host path of the model repository (mounted read-only)")
+    models: list[str] = Field(default_factory=list, description="Models loaded with --load-model")
+    startup_timeout_s: float = Field(300, gt=0)
+    args: list[str] = Field(default_factory=list, description="Extra tritonserver arguments")
+    server_binary: str = Field("tritonserver", description="Entrypoint of the image's server")
+    backend_directory: str = "/opt/tritonserver/backends"
+    shm_size: str | None = None
+
+
+class HealthConfig(Strict):
+    startup_timeout_s: float | None = Field(None, gt=0, description="Overrides the runtime's budget")
+    interval_s: float = Field(1.0, gt=0)
+
+
+class Overrides(Strict):
+    """Fields a pinned version may override."""
+
+    gpu_memory_gb: float | None = Field(None, gt=0)
+    gpus: int | None = Field(None, ge=1, le=16)
+    replicas: int | None = Field(None, ge=0)
+    sla_ms: float | None = Field(None, gt=0)
+    latency_ms: float | None = Field(None, gt=0)
+    gpu_util: float | None = Field(None, gt=0, le=1)
+    exclusive: bool | None = None
+    env: dict[str, str] | None = None
+    nim: NimConfig | None = None
+    triton: TritonConfig | None = None
+
+
+class Pin(Overrides):
+    version: str = Field(min_length=1)
+    image: str = Field(min_length=1)
+    customers: list[str] = Field(min_length=1)
+
+
+Origin = Literal["catalog", "lora", "custom"]
+
+
+class Model(Strict):
+    name: Annotated[str, Field(pattern=NAME_RE)]
+    version: str = Field(min_length=1)
+    runtime: str = Field(min_length=1, description="nim, triton or a plugin runtime")
+    image: str = Field(min_length=1)
+    gpu_memory_gb: float = Field(gt=0, description="One replica's total GPU memory, split over its GPUs")
+    gpus: int = Field(1, ge=1, le=16, description="GPUs per replica (tensor parallel), on one host")
+    replicas: int = Field(1, ge=0)
+    sla_ms: float | None = Field(None, gt=0, description="p95 latency target")
+    latency_ms: float | None = Field(None, gt=0, description="p95 when alone on a GPU")
+    gpu_util: float | None = Field(None, gt=0, le=1, description="Share of GPU compute at target load")
+    exclusive: bool = False
+    hosts: dict[str, str] = Field(default_factory=dict, description="Label selector")
+    pins: list[Pin] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    secrets: dict[str, SecretRef] = Field(default_factory=dict, description="Env name -> reference")
+    nim: NimConfig | None = None
+    triton: TritonConfig | None = None
+    options: dict[str, Any] = Field(default_factory=dict, description="Settings for a plugin runtime")
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    # Facts for `fleetctl advise` and `report`.
+    framework: str | None = Field(None, description="e.g. vllm, tensorrt-llm, onnx, pytorch")
+    origin: Origin = Field("catalog", description="catalog model, LoRA on a catalog base, or custom")
+    base_model: str | None = None
+    portability_required: bool = Field(False, description="Must also run off NVIDIA hardware")
+    custom_quantization: bool = Field(False, description="A quantization the team must control")
+    custom_topology: bool = Field(False, description="A serving topology the team must control")
+    api: Literal["openai", "custom"] = "openai"
+
+    @field_validator("env")
+    @classmethod
+    def _no_secret_values(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if SECRET_KEY_RE.search(key):
+                raise ValueError(
+                    f"{key} looks like a secret: give it under 'secrets:' by reference "
+                    f"({{env: NAME}} or {{file: PATH}}), never by value"
+                )
+        return v
+
+
+class TeamWeights(Strict):
+    control: float = Field(1, ge=0)
+    time_to_prod: float = Field(3, ge=0)
+    eng_cost: float = Field(2, ge=0)
+    lock_in_freedom: float = Field(1, ge=0)
+
+
+class Team(Strict):
+    weights: TeamWeights = Field(default_factory=TeamWeights)
+
+
+class Costs(Strict):
+    gpu_hour_usd: float = Field(2.5, ge=0)
+    nim_license_per_gpu_year_usd: float = Field(4500, ge=0)
+    engineer_week_usd: float = Field(4000, ge=0)
+
+
+class Inventory(Strict):
+    hosts: list[Host] = Field(min_length=1)
+    models: list[Model] = Field(default_factory=list)
+    team: Team = Field(default_factory=Team)
+    costs: Costs = Field(default_factory=Costs)
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts if h.name == name)
+
+    def model(self, name: str) -> Model:
+        return next(m for m in self.models if m.name == name)

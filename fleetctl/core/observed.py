@@ -1,0 +1,82 @@
+"""What is running: the observed fleet, as read from the Docker hosts.
+
+Built by the Docker adapter from label-filtered container lists (or empty, offline);
+consumed by the pure planner. Nothing here talks to Docker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from fleetctl.core.fleet import Assignment, GpuSpec
+
+
+@dataclass(frozen=True)
+class ObservedContainer:
+    host: str
+    id: str
+    name: str
+    deployment: str
+    replica: int
+    gpus: tuple[int, ...]
+    spec_hash: str
+    state: str  # docker state: running, exited, created, restarting, paused, dead
+    image: str  # the image the container was created from (its config, not a digest)
+    labeled_image: str = ""  # the image fleetctl asked for, from the label
+    port: int | None = None
+    revision: int | None = None
+    temporary: bool = False  # a rollout's new container not yet renamed
+    endpoint: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass(frozen=True)
+class ObservedHost:
+    name: str
+    reachable: bool = True
+    error: str | None = None
+    containers: tuple[ObservedContainer, ...] = ()
+    gpus: tuple[GpuSpec, ...] | None = None  # discovered with NVML for `gpus: auto`
+
+
+@dataclass(frozen=True)
+class ObservedFleet:
+    hosts: Mapping[str, ObservedHost] = field(default_factory=dict)
+    offline: bool = False
+
+    @classmethod
+    def empty(cls, host_names: list[str] | None = None, *, offline: bool = True) -> "ObservedFleet":
+        return cls({n: ObservedHost(n) for n in host_names or []}, offline=offline)
+
+    def containers(self) -> list[ObservedContainer]:
+        return [c for h in self.hosts.values() for c in h.containers]
+
+    def unreachable(self) -> list[ObservedHost]:
+        return [h for h in self.hosts.values() if not h.reachable]
+
+    def previous_assignments(self) -> list[Assignment]:
+        """Where replicas run now: the stable starting point for placement."""
+        seen: set[tuple[str, int]] = set()
+        out = []
+        for c in sorted(self.containers(), key=lambda c: (c.temporary, not c.running, c.host, c.name)):
+            key = (c.deployment, c.replica)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(Assignment(c.deployment, c.replica, c.host, c.gpus))
+        return out
+
+    def fingerprint(self) -> str:
+        """A digest of what was observed, to refuse a saved plan when the fleet moved."""
+        items = sorted(
+            (c.host, c.name, c.deployment, c.replica, c.spec_hash, c.state, c.image) for c in self.containers()
+        )
+        unreachable = sorted(h.name for h in self.unreachable())
+        blob = json.dumps({"containers": items, "unreachable": unreachable}, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]

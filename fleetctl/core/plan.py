@@ -1,0 +1,363 @@
+"""The plan: placement plus the actions that take the observed fleet to it.
+
+`make_plan` is a pure function of (inventory values, observed fleet). The same `Plan`
+value is rendered as a table, written as JSON, saved for apply, executed and recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any, Mapping, Sequence
+
+from fleetctl.core.fleet import Assignment, Deployment, HostSpec, Placement
+from fleetctl.core.observed import ObservedContainer, ObservedFleet
+from fleetctl.core.placement import lower_bound, naive_gpus, place
+from fleetctl.core.sla import predicted_p95, util_of
+
+PORTS_PER_REPLICA = 4  # a runtime may use port .. port+3 (Triton: http, grpc, metrics)
+
+
+class ActionKind(str, Enum):
+    CREATE = "create"
+    RECREATE = "recreate"
+    REMOVE = "remove"
+    KEEP = "keep"
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    deployment: str
+    replica: int
+    host: str
+    gpus: tuple[int, ...] = ()
+    port: int | None = None
+    spec_hash: str = ""
+    reason: str = ""
+    container: str | None = None  # existing container name (recreate, remove, keep)
+    container_host: str | None = None  # where the existing container runs, if elsewhere
+    blocked: str | None = None  # why it cannot run now (host unreachable)
+    # recreate only: start the new container before stopping the old one (no downtime,
+    # needs room on the GPUs and, on the same host, a fresh port) or stop the old first.
+    strategy: str = ""
+
+    @property
+    def mutating(self) -> bool:
+        return self.kind is not ActionKind.KEEP
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["kind"] = self.kind.value
+        d["gpus"] = list(self.gpus)
+        return d
+
+
+@dataclass(frozen=True)
+class Summary:
+    gpus_used: int
+    gpus_lower_bound: int
+    gpus_naive: int
+    gpus_total: int
+    deployments: int
+    replicas: int
+    changes: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class Plan:
+    deployments: tuple[Deployment, ...]
+    hosts: tuple[HostSpec, ...]
+    placement: Placement
+    actions: tuple[Action, ...]
+    summary: Summary
+    observed_fingerprint: str
+    unreachable: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def changes(self) -> list[Action]:
+        return [a for a in self.actions if a.mutating]
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+    def deployment(self, name: str) -> Deployment:
+        return next(d for d in self.deployments if d.name == name)
+
+
+def spec_hash(d: Deployment, host: str, gpus: Sequence[int], port: int | None) -> str:
+    """Hash of a canonical form of the desired spec: never image ids or timestamps."""
+    canonical = {
+        "deployment": d.name,
+        "runtime": d.runtime,
+        "image": d.image,
+        "memory_gb": d.memory_gb,
+        "gpus": list(gpus),
+        "host": host,
+        "port": port,
+        "customers": list(d.customers),
+        "settings": d.settings,
+    }
+    blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def assign_ports(
+    assignments: Sequence[Assignment],
+    port_ranges: Mapping[str, tuple[int, int]],
+    observed: Sequence[ObservedContainer],
+) -> dict[tuple[str, int], int]:
+    """Give each replica a block of ports on its host, keeping the ones it already has."""
+    kept: dict[tuple[str, int], tuple[str, int]] = {}
+    for c in observed:
+        if c.port is not None and not c.temporary:
+            kept.setdefault((c.deployment, c.replica), (c.host, c.port))
+    ports: dict[tuple[str, int], int] = {}
+    taken: dict[str, set[int]] = {}
+    pending = []
+    for a in sorted(assignments, key=lambda a: (a.host, a.deployment, a.replica)):
+        prev = kept.get((a.deployment, a.replica))
+        if prev and prev[0] == a.host and prev[1] not in taken.setdefault(a.host, set()):
+            ports[(a.deployment, a.replica)] = prev[1]
+            taken[a.host].add(prev[1])
+        else:
+            pending.append(a)
+    cursor: dict[str, int] = {}
+    for a in pending:
+        lo, hi = port_ranges.get(a.host, (20000, 20999))
+        used = taken.setdefault(a.host, set())
+        p = cursor.get(a.host, lo)
+        while p in used:
+            p += PORTS_PER_REPLICA
+        if p + PORTS_PER_REPLICA - 1 > hi:
+            raise ValueError(f"host {a.host}: port range {lo}-{hi} is exhausted")
+        ports[(a.deployment, a.replica)] = p
+        used.add(p)
+        cursor[a.host] = p + PORTS_PER_REPLICA
+    return ports
+
+
+def _recreate_reason(c: ObservedContainer, a: Assignment, d: Deployment, h: str) -> str | None:
+    if c.host != a.host or tuple(c.gpus) != tuple(a.gpus):
+        return f"moves from {c.host} GPU {_fmt_gpus(c.gpus)} to {a.host} GPU {_fmt_gpus(a.gpus)}"
+    if c.labeled_image and c.labeled_image != d.image:
+        return f"image {c.labeled_image} -> {d.image}"
+    if c.spec_hash != h:
+        return "spec changed"
+    if c.labeled_image and c.image != c.labeled_image:
+        return f"drift: container runs {c.image}, not {c.labeled_image}"
+    if not c.running:
+        return f"drift: container is {c.state}"
+    return None
+
+
+def _fmt_gpus(gpus: Sequence[int]) -> str:
+    return ",".join(str(g) for g in gpus)
+
+
+def make_plan(
+    deployments: Sequence[Deployment],
+    hosts: Sequence[HostSpec],
+    observed: ObservedFleet,
+    port_ranges: Mapping[str, tuple[int, int]] | None = None,
+) -> Plan:
+    port_ranges = port_ranges or {}
+    containers = observed.containers()
+    placement = place(deployments, hosts, observed.previous_assignments())
+    by_name = {d.name: d for d in deployments}
+    ports = assign_ports(placement.assignments, port_ranges, containers)
+    unreachable = {h.name: h.error or "unreachable" for h in observed.unreachable()}
+
+    current: dict[tuple[str, int], list[ObservedContainer]] = {}
+    for c in sorted(containers, key=lambda c: (c.temporary, not c.running, c.host, c.name)):
+        current.setdefault((c.deployment, c.replica), []).append(c)
+
+    actions: list[Action] = []
+    for a in sorted(placement.assignments, key=lambda a: (a.deployment, a.replica)):
+        d = by_name[a.deployment]
+        port = ports[(a.deployment, a.replica)]
+        h = spec_hash(d, a.host, a.gpus, port)
+        existing = current.pop((a.deployment, a.replica), [])
+        blocked = unreachable.get(a.host)
+        base = dict(deployment=a.deployment, replica=a.replica, host=a.host, gpus=a.gpus, port=port, spec_hash=h)
+        if not existing:
+            actions.append(Action(ActionKind.CREATE, reason="new replica", blocked=blocked, **base))
+            continue
+        primary, extras = existing[0], existing[1:]
+        why = _recreate_reason(primary, a, d, h)
+        if why is None:
+            actions.append(Action(ActionKind.KEEP, reason="up to date", container=primary.name, **base))
+        else:
+            old_host = primary.host if primary.host != a.host else None
+            blocked = blocked or unreachable.get(primary.host)
+            actions.append(
+                Action(ActionKind.RECREATE, reason=why, container=primary.name, container_host=old_host, blocked=blocked, **base)
+            )
+        for extra in extras:
+            actions.append(_removal(extra, "duplicate or leftover container", unreachable))
+    for (dep, _replica), leftovers in sorted(current.items()):
+        why = "no longer in the inventory" if dep not in by_name else "replica no longer wanted"
+        for c in leftovers:
+            actions.append(_removal(c, why, unreachable))
+
+    actions = _with_strategies(actions, deployments, hosts, placement.assignments, containers, port_ranges)
+    counts = {k.value: sum(1 for x in actions if x.kind is k) for k in ActionKind}
+    summary = Summary(
+        gpus_used=placement.gpus_used(),
+        gpus_lower_bound=lower_bound(deployments, hosts),
+        gpus_naive=naive_gpus(deployments),
+        gpus_total=sum(len(h.gpus) for h in hosts),
+        deployments=len(deployments),
+        replicas=sum(d.replicas for d in deployments),
+        changes=counts,
+    )
+    return Plan(
+        deployments=tuple(deployments),
+        hosts=tuple(hosts),
+        placement=placement,
+        actions=tuple(actions),
+        summary=summary,
+        observed_fingerprint=observed.fingerprint(),
+        unreachable=unreachable,
+    )
+
+
+START_FIRST = "start-first"
+STOP_FIRST = "stop-first"
+
+
+def _with_strategies(
+    actions: list[Action],
+    deployments: Sequence[Deployment],
+    hosts: Sequence[HostSpec],
+    assignments: Sequence[Assignment],
+    containers: Sequence[ObservedContainer],
+    port_ranges: Mapping[str, tuple[int, int]],
+) -> list[Action]:
+    """Decide for each recreate whether old and new can run side by side."""
+    from dataclasses import replace
+
+    by_name = {d.name: d for d in deployments}
+    usable = {(h.name, g.index): g.usable_gb for h in hosts for g in h.gpus}
+    load: dict[tuple[str, int], float] = {}
+    for a in assignments:
+        for g in a.gpus:
+            load[(a.host, g)] = load.get((a.host, g), 0.0) + by_name[a.deployment].memory_per_gpu_gb
+    taken: dict[str, set[int]] = {}
+    for x in actions:
+        if x.port is not None:
+            taken.setdefault(x.host, set()).add(x.port)
+    for c in containers:
+        if c.port is not None:
+            taken.setdefault(c.host, set()).add(c.port)
+    by_key = {(c.deployment, c.replica, c.name): c for c in containers}
+
+    out = []
+    for x in actions:
+        if x.kind is not ActionKind.RECREATE:
+            out.append(x)
+            continue
+        old = by_key.get((x.deployment, x.replica, x.container or ""))
+        if x.container_host is not None:
+            out.append(replace(x, strategy=START_FIRST))  # another host: nothing to share
+            continue
+        if old is None or not old.running:
+            out.append(replace(x, strategy=STOP_FIRST))  # nothing serving to keep
+            continue
+        share = by_name[x.deployment].memory_per_gpu_gb
+        fits = all(
+            load.get((x.host, g), 0.0) + (share if g in old.gpus else 0.0) <= usable.get((x.host, g), 0.0) + 1e-9
+            for g in x.gpus
+        )
+        port = _free_block(taken.setdefault(x.host, set()), port_ranges.get(x.host, (20000, 20999))) if fits else None
+        if port is None:
+            out.append(replace(x, strategy=STOP_FIRST))
+            continue
+        taken[x.host].add(port)
+        d = by_name[x.deployment]
+        out.append(replace(x, strategy=START_FIRST, port=port, spec_hash=spec_hash(d, x.host, x.gpus, port)))
+    return out
+
+
+def _free_block(taken: set[int], port_range: tuple[int, int]) -> int | None:
+    lo, hi = port_range
+    for p in range(lo, hi - PORTS_PER_REPLICA + 2, PORTS_PER_REPLICA):
+        if p not in taken:
+            return p
+    return None
+
+
+def _removal(c: ObservedContainer, why: str, unreachable: Mapping[str, str]) -> Action:
+    return Action(
+        ActionKind.REMOVE,
+        deployment=c.deployment,
+        replica=c.replica,
+        host=c.host,
+        gpus=c.gpus,
+        port=c.port,
+        spec_hash=c.spec_hash,
+        reason=why,
+        container=c.name,
+        blocked=unreachable.get(c.host),
+    )
+
+
+def gpu_map(plan: Plan) -> list[dict[str, Any]]:
+    """Per host, per GPU: capacity, memory used, compute share and tenants with predicted p95."""
+    by_name = {d.name: d for d in plan.deployments}
+    tenants: dict[tuple[str, int], list[tuple[Deployment, int]]] = {}
+    for a in plan.placement.assignments:
+        for g in a.gpus:
+            tenants.setdefault((a.host, g), []).append((by_name[a.deployment], a.replica))
+    out = []
+    for h in plan.hosts:
+        gpus = []
+        for g in h.gpus:
+            here = sorted(tenants.get((h.name, g.index), []), key=lambda t: (t[0].name, t[1]))
+            rows = []
+            for d, r in here:
+                others = [o for o, _ in here if o is not d]
+                p95 = predicted_p95(d, g, others) if d.sla_ms or d.latency_ms else None
+                rows.append(
+                    {
+                        "deployment": d.name,
+                        "replica": r,
+                        "memory_gb": round(d.memory_per_gpu_gb, 3),
+                        "util": round(util_of(d, g), 4),
+                        "sla_ms": d.sla_ms,
+                        "predicted_p95_ms": None if p95 is None else round(p95, 2),
+                    }
+                )
+            gpus.append(
+                {
+                    "index": g.index,
+                    "model": g.model,
+                    "memory_gb": g.memory_gb,
+                    "reserve_gb": g.reserve_gb,
+                    "used_gb": round(sum(t["memory_gb"] for t in rows), 3),
+                    "util": round(sum(t["util"] for t in rows), 4),
+                    "tenants": rows,
+                }
+            )
+        out.append({"host": h.name, "simulated": h.simulated, "gpus": gpus})
+    return out
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "placements": [
+            {"deployment": a.deployment, "replica": a.replica, "host": a.host, "gpus": list(a.gpus)}
+            for a in sorted(plan.placement.assignments, key=lambda a: (a.deployment, a.replica))
+        ],
+        "unplaced": [
+            {"deployment": u.deployment, "replica": u.replica, "reasons": list(u.reasons)} for u in plan.placement.unplaced
+        ],
+        "actions": [a.to_json() for a in plan.actions],
+        "summary": asdict(plan.summary),
+        "gpu_map": gpu_map(plan),
+        "unreachable_hosts": dict(plan.unreachable),
+        "observed_fingerprint": plan.observed_fingerprint,
+    }

@@ -1,0 +1,86 @@
+"""Turn the validated inventory into domain values: deployments and host specs."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
+from fleetctl.core.inventory import Host, Inventory, Model, Pin
+
+
+def _settings(model: Model, pin: Pin | None) -> dict[str, Any]:
+    """The runtime-facing, secret-free settings of one deployment (hashed into its spec)."""
+    env = dict(model.env)
+    nim = model.nim
+    triton = model.triton
+    if pin is not None:
+        if pin.env is not None:
+            env = {**env, **pin.env}
+        nim = pin.nim or nim
+        triton = pin.triton or triton
+    return {
+        "env": env,
+        # Only the references: where a secret comes from, never its value.
+        "secrets": {k: ref.describe() for k, ref in sorted(model.secrets.items())},
+        "nim": nim.model_dump(mode="json") if nim else None,
+        "triton": triton.model_dump(mode="json") if triton else None,
+        "options": dict(model.options),
+        "health": model.health.model_dump(mode="json"),
+        "framework": model.framework,
+    }
+
+
+def _pick(pin: Pin | None, attr: str, default: Any) -> Any:
+    if pin is None:
+        return default
+    value = getattr(pin, attr)
+    return default if value is None else value
+
+
+def deployments_of(model: Model) -> list[Deployment]:
+    """The current version plus every pinned version of a model."""
+    out = []
+    for pin in [None, *model.pins]:
+        out.append(
+            Deployment(
+                model=model.name,
+                version=pin.version if pin else model.version,
+                runtime=model.runtime,
+                image=pin.image if pin else model.image,
+                memory_gb=_pick(pin, "gpu_memory_gb", model.gpu_memory_gb),
+                gpus=_pick(pin, "gpus", model.gpus),
+                replicas=_pick(pin, "replicas", model.replicas),
+                sla_ms=_pick(pin, "sla_ms", model.sla_ms),
+                latency_ms=_pick(pin, "latency_ms", model.latency_ms),
+                gpu_util=_pick(pin, "gpu_util", model.gpu_util),
+                exclusive=_pick(pin, "exclusive", model.exclusive),
+                selector=dict(model.hosts),
+                customers=tuple(pin.customers) if pin else (),
+                settings=_settings(model, pin),
+            )
+        )
+    return out
+
+
+def deployments(inventory: Inventory) -> list[Deployment]:
+    return [d for m in inventory.models for d in deployments_of(m)]
+
+
+def host_spec(host: Host, discovered: tuple[GpuSpec, ...] | None = None) -> HostSpec:
+    """A host's placement view; `discovered` is what NVML found for `gpus: auto`."""
+    if host.gpus == "auto":
+        gpus = tuple(
+            GpuSpec(index=g.index, memory_gb=g.memory_gb, reserve_gb=host.reserve_gb, model=g.model)
+            for g in (discovered or ())
+        )
+    else:
+        gpus = tuple(
+            GpuSpec(index=i, memory_gb=host.gpus.memory_gb, reserve_gb=host.reserve_gb, model=host.gpus.model)
+            for i in range(host.gpus.count)
+        )
+    return HostSpec(name=host.name, gpus=gpus, labels=dict(host.labels), simulated=host.simulated)
+
+
+def host_specs(inventory: Inventory, discovered: Mapping[str, tuple[GpuSpec, ...]] | None = None) -> list[HostSpec]:
+    discovered = discovered or {}
+    return [host_spec(h, discovered.get(h.name)) for h in inventory.hosts]

@@ -1,0 +1,278 @@
+"""`apply` and `down`: lock, observe, plan, confirm, act, record."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from fleetctl.adapters.docker_host import DockerHost, HostAPI
+from fleetctl.core.fleet import Deployment
+from fleetctl.core.inventory import Inventory
+from fleetctl.core.observed import ObservedFleet
+from fleetctl.core.plan import Action, ActionKind, Plan, plan_to_json
+from fleetctl.errors import AbortedError, FleetctlError, InfeasibleError
+from fleetctl.ops.planfile import check_fresh, read_plan
+from fleetctl.ops.planning import PlanResult, build_plan, inventory_digest, load_inventory
+from fleetctl.ops.rendering import Rendered, render_action, shared_gpus
+from fleetctl.ops.rollout import Executor, Reporter, SilentReporter, StepOutcome
+from fleetctl.runtimes.registry import runtime_names
+from fleetctl.runtimes.spec import SecretEnv
+from fleetctl.state.lock import StateLock
+from fleetctl.state.store import StateStore
+
+Observer = Callable[[Inventory], ObservedFleet]
+HostFactory = Callable[[Inventory], Mapping[str, HostAPI]]
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    plan: Plan
+    outcomes: tuple[StepOutcome, ...] = ()
+    rollout_id: int | None = None
+    revisions: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def noop(self) -> bool:
+        return not self.plan.has_changes
+
+    @property
+    def failed(self) -> list[StepOutcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+
+def deployment_hash(d: Deployment) -> str:
+    """The identity of a deployment's spec for revisions (placement excluded)."""
+    blob = json.dumps(deployment_record(d), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def deployment_record(d: Deployment) -> dict:
+    rec = asdict(d)
+    rec["selector"] = dict(d.selector)
+    rec["customers"] = list(d.customers)
+    return rec
+
+
+def resolve_secrets(rendered: Mapping[tuple[str, int], Rendered]) -> dict[tuple[str, int], dict[str, str]]:
+    """Read every secret reference now, before anything changes; name a missing one, never a value."""
+    cache: dict[str, str] = {}
+    out: dict[tuple[str, int], dict[str, str]] = {}
+    for key, r in rendered.items():
+        values: dict[str, str] = {}
+        for s in r.spec.secret_env:
+            if s.source not in cache:
+                cache[s.source] = _read_secret(s, key[0])
+            values[s.name] = cache[s.source]
+        out[key] = values
+    return out
+
+
+def _read_secret(s: SecretEnv, deployment: str) -> str:
+    kind, _, ref = s.source.partition(":")
+    if kind == "env":
+        value = os.environ.get(ref)
+        if not value:
+            raise FleetctlError(f"{deployment} needs {s.name} from environment variable {ref}, which is not set")
+        return value
+    try:
+        value = Path(ref).read_text().strip()
+    except OSError as exc:
+        raise FleetctlError(f"{deployment} needs {s.name} from file {ref}: {exc.strerror}") from None
+    if not value:
+        raise FleetctlError(f"{deployment} needs {s.name} from file {ref}, which is empty")
+    return value
+
+
+def docker_hosts(inventory: Inventory) -> dict[str, HostAPI]:
+    return {h.name: DockerHost(h) for h in inventory.hosts}
+
+
+def _revision_numbers(store: StateStore, plan: Plan) -> dict[str, int]:
+    numbers = {}
+    for d in plan.deployments:
+        h = deployment_hash(d)
+        latest = store.latest_revision(d.name)
+        if latest is not None and latest.spec_hash == h:
+            numbers[d.name] = latest.number
+        else:
+            numbers[d.name] = max((r.number for r in store.revisions(d.name)), default=0) + 1
+    return numbers
+
+
+def apply(
+    inventory_path: str | Path,
+    *,
+    state_path: Path,
+    observe: Observer,
+    confirm: Callable[[Plan], bool],
+    hosts: HostFactory = docker_hosts,
+    reporter: Reporter | None = None,
+    plan_file: Path | None = None,
+    command: str = "apply",
+    interval_s: float = 0.5,
+) -> ApplyResult:
+    with StateLock(state_path, command):
+        loaded = load_inventory(inventory_path, runtime_names())
+        inv = loaded.inventory
+        observed = observe(inv)
+        plan = build_plan(loaded, observed)
+        result = PlanResult(loaded, observed, plan, inventory_digest(inventory_path))
+        if plan_file is not None:
+            check_fresh(read_plan(plan_file), result, plan_file)
+        if not plan.placement.feasible:
+            reasons = "; ".join(f"{u.deployment}#{u.replica}: {', '.join(u.reasons)}" for u in plan.placement.unplaced)
+            raise InfeasibleError(f"the inventory cannot be placed: {reasons}")
+        if not plan.has_changes:
+            return ApplyResult(plan)  # nothing to do: no Docker mutation, no state write
+        if not confirm(plan):
+            raise AbortedError("apply cancelled; nothing was changed")
+        return execute_plan(result, inv, state_path, hosts(inv), reporter or SilentReporter(), command, interval_s)
+
+
+def execute_plan(
+    result: PlanResult,
+    inv: Inventory,
+    state_path: Path,
+    host_apis: Mapping[str, HostAPI],
+    reporter: Reporter,
+    command: str,
+    interval_s: float = 0.5,
+) -> ApplyResult:
+    plan = result.plan
+    with StateStore(state_path) as store:
+        numbers = _revision_numbers(store, plan)
+        shared = shared_gpus(plan)
+        rendered = {
+            (a.deployment, a.replica): render_action(plan, inv, a, numbers[a.deployment], shared)
+            for a in plan.actions
+            if a.kind in (ActionKind.CREATE, ActionKind.RECREATE)
+        }
+        secrets = resolve_secrets(rendered)
+        secret_values = sorted({v for s in secrets.values() for v in s.values()})
+        plan_json = plan_to_json(plan)
+        rollout_id = store.begin_rollout(command, str(result.loaded.path), result.inventory_digest, plan_json)
+        executor = Executor(
+            hosts=host_apis,
+            rendered=rendered,
+            secrets=secrets,
+            reporter=reporter,
+            max_parallel={h.name: h.max_parallel for h in inv.hosts},
+            interval_s=interval_s,
+        )
+        outcomes = executor.run(plan.actions)
+        _record(store, rollout_id, plan, outcomes, rendered, numbers, host_apis, secret_values)
+    return ApplyResult(plan, tuple(outcomes), rollout_id, numbers)
+
+
+def _record(
+    store: StateStore,
+    rollout_id: int,
+    plan: Plan,
+    outcomes: Sequence[StepOutcome],
+    rendered: Mapping[tuple[str, int], Rendered],
+    numbers: Mapping[str, int],
+    host_apis: Mapping[str, HostAPI],
+    secret_values: Sequence[str],
+) -> None:
+    from datetime import datetime, timezone
+
+    def ts(t: float) -> datetime | None:
+        return datetime.fromtimestamp(t, timezone.utc) if t else None
+
+    for o in outcomes:
+        a = o.action
+        store.record_step(
+            rollout_id,
+            deployment=a.deployment,
+            replica=a.replica,
+            host=a.host,
+            action=a.kind.value,
+            container=o.container or a.container or "",
+            outcome="ok" if o.ok else ("skipped" if a.blocked else "failed"),
+            detail=o.detail,
+            log_tail=o.log_tail,
+            started_at=ts(o.started_at),
+            finished_at=ts(o.finished_at),
+        )
+    touched: dict[str, list[StepOutcome]] = {}
+    for o in outcomes:
+        if o.action.kind is not ActionKind.REMOVE:
+            touched.setdefault(o.action.deployment, []).append(o)
+    for d in plan.deployments:
+        if d.name not in touched:
+            continue
+        ok = all(o.ok for o in touched[d.name])
+        placement = [
+            {"replica": a.replica, "host": a.host, "gpus": list(a.gpus), "port": a.port}
+            for a in plan.actions
+            if a.deployment == d.name and a.kind is not ActionKind.REMOVE
+        ]
+        image = d.image
+        host = next((x.host for x in plan.actions if x.deployment == d.name), None)
+        digest = host_apis[host].image_digest(image) if host in host_apis else None
+        store.record_revision(
+            deployment=d.name,
+            model=d.model,
+            version=d.version,
+            spec_hash=deployment_hash(d),
+            spec=deployment_record(d),
+            image=image,
+            image_digest=digest,
+            placement=placement,
+            outcome="applied" if ok else "failed",
+            rollout_id=rollout_id,
+            forbidden_values=secret_values,
+        )
+    failed = [o for o in outcomes if not o.ok]
+    outcome = "succeeded" if not failed else ("failed" if len(failed) == len(outcomes) else "partial")
+    store.finish_rollout(rollout_id, outcome, f"{len(outcomes) - len(failed)} ok, {len(failed)} failed")
+
+
+def down(
+    inventory_path: str | Path,
+    *,
+    state_path: Path,
+    observe: Observer,
+    confirm: Callable[[list[Action]], bool],
+    hosts: HostFactory = docker_hosts,
+    reporter: Reporter | None = None,
+) -> ApplyResult:
+    """Remove every managed container on the inventory's hosts."""
+    with StateLock(state_path, "down"):
+        loaded = load_inventory(inventory_path, runtime_names())
+        inv = loaded.inventory
+        observed = observe(inv)
+        removals = [
+            Action(ActionKind.REMOVE, c.deployment, c.replica, c.host, c.gpus, c.port, c.spec_hash, "down", c.name)
+            for c in sorted(observed.containers(), key=lambda c: (c.host, c.name))
+        ]
+        empty = build_plan(loaded, ObservedFleet.empty([h.name for h in inv.hosts]))
+        from dataclasses import replace
+
+        plan = replace(empty, actions=tuple(removals))
+        if not removals:
+            return ApplyResult(plan)
+        if not confirm(removals):
+            raise AbortedError("down cancelled; nothing was removed")
+        with StateStore(state_path) as store:
+            rid = store.begin_rollout("down", str(inventory_path), inventory_digest(inventory_path), {"actions": [a.to_json() for a in removals]})
+            ex = Executor(hosts(inv), {}, {}, reporter or SilentReporter(), {h.name: h.max_parallel for h in inv.hosts})
+            outcomes = ex.run(removals)
+            for o in outcomes:
+                store.record_step(
+                    rid,
+                    deployment=o.action.deployment,
+                    replica=o.action.replica,
+                    host=o.action.host,
+                    action="remove",
+                    container=o.action.container or "",
+                    outcome="ok" if o.ok else "failed",
+                    detail=o.detail,
+                )
+            failed = [o for o in outcomes if not o.ok]
+            store.finish_rollout(rid, "succeeded" if not failed else "partial", f"{len(outcomes)} removed")
+        return ApplyResult(plan, tuple(outcomes), rid)

@@ -1,0 +1,116 @@
+"""What a runtime renders: a container spec for one placed replica, and its health checks.
+
+Pure values. The Docker adapter turns a `ContainerSpec` into API calls; the probe adapter
+runs the `HealthCheck`s. Secrets appear only as references, resolved at apply time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping, Protocol, Sequence
+
+from fleetctl.core.fleet import Deployment
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    deployment: Deployment
+    replica: int
+    host: str
+    gpus: tuple[int, ...]
+    port: int  # first of a block of PORTS_PER_REPLICA ports on the host
+    network: Literal["host", "bridge"]
+    address: str  # where clients reach the host's endpoints
+    simulated: bool
+    gpu_memory_gb: float  # device memory of one of its GPUs
+    shared: bool  # another replica shares one of its GPUs
+
+    @property
+    def memory_fraction(self) -> float:
+        """The planned share of each GPU's memory for this replica."""
+        return self.deployment.memory_per_gpu_gb / self.gpu_memory_gb if self.gpu_memory_gb else 1.0
+
+    @property
+    def bind_address(self) -> str:
+        # With host networking, listen only where clients are meant to come from when
+        # that is loopback; otherwise on every interface like a published port would.
+        return self.address if self.address.startswith("127.") or self.address == "::1" else "0.0.0.0"
+
+
+@dataclass(frozen=True)
+class Volume:
+    source: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class PortMap:
+    container_port: int
+    host_port: int
+
+
+@dataclass(frozen=True)
+class SecretEnv:
+    """An environment variable whose value is read at apply time from `source`."""
+
+    name: str
+    source: str  # "env:NAME" or "file:PATH"
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    kind: Literal["http", "triton_model"]
+    target: str  # URL path for http, model name for triton_model
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    image: str
+    endpoint: str
+    health: tuple[HealthCheck, ...]
+    startup_timeout_s: float
+    entrypoint: tuple[str, ...] | None = None
+    command: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    secret_env: tuple[SecretEnv, ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    ports: tuple[PortMap, ...] = ()  # published ports, bridge networking only
+    network_mode: Literal["host", "bridge"] = "bridge"
+    shm_size: str | None = None
+    gpus: tuple[int, ...] = ()
+    simulated_gpus: bool = False
+
+
+class Runtime(Protocol):
+    """A way to serve a model. Built-in NIM and Triton implement it; plugins add more."""
+
+    name: str
+
+    def render(self, ctx: RenderContext) -> ContainerSpec: ...
+
+
+def secret_env_from(refs: Mapping[str, str]) -> tuple[SecretEnv, ...]:
+    return tuple(SecretEnv(name, src) for name, src in sorted(refs.items()))
+
+
+def http_health(path: str) -> HealthCheck:
+    return HealthCheck("http", path, f"GET {path} answers 200")
+
+
+def startup_budget(d: Deployment, default: float) -> float:
+    override = d.settings.get("health", {}).get("startup_timeout_s")
+    return float(override) if override else float(default)
+
+
+def merged_env(*parts: Mapping[str, str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for p in parts:
+        if p:
+            out.update(p)
+    return out
+
+
+def ports_for(network: str, mapping: Sequence[tuple[int, int]]) -> tuple[PortMap, ...]:
+    return tuple(PortMap(c, h) for c, h in mapping) if network == "bridge" else ()
