@@ -164,7 +164,7 @@ YesOpt = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation.")
 
 
 def _state_path(state: Optional[Path]) -> Path:
-    from fleetctl.state.db import resolve_state_path
+    from fleetctl.state.paths import resolve_state_path
 
     return resolve_state_path(str(state) if state else None)
 

@@ -140,7 +140,7 @@ class LoadedInventory:
     path: str
 
 
-def load_text(text: str, file: str = "<inventory>") -> LoadedInventory:
+def load_text(text: str, file: str = "<inventory>", base_dir: str | Path | None = None) -> LoadedInventory:
     from fleetctl.core.checks import semantic_problems  # local: checks imports fleet views
 
     data, positions = parse_yaml(text, file)
@@ -153,7 +153,26 @@ def load_text(text: str, file: str = "<inventory>") -> LoadedInventory:
     problems = semantic_problems(inventory, positions)
     if problems:
         raise InventoryError(problems)
+    if base_dir is not None:
+        inventory = _absolute_paths(inventory, Path(base_dir))
     return LoadedInventory(inventory, positions, file)
+
+
+def _absolute_paths(inv: Inventory, base: Path) -> Inventory:
+    """Host paths in the inventory are relative to the inventory file, like compose's."""
+
+    def fix(path: str) -> str:
+        return path if Path(path).is_absolute() else str((base / path).resolve())
+
+    models = []
+    for m in inv.models:
+        update: dict[str, Any] = {}
+        if m.triton is not None:
+            update["triton"] = m.triton.model_copy(update={"model_repository": fix(m.triton.model_repository)})
+        if m.nim is not None:
+            update["nim"] = m.nim.model_copy(update={"cache_dir": fix(m.nim.cache_dir)})
+        models.append(m.model_copy(update=update) if update else m)
+    return inv.model_copy(update={"models": models})
 
 
 def load(path: str | Path) -> LoadedInventory:
@@ -164,4 +183,4 @@ def load(path: str | Path) -> LoadedInventory:
         raise InventoryError([f"{p}:1:1: <file>: no such inventory file"]) from None
     except OSError as exc:
         raise InventoryError([f"{p}:1:1: <file>: cannot read: {exc.strerror}"]) from None
-    return load_text(text, str(p))
+    return load_text(text, str(p), base_dir=p.resolve().parent)

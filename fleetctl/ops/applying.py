@@ -7,7 +7,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from fleetctl.adapters.docker_host import DockerHost, HostAPI
 from fleetctl.core.fleet import Deployment
@@ -22,7 +22,9 @@ from fleetctl.ops.rollout import Executor, Reporter, SilentReporter, StepOutcome
 from fleetctl.runtimes.registry import runtime_names
 from fleetctl.runtimes.spec import SecretEnv
 from fleetctl.state.lock import StateLock
-from fleetctl.state.store import StateStore
+
+if TYPE_CHECKING:  # the store pulls in SQLAlchemy (~0.5 s): only import it to write
+    from fleetctl.state.store import StateStore
 
 Observer = Callable[[Inventory], ObservedFleet]
 HostFactory = Callable[[Inventory], Mapping[str, HostAPI]]
@@ -142,6 +144,8 @@ def execute_plan(
     command: str,
     interval_s: float = 0.5,
 ) -> ApplyResult:
+    from fleetctl.state.store import StateStore
+
     plan = result.plan
     with StateStore(state_path) as store:
         numbers = _revision_numbers(store, plan)
@@ -154,7 +158,11 @@ def execute_plan(
         secrets = resolve_secrets(rendered)
         secret_values = sorted({v for s in secrets.values() for v in s.values()})
         plan_json = plan_to_json(plan)
-        rollout_id = store.begin_rollout(command, str(result.loaded.path), result.inventory_digest, plan_json)
+        # Under the lock, a rollout still marked running belonged to a killed process.
+        store.fail_abandoned_rollouts()
+        rollout_id = store.begin_rollout(
+            command, str(result.loaded.path), result.inventory_digest, plan_json, forbidden_values=secret_values
+        )
         executor = Executor(
             hosts=host_apis,
             rendered=rendered,
@@ -163,7 +171,11 @@ def execute_plan(
             max_parallel={h.name: h.max_parallel for h in inv.hosts},
             interval_s=interval_s,
         )
-        outcomes = executor.run(plan.actions)
+        try:
+            outcomes = executor.run(plan.actions)
+        except BaseException:
+            store.finish_rollout(rollout_id, "failed", "interrupted")
+            raise
         _record(store, rollout_id, plan, outcomes, rendered, numbers, host_apis, secret_values)
     return ApplyResult(plan, tuple(outcomes), rollout_id, numbers)
 
@@ -258,6 +270,8 @@ def down(
             return ApplyResult(plan)
         if not confirm(removals):
             raise AbortedError("down cancelled; nothing was removed")
+        from fleetctl.state.store import StateStore
+
         with StateStore(state_path) as store:
             rid = store.begin_rollout("down", str(inventory_path), inventory_digest(inventory_path), {"actions": [a.to_json() for a in removals]})
             ex = Executor(hosts(inv), {}, {}, reporter or SilentReporter(), {h.name: h.max_parallel for h in inv.hosts})

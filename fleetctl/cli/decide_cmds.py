@@ -1,0 +1,120 @@
+"""`fleetctl advise` and `fleetctl report`: decision support over the offline plan.
+
+`register(app)` adds both commands to a Typer app, so that the main app and tests can
+carry them alike.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+
+from fleetctl.cli import render
+from fleetctl.errors import FleetctlError, NotFoundError
+
+if TYPE_CHECKING:
+    from fleetctl.ops.planning import PlanResult
+
+DEFAULT_INVENTORY = "inventory/fleet.yaml"
+
+
+class Output(str, enum.Enum):
+    # Same values as fleetctl.cli.app.Output; defined here so that app.py may import
+    # this module at any point without a circular import.
+    table = "table"
+    json = "json"
+
+
+InventoryOpt = typer.Option(
+    DEFAULT_INVENTORY, "-f", "--inventory", help="Inventory file (YAML).", envvar="FLEETCTL_INVENTORY"
+)
+OutputOpt = typer.Option(Output.table, "--output", help="table for people, json for machines.")
+WeightsOpt = typer.Option(
+    None,
+    "--weights",
+    help="Weights NAME=N,... over control, time_to_prod, eng_cost, lock_in_freedom; "
+    "overrides the inventory's team.weights (dimensions not named keep theirs).",
+)
+
+
+def _offline_plan(inventory: Path) -> "PlanResult":
+    from fleetctl.ops.planning import plan_inventory
+    from fleetctl.runtimes.registry import runtime_names
+
+    return plan_inventory(inventory, None, runtime_names())
+
+
+def advise(
+    model: Optional[str] = typer.Argument(None, help="Explain one model step by step."),
+    inventory: Path = InventoryOpt,
+    output: Output = OutputOpt,
+    weights: Optional[str] = WeightsOpt,
+) -> None:
+    """Rank build, Triton and NIM for each model, with the facts that decided."""
+    from fleetctl.decide.advise import advise_all, advise_to_json
+    from fleetctl.decide.holdings import holdings
+    from fleetctl.decide.render_advise import advise_table, explain
+    from fleetctl.decide.weights import resolve_weights
+
+    result = _offline_plan(inventory)
+    inv = result.loaded.inventory
+    w = resolve_weights(weights, inv.team.weights)
+    models = list(inv.models)
+    if model is not None:
+        models = [m for m in models if m.name == model]
+        if not models:
+            known = ", ".join(m.name for m in inv.models) or "none"
+            raise NotFoundError(f"no model named {model!r} in {inventory} (models: {known})")
+    advices = advise_all(models, w, inv.costs, holdings(result.plan))
+    if output is Output.json:
+        data = advise_to_json(advices, w)
+        if model is not None:
+            data = {**data, "model": data["models"][0]}
+        render.print_json(data)
+        return
+    console = render.stdout_console()
+    if model is not None:
+        console.print(explain(advices[0], inv.costs))
+    elif advices:
+        console.print(advise_table(advices))
+    else:
+        console.print("no models in the inventory")
+
+
+def report(
+    inventory: Path = InventoryOpt,
+    output: Output = OutputOpt,
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML page to FILE."),
+) -> None:
+    """What the fleet runs, how it packs, what the SLAs forced and what it costs."""
+    from fleetctl.decide.html import render_html
+    from fleetctl.decide.render_report import render_report
+    from fleetctl.decide.report import build_report, report_to_json
+
+    result = _offline_plan(inventory)
+    r = build_report(result.loaded.inventory, result.plan, str(inventory))
+    if html is not None:
+        try:
+            html.parent.mkdir(parents=True, exist_ok=True)
+            html.write_text(render_html(r), encoding="utf-8")
+        except OSError as exc:
+            raise FleetctlError(f"cannot write {html}: {exc.strerror}") from None
+    if output is Output.json:
+        data = report_to_json(r)
+        if html is not None:
+            data["html"] = str(html)
+        render.print_json(data)
+        return
+    console = render.stdout_console()
+    render_report(console, r)
+    if html is not None:
+        console.print(f"wrote {html}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `advise` and `report` to `app`."""
+    app.command("advise")(advise)
+    app.command("report")(report)

@@ -1,0 +1,135 @@
+"""The state schema, as an append-only list of migrations.
+
+A database records which versions it has in `schema_migrations`; opening it applies the
+missing ones in order. A released migration is never edited: databases already past it
+would silently keep the old shape. Change the schema by appending a new `Migration`, and
+keep `fleetctl/state/models.py` in step (a unit test compares the two).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import Engine
+
+from fleetctl.errors import FleetctlError
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]  # one SQL statement each: sqlite3 runs one per execute
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "rollouts, their steps, and deployment revisions",
+        (
+            """
+            CREATE TABLE rollout (
+                id               INTEGER PRIMARY KEY AUTOINCREMENT,
+                started_at       TEXT    NOT NULL,
+                finished_at      TEXT,
+                command          TEXT    NOT NULL,
+                user             TEXT    NOT NULL,
+                inventory_path   TEXT    NOT NULL,
+                inventory_digest TEXT    NOT NULL,
+                plan_json        TEXT    NOT NULL,
+                outcome          TEXT    NOT NULL
+                    CHECK (outcome IN ('running', 'succeeded', 'failed', 'partial', 'noop')),
+                summary          TEXT    NOT NULL DEFAULT ''
+            )
+            """,
+            """
+            CREATE TABLE rollout_step (
+                id          INTEGER PRIMARY KEY AUTOINCREMENT,
+                rollout_id  INTEGER NOT NULL REFERENCES rollout (id),
+                deployment  TEXT    NOT NULL,
+                replica     INTEGER NOT NULL,
+                host        TEXT    NOT NULL,
+                action      TEXT    NOT NULL
+                    CHECK (action IN ('create', 'recreate', 'remove', 'keep')),
+                container   TEXT    NOT NULL,
+                started_at  TEXT    NOT NULL,
+                finished_at TEXT    NOT NULL,
+                outcome     TEXT    NOT NULL CHECK (outcome IN ('ok', 'failed', 'skipped')),
+                detail      TEXT    NOT NULL DEFAULT '',
+                log_tail    TEXT    NOT NULL DEFAULT ''
+            )
+            """,
+            "CREATE INDEX rollout_step_by_rollout ON rollout_step (rollout_id, id)",
+            """
+            CREATE TABLE revision (
+                id             INTEGER PRIMARY KEY AUTOINCREMENT,
+                deployment     TEXT    NOT NULL,
+                model          TEXT    NOT NULL,
+                version        TEXT    NOT NULL,
+                number         INTEGER NOT NULL CHECK (number >= 1),
+                spec_hash      TEXT    NOT NULL,
+                spec_json      TEXT    NOT NULL,
+                image          TEXT    NOT NULL,
+                image_digest   TEXT,
+                placement_json TEXT    NOT NULL,
+                outcome        TEXT    NOT NULL
+                    CHECK (outcome IN ('applied', 'failed', 'rolled_back')),
+                rollout_id     INTEGER NOT NULL REFERENCES rollout (id),
+                created_at     TEXT    NOT NULL,
+                UNIQUE (deployment, number)
+            )
+            """,
+            "CREATE INDEX revision_by_outcome ON revision (deployment, outcome, number)",
+        ),
+    ),
+)
+
+_BOOTSTRAP = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    applied_at TEXT    NOT NULL
+)
+"""
+
+
+def latest_version() -> int:
+    return MIGRATIONS[-1].version if MIGRATIONS else 0
+
+
+def applied_versions(engine: Engine) -> list[int]:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(_BOOTSTRAP)
+        return [int(v) for (v,) in conn.exec_driver_sql("SELECT version FROM schema_migrations ORDER BY version")]
+
+
+def migrate(engine: Engine) -> int:
+    """Apply the missing migrations in order; return the schema version now in effect.
+
+    Each migration runs in its own IMMEDIATE transaction that re-checks whether it is
+    still missing, so two processes opening a fresh database at once apply it once.
+    """
+    known = {m.version for m in MIGRATIONS}
+    done = set(applied_versions(engine))
+    unknown = sorted(done - known)
+    if unknown:
+        raise FleetctlError(
+            f"state database has schema version {unknown[-1]}, newer than this fleetctl "
+            f"knows ({latest_version()}); upgrade fleetctl or point --state elsewhere"
+        )
+    for migration in MIGRATIONS:
+        if migration.version in done:
+            continue
+        with engine.begin() as conn:
+            row = conn.exec_driver_sql(
+                "SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)
+            ).first()
+            if row is not None:
+                continue
+            for statement in migration.statements:
+                conn.exec_driver_sql(statement)
+            conn.exec_driver_sql(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                (migration.version, datetime.now(timezone.utc).isoformat(timespec="seconds")),
+            )
+    return latest_version()

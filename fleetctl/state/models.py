@@ -1,0 +1,91 @@
+"""SQLModel mappings of the tables that `migrations.py` creates.
+
+These classes are for queries inside `store.py` only; callers get frozen records. The
+schema itself comes from the migrations, never from `metadata.create_all`, so a column
+added here must also be added by a new migration.
+"""
+
+from datetime import datetime, timezone
+
+from sqlalchemy import String
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored as ISO 8601 text in UTC.
+
+    SQLAlchemy's SQLite DateTime drops the offset; storing it keeps the file readable
+    with the sqlite3 shell and keeps ordering by text equal to ordering by time.
+    """
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("state timestamps must be timezone-aware")
+        return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        parsed = datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+# No `from __future__ import annotations` here: SQLModel reads these annotations at
+# class-creation time to derive columns and nullability.
+
+
+class Rollout(SQLModel, table=True):
+    __tablename__ = "rollout"
+
+    id: int | None = Field(default=None, primary_key=True)
+    started_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+    finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime, nullable=True)
+    command: str
+    user: str
+    inventory_path: str
+    inventory_digest: str
+    plan_json: str
+    outcome: str
+    summary: str = ""
+
+
+class RolloutStep(SQLModel, table=True):
+    __tablename__ = "rollout_step"
+
+    id: int | None = Field(default=None, primary_key=True)
+    rollout_id: int = Field(foreign_key="rollout.id")
+    deployment: str
+    replica: int
+    host: str
+    action: str
+    container: str
+    started_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+    finished_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+    outcome: str
+    detail: str = ""
+    log_tail: str = ""
+
+
+class Revision(SQLModel, table=True):
+    __tablename__ = "revision"
+
+    id: int | None = Field(default=None, primary_key=True)
+    deployment: str
+    model: str
+    version: str
+    number: int
+    spec_hash: str
+    spec_json: str
+    image: str
+    image_digest: str | None = None
+    placement_json: str
+    outcome: str
+    rollout_id: int = Field(foreign_key="rollout.id")
+    created_at: datetime = Field(sa_type=UtcDateTime, nullable=False)

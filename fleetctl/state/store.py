@@ -1,0 +1,357 @@
+"""The record of every rollout, its per-replica steps, and each deployment's revisions.
+
+`StateStore` is the only way the rest of fleetctl touches the state file. It may be
+shared by the worker threads of one apply (writes are serialized in-process by a lock,
+and across processes by SQLite's write lock), and it hands out frozen records, never
+ORM rows.
+
+Revision numbers: a deployment's revisions are numbered 1, 2, 3... in the order they were
+recorded. Recording a spec whose hash equals the deployment's latest *applied* revision
+records nothing and returns that revision, so re-running apply does not grow history;
+any other spec gets the next number, whatever its outcome, so a failed attempt and a
+rollback each stay visible.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Iterator, Sequence
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from fleetctl.state.db import open_engine, reader, secure_sidecars
+from fleetctl.state.guard import refuse_forbidden
+from fleetctl.state.migrations import migrate
+from fleetctl.state.models import Revision, Rollout, RolloutStep
+from fleetctl.state.records import (
+    REVISION_OUTCOMES,
+    ROLLOUT_OUTCOMES,
+    STEP_ACTIONS,
+    STEP_OUTCOMES,
+    RevisionRecord,
+    RolloutRecord,
+    StepRecord,
+    check_choice,
+)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(name: str, value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware")
+    return value
+
+
+def _dumps(value: Any) -> str:
+    # Sorted keys: the same plan or spec always stores the same text, so rows can be
+    # compared and diffed directly.
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        # Containers often run as a uid with no passwd entry and no $USER.
+        return f"uid:{os.getuid()}"
+
+
+class StateStore:
+    """The state database at `path`, created and migrated on open."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._engine = open_engine(self.path)
+        self._reader = reader(self._engine)
+        self._write_lock = threading.Lock()
+        self._closed = False
+        try:
+            self.schema_version = migrate(self._engine)
+            secure_sidecars(self.path)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def close(self) -> None:
+        self._closed = True
+        self._engine.dispose()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"state store {self.path} is closed")
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """One IMMEDIATE transaction, committed on success, rolled back on error."""
+        self._check_open()
+        # SQLite would serialize these too, but threads of one process would then spin
+        # on busy_timeout against each other; a mutex queues them fairly and cheaply.
+        with self._write_lock, Session(self._engine, expire_on_commit=False) as session:
+            with session.begin():
+                yield session
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        self._check_open()
+        with Session(self._reader) as session:
+            yield session
+
+    # -- rollouts ------------------------------------------------------------------
+
+    def begin_rollout(
+        self,
+        command: str,
+        inventory_path: str | Path,
+        inventory_digest: str,
+        plan: dict[str, Any],
+        *,
+        user: str | None = None,
+        forbidden_values: Sequence[str] = (),
+    ) -> int:
+        """Record a rollout as "running" and return its id."""
+        refuse_forbidden({"plan": plan, "command": command}, forbidden_values, "rollout")
+        row = Rollout(
+            started_at=_now(),
+            command=command,
+            user=user or current_user(),
+            inventory_path=str(inventory_path),
+            inventory_digest=inventory_digest,
+            plan_json=_dumps(plan),
+            outcome="running",
+        )
+        with self._write() as session:
+            session.add(row)
+            session.flush()
+            assert row.id is not None
+            return row.id
+
+    def finish_rollout(self, rollout_id: int, outcome: str, summary: str = "") -> None:
+        """Close a running rollout with its final outcome."""
+        check_choice("outcome", outcome, tuple(o for o in ROLLOUT_OUTCOMES if o != "running"))
+        with self._write() as session:
+            row = session.get(Rollout, rollout_id)
+            if row is None:
+                raise ValueError(f"no rollout {rollout_id}")
+            if row.outcome != "running":
+                raise ValueError(f"rollout {rollout_id} already finished ({row.outcome})")
+            row.outcome = outcome
+            row.summary = summary
+            row.finished_at = _now()
+            session.add(row)
+
+    def fail_abandoned_rollouts(self, summary: str = "interrupted before it finished") -> list[int]:
+        """Mark every "running" rollout "failed"; return their ids.
+
+        Call only while holding `StateLock`: then no live process can be running one, so
+        any left "running" belonged to a process that was killed mid-rollout.
+        """
+        with self._write() as session:
+            rows = list(session.exec(select(Rollout).where(Rollout.outcome == "running")))
+            for row in rows:
+                row.outcome = "failed"
+                row.summary = summary
+                row.finished_at = _now()
+                session.add(row)
+            return [row.id for row in rows if row.id is not None]
+
+    def record_step(
+        self,
+        rollout_id: int,
+        *,
+        deployment: str,
+        replica: int,
+        host: str,
+        action: str,
+        container: str,
+        outcome: str,
+        detail: str = "",
+        log_tail: str = "",
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+    ) -> int:
+        """Record one replica's step of a rollout (after it ran); return the step id.
+
+        `finished_at` defaults to now and `started_at` to `finished_at`.
+        """
+        check_choice("action", action, STEP_ACTIONS)
+        check_choice("outcome", outcome, STEP_OUTCOMES)
+        finished = _aware("finished_at", finished_at) or _now()
+        started = _aware("started_at", started_at) or finished
+        row = RolloutStep(
+            rollout_id=rollout_id,
+            deployment=deployment,
+            replica=replica,
+            host=host,
+            action=action,
+            container=container,
+            started_at=started,
+            finished_at=finished,
+            outcome=outcome,
+            detail=detail,
+            log_tail=log_tail,
+        )
+        with self._write() as session:
+            if session.get(Rollout, rollout_id) is None:
+                raise ValueError(f"no rollout {rollout_id}")
+            session.add(row)
+            session.flush()
+            assert row.id is not None
+            return row.id
+
+    def rollouts(self, limit: int = 20) -> list[RolloutRecord]:
+        """The most recent rollouts, newest first."""
+        with self._read() as session:
+            rows = session.exec(select(Rollout).order_by(col(Rollout.id).desc()).limit(limit))
+            return [RolloutRecord.from_row(r) for r in rows]
+
+    def rollout(self, rollout_id: int) -> RolloutRecord | None:
+        with self._read() as session:
+            row = session.get(Rollout, rollout_id)
+            return RolloutRecord.from_row(row) if row is not None else None
+
+    def steps(self, rollout_id: int) -> list[StepRecord]:
+        """A rollout's steps in the order they were recorded."""
+        with self._read() as session:
+            stmt = (
+                select(RolloutStep)
+                .where(RolloutStep.rollout_id == rollout_id)
+                .order_by(col(RolloutStep.id))
+            )
+            return [StepRecord.from_row(r) for r in session.exec(stmt)]
+
+    # -- revisions -----------------------------------------------------------------
+
+    def record_revision(
+        self,
+        *,
+        deployment: str,
+        model: str,
+        version: str,
+        spec_hash: str,
+        spec: dict[str, Any],
+        image: str,
+        image_digest: str | None,
+        placement: list[dict[str, Any]],
+        outcome: str,
+        rollout_id: int,
+        forbidden_values: Sequence[str] = (),
+    ) -> RevisionRecord:
+        """Record what a rollout did to a deployment; see the module doc for numbering.
+
+        Raises ValueError, naming only the field path, if any stored string equals (or,
+        for values of 8+ characters, contains) one of `forbidden_values`.
+        """
+        check_choice("outcome", outcome, REVISION_OUTCOMES)
+        refuse_forbidden(
+            {
+                "deployment": deployment,
+                "model": model,
+                "version": version,
+                "spec": spec,
+                "image": image,
+                "image_digest": image_digest,
+                "placement": placement,
+            },
+            forbidden_values,
+            f"revision of {deployment}",
+        )
+        spec_json = _dumps(spec)
+        placement_json = _dumps(list(placement))
+        with self._write() as session:
+            if session.get(Rollout, rollout_id) is None:
+                raise ValueError(f"no rollout {rollout_id}")
+            latest = self._latest(session, deployment, "applied")
+            if latest is not None and latest.spec_hash == spec_hash:
+                return RevisionRecord.from_row(latest)
+            # Read and insert inside one IMMEDIATE transaction: no other writer can take
+            # the same number in between (UNIQUE(deployment, number) backs this up).
+            top = session.exec(
+                select(func.max(Revision.number)).where(Revision.deployment == deployment)
+            ).one()
+            row = Revision(
+                deployment=deployment,
+                model=model,
+                version=version,
+                number=(top or 0) + 1,
+                spec_hash=spec_hash,
+                spec_json=spec_json,
+                image=image,
+                image_digest=image_digest,
+                placement_json=placement_json,
+                outcome=outcome,
+                rollout_id=rollout_id,
+                created_at=_now(),
+            )
+            session.add(row)
+            session.flush()
+            return RevisionRecord.from_row(row)
+
+    def set_revision_outcome(self, deployment: str, number: int, outcome: str) -> RevisionRecord:
+        """Change a revision's outcome, e.g. mark the revision a rollback replaced as "rolled_back"."""
+        check_choice("outcome", outcome, REVISION_OUTCOMES)
+        with self._write() as session:
+            row = self._get_revision(session, deployment, number)
+            if row is None:
+                raise ValueError(f"no revision {number} of {deployment}")
+            row.outcome = outcome
+            session.add(row)
+            session.flush()
+            return RevisionRecord.from_row(row)
+
+    def revisions(self, deployment: str | None = None) -> list[RevisionRecord]:
+        """All revisions (of one deployment, or of all), newest first."""
+        with self._read() as session:
+            stmt = select(Revision)
+            if deployment is not None:
+                stmt = stmt.where(Revision.deployment == deployment)
+            stmt = stmt.order_by(col(Revision.id).desc())
+            return [RevisionRecord.from_row(r) for r in session.exec(stmt)]
+
+    def revision(self, deployment: str, number: int) -> RevisionRecord | None:
+        with self._read() as session:
+            row = self._get_revision(session, deployment, number)
+            return RevisionRecord.from_row(row) if row is not None else None
+
+    def latest_revision(self, deployment: str, outcome: str | None = "applied") -> RevisionRecord | None:
+        """The highest-numbered revision with `outcome` (any outcome if None)."""
+        if outcome is not None:
+            check_choice("outcome", outcome, REVISION_OUTCOMES)
+        with self._read() as session:
+            row = self._latest(session, deployment, outcome)
+            return RevisionRecord.from_row(row) if row is not None else None
+
+    @staticmethod
+    def _get_revision(session: Session, deployment: str, number: int) -> Revision | None:
+        stmt = select(Revision).where(Revision.deployment == deployment, Revision.number == number)
+        return session.exec(stmt).first()
+
+    @staticmethod
+    def _latest(session: Session, deployment: str, outcome: str | None) -> Revision | None:
+        stmt = select(Revision).where(Revision.deployment == deployment)
+        if outcome is not None:
+            stmt = stmt.where(Revision.outcome == outcome)
+        return session.exec(stmt.order_by(col(Revision.number).desc()).limit(1)).first()

@@ -1,0 +1,136 @@
+"""Runtimes render container specs from placed replicas; plugins register the same way."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from fleetctl.core.fleet import Deployment
+from fleetctl.runtimes.registry import collect_runtimes, get_runtime, make_plugin_manager, runtime_names
+from fleetctl.runtimes.spec import RenderContext
+from fleetctl.runtimes.hookspecs import hookimpl
+from fleetctl.errors import FleetctlError
+
+NIM = Deployment(
+    model="chat-llm",
+    version="v4",
+    runtime="nim",
+    image="nvcr.io/nim/meta/llama:1",
+    memory_gb=40,
+    settings={
+        "env": {"LOG_LEVEL": "info"},
+        "secrets": {},
+        "nim": {"served_model_name": "chat", "ngc_api_key": {"env": "MY_NGC_KEY", "file": None}, "cache_dir": "/cache"},
+        "framework": "vllm",
+    },
+)
+TRITON = Deployment(
+    model="embeddings",
+    version="1",
+    runtime="triton",
+    image="tritonserver:24.10",
+    memory_gb=2,
+    settings={"env": {}, "secrets": {"HF_TOKEN": "file:/run/secrets/hf"}, "triton": {"model_repository": "/srv/models", "models": ["embeddings"]}},
+)
+
+
+def ctx(d: Deployment, *, network: str = "host", shared: bool = False, gpus: tuple[int, ...] = (2,)) -> RenderContext:
+    return RenderContext(d, 0, "h1", gpus, 20004, network, "127.0.0.1", False, 80.0, shared)  # type: ignore[arg-type]
+
+
+def test_builtins_are_registered_through_the_plugin_hooks() -> None:
+    assert {"nim", "triton"} <= set(runtime_names())
+
+
+def test_nim_host_network_sets_ports_cache_and_secret_reference_only() -> None:
+    spec = get_runtime("nim").render(ctx(NIM))
+    assert spec.env["NIM_SERVER_PORT"] == "20004" and spec.env["NIM_HTTP_API_PORT"] == "20004"
+    assert spec.env["NIM_SERVED_MODEL_NAME"] == "chat"
+    assert spec.env["LOG_LEVEL"] == "info"
+    assert "NGC_API_KEY" not in spec.env
+    assert [(s.name, s.source) for s in spec.secret_env] == [("NGC_API_KEY", "env:MY_NGC_KEY")]
+    assert [(v.source, v.target) for v in spec.volumes] == [("/cache", "/opt/nim/.cache")]
+    assert spec.ports == () and spec.network_mode == "host"
+    assert [h.target for h in spec.health] == ["/v1/health/ready"]
+    assert spec.startup_timeout_s == 1200
+    assert spec.shm_size is None
+    assert "NIM_KVCACHE_PERCENT" not in spec.env  # alone on its GPU
+
+
+def test_nim_on_a_shared_gpu_is_capped_to_its_planned_share() -> None:
+    spec = get_runtime("nim").render(ctx(NIM, shared=True))
+    assert spec.env["NIM_KVCACHE_PERCENT"] == "0.5"
+    assert "--gpu-memory-utilization 0.5" in spec.env["NIM_PASSTHROUGH_ARGS"]
+
+
+def test_nim_bridge_publishes_8000_and_multi_gpu_gets_shm() -> None:
+    d = replace(NIM, gpus=2, memory_gb=80)
+    spec = get_runtime("nim").render(ctx(d, network="bridge", gpus=(0, 1)))
+    assert [(p.container_port, p.host_port) for p in spec.ports] == [(8000, 20004)]
+    assert "NIM_SERVER_PORT" not in spec.env
+    assert spec.shm_size == "16g"
+
+
+def test_triton_explicit_mode_with_declared_models_and_read_only_repository() -> None:
+    spec = get_runtime("triton").render(ctx(TRITON))
+    cmd = list(spec.command)
+    assert "--model-control-mode=explicit" in cmd and "--load-model=embeddings" in cmd
+    assert {"--http-port=20004", "--grpc-port=20005", "--metrics-port=20006"} <= set(cmd)
+    assert "--http-address=127.0.0.1" in cmd
+    assert not any(c.startswith("--model-load-gpu-limit") for c in cmd)
+    assert [(v.source, v.target, v.read_only) for v in spec.volumes] == [("/srv/models", "/models", True)]
+    assert [(h.kind, h.target) for h in spec.health] == [("http", "/v2/health/ready"), ("triton_model", "embeddings")]
+    assert [(s.name, s.source) for s in spec.secret_env] == [("HF_TOKEN", "file:/run/secrets/hf")]
+
+
+def test_triton_shared_gpu_limits_model_loading() -> None:
+    spec = get_runtime("triton").render(ctx(TRITON, shared=True))
+    assert "--model-load-gpu-limit=0:0.025" in spec.command
+
+
+def test_triton_bridge_publishes_three_ports() -> None:
+    spec = get_runtime("triton").render(ctx(TRITON, network="bridge"))
+    assert [(p.container_port, p.host_port) for p in spec.ports] == [(8000, 20004), (8001, 20005), (8002, 20006)]
+    assert "--http-port=8000" in spec.command
+
+
+def test_health_startup_override() -> None:
+    d = replace(TRITON, settings={**TRITON.settings, "health": {"startup_timeout_s": 42}})
+    assert get_runtime("triton").render(ctx(d)).startup_timeout_s == 42
+
+
+def test_a_third_party_plugin_registers_a_runtime() -> None:
+    class Echo:
+        name = "echo"
+
+        def render(self, c: RenderContext):  # type: ignore[no-untyped-def]
+            return get_runtime("triton").render(c)
+
+    class Plugin:
+        @hookimpl
+        def register_runtimes(self, register):  # type: ignore[no-untyped-def]
+            register(Echo())
+
+    pm = make_plugin_manager(load_entry_points=False)
+    pm.register(Plugin())
+    assert set(collect_runtimes(pm)) == {"echo"}
+
+
+def test_the_out_of_tree_vllm_plugin_is_found_through_its_entry_point() -> None:
+    # plugins/fleetctl-vllm is installed next to fleetctl by `make test`.
+    assert "vllm" in runtime_names()
+    spec = get_runtime("vllm").render(ctx(replace(NIM, runtime="vllm"), shared=True))
+    assert "--gpu-memory-utilization" in spec.command
+
+
+def test_a_plugin_runtime_without_render_is_refused() -> None:
+    class Broken:
+        @hookimpl
+        def register_runtimes(self, register):  # type: ignore[no-untyped-def]
+            register(object())
+
+    pm = make_plugin_manager(load_entry_points=False)
+    pm.register(Broken())
+    with pytest.raises(FleetctlError):
+        collect_runtimes(pm)
