@@ -54,8 +54,9 @@ def client_for(host: Host, timeout: int = API_TIMEOUT_S) -> Any:
 
 
 class DockerHost:
-    def __init__(self, host: Host, client: Any | None = None, timeout: int = API_TIMEOUT_S) -> None:
+    def __init__(self, host: Host, fleet: str = "default", client: Any | None = None, timeout: int = API_TIMEOUT_S) -> None:
         self.host = host
+        self.fleet = fleet
         self.name = host.name
         self._timeout = timeout
         self._client = client
@@ -77,7 +78,7 @@ class DockerHost:
         import requests
 
         try:
-            rows = self.api.containers(all=True, filters={"label": [L.OWNER_FILTER]})
+            rows = self.api.containers(all=True, filters={"label": L.fleet_filter(self.fleet)})
         except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
             return ObservedHost(self.name, reachable=False, error=_one_line(exc))
         containers: list[ObservedContainer] = []
@@ -187,8 +188,8 @@ def _one_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:300]
 
 
-def connect_or_fail(host: Host) -> DockerHost:
-    dh = DockerHost(host)
+def connect_or_fail(host: Host, fleet: str = "default") -> DockerHost:
+    dh = DockerHost(host, fleet)
     observed = dh.observe()
     if not observed.reachable:
         raise HostUnreachableError(f"host {host.name} ({host.docker}) is unreachable: {observed.error}")

@@ -14,6 +14,7 @@ from fleetctl.core.observed import ObservedContainer
 PREFIX = "io.fleetctl."
 OWNER = PREFIX + "owner"
 OWNER_VALUE = "fleetctl"
+FLEET = PREFIX + "fleet"
 DEPLOYMENT = PREFIX + "deployment"
 MODEL = PREFIX + "model"
 VERSION = PREFIX + "version"
@@ -33,14 +34,20 @@ TEMP_SUFFIX = "-next"
 OLD_SUFFIX = "-old"
 
 
-def container_name(deployment: str, replica: int) -> str:
-    """A Docker-safe, stable name: `fleetctl-chat-llm-v4-0`."""
+def fleet_filter(fleet: str) -> list[str]:
+    return [OWNER_FILTER, f"{FLEET}={fleet}"]
+
+
+def container_name(deployment: str, replica: int, fleet: str = "default") -> str:
+    """A Docker-safe, stable name: `fleetctl-chat-llm-v4-0` (`fleetctl-FLEET-…` for a named fleet)."""
     safe = re.sub(r"[^a-zA-Z0-9_.-]+", "-", deployment.replace("@", "-"))
-    return f"fleetctl-{safe}-{replica}"
+    prefix = "fleetctl" if fleet == "default" else f"fleetctl-{fleet}"
+    return f"{prefix}-{safe}-{replica}"
 
 
 def managed_labels(
     *,
+    fleet: str,
     deployment: str,
     model: str,
     version: str,
@@ -57,6 +64,7 @@ def managed_labels(
 ) -> dict[str, str]:
     labels = {
         OWNER: OWNER_VALUE,
+        FLEET: fleet,
         DEPLOYMENT: deployment,
         MODEL: model,
         VERSION: version,

@@ -12,8 +12,8 @@ from fleetctl.core.observed import ObservedFleet, ObservedHost
 from fleetctl.errors import FleetctlError
 
 
-def observe_host(host: Host) -> ObservedHost:
-    observed = DockerHost(host, timeout=OBSERVE_TIMEOUT_S).observe()
+def observe_host(host: Host, fleet: str = "default") -> ObservedHost:
+    observed = DockerHost(host, fleet, timeout=OBSERVE_TIMEOUT_S).observe()
     if host.gpus == "auto" and observed.reachable:
         if not host.docker.startswith("unix://"):
             return replace(
@@ -32,5 +32,5 @@ def observe_fleet(inventory: Inventory) -> ObservedFleet:
     """All hosts side by side; one slow or dead host costs at most its own timeout."""
     hosts = inventory.hosts
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(hosts)))) as pool:
-        results = list(pool.map(observe_host, hosts))
+        results = list(pool.map(lambda h: observe_host(h, inventory.fleet), hosts))
     return ObservedFleet({h.name: r for h, r in zip(hosts, results)}, offline=False)

@@ -318,6 +318,11 @@ def down(
         raise typer.Exit(int(ExitCode.ROLLOUT_FAILED))
 
 
+from fleetctl.cli import decide_cmds  # noqa: E402 (commands defined in their own module)
+
+decide_cmds.register(app)
+
+
 def main() -> None:
     """Entry point: run the app behind the single error boundary."""
     from rich.text import Text

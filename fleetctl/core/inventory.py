@@ -203,6 +203,9 @@ class Costs(Strict):
 
 
 class Inventory(Strict):
+    fleet: Annotated[str, Field(pattern=NAME_RE)] = Field(
+        "default", description="Name of this fleet: containers of other fleets on the same hosts are never touched"
+    )
     hosts: list[Host] = Field(min_length=1)
     models: list[Model] = Field(default_factory=list)
     team: Team = Field(default_factory=Team)

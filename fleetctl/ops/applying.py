@@ -90,7 +90,7 @@ def _read_secret(s: SecretEnv, deployment: str) -> str:
 
 
 def docker_hosts(inventory: Inventory) -> dict[str, HostAPI]:
-    return {h.name: DockerHost(h) for h in inventory.hosts}
+    return {h.name: DockerHost(h, inventory.fleet) for h in inventory.hosts}
 
 
 def _revision_numbers(store: StateStore, plan: Plan) -> dict[str, int]:

@@ -48,6 +48,7 @@ def render_action(plan: Plan, inventory: Inventory, action: Action, revision: in
     )
     spec = get_runtime(d.runtime).render(ctx)
     labels = L.managed_labels(
+        fleet=inventory.fleet,
         deployment=d.name,
         model=d.model,
         version=d.version,
@@ -61,4 +62,4 @@ def render_action(plan: Plan, inventory: Inventory, action: Action, revision: in
         endpoint=spec.endpoint,
         revision=revision,
     )
-    return Rendered(L.container_name(d.name, action.replica), spec, labels)
+    return Rendered(L.container_name(d.name, action.replica, inventory.fleet), spec, labels)

@@ -1,0 +1,1 @@
+"""Decision support over the inventory and its offline plan: `advise` and `report`."""

@@ -1,0 +1,196 @@
+"""`fleetctl report`: figures, SLA conflicts, costs and the JSON shape."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from fleetctl.cli import decide_cmds
+from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
+from fleetctl.core.sla import predicted_p95
+from fleetctl.decide.conflicts import pair_findings, sla_findings
+from fleetctl.decide.html import render_html
+from fleetctl.decide.report import HOURS_PER_MONTH, build_report
+from fleetctl.ops.planning import plan_inventory
+
+REPO = Path(__file__).resolve().parents[2]
+SEED = REPO / "inventory" / "fleet.yaml"
+H100 = GpuSpec(0, 80, model="H100-80GB")
+
+
+@pytest.fixture()
+def cli() -> typer.Typer:
+    app = typer.Typer(pretty_exceptions_enable=False)
+    decide_cmds.register(app)
+    return app
+
+
+def report_json(cli: typer.Typer, path: Path) -> dict[str, Any]:
+    result = CliRunner().invoke(cli, ["report", "-f", str(path), "--output", "json"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return json.loads(result.output)
+
+
+def seed_with_safety_guard_latency(tmp_path: Path, latency_ms: float = 12.5) -> Path:
+    """The seed with safety-guard's alone-latency declared (12.5 ms under a 20 ms SLA)."""
+    text = SEED.read_text()
+    marker = "    gpu_memory_gb: 1\n    sla_ms: 20\n"
+    assert marker in text, "the seed's safety-guard block changed: update this helper"
+    path = tmp_path / "fleet.yaml"
+    path.write_text(text.replace(marker, marker + f"    latency_ms: {latency_ms}\n"))
+    return path
+
+
+def dep(name: str, memory: float, sla: float | None = None, **kw: Any) -> Deployment:
+    return Deployment(model=name, version="1", runtime="triton", image="i:1", memory_gb=memory, sla_ms=sla, **kw)
+
+
+def host(*gpus: GpuSpec, name: str = "h", **labels: str) -> HostSpec:
+    return HostSpec(name=name, gpus=tuple(gpus), labels=labels)
+
+
+# --- the seed -----------------------------------------------------------------------------
+
+
+def test_seed_figures(cli: typer.Typer) -> None:
+    data = report_json(cli, SEED)
+    assert data["gpus"] == {"naive": 5, "packed": 2, "lower_bound": 2, "total": 4}
+    assert data["models"]["by_runtime"] == {"nim": ["chat-llm"], "triton": ["embeddings", "reranker", "safety-guard"]}
+    assert data["models"]["by_framework"]["onnx"] == ["embeddings", "safety-guard"]
+    assert data["memory"]["demanded_gb"] == pytest.approx(40 + 40 + 2 + 4 + 1)
+    gpu0 = data["gpu_map"][0]
+    assert gpu0["used_gb"] == 80 and gpu0["memory_share"] == 1.0
+    assert {t["deployment"] for t in gpu0["tenants"]} == {"chat-llm@v4", "chat-llm@v3"}
+
+
+def test_seed_costs(cli: typer.Typer) -> None:
+    costs = report_json(cli, SEED)["costs"]
+    month = 2.5 * HOURS_PER_MONTH
+    assert costs["gpus_packed_usd_per_month"] == pytest.approx(2 * month)
+    assert costs["gpus_naive_usd_per_month"] == pytest.approx(5 * month)
+    # chat-llm's two versions share one GPU: one licence packed, two without sharing.
+    assert costs["nim_licence"] == {
+        "gpus_packed": 1,
+        "gpus_naive": 2,
+        "packed_usd_per_month": 375.0,
+        "naive_usd_per_month": 750.0,
+    }
+    assert costs["saved_usd_per_month"] == pytest.approx(3 * month + 375)
+
+
+def test_seed_reports_safety_guard_beside_chat_llm(cli: typer.Typer) -> None:
+    """Pairwise, safety-guard beside chat-llm is either kept apart or allowed only at the limit."""
+    data = report_json(cli, SEED)
+    found = [
+        f
+        for f in data["sla_conflicts"] + data["sla_at_limit"]
+        if f["deployment"] == "safety-guard@1" and f["beside"] == "chat-llm@v4"
+    ]
+    assert len(found) == 1
+    result = plan_inventory(SEED, None)
+    by_name = {d.name: d for d in result.plan.deployments}
+    expected = predicted_p95(by_name["safety-guard@1"], result.plan.hosts[0].gpus[0], [by_name["chat-llm@v4"]])
+    assert found[0]["predicted_p95_ms"] == pytest.approx(expected)
+    assert found[0]["sla_ms"] == 20
+
+
+def test_sla_conflict_safety_guard_beside_chat_llm(tmp_path: Path, cli: typer.Typer) -> None:
+    data = report_json(cli, seed_with_safety_guard_latency(tmp_path))
+    messages = [c["message"] for c in data["sla_conflicts"]]
+    assert "safety-guard@1 beside chat-llm@v4: predicted 25.0 ms > 20 ms SLA" in messages
+    assert "safety-guard@1 beside chat-llm@v3: predicted 25.0 ms > 20 ms SLA" in messages
+    conflict = next(c for c in data["sla_conflicts"] if c["beside"] == "chat-llm@v4")
+    assert conflict["predicted_p95_ms"] == pytest.approx(25.0)
+    assert conflict["gpu"] == "H100-80GB 80 GB"
+    # The packing is unchanged: the small models sit together, away from chat-llm.
+    assert data["gpus"]["packed"] == 2
+
+
+def test_json_shape(cli: typer.Typer) -> None:
+    data = report_json(cli, SEED)
+    assert set(data) >= {"inventory", "models", "deployments", "memory", "gpus", "gpu_map", "sla_conflicts", "costs"}
+    for g in data["gpu_map"]:
+        assert set(g) == {"host", "index", "model", "capacity_gb", "used_gb", "memory_share", "compute_share", "tenants"}
+        for t in g["tenants"]:
+            assert {"deployment", "replica", "memory_gb", "util", "sla_ms", "predicted_p95_ms"} <= set(t)
+    for f in data["sla_conflicts"] + data["sla_at_limit"]:
+        assert set(f) == {"deployment", "beside", "predicted_p95_ms", "sla_ms", "gpu", "message"}
+    assert {d["name"] for d in data["deployments"]} == {
+        "chat-llm@v4",
+        "chat-llm@v3",
+        "embeddings@1",
+        "reranker@1",
+        "safety-guard@1",
+    }
+
+
+def test_table_and_html_written(tmp_path: Path, cli: typer.Typer) -> None:
+    out = tmp_path / "sub" / "report.html"
+    result = CliRunner().invoke(cli, ["report", "-f", str(SEED), "--html", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "2 after packing" in result.output and "5 with one GPU per replica" in result.output
+    page = out.read_text()
+    assert page.count('class="gpu-bar"') == 4
+    # Self-contained: nothing to fetch.
+    for needle in ("<script", "<link", "src=", "http://", "https://", "@import"):
+        assert needle not in page
+
+
+def test_no_nim_no_licence_line(tmp_path: Path, cli: typer.Typer) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        "hosts:\n  - {name: h1, simulated: true, gpus: {count: 2, memory_gb: 24}}\n"
+        "models:\n  - {name: a, version: '1', runtime: triton, image: 'i:1', gpu_memory_gb: 8,\n"
+        "     triton: {model_repository: /m}}\n"
+    )
+    costs = report_json(cli, path)["costs"]
+    assert costs["nim_licence"] is None
+    assert costs["total_packed_usd_per_month"] == pytest.approx(2.5 * HOURS_PER_MONTH)
+
+
+# --- the pairwise method --------------------------------------------------------------------
+
+
+def test_pair_that_does_not_fit_by_memory_is_no_sla_conflict() -> None:
+    big, small = dep("big", 70, 100, latency_ms=90), dep("small", 20, 20, latency_ms=15)
+    assert pair_findings(big, small, [host(H100)]) == ([], [])
+
+
+def test_pair_conflict_both_ways() -> None:
+    a, b = dep("a", 40, 20, latency_ms=15), dep("b", 40, 20, latency_ms=15)
+    conflicts, _ = pair_findings(a, b, [host(H100)])
+    assert [(c.deployment, c.beside) for c in conflicts] == [("a@1", "b@1"), ("b@1", "a@1")]
+    assert conflicts[0].predicted_p95_ms == pytest.approx(30.0)
+
+
+def test_most_favourable_gpu_decides() -> None:
+    # On an 80 GB GPU b takes half the compute (memory share): a breaks. On a 160 GB GPU
+    # b takes a quarter: a fits. The pair can share, on the larger GPU.
+    a, b = dep("a", 4, 20, latency_ms=12.5), dep("b", 40)
+    assert pair_findings(a, b, [host(H100)])[0]
+    assert pair_findings(a, b, [host(H100), host(GpuSpec(0, 160), name="big")]) == ([], [])
+
+
+def test_exclusive_and_selectors_are_not_sla_decisions() -> None:
+    a, b = dep("a", 40, 20, latency_ms=15), dep("b", 40, 20, latency_ms=15)
+    excl = dep("b", 40, 20, latency_ms=15, exclusive=True)
+    assert pair_findings(a, excl, [host(H100)]) == ([], [])
+    apart = dep("b", 40, 20, latency_ms=15, selector={"zone": "b"})
+    assert pair_findings(a, apart, [host(H100, zone="a")]) == ([], [])
+    assert pair_findings(a, b, [host(H100, zone="a")])[0]
+
+
+def test_zero_replicas_are_skipped() -> None:
+    a, b = dep("a", 40, 20, latency_ms=15), dep("b", 40, 20, latency_ms=15, replicas=0)
+    assert sla_findings([a, b], [host(H100)]).conflicts == ()
+
+
+def test_html_escapes_names(tmp_path: Path) -> None:
+    result = plan_inventory(SEED, None)
+    page = render_html(build_report(result.loaded.inventory, result.plan, "<odd & path>"))
+    assert "&lt;odd &amp; path&gt;" in page and "<odd & path>" not in page
