@@ -27,7 +27,6 @@ IMAGE = PREFIX + "image"
 PORT = PREFIX + "port"
 ENDPOINT = PREFIX + "endpoint"
 RUNTIME = PREFIX + "runtime"
-TEMPORARY = PREFIX + "temporary"
 
 OWNER_FILTER = f"{OWNER}={OWNER_VALUE}"
 TEMP_SUFFIX = "-next"
@@ -60,7 +59,6 @@ def managed_labels(
     port: int | None,
     endpoint: str,
     revision: int | None,
-    temporary: bool = False,
 ) -> dict[str, str]:
     labels = {
         OWNER: OWNER_VALUE,
@@ -80,8 +78,6 @@ def managed_labels(
         labels[PORT] = str(port)
     if revision is not None:
         labels[REVISION] = str(revision)
-    if temporary:
-        labels[TEMPORARY] = "true"
     return labels
 
 
@@ -113,6 +109,8 @@ def observed_from(host: str, cid: str, name: str, state: str, image: str, labels
         labeled_image=labels.get(IMAGE, ""),
         port=_int(labels.get(PORT)),
         revision=_int(labels.get(REVISION)),
-        temporary=labels.get(TEMPORARY) == "true",
+        # Labels cannot change after creation, so a rollout's not-yet-renamed container
+        # is known by its name.
+        temporary=name.lstrip("/").endswith(TEMP_SUFFIX),
         endpoint=labels.get(ENDPOINT, ""),
     )

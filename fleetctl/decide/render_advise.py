@@ -14,25 +14,23 @@ from fleetctl.decide.advise import LABELS, OPTIONS, WEEKS_TO_PRODUCTION, Advice,
 WINNER_STYLE = {"build": "magenta", "triton": "cyan", "nim": "green"}
 
 
-def advise_table(advices: Sequence[Advice]) -> Table:
+def advise_table(advices: Sequence[Advice]) -> Group:
+    """The ranking table, then each model's reasons (long text reads better below)."""
     w = advices[0].weights if advices else None
     title = "Build, Triton or NIM" + (f"  (weights {w.describe()}, from {w.source})" if w else "")
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, show_lines=True)
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     table.add_column("model", no_wrap=True)
     table.add_column("now", no_wrap=True, style="dim")
     table.add_column("ranking (0-5)", no_wrap=True)
     table.add_column("winner", no_wrap=True)
-    table.add_column("reasons")
+    reasons: list[RenderableType] = [Text("")]
     for a in advices:
-        reasons = a.reasons() or ["baseline arithmetic only"]
-        table.add_row(
-            a.model,
-            a.runtime,
-            ranking_text(a),
-            Text(a.winner, style=f"bold {WINNER_STYLE.get(a.winner, '')}"),
-            "\n".join(f"• {r}" for r in reasons),
-        )
-    return table
+        table.add_row(a.model, a.runtime, ranking_text(a), Text(a.winner, style=f"bold {WINNER_STYLE.get(a.winner, '')}"))
+        reasons.append(Text(a.model, style="bold"))
+        for r in a.reasons() or ["baseline arithmetic only"]:
+            reasons.append(Text(f"  • {r}"))
+    reasons.append(Text("\n`fleetctl advise MODEL` shows the arithmetic step by step.", style="dim"))
+    return Group(table, *reasons)
 
 
 def _fmt(value: float) -> str:

@@ -155,8 +155,7 @@ class Executor:
             # Another engine: the final name is free there, no temporary name needed.
             cid = host.run(r.name, r.spec, r.labels, secrets)
         else:
-            labels = {**r.labels, L.TEMPORARY: "true"}
-            cid = host.run(r.name + L.TEMP_SUFFIX, r.spec, labels, secrets)
+            cid = host.run(r.name + L.TEMP_SUFFIX, r.spec, r.labels, secrets)
         ready = self._wait(host, cid, r)
         if not ready.ok:
             return self._fail(a, host, cid, ready)

@@ -36,16 +36,6 @@ def report_json(cli: typer.Typer, path: Path) -> dict[str, Any]:
     return json.loads(result.output)
 
 
-def seed_with_safety_guard_latency(tmp_path: Path, latency_ms: float = 12.5) -> Path:
-    """The seed with safety-guard's alone-latency declared (12.5 ms under a 20 ms SLA)."""
-    text = SEED.read_text()
-    marker = "    gpu_memory_gb: 1\n    sla_ms: 20\n"
-    assert marker in text, "the seed's safety-guard block changed: update this helper"
-    path = tmp_path / "fleet.yaml"
-    path.write_text(text.replace(marker, marker + f"    latency_ms: {latency_ms}\n"))
-    return path
-
-
 def dep(name: str, memory: float, sla: float | None = None, **kw: Any) -> Deployment:
     return Deployment(model=name, version="1", runtime="triton", image="i:1", memory_gb=memory, sla_ms=sla, **kw)
 
@@ -84,13 +74,9 @@ def test_seed_costs(cli: typer.Typer) -> None:
 
 
 def test_seed_reports_safety_guard_beside_chat_llm(cli: typer.Typer) -> None:
-    """Pairwise, safety-guard beside chat-llm is either kept apart or allowed only at the limit."""
+    """The seed declares safety-guard's measured latency: chat-llm beside it breaks its SLA."""
     data = report_json(cli, SEED)
-    found = [
-        f
-        for f in data["sla_conflicts"] + data["sla_at_limit"]
-        if f["deployment"] == "safety-guard@1" and f["beside"] == "chat-llm@v4"
-    ]
+    found = [f for f in data["sla_conflicts"] if f["deployment"] == "safety-guard@1" and f["beside"] == "chat-llm@v4"]
     assert len(found) == 1
     result = plan_inventory(SEED, None)
     by_name = {d.name: d for d in result.plan.deployments}
@@ -99,8 +85,8 @@ def test_seed_reports_safety_guard_beside_chat_llm(cli: typer.Typer) -> None:
     assert found[0]["sla_ms"] == 20
 
 
-def test_sla_conflict_safety_guard_beside_chat_llm(tmp_path: Path, cli: typer.Typer) -> None:
-    data = report_json(cli, seed_with_safety_guard_latency(tmp_path))
+def test_sla_conflict_safety_guard_beside_chat_llm(cli: typer.Typer) -> None:
+    data = report_json(cli, SEED)
     messages = [c["message"] for c in data["sla_conflicts"]]
     assert "safety-guard@1 beside chat-llm@v4: predicted 25.0 ms > 20 ms SLA" in messages
     assert "safety-guard@1 beside chat-llm@v3: predicted 25.0 ms > 20 ms SLA" in messages

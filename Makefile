@@ -1,0 +1,47 @@
+# Entry points that work on a fresh machine (Debian 12, root, Python 3.11).
+#   make demo   install, start the local test bed, apply inventory/demo.yaml, show status
+#   make test   install and run the whole test suite (unit + integration on real engines)
+#   make plan   plan the seed fleet offline
+#   make bench  the benchmarks recorded in docs/benchmarks.md
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := inventory/demo.yaml
+
+.PHONY: venv demo down test unit plan bench schema
+
+$(BIN)/fleetctl: pyproject.toml plugins/fleetctl-vllm/pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]' -e plugins/fleetctl-vllm
+	touch $@
+
+venv: $(BIN)/fleetctl
+
+demo: venv
+	bash tests/testbed/setup.sh
+	NGC_API_KEY="$${NGC_API_KEY:-demo-key-for-the-nim-stand-in}" $(BIN)/fleetctl apply -f $(DEMO) --yes
+	$(BIN)/fleetctl status -f $(DEMO)
+	@echo
+	@echo "The demo fleet is up. Take it down with:  $(BIN)/fleetctl down -f $(DEMO) --yes"
+
+down: venv
+	$(BIN)/fleetctl down -f $(DEMO) --yes
+
+test: venv
+	$(BIN)/pytest -q
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+plan: venv
+	$(BIN)/fleetctl plan --offline -f inventory/fleet.yaml
+
+schema: venv
+	$(BIN)/fleetctl schema
+
+bench: venv
+	$(BIN)/python tests/benchmarks/bench_placement.py
+	$(BIN)/python tests/benchmarks/bench_plan_cli.py
+	bash tests/testbed/setup.sh
+	$(BIN)/python tests/benchmarks/bench_apply.py

@@ -1,0 +1,320 @@
+"""Fixtures for fleetctl's integration tests against the local test bed.
+
+The test bed (see docs/testbed.md) is three real Docker engines on this
+machine plus locally built images. The session fixture ``testbed`` runs
+``tests/testbed/setup.sh`` once (quick when everything is already there) and hands
+out the engine addresses and image names. Nothing here is mocked.
+
+Fixtures
+--------
+``testbed``         (session) a :class:`Testbed`; skips the integration suite
+                    only when the machine cannot host it (not root, or
+                    docker.io cannot be installed).
+``docker_cleanup``  (function) after the test, removes the containers on the
+                    three engines labelled ``io.fleetctl.test=1`` or carrying
+                    any ``io.fleetctl.owner`` label that were created while
+                    the test ran.
+``port_block``      (function) a :class:`PortBlock` of free 127.0.0.1 ports in
+                    18000-18999, distinct for every test of the session.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SETUP_SCRIPT = REPO_ROOT / "tests" / "testbed" / "setup.sh"
+RUN_DIR = Path(os.environ.get("FLEETCTL_TESTBED_RUN_DIR", "/run/fleetctl-testbed"))
+
+TEST_LABEL = "io.fleetctl.test"
+SESSION_LABEL = "io.fleetctl.test.session"
+OWNER_LABEL = "io.fleetctl.owner"
+
+#: Ports the integration tests use for their own containers (host networking,
+#: 127.0.0.1). fleetctl host definitions in tests should use the per-engine
+#: ranges in ``Testbed.port_ranges`` instead, so the two never meet.
+TEST_PORT_RANGE = (18000, 18999)
+STALE_AFTER_S = 30 * 60
+PORT_BLOCK_SIZE = 10
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "integration: runs against the real Docker test bed (tests/testbed/setup.sh); needs root",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if here in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@dataclasses.dataclass(frozen=True)
+class Images:
+    """Tags of the test bed images (all built locally by tests/testbed/images.sh)."""
+
+    base: str = "fleetctl-testbed/base:bookworm"
+    triton: str = "fleetctl-testbed/tritonserver:2.51"
+    nim_standin: str = "fleetctl-testbed/nim-standin:1"
+    nim_standin_v2: str = "fleetctl-testbed/nim-standin:2"
+    tiny: str = "fleetctl-testbed/tiny:1"
+
+    @property
+    def on_every_engine(self) -> tuple[str, ...]:
+        """Images present on engines a, b and c (the Triton image is on a only)."""
+        return (self.base, self.nim_standin, self.nim_standin_v2, self.tiny)
+
+
+@dataclasses.dataclass
+class Testbed:
+    """What the integration tests need to reach the test bed."""
+
+    __test__ = False  # not a test class, despite the name
+
+    host_a: str
+    host_b: str
+    host_c: str
+    images: Images
+    model_repository: Path
+    run_dir: Path
+    #: Suggested, non-overlapping host port ranges for fleetctl host
+    #: definitions (the engines share one loopback).
+    port_ranges: dict[str, tuple[int, int]] = dataclasses.field(
+        default_factory=lambda: {"a": (20000, 20999), "b": (21000, 21999), "c": (22000, 22999)}
+    )
+    #: This pytest session's id (several sessions may share the engines).
+    session: str = dataclasses.field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+    @property
+    def test_labels(self) -> dict[str, str]:
+        """Labels every container a test starts directly should carry."""
+        return {TEST_LABEL: "1", SESSION_LABEL: self.session}
+
+    _clients: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def hosts(self) -> dict[str, str]:
+        """Engine name -> Docker address, e.g. ``{"a": "unix:///run/fleetctl-testbed/a.sock", ...}``."""
+        return {"a": self.host_a, "b": self.host_b, "c": self.host_c}
+
+    def client(self, engine: str = "a"):
+        """A docker SDK client for engine ``a``, ``b`` or ``c`` (cached)."""
+        import docker
+
+        if engine not in self._clients:
+            self._clients[engine] = docker.DockerClient(base_url=self.hosts[engine], timeout=120)
+        return self._clients[engine]
+
+    def cleanup(self, since: float | None = None, until: float | None = None,
+                owned: bool = True, any_session: bool = False) -> int:
+        """Remove test containers on every engine; returns how many were removed.
+
+        Candidates are containers labelled ``io.fleetctl.test=1`` and, with
+        ``owned``, those carrying any ``io.fleetctl.owner`` label. Containers
+        labelled with *another* session's ``io.fleetctl.test.session`` are
+        left alone unless ``any_session``. ``since`` / ``until`` (epoch
+        seconds) limit it to containers created in that window, so that a
+        per-test cleanup spares the containers of wider-scoped fixtures and of
+        other people using the same engines.
+        """
+        import docker.errors
+
+        removed = 0
+        filters = [{"label": f"{TEST_LABEL}=1"}] + ([{"label": OWNER_LABEL}] if owned else [])
+        for engine in self.hosts:
+            api = self.client(engine).api
+            ids: set[str] = set()
+            for flt in filters:
+                ids.update(c["Id"] for c in api.containers(all=True, filters=flt))
+            for cid in ids:
+                try:
+                    attrs = api.inspect_container(cid)
+                    labels = attrs["Config"].get("Labels") or {}
+                    other = labels.get(SESSION_LABEL)
+                    if other and other != self.session and not any_session:
+                        continue
+                    created = _created_epoch(attrs["Created"])
+                    if (since is not None and created < since) or (until is not None and created >= until):
+                        continue
+                    api.remove_container(cid, force=True, v=True)
+                    removed += 1
+                except docker.errors.NotFound:  # already gone (e.g. --rm, or removed by its test)
+                    pass
+                except docker.errors.APIError as exc:
+                    if exc.status_code != 409:  # 409: someone else is removing it right now
+                        raise
+        return removed
+
+    @staticmethod
+    def take_port_block() -> "PortBlock":
+        """A fresh block of free 127.0.0.1 ports (for fixtures wider than a test)."""
+        return _ALLOCATOR.take()
+
+    @staticmethod
+    def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
+        """Poll ``predicate`` until it returns a truthy value and return that value."""
+        return wait_until(predicate, timeout, interval, what)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+
+def _created_epoch(created: str) -> float:
+    """Docker's RFC 3339 "Created" (nanoseconds, UTC) as epoch seconds."""
+    stamp = created.rstrip("Z")
+    if "." in stamp:
+        whole, frac = stamp.split(".", 1)
+        stamp = f"{whole}.{frac[:6]}"
+    else:
+        stamp += ".0"
+    dt = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f")
+    return dt.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def _skip_or_fail_setup(proc: subprocess.CompletedProcess) -> None:
+    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+    if shutil.which("dockerd") is None:
+        pytest.skip(
+            "integration test bed unavailable: docker.io could not be installed with apt-get\n" + tail
+        )
+    pytest.fail(f"tests/testbed/setup.sh failed (rc={proc.returncode}):\n{tail}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Testbed:
+    """Run tests/testbed/setup.sh once and describe the running test bed."""
+    if os.geteuid() != 0:
+        pytest.skip("integration test bed needs root (it runs its own Docker engines)")
+    if shutil.which("dockerd") is None and shutil.which("apt-get") is None:
+        pytest.skip("integration test bed unavailable: no dockerd and no apt-get to install docker.io")
+    proc = subprocess.run(
+        ["bash", str(SETUP_SCRIPT)], capture_output=True, text=True, timeout=1800,
+        stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        _skip_or_fail_setup(proc)
+
+    hosts = {e: f"unix://{RUN_DIR}/{e}.sock" for e in "abc"}
+    env_file = RUN_DIR / "env"
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            if line.startswith("export FLEETCTL_TESTBED_HOST_"):
+                key, _, value = line[len("export "):].partition("=")
+                hosts[key[-1].lower()] = value
+    for engine, url in hosts.items():
+        os.environ.setdefault(f"FLEETCTL_TESTBED_HOST_{engine.upper()}", url)
+
+    bed = Testbed(
+        host_a=hosts["a"], host_b=hosts["b"], host_c=hosts["c"],
+        images=Images(),
+        model_repository=REPO_ROOT / "tests" / "testbed" / "models",
+        run_dir=RUN_DIR,
+    )
+    started = time.time() - 0.001
+    # Leftovers of an interrupted earlier run: test-only containers older than
+    # STALE_AFTER_S (younger ones may belong to a session running beside us).
+    bed.cleanup(until=started - STALE_AFTER_S, owned=False, any_session=True)
+    yield bed
+    # Only test-labelled containers here: io.fleetctl.owner containers are
+    # removed per test by ``docker_cleanup``, so that people using the same
+    # engines (a demo, another session) do not lose theirs when this ends.
+    bed.cleanup(since=started, owned=False)
+    bed.close()
+
+
+@pytest.fixture
+def docker_cleanup(testbed: Testbed):
+    """After the test, remove the containers labelled io.fleetctl.test=1 or
+    io.fleetctl.owner=* that were created while it ran (on all three engines)."""
+    started = time.time() - 0.001
+    yield testbed
+    testbed.cleanup(since=started)
+
+
+@dataclasses.dataclass(frozen=True)
+class PortBlock:
+    """Consecutive 127.0.0.1 ports that were free when handed out."""
+
+    start: int
+    size: int
+
+    @property
+    def ports(self) -> list[int]:
+        return list(range(self.start, self.start + self.size))
+
+    def __getitem__(self, i: int) -> int:
+        if not 0 <= i < self.size:
+            raise IndexError(i)
+        return self.start + i
+
+    def __iter__(self):
+        return iter(self.ports)
+
+
+class _PortAllocator:
+    def __init__(self, lo: int, hi: int, size: int) -> None:
+        self.lo, self.hi, self.size = lo, hi, size
+        self.nblocks = (hi - lo + 1) // size
+        # Start at a pid-dependent block so two sessions on one machine rarely meet.
+        self.next = (os.getpid() * 7) % self.nblocks
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def _free(port: int) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    def take(self) -> PortBlock:
+        with self.lock:
+            for _ in range(self.nblocks):
+                start = self.lo + self.next * self.size
+                self.next = (self.next + 1) % self.nblocks
+                if all(self._free(p) for p in range(start, start + self.size)):
+                    return PortBlock(start, self.size)
+        raise RuntimeError(f"no free block of {self.size} ports in {self.lo}-{self.hi}")
+
+
+_ALLOCATOR = _PortAllocator(*TEST_PORT_RANGE, PORT_BLOCK_SIZE)
+
+
+@pytest.fixture
+def port_block() -> PortBlock:
+    """Ten free ports on 127.0.0.1 in 18000-18999, not handed to any other test."""
+    return _ALLOCATOR.take()
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
+    """Poll ``predicate`` until it returns a truthy value; return that value."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - polling a server that may not be up
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what} not reached within {timeout:.0f}s (last error: {last_exc!r})")
+        time.sleep(interval)
