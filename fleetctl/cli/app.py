@@ -177,6 +177,32 @@ def _confirm(question: str, yes: bool) -> bool:
     return typer.confirm(question, default=False)
 
 
+class _Progress:
+    """The rollout reporter for the CLI: a live display that starts once the user said yes."""
+
+    def __init__(self, console) -> None:  # type: ignore[no-untyped-def]
+        self.console = console
+        self.live = None
+
+    def start(self, actions) -> None:  # type: ignore[no-untyped-def]
+        from fleetctl.cli.progress import RichReporter
+
+        self.live = RichReporter(self.console, actions)
+        self.live.__enter__()
+
+    def step_started(self, action) -> None:  # type: ignore[no-untyped-def]
+        if self.live:
+            self.live.step_started(action)
+
+    def step_finished(self, outcome) -> None:  # type: ignore[no-untyped-def]
+        if self.live:
+            self.live.step_finished(outcome)
+
+    def close(self) -> None:
+        if self.live:
+            self.live.__exit__(None, None, None)
+
+
 @app.command()
 def apply(
     inventory: Path = InventoryOpt,
@@ -186,52 +212,86 @@ def apply(
     state: Optional[Path] = StateOpt,
 ) -> None:
     """Converge the hosts: launch, replace and remove containers, health-gated."""
-    from fleetctl.cli.progress import RichReporter
     from fleetctl.ops import applying
 
     console = render.stderr_console() if output is Output.json else render.stdout_console()
-    reporter_box: list[RichReporter] = []
+    progress = _Progress(console)
 
     def confirm(p) -> bool:  # type: ignore[no-untyped-def]
         if output is Output.table:
             render.render_plan(console, p)
+        # A saved plan was already reviewed when it was made.
         ok = _confirm(f"Apply {len(p.changes)} change(s)?", yes or plan_file is not None)
-        return ok
-
-    class LazyReporter:
-        def step_started(self, action):  # type: ignore[no-untyped-def]
-            reporter_box[0].step_started(action)
-
-        def step_finished(self, outcome):  # type: ignore[no-untyped-def]
-            reporter_box[0].step_finished(outcome)
-
-    def hosts(inv):  # type: ignore[no-untyped-def]
-        return applying.docker_hosts(inv)
-
-    observer = _observer()
-
-    def confirm_and_start(p) -> bool:  # type: ignore[no-untyped-def]
-        ok = confirm(p)
         if ok:
-            r = RichReporter(console, p.actions)
-            r.__enter__()
-            reporter_box.append(r)
+            progress.start(p.actions)
         return ok
 
     try:
         result = applying.apply(
             inventory,
             state_path=_state_path(state),
-            observe=observer,
-            confirm=confirm_and_start,
-            hosts=hosts,
-            reporter=LazyReporter(),
+            observe=_observer(),
+            confirm=confirm,
+            reporter=progress,
             plan_file=plan_file,
         )
     finally:
-        for r in reporter_box:
-            r.__exit__(None, None, None)
+        progress.close()
     _report_apply(console, result, output)
+
+
+@app.command()
+def rollback(
+    deployment: str = typer.Argument(..., help="The deployment, NAME@VERSION (e.g. chat-llm@v3)."),
+    to: Optional[int] = typer.Option(None, "--to", help="Revision number to restore (default: the one before the current)."),
+    inventory: Path = InventoryOpt,
+    output: Output = OutputOpt,
+    yes: bool = YesOpt,
+    state: Optional[Path] = StateOpt,
+) -> None:
+    """Restore an exact earlier revision of one deployment (see `history NAME@VERSION`)."""
+    from fleetctl.ops.rollback import rollback as do_rollback
+
+    console = render.stderr_console() if output is Output.json else render.stdout_console()
+    progress = _Progress(console)
+
+    def confirm(p, number: int) -> bool:  # type: ignore[no-untyped-def]
+        if output is Output.table:
+            render.render_actions(console, p, show_keep=False)
+        ok = _confirm(f"Roll {deployment} back to revision {number} ({len(p.changes)} change(s))?", yes)
+        if ok:
+            progress.start(p.actions)
+        return ok
+
+    try:
+        result, number = do_rollback(
+            inventory, deployment, to=to, state_path=_state_path(state), observe=_observer(), confirm=confirm, reporter=progress
+        )
+    finally:
+        progress.close()
+    if output is Output.table and not result.failed and not result.noop:
+        console.print(
+            f"{deployment} is at revision {number}. The inventory still says otherwise: "
+            "update it, or the next apply rolls forward again."
+        )
+    _report_apply(console, result, output)
+
+
+@app.command()
+def history(
+    deployment: Optional[str] = typer.Argument(None, help="NAME@VERSION: its revisions instead of the rollouts."),
+    limit: int = typer.Option(20, "--limit", help="How many rollouts to show."),
+    output: Output = OutputOpt,
+    state: Optional[Path] = StateOpt,
+) -> None:
+    """Past rollouts, or the revisions of one deployment."""
+    from fleetctl.ops.rollback import history as read_history
+
+    data = read_history(_state_path(state), deployment, limit)
+    if output is Output.json:
+        render.print_json(data)
+    else:
+        render.render_history(render.stdout_console(), data)
 
 
 def _report_apply(console, result, output: Output) -> None:  # type: ignore[no-untyped-def]

@@ -161,3 +161,33 @@ def render_status(console: Console, report: Any) -> None:
                 "" if r.revision is None else str(r.revision),
             )
     console.print(table)
+
+
+OUTCOME_STYLE = {"succeeded": "green", "applied": "green", "failed": "red", "partial": "yellow", "rolled_back": "magenta", "running": "cyan"}
+
+
+def render_history(console: Console, data: dict[str, Any]) -> None:
+    if "revisions" in data:
+        table = Table(title=f"Revisions of {data['deployment']}", title_justify="left", show_edge=False, pad_edge=False)
+        for col in ("rev", "created (UTC)", "outcome", "image", "placement", "rollout"):
+            table.add_column(col, no_wrap=col != "placement")
+        for r in data["revisions"]:
+            where = ", ".join(f"#{p['replica']} {p['host']} GPU {','.join(str(g) for g in p['gpus'])}" for p in r["placement"])
+            table.add_row(
+                str(r["number"]),
+                r["created_at"],
+                Text(r["outcome"], style=OUTCOME_STYLE.get(r["outcome"], "")),
+                r["image"],
+                where,
+                str(r["rollout_id"]),
+            )
+        console.print(table)
+        return
+    table = Table(title="Rollouts", title_justify="left", show_edge=False, pad_edge=False)
+    for col in ("id", "started (UTC)", "command", "user", "outcome", "summary"):
+        table.add_column(col, no_wrap=col != "summary")
+    for r in data["rollouts"]:
+        table.add_row(
+            str(r["id"]), r["started_at"], r["command"], r["user"], Text(r["outcome"], style=OUTCOME_STYLE.get(r["outcome"], "")), r["summary"]
+        )
+    console.print(table)

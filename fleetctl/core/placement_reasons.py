@@ -65,13 +65,14 @@ def blockers(st: State, dep: Dep, g: Gpu, ignore: Item | None = None) -> list[Bl
             seen = p95_with_load(td.latency, total - tu)
             ratio = seen / td.sla
             if worst is None or ratio > worst[0]:
-                worst = (ratio, f"{td.name} would see {fmt_ms(seen)} ms > {fmt_num(td.sla)} ms")
+                worst = (ratio, td.name, f"{fmt_ms(seen)} ms > {fmt_num(td.sla)} ms")
     if worst is not None:
-        out.append(Blocker("sla-other", f"SLA: {worst[1]}", worst[1]))
+        _, name, text = worst
+        out.append(Blocker("sla-other", f"SLA: {name} would see {text}", f"{name} {text}"))
     if dep.sla is not None and dep.latency is not None and total > dep.slack + u + EPS:
         seen = p95_with_load(dep.latency, total - u)
         text = f"{fmt_ms(seen)} ms > {fmt_num(dep.sla)} ms"
-        out.append(Blocker("sla-self", f"SLA: this replica would see {text}", text))
+        out.append(Blocker("sla-self", f"SLA: this replica would see {text}", f"{dep.name} itself {text}"))
     return out
 
 
@@ -131,7 +132,7 @@ def _summary(dep: Dep, kind: str, n: int, g: Gpu, b: Blocker) -> str:
     if kind == "sla-other":
         return f"SLA: would break on {n} GPU(s) with room ({b.detail} on {where})"
     if kind == "sla-self":
-        return f"SLA: this replica would exceed its SLA on {n} GPU(s) with room ({b.detail} on {where})"
+        return f"SLA: would break its own on {n} GPU(s) with room ({b.detail} on {where})"
     if kind == "compute":
         return f"compute: utilisation would exceed 1 on {n} GPU(s) with room ({b.detail} on {where})"
     if kind == "exclusive-held":

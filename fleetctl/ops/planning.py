@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from fleetctl.core.fleet import GpuSpec
+from fleetctl.core.fleet import Deployment, GpuSpec
 from fleetctl.core.inventory import Inventory
 from fleetctl.core.loader import LoadedInventory, load
 from fleetctl.core.observed import ObservedFleet
@@ -51,7 +51,8 @@ def discovered_gpus(observed: ObservedFleet) -> dict[str, tuple[GpuSpec, ...]]:
     return {name: h.gpus for name, h in observed.hosts.items() if h.gpus is not None}
 
 
-def build_plan(loaded: LoadedInventory, observed: ObservedFleet) -> Plan:
+def build_plan(loaded: LoadedInventory, observed: ObservedFleet, wanted: list[Deployment] | None = None) -> Plan:
+    """Plan the inventory's deployments (or `wanted`, as rollback does) against `observed`."""
     inv = loaded.inventory
     auto_missing = [
         h.name
@@ -66,7 +67,7 @@ def build_plan(loaded: LoadedInventory, observed: ObservedFleet) -> Plan:
     hosts = host_specs(inv, discovered_gpus(observed))
     ranges = {h.name: h.port_range for h in inv.hosts}
     try:
-        return make_plan(deployments(inv), hosts, observed, ranges)
+        return make_plan(wanted if wanted is not None else deployments(inv), hosts, observed, ranges)
     except ValueError as exc:  # port ranges exhausted
         raise FleetctlError(str(exc)) from None
 

@@ -50,10 +50,10 @@ class Fleet:
         self.outputs: list[str] = []
         self.name = f"{next(_fleet_names)}-{os.getpid()}"
 
-    def nim(self, name: str, image: str, *, memory: float = 10, env: dict[str, str] | None = None, timeout: float = 60, **kw: Any) -> dict[str, Any]:
+    def nim(self, name: str, image: str, *, memory: float = 10, env: dict[str, str] | None = None, timeout: float = 60, version: str = "1", **kw: Any) -> dict[str, Any]:
         m = {
             "name": name,
-            "version": "1",
+            "version": version,
             "runtime": "nim",
             "image": image,
             "gpu_memory_gb": memory,
@@ -102,9 +102,9 @@ class Fleet:
     def container(self, deployment: str, replica: int = 0) -> str:
         return f"fleetctl-{self.name}-{deployment.replace('@', '-')}-{replica}"
 
-    def cli(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, inventory: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
         self.write()
-        r = run_fleetctl(*args, "-f", str(self.path), **kw)
+        r = run_fleetctl(*args, *(["-f", str(self.path)] if inventory else []), **kw)
         self.outputs.append(r.stdout + r.stderr)
         return r
 
@@ -347,3 +347,37 @@ def test_the_canary_api_key_never_reaches_state_plan_logs_or_output(fleet: Fleet
             assert CANARY.encode() not in f.read_bytes(), f
     for name in container_ids(fleet):
         assert CANARY not in testbed.client().api.logs(name).decode(errors="replace")
+
+
+def test_rollback_restores_the_exact_earlier_revision_of_one_pinned_version(fleet: Fleet, testbed: Any) -> None:
+    chat = fleet.nim("chat-llm", testbed.images.nim_standin, memory=10, version="v4")
+    chat["pins"] = [{"version": "v3", "image": testbed.images.nim_standin, "customers": ["acme-corp"]}]
+    assert fleet.apply().returncode == 0
+    v4_id = container_ids(fleet)[fleet.container("chat-llm@v4", 0)]
+
+    chat["pins"][0]["image"] = testbed.images.nim_standin_v2
+    assert fleet.apply().returncode == 0
+    api = testbed.client().api
+    assert api.inspect_container(fleet.container("chat-llm@v3", 0))["Config"]["Image"] == testbed.images.nim_standin_v2
+
+    r = fleet.cli("rollback", "chat-llm@v3", "--yes", "--state", str(fleet.state))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert api.inspect_container(fleet.container("chat-llm@v3", 0))["Config"]["Image"] == testbed.images.nim_standin
+    assert httpx.get(fleet.endpoint("chat-llm@v3") + "/v1/health/ready").status_code == 200
+    # Everyone else's version did not move.
+    assert container_ids(fleet)[fleet.container("chat-llm@v4", 0)] == v4_id
+
+    hist = json.loads(fleet.cli("history", "chat-llm@v3", "--output", "json", "--state", str(fleet.state), inventory=False).stdout)
+    revs = {r["number"]: (r["outcome"], r["image"]) for r in hist["revisions"]}
+    assert revs == {
+        1: ("applied", testbed.images.nim_standin),
+        2: ("rolled_back", testbed.images.nim_standin_v2),
+        3: ("applied", testbed.images.nim_standin),
+    }
+    # The inventory still asks for the newer image: plan shows the roll-forward.
+    plan = json.loads(fleet.cli("plan", "--output", "json").stdout)
+    (change,) = [a for a in plan["actions"] if a["kind"] != "keep"]
+    assert change["deployment"] == "chat-llm@v3" and "nim-standin:2" in change["reason"]
+
+    rollouts = json.loads(fleet.cli("history", "--output", "json", "--state", str(fleet.state), inventory=False).stdout)["rollouts"]
+    assert [r["command"] for r in rollouts][:1] == ["rollback chat-llm@v3"]
