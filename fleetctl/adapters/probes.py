@@ -52,6 +52,24 @@ def run_check(endpoint: str, check: HealthCheck, timeout_s: float = 2.0) -> Chec
     return CheckResult(False, f"unknown check kind {check.kind}")
 
 
+def port_answers(endpoint: str, timeout_s: float = 0.5) -> bool:
+    """Whether something already listens at the endpoint's host:port.
+
+    With host networking a new server cannot bind a port that is taken, and a readiness
+    probe would then be answered by whatever holds it: check before starting.
+    """
+    import socket
+
+    parsed = urlparse(endpoint)
+    if not parsed.hostname or not parsed.port:
+        return False
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def probe(spec: ContainerSpec) -> CheckResult:
     """All checks once, in order; the first failure is the answer."""
     for check in spec.health:

@@ -382,6 +382,10 @@ from fleetctl.cli import decide_cmds  # noqa: E402 (commands defined in their ow
 
 decide_cmds.register(app)
 
+from fleetctl.cli import health_cmd  # noqa: E402 (commands defined in their own module)
+
+health_cmd.register(app)
+
 
 def main() -> None:
     """Entry point: run the app behind the single error boundary."""

@@ -16,6 +16,7 @@ from fleetctl.core.placement_state import Dep, Gpu, Item, State
 from fleetctl.errors import NotFoundError
 
 _WHERE_HOSTS = 6  # hosts named in a group's one-line location before "and N more"
+_MAX_GROUPS = 24  # beyond this, GPUs are grouped by the rules that block them
 
 
 @dataclass(frozen=True)
@@ -121,15 +122,40 @@ def _replay(
 
 
 def _elsewhere(st: State, dep: Dep, it: Item | None) -> tuple[GpuGroup, ...]:
+    """Every other GPU's verdict; GPUs with the same reasons share a group.
+
+    On a large fleet the figures (free memory, latencies) differ from GPU to GPU, so when
+    there would be too many groups, GPUs are grouped by which rules block them instead,
+    and the figures of the group's first GPU stand for all.
+    """
     chosen = [st.gpus[gid] for gid in it.gids] if it is not None else []
-    groups: dict[tuple[str, ...], list[str]] = {}
+    verdicts: list[tuple[tuple[str, ...], tuple[str, ...], str]] = []
     for g in st.gpus:
         if any(g is c for c in chosen):
             continue
         found = blockers(st, dep, g, ignore=it)
-        reasons = tuple(b.text for b in found) if found else (_fits_note(st, dep, it, g, chosen),)
-        groups.setdefault(reasons, []).append(f"{g.host_name}:{g.index}")
-    return tuple(GpuGroup(tuple(labels), reasons) for reasons, labels in groups.items())
+        if found:
+            kinds = tuple(b.kind for b in found)
+            texts = tuple(b.text for b in found)
+        else:
+            note = _fits_note(st, dep, it, g, chosen)
+            kinds, texts = (note,), (note,)
+        verdicts.append((kinds, texts, f"{g.host_name}:{g.index}"))
+    exact: dict[tuple[str, ...], list[str]] = {}
+    for _, texts, label in verdicts:
+        exact.setdefault(texts, []).append(label)
+    if len(exact) <= _MAX_GROUPS:
+        return tuple(GpuGroup(tuple(labels), texts) for texts, labels in exact.items())
+    by_kind: dict[tuple[str, ...], tuple[tuple[str, ...], list[str], set[tuple[str, ...]]]] = {}
+    for kinds, texts, label in verdicts:
+        first, labels, seen = by_kind.setdefault(kinds, (texts, [], set()))
+        labels.append(label)
+        seen.add(texts)
+    groups = []
+    for first, labels, seen in by_kind.values():
+        note = (f"(figures for {labels[0].replace(':', ' GPU ')}; they vary over these GPUs)",) if len(seen) > 1 else ()
+        groups.append(GpuGroup(tuple(labels), first + note))
+    return tuple(groups)
 
 
 def _fits_note(st: State, dep: Dep, it: Item | None, g: Gpu, chosen: list[Gpu]) -> str:

@@ -7,14 +7,17 @@ The order of work:
 2. Place the other replicas largest first (tensor-parallel ones before single-GPU ones),
    each on the feasible GPU with the least memory left after it (best fit decreasing),
    preferring a host that does not run a replica of the same deployment yet.
-3. Repack: try to empty the least-loaded GPUs of new replicas by swapping them into
-   fuller GPUs (placement_repack); bounded by a count of checks, so it is deterministic
-   and stays near-linear on large fleets.
+3. Repack: try to free the least-loaded GPUs that hold only new single-GPU replicas by
+   spreading their replicas over other used GPUs and exchanging replicas until nothing
+   overflows (placement_repack). It is bounded by a count of evaluated exchanges, so it
+   is deterministic and stays near-linear on large fleets.
+4. Retry replicas that found no room: repacking may have made some.
 
-Hard rules, on every GPU and in every phase: host labels match the selector; memory
+Hard rules, on every GPU of every plan returned: host labels match the selector; memory
 used <= usable; utilisation sum <= 1; every SLA tenant's predicted p95 (sla module) is
 within its SLA; an exclusive replica is alone; replicas of one deployment never share a
-GPU; a tensor-parallel replica takes k distinct GPUs of one host.
+GPU; a tensor-parallel replica takes k distinct GPUs of one host. Repacking relaxes
+memory, compute and SLA inside an attempt only, and keeps an attempt only once they hold.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from bisect import bisect_left
 from typing import Sequence
 
 from fleetctl.core.fleet import Assignment, Deployment, GpuSpec, HostSpec, Placement, Unplaced
-from fleetctl.core.placement_reasons import unplaced_reasons, why_here
+from fleetctl.core.placement_reasons import Diagnoser, why_here
 from fleetctl.core.placement_repack import improve
 from fleetctl.core.placement_state import Dep, Item, State
 from fleetctl.core.sla import EPS, util_of
@@ -92,23 +95,25 @@ def place(
     for d in sorted(deployments, key=lambda d: d.name):
         deps.setdefault(d.name, Dep.of(d))
     items = {f"{dep.name}#{r}": Item(dep, r) for dep in deps.values() for r in range(dep.spec.replicas)}
-    _readmit(st, deps, items, previous)
+    _readmit(st, items, previous)
 
     pending = sorted((it for it in items.values() if not it.fixed), key=lambda it: _order_key(st, it))
     unplaced = _place_all(st, pending)
     movable = [it for it in pending if it.gids and it.movable]
+    freed = 0
     if movable:
         target = lower_bound(deployments, hosts)
         n = len(movable)
         budget = _REPACK_THOROUGH * min(n, _REPACK_THOROUGH_UP_TO) // n + _REPACK_PER_ITEM * n
-        improve(st, movable, budget, target, lambda it: _place_item(st, it))
-    if unplaced:
-        unplaced = _place_all(st, unplaced)  # repacking may have made room
+        freed = improve(st, movable, budget, target)
+    if unplaced and freed:
+        unplaced = _place_all(st, unplaced)  # the freed GPUs may take some
 
     assignments: list[Assignment] = []
     reasons: dict[str, str] = {}
     failures: list[Unplaced] = []
     summaries: dict[str, tuple[str, ...]] = {}
+    diagnoser = Diagnoser(st, len({it.dep.name for it in unplaced}))
     for key in sorted(items, key=lambda k: (items[k].dep.name, items[k].replica)):
         it = items[key]
         if it.gids:
@@ -120,7 +125,7 @@ def place(
             # Replicas of one deployment fail for the same reasons; summarising is a
             # scan of every GPU, so it is done once per deployment.
             if it.dep.name not in summaries:
-                summaries[it.dep.name] = unplaced_reasons(st, it.dep)
+                summaries[it.dep.name] = diagnoser.reasons(it.dep)
             failures.append(Unplaced(it.dep.name, it.replica, summaries[it.dep.name]))
     return Placement(tuple(assignments), tuple(failures), reasons)
 
@@ -128,7 +133,8 @@ def place(
 # -- phases ----------------------------------------------------------------------------
 
 
-def _readmit(st: State, deps: dict[str, Dep], items: dict[str, Item], previous: Sequence[Assignment]) -> None:
+def _readmit(st: State, items: dict[str, Item], previous: Sequence[Assignment]) -> None:
+    """Keep every previous assignment that is still valid, checked as it is re-added."""
     for a in sorted(previous, key=lambda a: (a.deployment, a.replica, a.host, a.gpus)):
         it = items.get(f"{a.deployment}#{a.replica}")
         if it is None or it.fixed:

@@ -1,12 +1,14 @@
 """Why a replica is where it is, and why it cannot go elsewhere.
 
 `blockers` names every rule that keeps one deployment off one GPU in a given state;
-`unplaced_reasons` summarises them over the fleet for a replica that found no room, and
-`why_here` is the one-line reason stored in `Placement.reasons`.
+`Diagnoser` summarises them over the fleet for replicas that found no room (the
+reasons of `Unplaced`), and `why_here` is the one-line reason stored in
+`Placement.reasons`.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from fleetctl.core.placement_state import Dep, Gpu, Item, SelectorKey, State
@@ -55,7 +57,7 @@ def blockers(st: State, dep: Dep, g: Gpu, ignore: Item | None = None) -> list[Bl
     total = sum(t.dep.util(g) for t in tenants) + u
     if total > 1 + EPS:
         out.append(Blocker("compute", f"compute: utilisation would reach {total:.2f} > 1", f"{total:.2f}"))
-    worst: tuple[float, str] | None = None
+    worst: tuple[float, str, str] | None = None
     for t in tenants:
         td = t.dep
         if td.sla is None or td.latency is None:
@@ -76,58 +78,153 @@ def blockers(st: State, dep: Dep, g: Gpu, ignore: Item | None = None) -> list[Bl
     return out
 
 
-def unplaced_reasons(st: State, dep: Dep) -> tuple[str, ...]:
-    """One reason per rule that blocks `dep` anywhere, summarised over the fleet."""
-    ok = st.eligible(dep.sel)
-    hosts = [h for h in range(len(st.hosts)) if ok[h]]
-    if not hosts:
-        return (f"selector {fmt_selector(dep.sel)} matches no host",)
-    gpus = [st.gpus[gid] for h in hosts for gid in st.host_gpus[h]]
-    if not gpus:
-        return (f"the {len(hosts)} host(s) matching the selector have no GPUs",)
-    structural = _structural(st, dep, hosts, gpus)
-    if structural:
-        return structural
-    per_gpu = [(g, blockers(st, dep, g)) for g in gpus]
-    reasons: list[str] = []
-    full = [(g, b) for g, b in per_gpu if any(x.kind == "memory" for x in b)]
-    if full:
-        most = max(g.free for g, _ in full)
-        reasons.append(
-            f"memory: full on {len(full)} GPU(s) (needs {dep.mem:.1f} GB per GPU, most free is {max(most, 0.0):.1f} GB)"
-        )
-    roomy = [(g, b) for g, b in per_gpu if not any(x.kind == "memory" for x in b)]
-    for kind in KINDS:
-        hits = [(g, x) for g, b in roomy for x in b if x.kind == kind]
-        if hits:
-            reasons.append(_summary(dep, kind, len(hits), hits[0][0], hits[0][1]))
-    if dep.k > 1:
-        free_on = {}
-        for g, b in per_gpu:
-            free_on[g.host] = free_on.get(g.host, 0) + (0 if b else 1)
-        most_free = max(free_on.values(), default=0)
-        if most_free < dep.k:
-            reasons.append(f"tensor parallel: needs {dep.k} GPUs on one host, most free on one host is {most_free}")
-    return tuple(reasons) or ("no GPU satisfies every rule at once",)
+# GPUs with room classified rule by rule, in best-fit order: in all, and per deployment.
+# Counts beyond that are reported as "at least".
+_CLASSIFY_TOTAL = 100_000
+_CLASSIFY_MIN, _CLASSIFY_MAX = 16, 512
 
 
-def _structural(st: State, dep: Dep, hosts: list[int], gpus: list[Gpu]) -> tuple[str, ...]:
+class Diagnoser:
+    """Summarises why replicas found no room, over the state placement ended in.
+
+    On an oversubscribed fleet thousands of deployments may fail, so the summary avoids
+    a full check per GPU: GPUs without memory room are counted from the free-memory
+    indexes, and only the first GPUs with room are classified rule by rule.
+    """
+
+    def __init__(self, st: State, failing: int = 1) -> None:
+        """`failing` is how many deployments will be summarised (it splits the effort)."""
+        self.st = st
+        self.cap = max(_CLASSIFY_MIN, min(_CLASSIFY_MAX, _CLASSIFY_TOTAL // max(1, failing)))
+        self.exclusive = [g for g in st.gpus if g.excl]  # not in the indexes
+        self._by_sel: dict[SelectorKey, tuple[list[int], list[Gpu], float, int]] = {}
+
+    def reasons(self, dep: Dep) -> tuple[str, ...]:
+        """One reason per rule that blocks `dep`, summarised over the fleet."""
+        st = self.st
+        hosts, gpus, largest, widest = self._scope(dep.sel)
+        if not hosts:
+            return (f"selector {fmt_selector(dep.sel)} matches no host",)
+        if not gpus:
+            return (f"the {len(hosts)} host(s) matching the selector have no GPUs",)
+        structural = _structural(dep, largest, widest)
+        if structural:
+            return structural
+        n_full, most_free, checked, complete = self._split(dep)
+        reasons: list[str] = []
+        if n_full:
+            reasons.append(
+                f"memory: full on {n_full} GPU(s) (needs {dep.mem:.1f} GB per GPU, most free is {most_free:.1f} GB)"
+            )
+        count = "" if complete else "at least "
+        hits: dict[str, list[Gpu]] = {}
+        free_on: dict[int, int] = {}
+        for g in checked:
+            kinds = _kinds(st, dep, g)
+            for kind in kinds:
+                hits.setdefault(kind, []).append(g)
+            if not kinds:
+                free_on[g.host] = free_on.get(g.host, 0) + 1
+        for kind in KINDS:
+            if kind in hits:
+                g = hits[kind][0]
+                example = next(b for b in blockers(st, dep, g) if b.kind == kind)
+                reasons.append(_summary(dep, kind, f"{count}{len(hits[kind])}", g, example))
+        if dep.k > 1:
+            most = max(free_on.values(), default=0)
+            if most < dep.k:
+                reasons.append(f"tensor parallel: needs {dep.k} GPUs on one host, most free on one host is {most}")
+        return tuple(reasons) or ("no GPU satisfies every rule at once",)
+
+    def _scope(self, sel: SelectorKey) -> tuple[list[int], list[Gpu], float, int]:
+        """Matching hosts, their GPUs, the largest usable GPU and the most GPUs on one."""
+        scope = self._by_sel.get(sel)
+        if scope is None:
+            st = self.st
+            ok = st.eligible(sel)
+            hosts = [h for h in range(len(st.hosts)) if ok[h]]
+            gpus = [st.gpus[gid] for h in hosts for gid in st.host_gpus[h]]
+            largest = max((g.usable for g in gpus), default=0.0)
+            widest = max((len(st.host_gpus[h]) for h in hosts), default=0)
+            scope = (hosts, gpus, largest, widest)
+            self._by_sel[sel] = scope
+        return scope
+
+    def _split(self, dep: Dep) -> tuple[int, float, list[Gpu], bool]:
+        """GPUs without memory room (count, most free), the first GPUs with room (tightest
+        first, up to the cap) and whether those are all of them."""
+        st = self.st
+        ok = st.eligible(dep.sel)
+        key = (dep.mem - EPS, -1)
+        roomy: list[Gpu] = []
+        complete = True
+        n_full = 0
+        most_free = 0.0
+        for index in (st.open_idx, st.empty_idx):
+            cut = bisect_left(index, key)
+            if dep.sel:
+                full = [e for e in index[:cut] if ok[st.gpus[e[1]].host]]
+                n_full += len(full)
+                if full:
+                    most_free = max(most_free, full[-1][0])
+            elif cut:
+                n_full += cut
+                most_free = max(most_free, index[cut - 1][0])
+            for _, gid in index[cut:]:
+                g = st.gpus[gid]
+                if ok[g.host]:
+                    if len(roomy) == self.cap:
+                        complete = False
+                        break
+                    roomy.append(g)
+        for g in self.exclusive:
+            if ok[g.host]:
+                if g.used + dep.mem > g.usable + EPS:
+                    n_full += 1
+                    most_free = max(most_free, g.free)
+                elif len(roomy) < self.cap:
+                    roomy.append(g)
+                else:
+                    complete = False
+        return n_full, max(most_free, 0.0), roomy, complete
+
+
+def _kinds(st: State, dep: Dep, g: Gpu) -> list[str]:
+    """The kinds of `blockers` for a GPU with memory room, from its cached sums."""
+    out: list[str] = []
+    if g.excl:
+        out.append("exclusive-held")
+    elif dep.exclusive and g.tenants:
+        out.append("needs-empty")
+    on = st.dep_gpus.get(dep.name)
+    if on and on.get(g.gid):
+        out.append("sibling")
+    u = dep.util(g)
+    total = g.util + u
+    if total > 1 + EPS:
+        out.append("compute")
+    if total > g.cap + EPS and any(
+        t.dep.sla is not None and total > t.dep.slack + t.dep.util(g) + EPS for t in g.tenants
+    ):
+        out.append("sla-other")
+    if dep.sla is not None and total > dep.slack + u + EPS:
+        out.append("sla-self")
+    return out
+
+
+def _structural(dep: Dep, largest: float, widest: int) -> tuple[str, ...]:
     """Reasons that hold even on an idle fleet: no amount of moving things would help."""
     out: list[str] = []
-    largest = max(g.usable for g in gpus)
     if dep.mem > largest + EPS:
         out.append(f"memory: needs {dep.mem:.1f} GB per GPU, largest usable GPU has {largest:.1f} GB")
     if dep.slack < -EPS and dep.sla is not None and dep.latency is not None:
-        out.append(
-            f"SLA: latency {fmt_num(dep.latency)} ms alone already exceeds the {fmt_num(dep.sla)} ms SLA"
-        )
-    widest = max(len(st.host_gpus[h]) for h in hosts)
+        out.append(f"SLA: latency {fmt_num(dep.latency)} ms alone already exceeds the {fmt_num(dep.sla)} ms SLA")
     if dep.k > widest:
         out.append(f"tensor parallel: needs {dep.k} GPUs on one host, the largest matching host has {widest}")
     return tuple(out)
 
 
-def _summary(dep: Dep, kind: str, n: int, g: Gpu, b: Blocker) -> str:
+def _summary(dep: Dep, kind: str, n: str, g: Gpu, b: Blocker) -> str:
     where = g.label
     if kind == "sla-other":
         return f"SLA: would break on {n} GPU(s) with room ({b.detail} on {where})"

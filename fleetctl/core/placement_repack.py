@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from itertools import combinations
-from typing import Callable
 
 from fleetctl.core.placement_state import Gpu, Item, State
 from fleetctl.core.sla import EPS
@@ -29,9 +28,6 @@ _STEPS = (60, 300)  # exchanges per attempt: a short pass over the targets, then
 _PAIRED = 6  # only the largest movable replicas of a GPU are exchanged in pairs
 _TABU = 7  # steps during which a sideways exchange may not be reversed
 
-Subsets = list[tuple[float, tuple[Item, ...]]]
-
-
 class _Budget:
     __slots__ = ("left",)
 
@@ -39,13 +35,12 @@ class _Budget:
         self.left = left
 
 
-def improve(st: State, movable: list[Item], budget: int, target: int, place_one: Callable[[Item], bool]) -> None:
+def improve(st: State, movable: list[Item], budget: int, target: int) -> int:
     """Free GPUs until `target` are used, no attempt succeeds, or `budget` is spent.
 
-    `place_one` is unused by the exchange search but kept so callers need not know how
-    repacking works inside.
+    Returns how many GPUs were freed.
     """
-    del place_one
+    start = st.n_used
     before = [(it, it.gids[0], it.how) for it in movable]
     left = _Budget(budget)
     st.journal = []
@@ -58,6 +53,7 @@ def improve(st: State, movable: list[Item], budget: int, target: int, place_one:
     st.journal = None
     for it, gid, how in before:
         it.how = how if it.gids == [gid] else "repacked"
+    return start - st.n_used
 
 
 def _load(g: Gpu) -> float:

@@ -145,7 +145,6 @@ class State:
         self.dep_gpus: dict[str, dict[int, int]] = {}
         self.dep_hosts: dict[str, dict[int, int]] = {}
         self.n_used = 0
-        self.fitness = 0.0  # sum of squared memory fill: rises as load concentrates
         self.journal: list[tuple[bool, Item, int]] | None = None
         self._eligible: dict[SelectorKey, bytearray] = {}
         self.max_usable = max((g.usable for g in self.gpus), default=0.0)
@@ -185,8 +184,6 @@ class State:
         self._unindex(g)
         if not g.tenants:
             self.n_used += 1
-        else:
-            self.fitness -= self._fill2(g)
         dep = item.dep
         u = dep.util(g)
         g.tenants.append(item)
@@ -194,7 +191,6 @@ class State:
         g.util += u
         g.cap = min(g.cap, dep.slack + u)
         g.excl = g.excl or dep.exclusive
-        self.fitness += self._fill2(g)
         item.gids.append(gid)
         _bump(self.dep_gpus, dep.name, gid, 1)
         _bump(self.dep_hosts, dep.name, g.host, 1)
@@ -205,16 +201,13 @@ class State:
     def remove(self, item: Item, gid: int) -> None:
         g = self.gpus[gid]
         self._unindex(g)
-        self.fitness -= self._fill2(g)
         g.tenants = [t for t in g.tenants if t is not item]
         # Recomputed rather than decremented so repeated moves leave no float residue.
         g.used = sum(t.dep.mem for t in g.tenants)
         g.util = sum(t.dep.util(g) for t in g.tenants)
         g.cap = min([1.0] + [t.dep.slack + t.dep.util(g) for t in g.tenants])
         g.excl = any(t.dep.exclusive for t in g.tenants)
-        if g.tenants:
-            self.fitness += self._fill2(g)
-        else:
+        if not g.tenants:
             self.n_used -= 1
         item.gids.remove(gid)
         _bump(self.dep_gpus, item.dep.name, gid, -1)
@@ -237,15 +230,13 @@ class State:
         del journal[mark:]
         self.journal = journal
 
-    @staticmethod
-    def _fill2(g: Gpu) -> float:
-        return (g.used / g.usable) ** 2 if g.usable > 0 else 0.0
-
     def buckets_for(self, dep: Dep) -> list[list[tuple[float, int]]]:
         """The open-GPU buckets that may hold a GPU able to take `dep`."""
+        # The smallest utilisation `dep` can have on any GPU here; the same tolerance as
+        # `fits` on both bounds, and _level is monotone, so no feasible GPU is left out.
         u = dep.fixed_util if dep.fixed_util is not None else dep.mem / (self.max_memory_gb or 1.0)
-        low = _level(u)
-        high = _level(dep.slack)
+        low = _level(u - EPS)
+        high = _level(dep.slack + EPS)
         return [lst for key, lst in self.buckets.items() if key // _LEVELS_1 >= low and key % _LEVELS_1 <= high]
 
     def _unindex(self, g: Gpu) -> None:

@@ -49,7 +49,7 @@ def latency_of(d: Deployment) -> float | None:
 def p95_with_load(latency_ms: float, others_util: float) -> float:
     """Predicted p95 of a replica whose neighbours take `others_util` of the GPU."""
     free = 1.0 - others_util
-    if free <= 0:
+    if free <= EPS:  # float residue of a saturated GPU is saturation, not a huge figure
         return math.inf
     return latency_ms / free
 

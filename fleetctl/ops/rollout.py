@@ -21,11 +21,15 @@ from typing import Callable, Mapping, Protocol, Sequence
 
 from fleetctl.adapters import labels as L
 from fleetctl.adapters.docker_host import HostAPI
-from fleetctl.adapters.probes import CheckResult, Clock, SystemClock, probe, wait_ready
+from fleetctl.adapters.probes import CheckResult, Clock, SystemClock, port_answers, probe, wait_ready
 from fleetctl.core.plan import START_FIRST, Action, ActionKind
 from fleetctl.ops.rendering import Rendered
 
 LOG_TAIL_LINES = 40
+
+
+class PortTakenError(Exception):
+    """The replica's port answers before its container exists."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class Executor:
     clock: Clock = SystemClock()
     interval_s: float = 0.5
     check: Callable = probe  # type: ignore[type-arg]
+    port_taken: Callable[[str], bool] = port_answers
 
     def __post_init__(self) -> None:
         self._slots = {h: threading.BoundedSemaphore(n) for h, n in self.max_parallel.items()}
@@ -134,6 +139,13 @@ class Executor:
             check=self.check,
         )
 
+    def _ensure_port_free(self, r: Rendered) -> None:
+        if self.port_taken(r.spec.endpoint):
+            raise PortTakenError(
+                f"{r.spec.endpoint} already answers before the container started: the port is used by "
+                "something fleetctl does not manage; give this host another 'ports' range"
+            )
+
     def _fail(self, a: Action, host: HostAPI, cid: str, why: CheckResult) -> StepOutcome:
         tail = host.logs_tail(cid, LOG_TAIL_LINES)
         host.remove(cid, timeout_s=10)
@@ -141,6 +153,7 @@ class Executor:
 
     def _create(self, a: Action, r: Rendered, secrets: Mapping[str, str]) -> StepOutcome:
         host = self.hosts[a.host]
+        self._ensure_port_free(r)
         cid = host.run(r.name, r.spec, r.labels, secrets)
         ready = self._wait(host, cid, r)
         if not ready.ok:
@@ -151,6 +164,7 @@ class Executor:
     def _start_first(self, a: Action, r: Rendered, secrets: Mapping[str, str]) -> StepOutcome:
         host = self.hosts[a.host]
         old_host = self.hosts[a.container_host] if a.container_host else host
+        self._ensure_port_free(r)
         if a.container_host:
             # Another engine: the final name is free there, no temporary name needed.
             cid = host.run(r.name, r.spec, r.labels, secrets)
@@ -174,6 +188,7 @@ class Executor:
         if was_running:
             host.stop(aside)
         try:
+            self._ensure_port_free(r)
             cid = host.run(r.name, r.spec, r.labels, secrets)
         except Exception:
             self._restore(host, aside, r.name, was_running)

@@ -113,6 +113,7 @@ def executor(host: FakeHost, r: Rendered, secrets: Mapping[str, str] | None = No
         clock=FakeClock(),
         interval_s=1,
         check=check,
+        port_taken=lambda endpoint: False,
     )
 
 
@@ -196,6 +197,15 @@ def test_blocked_actions_are_skipped() -> None:
     a = Action(ActionKind.CREATE, "m@1", 0, "h1", (0,), 20000, "hash", "new", blocked="unreachable")
     (out,) = executor(host, rendered("good:1")).run([a])
     assert not out.ok and "skipped" in out.detail
+    assert host.calls == []
+
+
+def test_a_port_taken_by_something_else_fails_before_starting_anything() -> None:
+    host = FakeHost()
+    ex = executor(host, rendered("good:1"))
+    ex.port_taken = lambda endpoint: True
+    (out,) = ex.run([action(ActionKind.CREATE)])
+    assert not out.ok and "already answers before the container started" in out.detail
     assert host.calls == []
 
 

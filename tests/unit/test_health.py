@@ -1,0 +1,454 @@
+"""`fleetctl health`: targets, classification, exit codes, JSON and the Prometheus textfile.
+
+Fakes sit at the project's own seams: the observer (an `ObservedFleet` value) and the
+probe (a function of spec and budget). Only `http_probe` meets a socket: a loopback server.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import typer
+from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
+
+from fleetctl.adapters import labels as L
+from fleetctl.cli import health_cmd
+from fleetctl.core.observed import ObservedContainer, ObservedFleet, ObservedHost
+from fleetctl.core.plan import ActionKind
+from fleetctl.errors import ExitCode, FleetctlError, HostUnreachableError
+from fleetctl.ops import health
+from fleetctl.ops.health import (DeploymentHealth, DeploymentState, HealthReport, HostHealth, ProbeResult, ReplicaHealth,
+                                 ReplicaState, Target, classify_replica, exit_code, report_to_json, sweep)
+from fleetctl.ops.planning import plan_inventory
+from fleetctl.runtimes.spec import ContainerSpec, HealthCheck, http_health
+
+CANARY = "nvapi-HEALTH-CANARY-0b1c2d"
+NOT_READY = ProbeResult(False, "GET /v1/health/ready: 503", "GET /v1/health/ready answers 200")
+INVENTORY = """
+fleet: hx
+hosts:
+{hosts}
+models:
+  - {{name: chat, version: "1", runtime: nim, image: "nim-standin:1", gpu_memory_gb: 70, replicas: 2,
+     nim: {{served_model_name: chat}}}}
+  - {{name: embed, version: "1", runtime: triton, image: "triton:2.51", gpu_memory_gb: 2, hosts: {{name: h1}},
+     triton: {{model_repository: /models, models: [embed]}}}}
+"""
+HOST = """  - {{name: {name}, docker: "unix:///run/{name}.sock", simulated: true, gpus: {gpus}, network: host,
+     address: 127.0.0.1, ports: {ports}, labels: {{name: {name}}}}}"""
+DECLARED = "{count: 2, memory_gb: 80}"
+
+
+def write_inventory(tmp: Path, h2_gpus: str = DECLARED) -> Path:
+    hosts = "\n".join(
+        HOST.format(name=n, gpus=g, ports=p) for n, g, p in (("h1", DECLARED, "26000-26099"), ("h2", h2_gpus, "26100-26199"))
+    )
+    path = tmp / "fleet.yaml"
+    path.write_text(INVENTORY.format(hosts=hosts))
+    return path
+
+
+def applied(path: Path, unreachable: dict[str, str] | None = None) -> ObservedFleet:
+    """The fleet as observed right after a successful apply of the offline plan."""
+    result = plan_inventory(path, None)
+    unreachable = unreachable or {}
+    by_host: dict[str, list[ObservedContainer]] = {h.name: [] for h in result.loaded.inventory.hosts}
+    for a in result.plan.actions:
+        image = result.plan.deployment(a.deployment).image
+        name = L.container_name(a.deployment, a.replica, "hx")
+        by_host[a.host].append(
+            ObservedContainer(a.host, f"id-{name}", name, a.deployment, a.replica, a.gpus, a.spec_hash, "running", image,
+                              labeled_image=image, port=a.port, endpoint=f"http://127.0.0.1:{a.port}")
+        )
+    return ObservedFleet(
+        {h: ObservedHost(h, False, unreachable[h]) if h in unreachable else ObservedHost(h, containers=tuple(cs))
+         for h, cs in by_host.items()},
+        offline=False,
+    )
+
+
+def edit(observed: ObservedFleet, key: str, change: Callable[[ObservedContainer], ObservedContainer | None]) -> ObservedFleet:
+    """`change` the container of replica `key` ("dep@v#n"); None removes it."""
+    def one(c: ObservedContainer) -> ObservedContainer | None:
+        return change(c) if f"{c.deployment}#{c.replica}" == key else c
+
+    hosts = {n: replace(h, containers=tuple(x for c in h.containers if (x := one(c)) is not None)) for n, h in observed.hosts.items()}
+    return ObservedFleet(hosts, offline=False)
+
+
+class FakeProbe:
+    """Answers by endpoint; records every spec it was asked about."""
+
+    def __init__(self, failing: dict[str, ProbeResult] | None = None) -> None:
+        self.failing = failing or {}
+        self.seen: list[tuple[ContainerSpec, float]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, spec: ContainerSpec, timeout_s: float) -> ProbeResult:
+        with self.lock:
+            self.seen.append((spec, timeout_s))
+        return self.failing.get(spec.endpoint, ProbeResult(True, "ready"))
+
+
+def run(path: Path, observed: ObservedFleet, probe: Callable[[ContainerSpec, float], ProbeResult] | None = None,
+        timeout_s: float = 5.0) -> HealthReport:
+    return sweep(path, lambda inv: observed, probe or FakeProbe(), timeout_s=timeout_s)
+
+
+def replica(report: HealthReport, key: str) -> ReplicaHealth:
+    return next(r for r in report.replicas if f"{r.deployment}#{r.replica}" == key)
+
+
+def dep(report: HealthReport, name: str) -> DeploymentHealth:
+    return next(d for d in report.deployments if d.deployment == name)
+
+
+def endpoint(observed: ObservedFleet, key: str) -> str:
+    return next(c.endpoint for c in observed.containers() if f"{c.deployment}#{c.replica}" == key)
+
+
+# -- the sweep over fakes ------------------------------------------------------------------
+def test_applied_fleet_is_healthy_and_every_replica_is_probed_with_its_runtime_checks(tmp_path: Path) -> None:
+    path = write_inventory(tmp_path)
+    observed, probe = applied(path), FakeProbe()
+    report = run(path, observed, probe, timeout_s=3.5)
+    assert {r.state for r in report.replicas} == {ReplicaState.HEALTHY} and len(report.replicas) == 3
+    assert [d.state for d in report.deployments] == [DeploymentState.OK, DeploymentState.OK]
+    assert exit_code(report) is ExitCode.OK
+    checks = {s.endpoint: [(h.kind, h.target) for h in s.health] for s, t in probe.seen if t == 3.5}
+    assert set(checks) == {c.endpoint for c in observed.containers()}
+    assert checks[endpoint(observed, "chat@1#0")] == [("http", "/v1/health/ready")]
+    assert checks[endpoint(observed, "embed@1#0")] == [("http", "/v2/health/ready"), ("triton_model", "embed")]
+    assert all(r.latency_s is not None and r.latency_s >= 0 and r.drift is None for r in report.replicas)
+    assert report.duration_s >= 0 and abs(report.swept_at - time.time()) < 60
+
+
+def test_stopped_container_is_stopped_not_probed_and_flagged_as_drift(tmp_path: Path) -> None:
+    path = write_inventory(tmp_path)
+    observed, probe = edit(applied(path), "embed@1#0", lambda c: replace(c, state="exited")), FakeProbe()
+    report = run(path, observed, probe)
+    r = replica(report, "embed@1#0")
+    assert (r.state, r.detail) == (ReplicaState.STOPPED, "container fleetctl-hx-embed-1-0 is exited")
+    assert r.drift == "drift: container is exited"
+    assert dep(report, "embed@1").state is DeploymentState.DOWN
+    assert dep(report, "embed@1").drift == ("#0: drift: container is exited",)
+    assert endpoint(observed, "embed@1#0") not in {s.endpoint for s, _ in probe.seen}
+    assert exit_code(report) is ExitCode.UNHEALTHY
+
+
+def test_failed_check_makes_the_replica_unhealthy_with_the_check_and_why(tmp_path: Path) -> None:
+    path = write_inventory(tmp_path)
+    observed = applied(path)
+    report = run(path, observed, FakeProbe({endpoint(observed, "chat@1#1"): NOT_READY}))
+    chat = dep(report, "chat@1")
+    assert [r.state for r in chat.replicas] == [ReplicaState.HEALTHY, ReplicaState.UNHEALTHY]
+    assert (chat.replicas[1].detail, chat.replicas[1].check) == (NOT_READY.detail, NOT_READY.check)
+    assert chat.replicas[0].check is None
+    assert (chat.state, chat.healthy) == (DeploymentState.DEGRADED, 1)
+    assert exit_code(report) is ExitCode.UNHEALTHY
+
+
+def test_removed_container_is_missing(tmp_path: Path) -> None:
+    path = write_inventory(tmp_path)
+    r = replica(report := run(path, edit(applied(path), "embed@1#0", lambda c: None)), "embed@1#0")
+    assert (r.state, r.detail, r.container, r.host) == (ReplicaState.MISSING, "no container", "", "h1")
+    assert exit_code(report) is ExitCode.UNHEALTHY
+
+
+def test_replicas_behind_an_unreachable_host_are_unknown_and_exit_6(tmp_path: Path) -> None:
+    path = write_inventory(tmp_path)
+    on_h2 = [f"{c.deployment}#{c.replica}" for c in applied(path).containers() if c.host == "h2"]
+    assert on_h2, "the test needs a replica on h2"
+    report = run(path, applied(path, {"h2": "connection refused"}))
+    assert all(replica(report, k).state is ReplicaState.UNKNOWN for k in on_h2)
+    assert all("h2 unreachable: connection refused" in r.detail for r in report.replicas if r.state is ReplicaState.UNKNOWN)
+    assert [(h.host, h.reachable, h.error) for h in report.hosts] == [("h1", True, None), ("h2", False, "connection refused")]
+    assert dep(report, "embed@1").state is DeploymentState.OK
+    assert exit_code(report) is ExitCode.HOST_UNREACHABLE
+
+
+def test_no_container_seen_while_an_eligible_host_is_dark_is_unknown_not_missing(tmp_path: Path) -> None:
+    path = write_inventory(tmp_path)
+    report = run(path, edit(applied(path, {"h2": "timeout"}), "chat@1#0", lambda c: None))
+    assert {r.state for r in dep(report, "chat@1").replicas} == {ReplicaState.UNKNOWN}
+    assert dep(report, "chat@1").state is DeploymentState.UNKNOWN
+    assert exit_code(report) is ExitCode.HOST_UNREACHABLE
+
+
+def test_auto_gpu_host_unreachable_is_a_host_error(tmp_path: Path) -> None:
+    path = write_inventory(tmp_path, h2_gpus="auto")
+    observed = ObservedFleet({"h1": ObservedHost("h1"), "h2": ObservedHost("h2", False, "refused")}, offline=False)
+    with pytest.raises(HostUnreachableError, match="h2: refused"):
+        run(path, observed)
+
+
+def test_recreate_probes_the_running_container_on_its_own_port(tmp_path: Path) -> None:
+    path = write_inventory(tmp_path)
+    # The image label no longer matches the inventory: the plan recreates, start-first, on a fresh port.
+    observed = edit(applied(path), "embed@1#0", lambda c: replace(c, image="triton:2.50", labeled_image="triton:2.50"))
+    (action,) = [a for a in plan_inventory(path, lambda inv: observed).plan.actions if a.kind is ActionKind.RECREATE]
+    old = endpoint(observed, "embed@1#0")
+    assert f"http://127.0.0.1:{action.port}" != old
+    probe = FakeProbe()
+    r = replica(run(path, observed, probe), "embed@1#0")
+    assert (r.state, r.endpoint, r.drift) == (ReplicaState.HEALTHY, old, "image triton:2.50 -> triton:2.51")
+    assert old in {s.endpoint for s, _ in probe.seen}
+
+
+def test_a_probe_that_raises_or_hangs_makes_only_its_replica_unhealthy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(health, "PROBE_GRACE_S", 0.2)
+    path = write_inventory(tmp_path)
+    observed = applied(path)
+    boom, stuck = endpoint(observed, "chat@1#0"), endpoint(observed, "chat@1#1")
+    release = threading.Event()
+
+    def probe(spec: ContainerSpec, timeout_s: float) -> ProbeResult:
+        if spec.endpoint == boom:
+            raise ConnectionResetError("peer reset")
+        if spec.endpoint == stuck:
+            release.wait(5)
+        return ProbeResult(True, "ready")
+
+    t0 = time.monotonic()
+    try:
+        report = run(path, observed, probe, timeout_s=0.1)
+    finally:
+        release.set()
+    assert time.monotonic() - t0 < 3
+    assert replica(report, "chat@1#0").detail == "probe failed: ConnectionResetError: peer reset"
+    assert replica(report, "chat@1#1").detail == "no answer within 0.1 s"
+    assert {replica(report, k).state for k in ("chat@1#0", "chat@1#1")} == {ReplicaState.UNHEALTHY}
+    assert dep(report, "embed@1").state is DeploymentState.OK
+
+
+def test_probes_run_concurrently(tmp_path: Path) -> None:
+    path = write_inventory(tmp_path)
+
+    def slow(spec: ContainerSpec, timeout_s: float) -> ProbeResult:
+        time.sleep(0.3)
+        return ProbeResult(True, "ready")
+
+    t0 = time.monotonic()
+    assert len(run(path, applied(path), slow).replicas) == 3
+    assert time.monotonic() - t0 < 0.3 * 3 * 0.8
+
+
+def test_probes_queued_behind_the_worker_cap_still_get_their_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(health, "MAX_PROBE_WORKERS", 1)
+    monkeypatch.setattr(health, "PROBE_GRACE_S", 0.1)
+    path = write_inventory(tmp_path)
+    report = run(path, applied(path), lambda spec, t: (time.sleep(0.15), ProbeResult(True, "ready"))[1], timeout_s=0.2)
+    assert {r.state for r in report.replicas} == {ReplicaState.HEALTHY}
+
+
+# -- the real probe, against a loopback server ---------------------------------------------
+@pytest.fixture
+def server() -> Iterator[str]:
+    """Answers like a Triton whose model `b` is not ready; /slow takes a second."""
+    codes = {"/ok": 200, "/slow": 200, "/v2/health/ready": 400, "/v2/models/a/ready": 200, "/v2/models/b/ready": 400}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            if self.path == "/slow":
+                time.sleep(1.0)
+            self.send_response(codes.get(self.path, 404))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def spec_with(url: str, *checks: str) -> ContainerSpec:
+    """Checks as "/path" (HTTP) or "model:NAME" (Triton model readiness)."""
+    hc = tuple(
+        HealthCheck("triton_model", c[6:], f"model {c[6:]} is READY") if c.startswith("model:") else http_health(c) for c in checks
+    )
+    return ContainerSpec(image="img", endpoint=url, health=hc, startup_timeout_s=1)
+
+
+def test_http_probe_runs_every_check_and_names_each_failure(server: str) -> None:
+    r = health.http_probe(spec_with(server, "/v2/health/ready", "model:a", "model:b"), 5.0)
+    assert (r.ok, r.detail, r.check) == (False, "GET /v2/health/ready: 400; model b: not ready", "GET /v2/health/ready answers 200")
+    assert health.http_probe(spec_with(server, "/ok", "model:a"), 5.0) == ProbeResult(True, "ready")
+
+
+def test_http_probe_keeps_to_its_budget_and_names_a_closed_port(server: str) -> None:
+    t0 = time.monotonic()
+    r = health.http_probe(spec_with(server, "/slow", "/ok"), 0.3)
+    assert time.monotonic() - t0 < 0.9
+    assert (r.ok, r.detail, r.check) == (False, "GET /slow: ReadTimeout", "GET /slow answers 200")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    assert health.http_probe(spec_with(closed, "/v1/health/ready"), 2.0).detail == "GET /v1/health/ready: ConnectError"
+
+
+# -- pure decisions ------------------------------------------------------------------------
+H, U, S, M, K = ReplicaState.HEALTHY, ReplicaState.UNHEALTHY, ReplicaState.STOPPED, ReplicaState.MISSING, ReplicaState.UNKNOWN
+
+
+def test_classify_replica_edges_the_sweeps_above_do_not_reach() -> None:
+    c = ObservedContainer("h1", "id", "fleetctl-x-0", "x@1", 0, (0,), "h", "restarting", "img", port=26000)
+    assert classify_replica(Target("x@1", 0, "h1", container=c), None).state is S
+    running = Target("x@1", 0, "h1", container=replace(c, state="running"))  # no spec: nothing to probe it by
+    assert (classify_replica(running, None).state, classify_replica(running, None).detail) == (U, "not probed: no endpoint known")
+
+
+def deployment_of(*states: ReplicaState) -> DeploymentHealth:
+    return DeploymentHealth("x@1", len(states), tuple(ReplicaHealth("x@1", i, "h1", s, "d") for i, s in enumerate(states)))
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [((H, H), "ok"), ((H, U), "degraded"), ((H, K), "degraded"), ((S, M), "down"), ((K, K), "unknown"), ((K, S), "unknown"),
+     ((), "ok")],
+)
+def test_deployment_state(states: tuple[ReplicaState, ...], expected: str) -> None:
+    assert deployment_of(*states).state.value == expected
+
+
+@pytest.mark.parametrize(
+    ("states", "hosts_up", "expected"),
+    [
+        ((H, H), True, ExitCode.OK),
+        ((H, U), True, ExitCode.UNHEALTHY),
+        ((H, S), False, ExitCode.UNHEALTHY),
+        ((M,), True, ExitCode.UNHEALTHY),
+        ((K, U), False, ExitCode.UNHEALTHY),
+        ((H, K), False, ExitCode.HOST_UNREACHABLE),
+        ((H, H), False, ExitCode.HOST_UNREACHABLE),  # a dark host is a problem even with nothing on it
+    ],
+)
+def test_exit_code(states: tuple[ReplicaState, ...], hosts_up: bool, expected: ExitCode) -> None:
+    hosts = (HostHealth("h1", True), HostHealth("h2", hosts_up, None if hosts_up else "refused"))
+    assert exit_code(HealthReport(1.7e9, 0.25, 5.0, hosts, (deployment_of(*states),))) is expected
+
+
+# -- JSON and textfile ---------------------------------------------------------------------
+def unhealthy_report(tmp_path: Path) -> HealthReport:
+    path = write_inventory(tmp_path)
+    observed = edit(applied(path), "embed@1#0", lambda c: replace(c, state="exited"))
+    return run(path, observed, FakeProbe({endpoint(observed, "chat@1#1"): NOT_READY}))
+
+
+def test_json_shape(tmp_path: Path) -> None:
+    data = report_to_json(unhealthy_report(tmp_path))
+    json.dumps(data)
+    assert set(data) == {"swept_at", "timestamp", "duration_s", "timeout_s", "exit_code", "summary", "hosts", "deployments"}
+    assert data["swept_at"].endswith("+00:00") and data["exit_code"] == 10
+    assert data["summary"] == {"replicas": 3, "healthy": 1, "unhealthy": 1, "stopped": 1, "missing": 0, "unknown": 0}
+    assert data["hosts"] == [{"host": "h1", "reachable": True, "error": None}, {"host": "h2", "reachable": True, "error": None}]
+    chat, embed = data["deployments"]
+    assert [chat[k] for k in ("deployment", "state", "desired", "healthy", "drift")] == ["chat@1", "degraded", 2, 1, False]
+    assert [embed[k] for k in ("state", "drift", "drift_reasons")] == ["down", True, ["#0: drift: container is exited"]]
+    r = chat["replicas"][1]
+    assert set(r) == {"replica", "host", "state", "endpoint", "container", "container_state", "detail", "check",
+                      "probe_latency_ms", "drift"}
+    assert [r[k] for k in ("state", "detail", "check")] == ["unhealthy", NOT_READY.detail, NOT_READY.check]
+    assert r["endpoint"].startswith("http://127.0.0.1:") and isinstance(r["probe_latency_ms"], float)
+    assert [embed["replicas"][0][k] for k in ("probe_latency_ms", "container_state")] == [None, "exited"]
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse(text: str) -> Samples:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def sample(m: Samples, name: str, **labels: str) -> float:
+    return m[(name, tuple(sorted(labels.items())))]
+
+
+def test_textfile_round_trips_through_the_prometheus_parser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NGC_API_KEY", CANARY)
+    report = unhealthy_report(tmp_path)
+    out = tmp_path / "collector" / "fleetctl.prom"
+    health_cmd.write_textfile(report, out)
+    text = out.read_text()
+    assert CANARY not in text
+    assert [p.name for p in out.parent.iterdir()] == ["fleetctl.prom"]  # no temporary left behind
+    m = parse(text)
+    for key, value in (("chat@1#0", 1), ("chat@1#1", 0), ("embed@1#0", 0)):
+        r = replica(report, key)
+        assert sample(m, "fleetctl_replica_healthy", deployment=r.deployment, replica=str(r.replica), host=r.host) == value
+    embed0 = {"deployment": "embed@1", "replica": "0", "host": "h1"}
+    assert sample(m, "fleetctl_replica_state", fleetctl_replica_state="stopped", **embed0) == 1
+    assert sample(m, "fleetctl_replica_state", fleetctl_replica_state="healthy", **embed0) == 0
+    assert sample(m, "fleetctl_deployment_healthy_replicas", deployment="chat@1") == 1
+    assert sample(m, "fleetctl_deployment_desired_replicas", deployment="chat@1") == 2
+    assert sample(m, "fleetctl_deployment_state", deployment="chat@1", fleetctl_deployment_state="degraded") == 1
+    assert sample(m, "fleetctl_deployment_drift", deployment="embed@1") == 1
+    assert sample(m, "fleetctl_deployment_drift", deployment="chat@1") == 0
+    assert sample(m, "fleetctl_host_reachable", host="h2") == 1
+    assert sample(m, "fleetctl_probe_duration_seconds", deployment="chat@1", replica="1") >= 0
+    assert ("fleetctl_probe_duration_seconds", (("deployment", "embed@1"), ("replica", "0"))) not in m  # never probed
+    assert sample(m, "fleetctl_health_sweep_timestamp_seconds") == pytest.approx(report.swept_at)
+    assert sample(m, "fleetctl_health_sweep_duration_seconds") == pytest.approx(report.duration_s)
+
+
+def test_textfile_write_failure_is_a_fleetctl_error(tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(FleetctlError, match="cannot write textfile"):
+        health_cmd.write_textfile(HealthReport(1.7e9, 0.1, 5.0, (), ()), tmp_path / "taken")
+
+
+# -- the command ---------------------------------------------------------------------------
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """The command on a fresh Typer app, over a faked observer and probe."""
+    import fleetctl.adapters.observe as observe
+
+    app = typer.Typer()
+    health_cmd.register(app)
+
+    @app.callback()
+    def _root() -> None:  # keeps `health` a subcommand, as in the real app
+        pass
+
+    def invoke(observed: ObservedFleet, probe: FakeProbe, *args: str) -> Any:
+        monkeypatch.setattr(observe, "observe_fleet", lambda inv: observed)
+        monkeypatch.setattr(health, "http_probe", probe)
+        return CliRunner().invoke(app, ["health", *args], env={"COLUMNS": "200"})
+
+    return invoke
+
+
+def test_cli_table_exit_0_then_10_naming_the_failing_check(tmp_path: Path, cli: Callable[..., Any]) -> None:
+    path = write_inventory(tmp_path)
+    observed = applied(path)
+    r = cli(observed, FakeProbe(), "-f", str(path))
+    assert r.exit_code == 0, r.output
+    assert "3/3 replicas healthy" in r.output and "deployments: 2 ok" in r.output
+    bad = ProbeResult(False, "model embed: not ready", "model embed is READY")
+    r = cli(observed, FakeProbe({endpoint(observed, "embed@1#0"): bad}), "-f", str(path))
+    assert r.exit_code == ExitCode.UNHEALTHY
+    assert "model embed: not ready" in r.output and "2/3 replicas healthy (1 unhealthy)" in r.output
+
+
+def test_cli_json_only_and_textfile_even_when_unhealthy(tmp_path: Path, cli: Callable[..., Any]) -> None:
+    path = write_inventory(tmp_path)
+    observed = edit(applied(path), "embed@1#0", lambda c: replace(c, state="exited"))
+    prom = tmp_path / "fleetctl.prom"
+    r = cli(observed, FakeProbe(), "-f", str(path), "--output", "json", "--textfile", str(prom), "--timeout", "2")
+    assert r.exit_code == ExitCode.UNHEALTHY
+    data = json.loads(r.stdout)
+    assert data["timeout_s"] == 2.0 and data["summary"]["stopped"] == 1
+    assert sample(parse(prom.read_text()), "fleetctl_deployment_healthy_replicas", deployment="embed@1") == 0
