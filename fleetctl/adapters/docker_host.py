@@ -33,7 +33,6 @@ class HostAPI(Protocol):
     def start(self, container: str) -> None: ...
     def remove(self, container: str, timeout_s: int = 30) -> None: ...
     def rename(self, container: str, new_name: str) -> None: ...
-    def keep_running(self, container: str) -> None: ...
     def image_digest(self, image: str) -> str | None: ...
 
 
@@ -96,7 +95,11 @@ class DockerHost:
         return ObservedHost(self.name, reachable=True, containers=tuple(containers))
 
     def state(self, container: str) -> str:
-        return str(self.api.inspect_container(container)["State"]["Status"])
+        """Docker's status, or "restarted" once the restart policy had to bring it back."""
+        info = self.api.inspect_container(container)
+        if info.get("RestartCount", 0) > 0:
+            return "restarted"
+        return str(info["State"]["Status"])
 
     def logs_tail(self, container: str, lines: int = 40) -> str:
         try:
@@ -134,6 +137,9 @@ class DockerHost:
             port_bindings={p.container_port: p.host_port for p in spec.ports} or None,
             shm_size=spec.shm_size,
             device_requests=device_requests,
+            # From creation, so a ready replica needs no second call; a crash before it is
+            # ready shows as a restart and fails the health gate.
+            restart_policy={"Name": "unless-stopped"},
         )
         created = self.api.create_container(
             image=spec.image,
@@ -153,11 +159,6 @@ class DockerHost:
             self.api.remove_container(cid, force=True)
             raise
         return str(cid)
-
-    def keep_running(self, container: str) -> None:
-        # Restart on failure only once the replica has proven ready: a crash during
-        # start-up must fail the health gate, not loop.
-        self.api.update_container(container, restart_policy={"Name": "unless-stopped"})
 
     def stop(self, container: str, timeout_s: int = 30) -> None:
         self.api.stop(container, timeout=timeout_s)

@@ -94,7 +94,7 @@ def wait_ready(
     last = CheckResult(False, "not probed yet")
     while True:
         state = container_state()
-        if state in ("exited", "dead"):
+        if state in ("exited", "dead", "restarted"):
             return CheckResult(False, f"container {state} before it was ready ({last.detail})")
         last = check(spec)
         if last.ok:

@@ -54,6 +54,7 @@ def plan(
     detailed_exitcode: bool = typer.Option(
         False, "--detailed-exitcode", help=f"Exit {int(ExitCode.CHANGES_PENDING)} when the plan has changes."
     ),
+    show_all: bool = typer.Option(False, "--all", help="Show every GPU and action, however large the fleet."),
 ) -> None:
     """Place every replica on GPUs and show the changes, before anything moves."""
     from fleetctl.core.plan import plan_to_json
@@ -72,7 +73,7 @@ def plan(
         render.print_json(data)
     else:
         console = render.stdout_console()
-        render.render_plan(console, p)
+        render.render_plan(console, p, show_all)
         if explain:
             _render_explain(console, p, explain)
         if out is not None:
@@ -391,6 +392,7 @@ def main() -> None:
     """Entry point: run the app behind the single error boundary."""
     from rich.text import Text
 
+    code: int = 0
     try:
         # Standalone mode handles usage errors (exit 2), --help and typer.Exit itself;
         # everything else propagates here.
@@ -399,4 +401,23 @@ def main() -> None:
         err = render.stderr_console()
         for line in exc.message.splitlines():
             err.print(Text.assemble(("error: ", "red"), line), soft_wrap=True)
-        sys.exit(int(exc.exit_code))
+        code = int(exc.exit_code)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, (int, type(None))):
+            sys.stderr.write(f"{exc.code}\n")
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without tearing the interpreter down.
+
+    Every command has closed its database, lock and threads by the time it returns;
+    unwinding the modules of pydantic, SQLAlchemy and the docker SDK would only add
+    about 0.25 s to every run.
+    """
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -14,6 +14,11 @@ from fleetctl.core.plan import ActionKind, Plan, gpu_map
 
 BAR_WIDTH = 16
 # Colours cycle over tenants so that neighbours on one bar can be told apart.
+# Past these sizes the table view summarises (a person cannot read 10,000 rows; the
+# JSON output always has everything, and --all shows every row).
+MAX_GPU_ROWS = 64
+MAX_HOST_ROWS = 40
+MAX_ACTION_ROWS = 60
 PALETTE = ["cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta"]
 ACTION_STYLE = {
     ActionKind.CREATE: "green",
@@ -32,7 +37,13 @@ def stderr_console() -> Console:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    # Indented for a person at a terminal; compact for a pipe, where the C encoder is
+    # several times faster on large plans (indent forces the pure-Python one).
+    if sys.stdout.isatty():
+        text = json.dumps(data, indent=2, default=str)
+    else:
+        text = json.dumps(data, separators=(",", ":"), default=str)
+    sys.stdout.write(text + "\n")
 
 
 def memory_bar(used: float, total: float, tenants: Sequence[dict[str, Any]], colors: dict[str, str]) -> Text:
@@ -47,7 +58,30 @@ def memory_bar(used: float, total: float, tenants: Sequence[dict[str, Any]], col
     return bar
 
 
-def render_gpu_map(console: Console, plan: Plan) -> None:
+def render_host_summary(console: Console, plan: Plan, limit: int | None) -> None:
+    """One line per host for fleets too large for a GPU-by-GPU map."""
+    hosts = gpu_map(plan)
+    table = Table(title=f"GPU map by host ({len(hosts)} hosts)", title_justify="left", show_edge=False, pad_edge=False)
+    for col, just in (("host", "left"), ("memory", "left"), ("GPUs used", "right"), ("used", "right"), ("replicas", "right")):
+        table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    shown = hosts if limit is None else hosts[:limit]
+    for host in shown:
+        cap = sum(g["memory_gb"] for g in host["gpus"])
+        used = sum(g["used_gb"] for g in host["gpus"])
+        cells = round(BAR_WIDTH * used / cap) if cap else 0
+        bar = Text("█" * cells, style="cyan").append("░" * (BAR_WIDTH - cells), style="grey37")
+        busy = sum(1 for g in host["gpus"] if g["tenants"])
+        replicas = len({(t["deployment"], t["replica"]) for g in host["gpus"] for t in g["tenants"]})
+        table.add_row(host["host"], bar, f"{busy}/{len(host['gpus'])}", f"{used:g}/{cap:g} GB", str(replicas))
+    console.print(table)
+    if len(shown) < len(hosts):
+        console.print(f"[dim]… {len(hosts) - len(shown)} more hosts (--all shows them, --output json has every GPU)[/dim]")
+
+
+def render_gpu_map(console: Console, plan: Plan, show_all: bool = False) -> None:
+    if not show_all and sum(len(h.gpus) for h in plan.hosts) > MAX_GPU_ROWS:
+        render_host_summary(console, plan, MAX_HOST_ROWS)
+        return
     colors: dict[str, str] = {}
     for d in plan.deployments:
         colors.setdefault(d.name, PALETTE[len(colors) % len(PALETTE)])
@@ -82,13 +116,16 @@ def render_gpu_map(console: Console, plan: Plan) -> None:
         console.print(table)
 
 
-def render_actions(console: Console, plan: Plan, *, show_keep: bool = True) -> None:
+def render_actions(console: Console, plan: Plan, *, show_keep: bool = True, show_all: bool = False) -> None:
     table = Table(title="Actions", title_justify="left", show_edge=False, pad_edge=False)
     for col in ("action", "replica", "host", "GPUs", "port", "why"):
         table.add_column(col, no_wrap=col != "why")
-    for a in plan.actions:
-        if a.kind is ActionKind.KEEP and not show_keep:
-            continue
+    rows = [a for a in plan.actions if show_keep or a.kind is not ActionKind.KEEP]
+    if not show_all and len(rows) > MAX_ACTION_ROWS:
+        # Changes first: they are what a reviewer must see.
+        rows = sorted(rows, key=lambda a: a.kind is ActionKind.KEEP)
+    hidden = rows[MAX_ACTION_ROWS:] if not show_all else []
+    for a in rows[: len(rows) - len(hidden)]:
         why = a.reason + (f" [blocked: {a.blocked}]" if a.blocked else "")
         table.add_row(
             Text(a.kind.value, style=ACTION_STYLE[a.kind]),
@@ -99,6 +136,9 @@ def render_actions(console: Console, plan: Plan, *, show_keep: bool = True) -> N
             why,
         )
     console.print(table)
+    if hidden:
+        counts = ", ".join(f"{n} {k.value}" for k in ActionKind if (n := sum(1 for a in hidden if a.kind is k)))
+        console.print(f"[dim]… {len(hidden)} more actions ({counts}); --all shows them, --output json has every one[/dim]")
 
 
 def render_summary(console: Console, plan: Plan) -> None:
@@ -117,10 +157,10 @@ def render_summary(console: Console, plan: Plan) -> None:
         console.print(f"[red]cannot place {u.deployment}#{u.replica}:[/red] " + "; ".join(u.reasons))
 
 
-def render_plan(console: Console, plan: Plan) -> None:
-    render_gpu_map(console, plan)
+def render_plan(console: Console, plan: Plan, show_all: bool = False) -> None:
+    render_gpu_map(console, plan, show_all)
     console.print()
-    render_actions(console, plan)
+    render_actions(console, plan, show_all=show_all)
     console.print()
     render_summary(console, plan)
 

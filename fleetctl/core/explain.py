@@ -83,17 +83,13 @@ def explain(
             key = f"{d.name}#{r}"
             it = items.get(key)
             if it is not None:
-                it_dep = it.dep
                 gs = [st.gpus[gid] for gid in it.gids]
-                why = (placement.reasons.get(key) or why_here(st, it),)
-                out.append(
-                    ReplicaExplanation(
-                        d.name, r, gs[0].host_name, tuple(sorted(g.index for g in gs)), why, _elsewhere(st, it_dep, it)
-                    )
-                )
+                here = (placement.reasons.get(key) or why_here(st, it),)
+                indexes = tuple(sorted(g.index for g in gs))
+                out.append(ReplicaExplanation(d.name, r, gs[0].host_name, indexes, here, _elsewhere(st, it.dep, it)))
             else:
                 why = failed.get(key, ("not in the plan",))
-                out.append(ReplicaExplanation(d.name, r, None, (), tuple(why), _elsewhere(st, dep, None)))
+                out.append(ReplicaExplanation(d.name, r, None, (), why, _elsewhere(st, dep, None)))
     return out
 
 
@@ -148,13 +144,15 @@ def _elsewhere(st: State, dep: Dep, it: Item | None) -> tuple[GpuGroup, ...]:
         return tuple(GpuGroup(tuple(labels), texts) for texts, labels in exact.items())
     by_kind: dict[tuple[str, ...], tuple[tuple[str, ...], list[str], set[tuple[str, ...]]]] = {}
     for kinds, texts, label in verdicts:
-        first, labels, seen = by_kind.setdefault(kinds, (texts, [], set()))
+        _, labels, seen = by_kind.setdefault(kinds, (texts, [], set()))
         labels.append(label)
         seen.add(texts)
     groups = []
     for first, labels, seen in by_kind.values():
-        note = (f"(figures for {labels[0].replace(':', ' GPU ')}; they vary over these GPUs)",) if len(seen) > 1 else ()
-        groups.append(GpuGroup(tuple(labels), first + note))
+        vary: tuple[str, ...] = ()
+        if len(seen) > 1:
+            vary = (f"(figures for {labels[0].replace(':', ' GPU ')}; they vary over these GPUs)",)
+        groups.append(GpuGroup(tuple(labels), first + vary))
     return tuple(groups)
 
 

@@ -26,7 +26,7 @@ import math
 from bisect import bisect_left
 from typing import Sequence
 
-from fleetctl.core.fleet import Assignment, Deployment, GpuSpec, HostSpec, Placement, Unplaced
+from fleetctl.core.fleet import Assignment, Deployment, HostSpec, Placement, Unplaced
 from fleetctl.core.placement_reasons import Diagnoser, why_here
 from fleetctl.core.placement_repack import improve
 from fleetctl.core.placement_state import Dep, Item, State
@@ -118,7 +118,8 @@ def place(
         it = items[key]
         if it.gids:
             gs = [st.gpus[gid] for gid in it.gids]
-            gpus = tuple(sorted(g.index for g in gs))
+            # A kept replica keeps its GPU tuple as given, order included.
+            gpus = tuple(g.index for g in gs) if it.fixed else tuple(sorted(g.index for g in gs))
             assignments.append(Assignment(it.dep.name, it.replica, gs[0].host_name, gpus))
             reasons[key] = why_here(st, it)
         else:

@@ -28,6 +28,7 @@ _STEPS = (60, 300)  # exchanges per attempt: a short pass over the targets, then
 _PAIRED = 6  # only the largest movable replicas of a GPU are exchanged in pairs
 _TABU = 7  # steps during which a sideways exchange may not be reversed
 
+
 class _Budget:
     __slots__ = ("left",)
 

@@ -176,7 +176,8 @@ def execute_plan(
         except BaseException:
             store.finish_rollout(rollout_id, "failed", "interrupted")
             raise
-        _record(store, rollout_id, plan, outcomes, rendered, numbers, host_apis, secret_values)
+        with store.batch():
+            _record(store, rollout_id, plan, outcomes, rendered, numbers, host_apis, secret_values)
     return ApplyResult(plan, tuple(outcomes), rollout_id, numbers)
 
 
@@ -214,6 +215,7 @@ def _record(
     for o in outcomes:
         if o.action.kind is not ActionKind.REMOVE:
             touched.setdefault(o.action.deployment, []).append(o)
+    digests: dict[tuple[str, str], str | None] = {}
     for d in plan.deployments:
         if d.name not in touched:
             continue
@@ -225,7 +227,9 @@ def _record(
         ]
         image = d.image
         host = next((x.host for x in plan.actions if x.deployment == d.name), None)
-        digest = host_apis[host].image_digest(image) if host in host_apis else None
+        if host in host_apis and (host, image) not in digests:
+            digests[(host, image)] = host_apis[host].image_digest(image)
+        digest = digests.get((host or "", image))
         store.record_revision(
             deployment=d.name,
             model=d.model,

@@ -12,7 +12,7 @@ from fleetctl.core.loader import LoadedInventory, load
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import Plan, make_plan
 from fleetctl.core.resolve import deployments, host_specs
-from fleetctl.errors import FleetctlError, InventoryError
+from fleetctl.errors import FleetctlError
 
 DEFAULT_INVENTORY = "inventory/fleet.yaml"
 
@@ -35,16 +35,7 @@ def inventory_digest(path: str | Path) -> str:
 
 
 def load_inventory(path: str | Path, known_runtimes: list[str] | None = None) -> LoadedInventory:
-    loaded = load(path)
-    if known_runtimes is not None:
-        from fleetctl.core.checks import semantic_problems
-
-        problems = [
-            p for p in semantic_problems(loaded.inventory, loaded.positions, known_runtimes) if "unknown runtime" in p
-        ]
-        if problems:
-            raise InventoryError(problems)
-    return loaded
+    return load(path, known_runtimes)
 
 
 def discovered_gpus(observed: ObservedFleet) -> dict[str, tuple[GpuSpec, ...]]:

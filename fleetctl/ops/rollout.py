@@ -158,7 +158,6 @@ class Executor:
         ready = self._wait(host, cid, r)
         if not ready.ok:
             return self._fail(a, host, cid, ready)
-        host.keep_running(cid)
         return StepOutcome(a, True, f"ready at {r.spec.endpoint}", r.name)
 
     def _start_first(self, a: Action, r: Rendered, secrets: Mapping[str, str]) -> StepOutcome:
@@ -176,7 +175,6 @@ class Executor:
         old_host.remove(a.container or "")
         if not a.container_host:
             host.rename(cid, r.name)
-        host.keep_running(cid)
         return StepOutcome(a, True, f"ready at {r.spec.endpoint}; old container replaced", r.name)
 
     def _stop_first(self, a: Action, r: Rendered, secrets: Mapping[str, str]) -> StepOutcome:
@@ -199,7 +197,6 @@ class Executor:
             self._restore(host, aside, r.name, was_running)
             return StepOutcome(a, False, outcome.detail + "; old container restored", cid, outcome.log_tail)
         host.remove(aside)
-        host.keep_running(cid)
         return StepOutcome(a, True, f"ready at {r.spec.endpoint} (old one stopped first: GPUs too full for both)", r.name)
 
     @staticmethod

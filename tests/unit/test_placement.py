@@ -202,6 +202,12 @@ def test_previous_assignments_stay_put() -> None:
     assert plan.reasons["embeddings@1#0"].startswith("kept on gpu-host-1 GPU 3")
 
 
+def test_kept_tensor_parallel_replica_keeps_its_gpu_order() -> None:
+    previous = [Assignment("tp@1", 0, "h", (3, 1))]
+    plan = place([dep("tp", 100, gpus=2)], [host("h", 4)], previous)
+    assert plan.assignments == tuple(previous)
+
+
 def test_adding_and_removing_models_moves_nothing() -> None:
     deps, hosts = seed_fleet()
     first = place(deps, hosts)
@@ -270,14 +276,11 @@ def test_explain_other_reasons() -> None:
     ]
     hosts = [host("a", 2, gpu="a100"), host("b", 1, gpu="h100")]
     plan = place(deps, hosts)
-    texts = [r for e in explain("picky", deps, hosts, plan) for g in e.elsewhere for r in g.reasons]
-    assert "host labels do not match selector gpu=a100" in texts
-    solo_at = where(plan)["solo@1#0"]
-    web = explain("web@1", deps, hosts, plan)
-    texts = {r for e in web for g in e.elsewhere for r in g.reasons}
-    assert "exclusive GPU held by solo@1#0" in texts
-    assert any(t.startswith("replica #") and "of the same deployment is there" in t for t in texts)
-    assert solo_at[0] in {"a", "b"}
+    picky = {r for e in explain("picky", deps, hosts, plan) for g in e.elsewhere for r in g.reasons}
+    assert "host labels do not match selector gpu=a100" in picky
+    web = {r for e in explain("web@1", deps, hosts, plan) for g in e.elsewhere for r in g.reasons}
+    assert "exclusive GPU held by solo@1#0" in web
+    assert any(t.startswith("replica #") and "of the same deployment is there" in t for t in web)
 
 
 def test_explain_unplaced_and_unknown() -> None:

@@ -74,9 +74,6 @@ class FakeHost:
         self.calls.append(("rename", f"{container}->{new_name}"))
         self.containers[self._find(container)].name = new_name
 
-    def keep_running(self, container: str) -> None:
-        self.containers[self._find(container)].restart = True
-
     def image_digest(self, image: str) -> str | None:
         return None
 
@@ -121,12 +118,12 @@ def action(kind: ActionKind, strategy: str = "", container: str | None = None) -
     return Action(kind, "m@1", 0, "h1", (0,), 20000, "hash", "test", container=container, strategy=strategy)
 
 
-def test_create_waits_until_ready_then_enables_restarts() -> None:
+def test_create_waits_until_ready() -> None:
     host = FakeHost()
     (out,) = executor(host, rendered("good:1")).run([action(ActionKind.CREATE)])
     assert out.ok
     (c,) = host.containers.values()
-    assert c.name == "fleetctl-m-1-0" and c.restart
+    assert c.name == "fleetctl-m-1-0" and c.state == "running"
 
 
 def test_create_not_ready_is_removed_with_its_last_log_lines_and_no_secret() -> None:
