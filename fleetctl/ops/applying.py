@@ -93,18 +93,6 @@ def docker_hosts(inventory: Inventory) -> dict[str, HostAPI]:
     return {h.name: DockerHost(h, inventory.fleet) for h in inventory.hosts}
 
 
-def _revision_numbers(store: StateStore, plan: Plan) -> dict[str, int]:
-    numbers = {}
-    for d in plan.deployments:
-        h = deployment_hash(d)
-        latest = store.latest_revision(d.name)
-        if latest is not None and latest.spec_hash == h:
-            numbers[d.name] = latest.number
-        else:
-            numbers[d.name] = max((r.number for r in store.revisions(d.name)), default=0) + 1
-    return numbers
-
-
 def apply(
     inventory_path: str | Path,
     *,
@@ -144,41 +132,70 @@ def execute_plan(
     command: str,
     interval_s: float = 0.5,
 ) -> ApplyResult:
-    from fleetctl.state.store import StateStore
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fleetctl.state.peek import next_numbers, revision_keys
 
     plan = result.plan
-    with StateStore(state_path) as store:
-        numbers = _revision_numbers(store, plan)
-        shared = shared_gpus(plan)
-        rendered = {
-            (a.deployment, a.replica): render_action(plan, inv, a, numbers[a.deployment], shared)
-            for a in plan.actions
-            if a.kind in (ActionKind.CREATE, ActionKind.RECREATE)
-        }
-        secrets = resolve_secrets(rendered)
-        secret_values = sorted({v for s in secrets.values() for v in s.values()})
-        plan_json = plan_to_json(plan)
+    numbers = next_numbers(revision_keys(state_path), {d.name: deployment_hash(d) for d in plan.deployments})
+    shared = shared_gpus(plan)
+    rendered = {
+        (a.deployment, a.replica): render_action(plan, inv, a, numbers[a.deployment], shared)
+        for a in plan.actions
+        if a.kind in (ActionKind.CREATE, ActionKind.RECREATE)
+    }
+    secrets = resolve_secrets(rendered)  # before anything changes: a missing one stops here
+    secret_values = sorted({v for s in secrets.values() for v in s.values()})
+    executor = Executor(
+        hosts=host_apis,
+        rendered=rendered,
+        secrets=secrets,
+        reporter=reporter,
+        max_parallel={h.name: h.max_parallel for h in inv.hosts},
+        interval_s=interval_s,
+    )
+    # The containers start while this thread opens the store (importing SQLAlchemy and
+    # opening the database take ~0.4 s; the rollout mostly waits on Docker). If this
+    # process dies in between, the containers' labels still say what they are.
+    with ThreadPoolExecutor(max_workers=1) as background:
+        running = background.submit(executor.run, plan.actions)
+        try:
+            store, rollout_id = _open_rollout(state_path, command, result, secret_values)
+        except BaseException:
+            running.result()
+            raise
+        with store:
+            try:
+                outcomes = running.result()
+            except BaseException:
+                store.finish_rollout(rollout_id, "failed", "interrupted")
+                raise
+            with store.batch():
+                _record(store, rollout_id, plan, outcomes, rendered, numbers, host_apis, secret_values)
+    return ApplyResult(plan, tuple(outcomes), rollout_id, numbers)
+
+
+def _open_rollout(
+    state_path: Path, command: str, result: PlanResult, secret_values: Sequence[str]
+) -> tuple["StateStore", int]:
+    """Open the store and record the rollout as running; the caller closes the store."""
+    from fleetctl.state.store import StateStore
+
+    store = StateStore(state_path)
+    try:
         # Under the lock, a rollout still marked running belonged to a killed process.
         store.fail_abandoned_rollouts()
         rollout_id = store.begin_rollout(
-            command, str(result.loaded.path), result.inventory_digest, plan_json, forbidden_values=secret_values
+            command,
+            str(result.loaded.path),
+            result.inventory_digest,
+            plan_to_json(result.plan),
+            forbidden_values=secret_values,
         )
-        executor = Executor(
-            hosts=host_apis,
-            rendered=rendered,
-            secrets=secrets,
-            reporter=reporter,
-            max_parallel={h.name: h.max_parallel for h in inv.hosts},
-            interval_s=interval_s,
-        )
-        try:
-            outcomes = executor.run(plan.actions)
-        except BaseException:
-            store.finish_rollout(rollout_id, "failed", "interrupted")
-            raise
-        with store.batch():
-            _record(store, rollout_id, plan, outcomes, rendered, numbers, host_apis, secret_values)
-    return ApplyResult(plan, tuple(outcomes), rollout_id, numbers)
+    except BaseException:
+        store.close()
+        raise
+    return store, rollout_id
 
 
 def _record(
