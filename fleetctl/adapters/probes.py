@@ -89,6 +89,9 @@ def wait_ready(
     check: Callable[[ContainerSpec], CheckResult] = probe,
 ) -> CheckResult:
     """Poll until ready, the container dies, or the budget runs out."""
+    if not spec.health:
+        # A runtime that declares no checks trusts a successful start.
+        return CheckResult(True, "started (no health checks declared)")
     clock = clock or SystemClock()
     deadline = clock.monotonic() + timeout_s
     last = CheckResult(False, "not probed yet")

@@ -179,13 +179,16 @@ def _confirm(question: str, yes: bool) -> bool:
 
 
 class _Progress:
-    """The rollout reporter for the CLI: a live display that starts once the user said yes."""
+    """The rollout reporter for the CLI, started once the user said yes: a live display
+    on a terminal, one line per finished step otherwise (logs, CI, cron)."""
 
     def __init__(self, console) -> None:  # type: ignore[no-untyped-def]
         self.console = console
         self.live = None
 
     def start(self, actions) -> None:  # type: ignore[no-untyped-def]
+        if not self.console.is_terminal:
+            return
         from fleetctl.cli.progress import RichReporter
 
         self.live = RichReporter(self.console, actions)
@@ -198,6 +201,13 @@ class _Progress:
     def step_finished(self, outcome) -> None:  # type: ignore[no-untyped-def]
         if self.live:
             self.live.step_finished(outcome)
+            return
+        a = outcome.action
+        took = outcome.finished_at - outcome.started_at
+        status = "ok    " if outcome.ok else "FAILED"
+        self.console.print(
+            f"{status} {a.kind.value} {a.deployment}#{a.replica} on {a.host} ({took:.1f} s)", markup=False, highlight=False
+        )
 
     def close(self) -> None:
         if self.live:
