@@ -170,37 +170,40 @@ STATE_STYLE = {"ok": "green", "degraded": "yellow", "down": "red", "orphaned": "
 
 def render_status(console: Console, report: Any) -> None:
     hosts = Table(title="Hosts", title_justify="left", show_edge=False, pad_edge=False)
-    for col in ("host", "docker", "reachable", "GPUs", "containers"):
-        hosts.add_column(col)
+    for col in ("host", "reachable", "GPUs", "containers", "docker"):
+        hosts.add_column(col, no_wrap=col != "docker")
     for h in report.hosts:
         g = h["gpus"]
-        gpus = g if isinstance(g, str) else f"{g['count']} x {g['memory_gb']:g} GB {g['model']}".strip()
+        gpus = g if isinstance(g, str) else f"{g['count']} x {g['memory_gb']:g} GB"
         if h["simulated"]:
-            gpus += " (simulated)"
+            gpus += " (sim)"
         reach = Text("yes", style="green") if h["reachable"] else Text(f"no: {h['error']}", style="red")
-        hosts.add_row(h["host"], h["docker"], reach, gpus, str(h["containers"]))
+        hosts.add_row(h["host"], reach, gpus, str(h["containers"]), h["docker"])
     console.print(hosts)
     console.print()
     table = Table(title="Deployments", title_justify="left", show_edge=False, pad_edge=False)
-    for col in ("deployment", "state", "replicas", "host", "GPUs", "container", "endpoint", "rev"):
+    for col in ("deployment", "state", "#", "host:GPUs", "endpoint (or container state)", "rev"):
         table.add_column(col, no_wrap=True)
+    pinned = []
     for d in report.deployments:
-        name = d.deployment + (f" (pinned: {', '.join(d.customers)})" if d.customers else "")
-        state = Text(d.state, style=STATE_STYLE.get(d.state, ""))
+        if d.customers:
+            pinned.append(f"{d.deployment} for {', '.join(d.customers)}")
+        name = d.deployment + (" *" if d.customers else "")
+        state = Text(f"{d.state} {d.running}/{d.desired}", style=STATE_STYLE.get(d.state, ""))
         if not d.replicas:
-            table.add_row(name, state, f"{d.running}/{d.desired}", "", "", "", "", "")
+            table.add_row(name, state, "", "", "", "")
         for i, r in enumerate(d.replicas):
             table.add_row(
                 name if i == 0 else "",
                 state if i == 0 else Text(""),
-                f"{d.running}/{d.desired}" if i == 0 else "",
-                r.host,
-                ",".join(str(g) for g in r.gpus),
-                f"{r.container} ({r.state})",
-                r.endpoint,
+                str(r.replica),
+                f"{r.host}:{','.join(str(g) for g in r.gpus)}",
+                r.endpoint if r.state == "running" else Text(f"container {r.state}", style="red"),
                 "" if r.revision is None else str(r.revision),
             )
     console.print(table)
+    if pinned:
+        console.print(Text("* pinned: " + "; ".join(pinned), style="dim"))
 
 
 OUTCOME_STYLE = {"succeeded": "green", "applied": "green", "failed": "red", "partial": "yellow", "rolled_back": "magenta", "running": "cyan"}
