@@ -12,7 +12,7 @@ from enum import IntEnum
 
 class ExitCode(IntEnum):
     OK = 0
-    ERROR = 1  # unexpected internal error
+    ERROR = 1  # failed for the reason in the message (a traceback means a bug)
     USAGE = 2  # bad command-line usage (also used by typer/click)
     INVENTORY = 3  # the inventory file is invalid
     INFEASIBLE = 4  # some replica cannot be placed

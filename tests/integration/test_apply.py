@@ -381,3 +381,55 @@ def test_rollback_restores_the_exact_earlier_revision_of_one_pinned_version(flee
 
     rollouts = json.loads(fleet.cli("history", "--output", "json", "--state", str(fleet.state), inventory=False).stdout)["rollouts"]
     assert [r["command"] for r in rollouts][:1] == ["rollback chat-llm@v3"]
+
+
+def test_the_demo_inventory_applies_triton_models_answer_and_nim_stand_ins_are_ready(
+    tmp_path: Path, testbed: Any, docker_cleanup: Any
+) -> None:
+    """inventory/demo.yaml itself, moved to its own fleet name and port range."""
+    repo = Path(__file__).resolve().parents[2]
+    doc = yaml.safe_load((repo / "inventory" / "demo.yaml").read_text())
+    doc["fleet"] = f"demo-test-{os.getpid()}"
+    (host,) = doc["hosts"]
+    host["docker"] = testbed.host_a
+    host["ports"] = "25800-25899"
+    for m in doc["models"]:
+        if m.get("triton"):
+            m["triton"]["model_repository"] = str(testbed.model_repository)
+        if m.get("nim"):
+            m["nim"]["cache_dir"] = str(tmp_path / "nim-cache")
+    inv = tmp_path / "demo.yaml"
+    inv.write_text(yaml.safe_dump(doc, sort_keys=False))
+    r = run_fleetctl("apply", "-f", str(inv), "--yes", "--state", str(tmp_path / "state.db"))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    status = json.loads(run_fleetctl("status", "-f", str(inv), "--output", "json").stdout)
+    endpoints = {d["deployment"]: d["replicas"][0]["endpoint"] for d in status["deployments"]}
+    assert {d["deployment"]: d["state"] for d in status["deployments"]} == dict.fromkeys(endpoints, "ok")
+
+    import numpy as np
+    import tritonclient.http as tc
+
+    for model in ("embeddings", "reranker", "safety-guard"):
+        client = tc.InferenceServerClient(endpoints[f"{model}@1"].removeprefix("http://"))
+        meta = client.get_model_metadata(model)
+        inputs = []
+        for spec in meta["inputs"]:
+            shape = [1 if d == -1 else int(d) for d in spec["shape"]]
+            x = tc.InferInput(spec["name"], shape, spec["datatype"])
+            if spec["datatype"] == "BYTES":
+                x.set_data_from_numpy(np.full(shape, b"is this safe?", dtype=object))
+            else:
+                x.set_data_from_numpy(np.ones(shape, dtype=np.float32))
+            inputs.append(x)
+        result = client.infer(model, inputs)
+        assert all(result.as_numpy(o["name"]) is not None for o in meta["outputs"]), model
+    for dep in ("chat-llm@v4", "chat-llm@v3"):
+        assert httpx.get(endpoints[dep] + "/v1/health/ready").status_code == 200
+        reply = httpx.post(
+            endpoints[dep] + "/v1/chat/completions",
+            json={"model": "chat-llm", "messages": [{"role": "user", "content": "hi"}]},
+        ).json()
+        assert reply["choices"][0]["message"]["content"]
+    again = run_fleetctl("apply", "-f", str(inv), "--yes", "--state", str(tmp_path / "state.db"))
+    assert again.returncode == 0 and "nothing to do" in again.stdout

@@ -104,3 +104,11 @@ def test_every_inventory_in_the_repository_validates() -> None:
         r = fleetctl("validate", "-f", str(path), "--output", "json")
         assert r.returncode == 0, (path, r.stderr)
         assert json.loads(r.stdout)["valid"] is True
+
+
+def test_gpus_auto_cannot_be_planned_offline(tmp_path: Path) -> None:
+    inv = tmp_path / "fleet.yaml"
+    inv.write_text("hosts:\n  - {name: h}\nmodels:\n  - {name: a, version: '1', runtime: nim, image: i, gpu_memory_gb: 8}\n")
+    r = fleetctl("plan", "--offline", "-f", str(inv))
+    assert r.returncode == 1
+    assert "gpus: auto" in r.stderr and "NVML" in r.stderr and "Traceback" not in r.stderr
