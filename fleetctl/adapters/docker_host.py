@@ -12,7 +12,6 @@ from typing import Any, Mapping, Protocol
 from fleetctl.adapters import labels as L
 from fleetctl.core.inventory import Host
 from fleetctl.core.observed import ObservedContainer, ObservedHost
-from fleetctl.errors import HostUnreachableError
 from fleetctl.runtimes.spec import ContainerSpec
 
 OBSERVE_TIMEOUT_S = 10
@@ -141,6 +140,7 @@ class DockerHost:
             # ready shows as a restart and fails the health gate.
             restart_policy={"Name": "unless-stopped"},
         )
+        self._ensure_image(spec.image)
         created = self.api.create_container(
             image=spec.image,
             name=name,
@@ -159,6 +159,23 @@ class DockerHost:
             self.api.remove_container(cid, force=True)
             raise
         return str(cid)
+
+    def _ensure_image(self, image: str) -> None:
+        """Pull an image the host does not have (with the host's registry credentials)."""
+        import docker.errors
+
+        try:
+            self.api.inspect_image(image)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+        try:
+            self.api.pull(repo, tag=tag or "latest")
+        except docker.errors.APIError as exc:
+            raise docker.errors.ImageNotFound(
+                f"image {image} is not on host {self.name} and pulling it failed: {_one_line(exc)}"
+            ) from None
 
     def stop(self, container: str, timeout_s: int = 30) -> None:
         self.api.stop(container, timeout=timeout_s)
@@ -187,11 +204,3 @@ class DockerHost:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
-
-
-def connect_or_fail(host: Host, fleet: str = "default") -> DockerHost:
-    dh = DockerHost(host, fleet)
-    observed = dh.observe()
-    if not observed.reachable:
-        raise HostUnreachableError(f"host {host.name} ({host.docker}) is unreachable: {observed.error}")
-    return dh

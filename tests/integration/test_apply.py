@@ -433,3 +433,12 @@ def test_the_demo_inventory_applies_triton_models_answer_and_nim_stand_ins_are_r
         assert reply["choices"][0]["message"]["content"]
     again = run_fleetctl("apply", "-f", str(inv), "--yes", "--state", str(tmp_path / "state.db"))
     assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+def test_an_image_that_cannot_be_had_fails_that_replica_with_a_clear_reason(fleet: Fleet, testbed: Any) -> None:
+    fleet.nim("ok", testbed.images.nim_standin, memory=10)
+    fleet.nim("ghost", "fleetctl-testbed/does-not-exist:9", memory=10)
+    r = fleet.apply()
+    assert r.returncode == ExitCode.ROLLOUT_FAILED, r.stdout + r.stderr
+    assert "fleetctl-testbed/does-not-exist:9 is not on host host-a and pulling it failed" in r.stdout
+    assert set(container_ids(fleet)) == {fleet.container("ok@1", 0)}
