@@ -22,16 +22,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SETUP_SCRIPT = REPO_ROOT / "tests" / "testbed" / "setup.sh"
@@ -318,3 +323,151 @@ def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "co
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{what} not reached within {timeout:.0f}s (last error: {last_exc!r})")
         time.sleep(interval)
+
+
+# -- fleets under test -------------------------------------------------------------------
+
+CANARY = "nvapi-CANARY-7f3e1d9a2b"
+# fleetctl host port ranges for the tests' fleets: a block of 100 per host, never reused
+# within a session (engines share one loopback).
+_fleet_ports = itertools.count(23000, 100)
+_fleet_names = itertools.count()
+
+
+def run_fleetctl(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess, with the canary NGC_API_KEY in its environment."""
+    full_env = {**os.environ, "NGC_API_KEY": CANARY, "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "fleetctl", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+class FleetUnderTest:
+    """An inventory on the test bed (its own fleet name and ports), a state database,
+    and the CLI calls the tests make against them."""
+
+    canary = CANARY
+
+    def __init__(self, tmp_path: Path, testbed: Testbed, hosts: dict[str, str] | None = None) -> None:
+        self.tmp = tmp_path
+        self.testbed = testbed
+        self.path = tmp_path / "fleet.yaml"
+        self.state = tmp_path / "state.db"
+        self.prom = tmp_path / "textfile" / "fleetctl.prom"
+        self.hosts = hosts or {"host-a": testbed.host_a}
+        self.ranges = {name: next(_fleet_ports) for name in self.hosts}
+        self.name = f"t{next(_fleet_names)}-{os.getpid()}"
+        self.models: list[dict[str, Any]] = []
+        self.outputs: list[str] = []
+
+    def nim(
+        self,
+        name: str,
+        image: str | None = None,
+        *,
+        memory: float = 10,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+        version: str = "1",
+        **kw: Any,
+    ) -> dict[str, Any]:
+        m = {
+            "name": name,
+            "version": version,
+            "runtime": "nim",
+            "image": image or self.testbed.images.nim_standin,
+            "gpu_memory_gb": memory,
+            "env": env or {},
+            "nim": {"served_model_name": name, "cache_dir": str(self.tmp / "nim-cache"), "startup_timeout_s": timeout},
+            **kw,
+        }
+        self.models.append(m)
+        return m
+
+    def triton(self, name: str, *, memory: float = 2, **kw: Any) -> dict[str, Any]:
+        m = {
+            "name": name,
+            "version": "1",
+            "runtime": "triton",
+            "image": self.testbed.images.triton,
+            "gpu_memory_gb": memory,
+            "sla_ms": 50,
+            "triton": {
+                "model_repository": str(self.testbed.model_repository),
+                "models": [name],
+                "server_binary": "/opt/tritonserver/bin/tritonserver",
+                "startup_timeout_s": 120,
+            },
+            **kw,
+        }
+        self.models.append(m)
+        return m
+
+    def write(self) -> None:
+        hosts = [
+            {
+                "name": name,
+                "docker": url,
+                "simulated": True,
+                "gpus": {"count": 2, "memory_gb": 80, "model": "H100-80GB"},
+                "network": "host",
+                "address": "127.0.0.1",
+                "ports": f"{self.ranges[name]}-{self.ranges[name] + 99}",
+                "labels": {"name": name},
+            }
+            for name, url in self.hosts.items()
+        ]
+        doc = {"fleet": self.name, "hosts": hosts, "models": self.models}
+        self.path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    def cli(self, *args: str, inventory: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
+        self.write()
+        r = run_fleetctl(*args, *(["-f", str(self.path)] if inventory else []), **kw)
+        self.outputs.append(r.stdout + r.stderr)
+        return r
+
+    def apply(self, *extra: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.cli("apply", "--yes", "--state", str(self.state), *extra, **kw)
+
+    def status(self) -> dict[str, Any]:
+        r = self.cli("status", "--output", "json")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        return next(d for d in self.status()["deployments"] if d["deployment"] == name)
+
+    def endpoint(self, name: str, replica: int = 0) -> str:
+        return self.deployment(name)["replicas"][replica]["endpoint"]
+
+    def container(self, deployment: str, replica: int = 0) -> str:
+        return f"fleetctl-{self.name}-{deployment.replace('@', '-')}-{replica}"
+
+    def ids(self, engine: str = "a") -> dict[str, str]:
+        """This fleet's managed containers on one engine: name -> id."""
+        api = self.testbed.client(engine).api
+        flt = {"label": ["io.fleetctl.owner=fleetctl", f"io.fleetctl.fleet={self.name}"]}
+        return {r["Names"][0].lstrip("/"): r["Id"] for r in api.containers(all=True, filters=flt)}
+
+
+@pytest.fixture
+def make_fleet(tmp_path: Path, testbed: Testbed, docker_cleanup: Testbed):
+    """`make_fleet(hosts={name: docker_url})`: a fleet on chosen engines (default: a)."""
+    return lambda hosts=None: FleetUnderTest(tmp_path, testbed, hosts)
+
+
+@pytest.fixture
+def fleet(make_fleet) -> FleetUnderTest:
+    """A fleet on engine a."""
+    return make_fleet()
+
+
+@pytest.fixture
+def fleetctl_run():
+    """The real CLI in a subprocess (see run_fleetctl)."""
+    return run_fleetctl

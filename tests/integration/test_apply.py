@@ -1,141 +1,26 @@
-"""`fleetctl apply` against real Docker engines, a real Triton server and the NIM stand-in."""
+"""`fleetctl apply` against real Docker engines, a real Triton server and the NIM stand-in.
+
+The `fleet` and `make_fleet` fixtures (conftest.py) write an inventory for the test bed
+and run the real CLI on it.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import yaml
 
 from fleetctl.errors import ExitCode
 from fleetctl.state.lock import StateLock
 from fleetctl.state.store import StateStore
 
-CANARY = "nvapi-CANARY-7f3e1d9a2b"
-_next_range = iter(range(23000, 26000, 100))
-_fleet_names = iter(f"t{i}" for i in range(10_000))
-
-
-def run_fleetctl(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "NGC_API_KEY": CANARY, "COLUMNS": "200", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "fleetctl", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-class Fleet:
-    """An inventory file, a state database and the helpers to act on them."""
-
-    def __init__(self, tmp_path: Path, testbed: Any, hosts: dict[str, str] | None = None) -> None:
-        self.tmp = tmp_path
-        self.testbed = testbed
-        self.path = tmp_path / "fleet.yaml"
-        self.state = tmp_path / "state.db"
-        self.hosts = hosts or {"host-a": testbed.host_a}
-        self.ranges = {name: next(_next_range) for name in self.hosts}
-        self.models: list[dict[str, Any]] = []
-        self.outputs: list[str] = []
-        self.name = f"{next(_fleet_names)}-{os.getpid()}"
-
-    def nim(self, name: str, image: str, *, memory: float = 10, env: dict[str, str] | None = None, timeout: float = 60, version: str = "1", **kw: Any) -> dict[str, Any]:
-        m = {
-            "name": name,
-            "version": version,
-            "runtime": "nim",
-            "image": image,
-            "gpu_memory_gb": memory,
-            "env": env or {},
-            "nim": {"served_model_name": name, "cache_dir": str(self.tmp / "nim-cache"), "startup_timeout_s": timeout},
-            **kw,
-        }
-        self.models.append(m)
-        return m
-
-    def triton(self, name: str, *, memory: float = 2) -> dict[str, Any]:
-        m = {
-            "name": name,
-            "version": "1",
-            "runtime": "triton",
-            "image": self.testbed.images.triton,
-            "gpu_memory_gb": memory,
-            "sla_ms": 50,
-            "triton": {
-                "model_repository": str(self.testbed.model_repository),
-                "models": [name],
-                "server_binary": "/opt/tritonserver/bin/tritonserver",
-                "startup_timeout_s": 120,
-            },
-        }
-        self.models.append(m)
-        return m
-
-    def write(self) -> None:
-        hosts = [
-            {
-                "name": name,
-                "docker": url,
-                "simulated": True,
-                "gpus": {"count": 2, "memory_gb": 80, "model": "H100-80GB"},
-                "network": "host",
-                "address": "127.0.0.1",
-                "ports": f"{self.ranges[name]}-{self.ranges[name] + 99}",
-                "labels": {"name": name},
-            }
-            for name, url in self.hosts.items()
-        ]
-        doc = {"fleet": self.name, "hosts": hosts, "models": self.models}
-        self.path.write_text(yaml.safe_dump(doc, sort_keys=False))
-
-    def container(self, deployment: str, replica: int = 0) -> str:
-        return f"fleetctl-{self.name}-{deployment.replace('@', '-')}-{replica}"
-
-    def cli(self, *args: str, inventory: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
-        self.write()
-        r = run_fleetctl(*args, *(["-f", str(self.path)] if inventory else []), **kw)
-        self.outputs.append(r.stdout + r.stderr)
-        return r
-
-    def apply(self, *extra: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return self.cli("apply", "--yes", "--state", str(self.state), *extra, **kw)
-
-    def status(self) -> dict[str, Any]:
-        r = self.cli("status", "--output", "json")
-        assert r.returncode == 0, r.stderr
-        return json.loads(r.stdout)
-
-    def deployment(self, name: str) -> dict[str, Any]:
-        return next(d for d in self.status()["deployments"] if d["deployment"] == name)
-
-    def endpoint(self, name: str, replica: int = 0) -> str:
-        return self.deployment(name)["replicas"][replica]["endpoint"]
-
-
-@pytest.fixture
-def fleet(tmp_path: Path, testbed: Any, docker_cleanup: Any) -> Fleet:
-    return Fleet(tmp_path, testbed)
-
-
-def container_ids(fleet: Fleet, engine: str = "a") -> dict[str, str]:
-    """This fleet's managed containers on one engine: name -> id."""
-    api = fleet.testbed.client(engine).api
-    rows = api.containers(all=True, filters={"label": ["io.fleetctl.owner=fleetctl", f"io.fleetctl.fleet={fleet.name}"]})
-    return {r["Names"][0].lstrip("/"): r["Id"] for r in rows}
-
-
-def test_first_apply_serves_triton_inference_and_nim_then_second_apply_changes_nothing(fleet: Fleet, testbed: Any) -> None:
+def test_first_apply_serves_triton_inference_and_nim_then_second_apply_changes_nothing(fleet: Any, testbed: Any) -> None:
     fleet.nim("chat-llm", testbed.images.nim_standin, memory=40, sla_ms=200)
     fleet.triton("embeddings")
     r = fleet.apply()
@@ -159,13 +44,13 @@ def test_first_apply_serves_triton_inference_and_nim_then_second_apply_changes_n
     assert httpx.get(nim + "/v1/models").json()["data"][0]["id"] == "chat-llm"
 
     before = {
-        name: testbed.client().api.inspect_container(cid)["State"]["StartedAt"] for name, cid in container_ids(fleet).items()
+        name: testbed.client().api.inspect_container(cid)["State"]["StartedAt"] for name, cid in fleet.ids().items()
     }
     again = fleet.apply("--output", "json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["changed"] is False
     after = {
-        name: testbed.client().api.inspect_container(cid)["State"]["StartedAt"] for name, cid in container_ids(fleet).items()
+        name: testbed.client().api.inspect_container(cid)["State"]["StartedAt"] for name, cid in fleet.ids().items()
     }
     assert after == before  # same containers, not restarted
 
@@ -179,11 +64,11 @@ def test_first_apply_serves_triton_inference_and_nim_then_second_apply_changes_n
     assert labels["io.fleetctl.revision"] == "1"
 
 
-def test_changed_image_rolls_out_with_the_old_container_serving_until_the_new_one_is_ready(fleet: Fleet, testbed: Any) -> None:
+def test_changed_image_rolls_out_with_the_old_container_serving_until_the_new_one_is_ready(fleet: Any, testbed: Any) -> None:
     fleet.nim("chat-llm", testbed.images.nim_standin, memory=10)
     assert fleet.apply().returncode == 0
     old_endpoint = fleet.endpoint("chat-llm@1")
-    old_id = container_ids(fleet)[fleet.container("chat-llm@1", 0)]
+    old_id = fleet.ids()[fleet.container("chat-llm@1", 0)]
 
     fleet.models[0]["image"] = testbed.images.nim_standin_v2
     fleet.models[0]["env"] = {"STANDIN_START_DELAY_S": "3"}
@@ -212,16 +97,16 @@ def test_changed_image_rolls_out_with_the_old_container_serving_until_the_new_on
     first_gap = answers.index(0) if 0 in answers else len(answers)
     assert first_gap >= 20, answers
     assert all(a == 200 for a in answers[:first_gap])
-    ids = container_ids(fleet)
+    ids = fleet.ids()
     assert set(ids) == {fleet.container("chat-llm@1", 0)} and ids[fleet.container("chat-llm@1", 0)] != old_id
     assert testbed.client().api.inspect_container(ids[fleet.container("chat-llm@1", 0)])["Config"]["Image"] == testbed.images.nim_standin_v2
     assert httpx.get(fleet.endpoint("chat-llm@1") + "/v1/health/ready").status_code == 200
 
 
-def test_never_ready_version_leaves_the_old_one_serving_and_exits_non_zero(fleet: Fleet, testbed: Any) -> None:
+def test_never_ready_version_leaves_the_old_one_serving_and_exits_non_zero(fleet: Any, testbed: Any) -> None:
     fleet.nim("chat-llm", testbed.images.nim_standin, memory=10)
     assert fleet.apply().returncode == 0
-    old_id = container_ids(fleet)[fleet.container("chat-llm@1", 0)]
+    old_id = fleet.ids()[fleet.container("chat-llm@1", 0)]
     endpoint = fleet.endpoint("chat-llm@1")
 
     fleet.models[0]["image"] = testbed.images.nim_standin_v2
@@ -232,7 +117,7 @@ def test_never_ready_version_leaves_the_old_one_serving_and_exits_non_zero(fleet
     assert "not ready within 4 s" in r.stdout
     assert "last log lines" in r.stdout
     # The old container still serves, the new one is gone.
-    assert container_ids(fleet) == {fleet.container("chat-llm@1", 0): old_id}
+    assert fleet.ids() == {fleet.container("chat-llm@1", 0): old_id}
     assert httpx.get(endpoint + "/v1/health/ready").status_code == 200
     with StateStore(fleet.state) as store:
         rollout = store.rollouts(1)[0]
@@ -242,7 +127,7 @@ def test_never_ready_version_leaves_the_old_one_serving_and_exits_non_zero(fleet
         assert store.latest_revision("chat-llm@1", outcome=None).outcome == "failed"
 
 
-def test_hand_made_drift_is_planned_and_repaired(fleet: Fleet, testbed: Any) -> None:
+def test_hand_made_drift_is_planned_and_repaired(fleet: Any, testbed: Any) -> None:
     fleet.nim("a", testbed.images.nim_standin, memory=10)
     fleet.nim("b", testbed.images.nim_standin, memory=10)
     assert fleet.apply().returncode == 0
@@ -262,25 +147,25 @@ def test_hand_made_drift_is_planned_and_repaired(fleet: Fleet, testbed: Any) -> 
     assert api.inspect_container("not-managed-by-fleetctl")["State"]["Status"] == "created"
 
 
-def test_two_hosts_spread_replicas_and_down_removes_everything(tmp_path: Path, testbed: Any, docker_cleanup: Any) -> None:
-    fleet = Fleet(tmp_path, testbed, hosts={"host-b": testbed.host_b, "host-c": testbed.host_c})
+def test_two_hosts_spread_replicas_and_down_removes_everything(make_fleet: Any, testbed: Any) -> None:
+    fleet = make_fleet(hosts={"host-b": testbed.host_b, "host-c": testbed.host_c})
     fleet.nim("chat-llm", testbed.images.nim_standin, memory=10, replicas=2)
     r = fleet.apply()
     assert r.returncode == 0, r.stdout + r.stderr
     replicas = fleet.deployment("chat-llm@1")["replicas"]
     assert sorted(r["host"] for r in replicas) == ["host-b", "host-c"]
-    assert len(container_ids(fleet, "b")) == 1
-    assert len(container_ids(fleet, "c")) == 1
+    assert len(fleet.ids("b")) == 1
+    assert len(fleet.ids("c")) == 1
     for rep in replicas:
         assert httpx.get(rep["endpoint"] + "/v1/health/ready").status_code == 200
 
     down = fleet.cli("down", "--yes", "--state", str(fleet.state))
     assert down.returncode == 0, down.stderr
-    assert container_ids(fleet, "b") == {} and container_ids(fleet, "c") == {}
+    assert fleet.ids("b") == {} and fleet.ids("c") == {}
 
 
-def test_unreachable_host_is_reported_and_blocks_only_its_changes(tmp_path: Path, testbed: Any, docker_cleanup: Any) -> None:
-    fleet = Fleet(tmp_path, testbed, hosts={"host-a": testbed.host_a, "gone": "unix:///run/fleetctl-testbed/missing.sock"})
+def test_unreachable_host_is_reported_and_blocks_only_its_changes(make_fleet: Any, testbed: Any) -> None:
+    fleet = make_fleet(hosts={"host-a": testbed.host_a, "gone": "unix:///run/fleetctl-testbed/missing.sock"})
     fleet.nim("here", testbed.images.nim_standin, memory=10, hosts={"name": "host-a"})
     fleet.nim("there", testbed.images.nim_standin, memory=10, hosts={"name": "gone"})
     status = fleet.status()
@@ -289,10 +174,10 @@ def test_unreachable_host_is_reported_and_blocks_only_its_changes(tmp_path: Path
     assert r.returncode == ExitCode.HOST_UNREACHABLE, r.stdout + r.stderr
     assert "host gone unreachable" in r.stdout
     assert "skipped: host unreachable" in r.stdout
-    assert fleet.container("here@1", 0) in container_ids(fleet)
+    assert fleet.container("here@1", 0) in fleet.ids()
 
 
-def test_the_lock_refuses_a_second_apply_with_the_holder(fleet: Fleet, testbed: Any) -> None:
+def test_the_lock_refuses_a_second_apply_with_the_holder(fleet: Any, testbed: Any) -> None:
     fleet.nim("chat-llm", testbed.images.nim_standin, memory=10)
     with StateLock(fleet.state, "apply (test holder)"):
         t0 = time.monotonic()
@@ -301,10 +186,10 @@ def test_the_lock_refuses_a_second_apply_with_the_holder(fleet: Fleet, testbed: 
     assert r.returncode == ExitCode.LOCKED, r.stdout + r.stderr
     assert f"pid {os.getpid()}" in r.stderr and "apply (test holder)" in r.stderr
     assert elapsed < 5  # refused promptly (python start-up included), not after a long wait
-    assert container_ids(fleet) == {}
+    assert fleet.ids() == {}
 
 
-def test_saved_plan_is_refused_once_the_fleet_changed(fleet: Fleet, testbed: Any) -> None:
+def test_saved_plan_is_refused_once_the_fleet_changed(fleet: Any, testbed: Any) -> None:
     fleet.nim("chat-llm", testbed.images.nim_standin, memory=10)
     saved = fleet.tmp / "plan.json"
     assert fleet.cli("plan", "-o", str(saved)).returncode == 0
@@ -320,16 +205,16 @@ def test_saved_plan_is_refused_once_the_fleet_changed(fleet: Fleet, testbed: Any
     assert "changed since this plan was made" in r.stderr
 
 
-def test_saved_plan_applies_when_nothing_moved(fleet: Fleet, testbed: Any) -> None:
+def test_saved_plan_applies_when_nothing_moved(fleet: Any, testbed: Any) -> None:
     fleet.nim("chat-llm", testbed.images.nim_standin, memory=10)
     saved = fleet.tmp / "plan.json"
     assert fleet.cli("plan", "-o", str(saved)).returncode == 0
     r = fleet.apply("--plan", str(saved))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert fleet.container("chat-llm@1", 0) in container_ids(fleet)
+    assert fleet.container("chat-llm@1", 0) in fleet.ids()
 
 
-def test_the_canary_api_key_never_reaches_state_plan_logs_or_output(fleet: Fleet, testbed: Any) -> None:
+def test_the_canary_api_key_never_reaches_state_plan_logs_or_output(fleet: Any, testbed: Any) -> None:
     fleet.nim("chat-llm", testbed.images.nim_standin, memory=10)
     fleet.nim("broken", testbed.images.nim_standin_v2, memory=10, env={"STANDIN_NEVER_READY": "1"}, timeout=3)
     fleet.apply()
@@ -338,22 +223,22 @@ def test_the_canary_api_key_never_reaches_state_plan_logs_or_output(fleet: Fleet
     fleet.cli("status")
     # The key did reach the container that needs it...
     env = testbed.client().api.inspect_container(fleet.container("chat-llm@1", 0))["Config"]["Env"]
-    assert f"NGC_API_KEY={CANARY}" in env
+    assert f"NGC_API_KEY={fleet.canary}" in env
     # ...and nowhere else.
     for out in fleet.outputs:
-        assert CANARY not in out
+        assert fleet.canary not in out
     for f in fleet.tmp.iterdir():
         if f.is_file():
-            assert CANARY.encode() not in f.read_bytes(), f
-    for name in container_ids(fleet):
-        assert CANARY not in testbed.client().api.logs(name).decode(errors="replace")
+            assert fleet.canary.encode() not in f.read_bytes(), f
+    for name in fleet.ids():
+        assert fleet.canary not in testbed.client().api.logs(name).decode(errors="replace")
 
 
-def test_rollback_restores_the_exact_earlier_revision_of_one_pinned_version(fleet: Fleet, testbed: Any) -> None:
+def test_rollback_restores_the_exact_earlier_revision_of_one_pinned_version(fleet: Any, testbed: Any) -> None:
     chat = fleet.nim("chat-llm", testbed.images.nim_standin, memory=10, version="v4")
     chat["pins"] = [{"version": "v3", "image": testbed.images.nim_standin, "customers": ["acme-corp"]}]
     assert fleet.apply().returncode == 0
-    v4_id = container_ids(fleet)[fleet.container("chat-llm@v4", 0)]
+    v4_id = fleet.ids()[fleet.container("chat-llm@v4", 0)]
 
     chat["pins"][0]["image"] = testbed.images.nim_standin_v2
     assert fleet.apply().returncode == 0
@@ -365,7 +250,7 @@ def test_rollback_restores_the_exact_earlier_revision_of_one_pinned_version(flee
     assert api.inspect_container(fleet.container("chat-llm@v3", 0))["Config"]["Image"] == testbed.images.nim_standin
     assert httpx.get(fleet.endpoint("chat-llm@v3") + "/v1/health/ready").status_code == 200
     # Everyone else's version did not move.
-    assert container_ids(fleet)[fleet.container("chat-llm@v4", 0)] == v4_id
+    assert fleet.ids()[fleet.container("chat-llm@v4", 0)] == v4_id
 
     hist = json.loads(fleet.cli("history", "chat-llm@v3", "--output", "json", "--state", str(fleet.state), inventory=False).stdout)
     revs = {r["number"]: (r["outcome"], r["image"]) for r in hist["revisions"]}
@@ -384,7 +269,7 @@ def test_rollback_restores_the_exact_earlier_revision_of_one_pinned_version(flee
 
 
 def test_the_demo_inventory_applies_triton_models_answer_and_nim_stand_ins_are_ready(
-    tmp_path: Path, testbed: Any, docker_cleanup: Any
+    tmp_path: Path, testbed: Any, docker_cleanup: Any, fleetctl_run: Any
 ) -> None:
     """inventory/demo.yaml itself, moved to its own fleet name and port range."""
     repo = Path(__file__).resolve().parents[2]
@@ -400,10 +285,10 @@ def test_the_demo_inventory_applies_triton_models_answer_and_nim_stand_ins_are_r
             m["nim"]["cache_dir"] = str(tmp_path / "nim-cache")
     inv = tmp_path / "demo.yaml"
     inv.write_text(yaml.safe_dump(doc, sort_keys=False))
-    r = run_fleetctl("apply", "-f", str(inv), "--yes", "--state", str(tmp_path / "state.db"))
+    r = fleetctl_run("apply", "-f", str(inv), "--yes", "--state", str(tmp_path / "state.db"))
     assert r.returncode == 0, r.stdout + r.stderr
 
-    status = json.loads(run_fleetctl("status", "-f", str(inv), "--output", "json").stdout)
+    status = json.loads(fleetctl_run("status", "-f", str(inv), "--output", "json").stdout)
     endpoints = {d["deployment"]: d["replicas"][0]["endpoint"] for d in status["deployments"]}
     assert {d["deployment"]: d["state"] for d in status["deployments"]} == dict.fromkeys(endpoints, "ok")
 
@@ -431,14 +316,14 @@ def test_the_demo_inventory_applies_triton_models_answer_and_nim_stand_ins_are_r
             json={"model": "chat-llm", "messages": [{"role": "user", "content": "hi"}]},
         ).json()
         assert reply["choices"][0]["message"]["content"]
-    again = run_fleetctl("apply", "-f", str(inv), "--yes", "--state", str(tmp_path / "state.db"))
+    again = fleetctl_run("apply", "-f", str(inv), "--yes", "--state", str(tmp_path / "state.db"))
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
 
-def test_an_image_that_cannot_be_had_fails_that_replica_with_a_clear_reason(fleet: Fleet, testbed: Any) -> None:
+def test_an_image_that_cannot_be_had_fails_that_replica_with_a_clear_reason(fleet: Any, testbed: Any) -> None:
     fleet.nim("ok", testbed.images.nim_standin, memory=10)
     fleet.nim("ghost", "fleetctl-testbed/does-not-exist:9", memory=10)
     r = fleet.apply()
     assert r.returncode == ExitCode.ROLLOUT_FAILED, r.stdout + r.stderr
     assert "fleetctl-testbed/does-not-exist:9 is not on host host-a and pulling it failed" in r.stdout
-    assert set(container_ids(fleet)) == {fleet.container("ok@1", 0)}
+    assert set(fleet.ids()) == {fleet.container("ok@1", 0)}
