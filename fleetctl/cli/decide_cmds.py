@@ -6,32 +6,18 @@ carry them alike.
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from fleetctl.cli import render
+from fleetctl.cli.options import InventoryOpt, Output, OutputOpt
 from fleetctl.errors import FleetctlError, NotFoundError
 
 if TYPE_CHECKING:
     from fleetctl.ops.planning import PlanResult
 
-DEFAULT_INVENTORY = "inventory/fleet.yaml"
-
-
-class Output(str, enum.Enum):
-    # Same values as fleetctl.cli.app.Output; defined here so that app.py may import
-    # this module at any point without a circular import.
-    table = "table"
-    json = "json"
-
-
-InventoryOpt = typer.Option(
-    DEFAULT_INVENTORY, "-f", "--inventory", help="Inventory file (YAML).", envvar="FLEETCTL_INVENTORY"
-)
-OutputOpt = typer.Option(Output.table, "--output", help="table for people, json for machines.")
 WeightsOpt = typer.Option(
     None,
     "--weights",

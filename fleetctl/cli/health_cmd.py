@@ -7,28 +7,19 @@ textfile-collector file.
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from fleetctl.cli import render
+from fleetctl.cli.options import DEFAULT_INVENTORY, Output
 from fleetctl.errors import ExitCode, FleetctlError
 from fleetctl.ops.health import DEFAULT_TIMEOUT_S, DeploymentState, HealthReport, ReplicaState
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from rich.console import Console
-
-DEFAULT_INVENTORY = "inventory/fleet.yaml"
-
-
-class Output(str, enum.Enum):
-    # Same values as fleetctl.cli.app.Output; defined here so that app.py may import
-    # this module at any point without a circular import.
-    table = "table"
-    json = "json"
 
 
 REPLICA_STYLE = {

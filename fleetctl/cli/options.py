@@ -1,0 +1,54 @@
+"""Options and helpers shared by every command module."""
+
+from __future__ import annotations
+
+import enum
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+
+from fleetctl.errors import ExitCode, FleetctlError
+
+DEFAULT_INVENTORY = "inventory/fleet.yaml"
+
+
+class Output(str, enum.Enum):
+    table = "table"
+    json = "json"
+
+
+InventoryOpt = typer.Option(
+    DEFAULT_INVENTORY, "-f", "--inventory", help="Inventory file (YAML).", envvar="FLEETCTL_INVENTORY"
+)
+OutputOpt = typer.Option(Output.table, "--output", help="table for people, json for machines.")
+StateOpt = typer.Option(None, "--state", help="State database (default state/fleetctl.db).", envvar="FLEETCTL_STATE")
+YesOpt = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation.")
+
+
+def known_runtimes() -> list[str]:
+    from fleetctl.runtimes.registry import runtime_names
+
+    return runtime_names()
+
+
+def observer() -> Callable:  # type: ignore[type-arg]
+    from fleetctl.adapters.observe import observe_fleet
+
+    return observe_fleet
+
+
+def state_path(state: Optional[Path]) -> Path:
+    from fleetctl.state.paths import resolve_state_path
+
+    return resolve_state_path(str(state) if state else None)
+
+
+def confirm(question: str, yes: bool) -> bool:
+    """Ask, unless --yes; without a terminal to ask on, refuse rather than guess."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise FleetctlError(f"{question} needs confirmation: rerun with --yes (stdin is not a terminal)", exit_code=ExitCode.ABORTED)
+    return typer.confirm(question, default=False)

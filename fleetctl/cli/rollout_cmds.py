@@ -1,0 +1,224 @@
+"""Commands that read or change the hosts: apply, rollback, history, status, down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fleetctl.cli import render
+from fleetctl.cli.options import InventoryOpt, Output, OutputOpt, StateOpt, YesOpt, observer, state_path
+from fleetctl.cli.options import confirm as ask
+from fleetctl.errors import ExitCode
+
+
+class _Progress:
+    """The rollout reporter for the CLI, started once the user said yes: a live display
+    on a terminal, one line per finished step otherwise (logs, CI, cron)."""
+
+    def __init__(self, console) -> None:  # type: ignore[no-untyped-def]
+        self.console = console
+        self.live = None
+
+    def start(self, actions) -> None:  # type: ignore[no-untyped-def]
+        if not self.console.is_terminal:
+            return
+        from fleetctl.cli.progress import RichReporter
+
+        self.live = RichReporter(self.console, actions)
+        self.live.__enter__()
+
+    def step_started(self, action) -> None:  # type: ignore[no-untyped-def]
+        if self.live:
+            self.live.step_started(action)
+
+    def step_finished(self, outcome) -> None:  # type: ignore[no-untyped-def]
+        if self.live:
+            self.live.step_finished(outcome)
+            return
+        a = outcome.action
+        took = outcome.finished_at - outcome.started_at
+        status = "ok    " if outcome.ok else "FAILED"
+        self.console.print(
+            f"{status} {a.kind.value} {a.deployment}#{a.replica} on {a.host} ({took:.1f} s)", markup=False, highlight=False
+        )
+
+    def close(self) -> None:
+        if self.live:
+            self.live.__exit__(None, None, None)
+
+
+def apply(
+    inventory: Path = InventoryOpt,
+    plan_file: Optional[Path] = typer.Option(None, "--plan", help="Apply a plan saved by `plan -o FILE` (refused if the fleet changed)."),
+    output: Output = OutputOpt,
+    yes: bool = YesOpt,
+    state: Optional[Path] = StateOpt,
+) -> None:
+    """Converge the hosts: launch, replace and remove containers, health-gated."""
+    from fleetctl.ops import applying
+
+    console = render.stderr_console() if output is Output.json else render.stdout_console()
+    progress = _Progress(console)
+
+    def confirm(p) -> bool:  # type: ignore[no-untyped-def]
+        if output is Output.table:
+            render.render_plan(console, p)
+        # A saved plan was already reviewed when it was made.
+        ok = ask(f"Apply {len(p.changes)} change(s)?", yes or plan_file is not None)
+        if ok:
+            progress.start(p.actions)
+        return ok
+
+    try:
+        result = applying.apply(
+            inventory,
+            state_path=state_path(state),
+            observe=observer(),
+            confirm=confirm,
+            reporter=progress,
+            plan_file=plan_file,
+        )
+    finally:
+        progress.close()
+    _report_apply(console, result, output)
+
+
+def rollback(
+    deployment: str = typer.Argument(..., help="The deployment, NAME@VERSION (e.g. chat-llm@v3)."),
+    to: Optional[int] = typer.Option(None, "--to", help="Revision number to restore (default: the one before the current)."),
+    inventory: Path = InventoryOpt,
+    output: Output = OutputOpt,
+    yes: bool = YesOpt,
+    state: Optional[Path] = StateOpt,
+) -> None:
+    """Restore an exact earlier revision of one deployment (see `history NAME@VERSION`)."""
+    from fleetctl.ops.rollback import rollback as do_rollback
+
+    console = render.stderr_console() if output is Output.json else render.stdout_console()
+    progress = _Progress(console)
+
+    def confirm(p, number: int) -> bool:  # type: ignore[no-untyped-def]
+        if output is Output.table:
+            render.render_actions(console, p, show_keep=False)
+        ok = ask(f"Roll {deployment} back to revision {number} ({len(p.changes)} change(s))?", yes)
+        if ok:
+            progress.start(p.actions)
+        return ok
+
+    try:
+        result, number = do_rollback(
+            inventory, deployment, to=to, state_path=state_path(state), observe=observer(), confirm=confirm, reporter=progress
+        )
+    finally:
+        progress.close()
+    if output is Output.table and not result.failed and not result.noop:
+        console.print(
+            f"{deployment} is at revision {number}. The inventory still says otherwise: "
+            "update it, or the next apply rolls forward again."
+        )
+    _report_apply(console, result, output)
+
+
+def history(
+    deployment: Optional[str] = typer.Argument(None, help="NAME@VERSION: its revisions instead of the rollouts."),
+    limit: int = typer.Option(20, "--limit", help="How many rollouts to show."),
+    output: Output = OutputOpt,
+    state: Optional[Path] = StateOpt,
+) -> None:
+    """Past rollouts, or the revisions of one deployment."""
+    from fleetctl.ops.rollback import history as read_history
+
+    data = read_history(state_path(state), deployment, limit)
+    if output is Output.json:
+        render.print_json(data)
+    else:
+        render.render_history(render.stdout_console(), data)
+
+
+def _report_apply(console, result, output: Output) -> None:  # type: ignore[no-untyped-def]
+    from fleetctl.core.plan import plan_to_json
+
+    failed = result.failed
+    if output is Output.json:
+        render.print_json(
+            {
+                "changed": not result.noop,
+                "rollout_id": result.rollout_id,
+                "steps": [
+                    {
+                        "action": o.action.kind.value,
+                        "deployment": o.action.deployment,
+                        "replica": o.action.replica,
+                        "host": o.action.host,
+                        "ok": o.ok,
+                        "detail": o.detail,
+                        "container": o.container,
+                        "log_tail": o.log_tail,
+                    }
+                    for o in result.outcomes
+                ],
+                "plan": plan_to_json(result.plan),
+            }
+        )
+    elif result.noop:
+        console.print("[green]nothing to do:[/green] every replica is up to date")
+    else:
+        for o in failed:
+            console.print(f"[red]✗ {o.action.kind.value} {o.action.deployment}#{o.action.replica} on {o.action.host}:[/red] {o.detail}")
+            if o.log_tail:
+                console.print("[dim]  last log lines of the new container:[/dim]")
+                for line in o.log_tail.rstrip().splitlines()[-15:]:
+                    console.print(f"  [dim]{line}[/dim]", markup=False)
+        ok = len(result.outcomes) - len(failed)
+        console.print(f"rollout {result.rollout_id}: {ok} step(s) ok, {len(failed)} failed")
+    if failed:
+        if all(o.action.blocked for o in failed):
+            raise typer.Exit(int(ExitCode.HOST_UNREACHABLE))
+        raise typer.Exit(int(ExitCode.ROLLOUT_FAILED))
+
+
+def status(inventory: Path = InventoryOpt, output: Output = OutputOpt) -> None:
+    """Deployments, versions, hosts and GPUs, container state and endpoints."""
+    from fleetctl.ops.planning import load_inventory
+    from fleetctl.ops.status import fleet_status
+
+    loaded = load_inventory(inventory)
+    report = fleet_status(loaded.inventory, observer()(loaded.inventory))
+    if output is Output.json:
+        render.print_json(report.to_json())
+    else:
+        render.render_status(render.stdout_console(), report)
+
+
+def down(
+    inventory: Path = InventoryOpt,
+    output: Output = OutputOpt,
+    yes: bool = YesOpt,
+    state: Optional[Path] = StateOpt,
+) -> None:
+    """Remove every managed container on the inventory's hosts."""
+    from fleetctl.ops import applying
+
+    console = render.stderr_console() if output is Output.json else render.stdout_console()
+
+    def confirm(removals) -> bool:  # type: ignore[no-untyped-def]
+        if output is Output.table:
+            for a in removals:
+                console.print(f"[red]remove[/red] {a.container} ({a.deployment}#{a.replica}) on {a.host}")
+        return ask(f"Remove {len(removals)} container(s)?", yes)
+
+    result = applying.down(inventory, state_path=state_path(state), observe=observer(), confirm=confirm)
+    if output is Output.json:
+        render.print_json({"removed": [o.action.container for o in result.outcomes if o.ok], "failed": [o.detail for o in result.failed]})
+    else:
+        n = sum(1 for o in result.outcomes if o.ok)
+        console.print(f"removed {n} container(s)" if result.outcomes else "nothing to remove")
+    if result.failed:
+        raise typer.Exit(int(ExitCode.ROLLOUT_FAILED))
+
+
+def register(app: typer.Typer) -> None:
+    for command in (apply, rollback, history, status, down):
+        app.command()(command)
