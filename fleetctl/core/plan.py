@@ -322,8 +322,8 @@ def gpu_map(plan: Plan) -> list[dict[str, Any]]:
     by_name = {d.name: d for d in plan.deployments}
     tenants: dict[tuple[str, int], list[tuple[Deployment, int]]] = {}
     for a in plan.placement.assignments:
-        for g in a.gpus:
-            tenants.setdefault((a.host, g), []).append((by_name[a.deployment], a.replica))
+        for index in a.gpus:
+            tenants.setdefault((a.host, index), []).append((by_name[a.deployment], a.replica))
     out = []
     for h in plan.hosts:
         gpus = []

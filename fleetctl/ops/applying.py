@@ -243,10 +243,10 @@ def _record(
             if a.deployment == d.name and a.kind is not ActionKind.REMOVE
         ]
         image = d.image
-        host = next((x.host for x in plan.actions if x.deployment == d.name), None)
+        host = next((x.host for x in plan.actions if x.deployment == d.name), "")
         if host in host_apis and (host, image) not in digests:
             digests[(host, image)] = host_apis[host].image_digest(image)
-        digest = digests.get((host or "", image))
+        digest = digests.get((host, image))
         store.record_revision(
             deployment=d.name,
             model=d.model,
