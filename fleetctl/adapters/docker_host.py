@@ -7,6 +7,7 @@ not the SDK; integration tests run this class against real engines.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
 from fleetctl.adapters import labels as L
@@ -17,6 +18,33 @@ from fleetctl.runtimes.spec import ContainerSpec
 OBSERVE_TIMEOUT_S = 10
 API_TIMEOUT_S = 120
 _IMAGE_ID = re.compile(r"^(sha256:)?[0-9a-f]{12,64}$")
+
+
+@dataclass(frozen=True)
+class CreateArgs:
+    """The parts of a container's creation that depend on the spec (pure, unit-tested)."""
+
+    env: dict[str, str]
+    binds: dict[str, dict[str, str]]
+    port_bindings: dict[int, int]
+    device_ids: tuple[str, ...]  # real GPUs: a device request with exactly these ids
+
+
+def create_args(spec: ContainerSpec, secrets: Mapping[str, str]) -> CreateArgs:
+    env = {**spec.env, **secrets}
+    device_ids: tuple[str, ...] = ()
+    if spec.gpus and not spec.simulated_gpus:
+        device_ids = tuple(str(g) for g in spec.gpus)
+    elif spec.gpus:
+        # A device request cannot start on an engine without the NVIDIA runtime, so
+        # simulated GPUs travel only as the variable the runtime would have set.
+        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(str(g) for g in spec.gpus)
+    return CreateArgs(
+        env=env,
+        binds={v.source: {"bind": v.target, "mode": "ro" if v.read_only else "rw"} for v in spec.volumes},
+        port_bindings={p.container_port: p.host_port for p in spec.ports},
+        device_ids=device_ids,
+    )
 
 
 class HostAPI(Protocol):
@@ -120,20 +148,17 @@ class DockerHost:
         """Create and start a container; a container that fails to start is removed."""
         import docker.errors
 
-        env = {**spec.env, **secrets}
-        device_requests = None
-        if spec.gpus and not spec.simulated_gpus:
+        args = create_args(spec, secrets)
+        if args.device_ids:
             from docker.types import DeviceRequest
 
-            device_requests = [DeviceRequest(device_ids=[str(g) for g in spec.gpus], capabilities=[["gpu"]])]
-        elif spec.gpus:
-            # A device request cannot start on an engine without the NVIDIA runtime, so
-            # simulated GPUs travel only as the variable the runtime would have set.
-            env["NVIDIA_VISIBLE_DEVICES"] = ",".join(str(g) for g in spec.gpus)
+            device_requests = [DeviceRequest(device_ids=list(args.device_ids), capabilities=[["gpu"]])]
+        else:
+            device_requests = None
         host_config = self.api.create_host_config(
             network_mode=spec.network_mode,
-            binds={v.source: {"bind": v.target, "mode": "ro" if v.read_only else "rw"} for v in spec.volumes},
-            port_bindings={p.container_port: p.host_port for p in spec.ports} or None,
+            binds=args.binds,
+            port_bindings=args.port_bindings or None,
             shm_size=spec.shm_size,
             device_requests=device_requests,
             # From creation, so a ready replica needs no second call; a crash before it is
@@ -146,7 +171,7 @@ class DockerHost:
             name=name,
             command=list(spec.command) or None,
             entrypoint=list(spec.entrypoint) if spec.entrypoint else None,
-            environment=env,
+            environment=args.env,
             labels=dict(labels),
             host_config=host_config,
             ports=[p.container_port for p in spec.ports] or None,

@@ -134,3 +134,26 @@ def test_a_plugin_runtime_without_render_is_refused() -> None:
     pm.register(Broken())
     with pytest.raises(FleetctlError):
         collect_runtimes(pm)
+
+
+def test_container_creation_real_gpus_are_a_device_request_simulated_ones_an_env_var() -> None:
+    from fleetctl.adapters.docker_host import create_args
+
+    real = get_runtime("nim").render(ctx(NIM, gpus=(2, 3)))
+    args = create_args(real, {"NGC_API_KEY": "k"})
+    assert args.device_ids == ("2", "3")
+    assert "NVIDIA_VISIBLE_DEVICES" not in args.env and args.env["NGC_API_KEY"] == "k"
+
+    sim = get_runtime("nim").render(replace(ctx(NIM, gpus=(1,)), simulated=True))
+    args = create_args(sim, {})
+    assert args.device_ids == () and args.env["NVIDIA_VISIBLE_DEVICES"] == "1"
+
+
+def test_container_creation_bridge_publishes_ports_and_mounts_read_only() -> None:
+    from fleetctl.adapters.docker_host import create_args
+
+    args = create_args(get_runtime("triton").render(ctx(TRITON, network="bridge")), {})
+    assert args.port_bindings == {8000: 20004, 8001: 20005, 8002: 20006}
+    assert args.binds == {"/srv/models": {"bind": "/models", "mode": "ro"}}
+    host_net = create_args(get_runtime("triton").render(ctx(TRITON)), {})
+    assert host_net.port_bindings == {}
