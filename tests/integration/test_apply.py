@@ -327,3 +327,32 @@ def test_an_image_that_cannot_be_had_fails_that_replica_with_a_clear_reason(flee
     assert r.returncode == ExitCode.ROLLOUT_FAILED, r.stdout + r.stderr
     assert "fleetctl-testbed/does-not-exist:9 is not on host host-a and pulling it failed" in r.stdout
     assert set(fleet.ids()) == {fleet.container("ok@1", 0)}
+
+
+def test_a_gpu_too_full_for_old_and_new_stops_the_old_first_and_restarts_it_on_failure(fleet: Any, testbed: Any) -> None:
+    chat = fleet.nim("chat-llm", memory=70)
+    assert fleet.apply().returncode == 0
+    old_id = fleet.ids()[fleet.container("chat-llm@1")]
+    endpoint = fleet.endpoint("chat-llm@1")
+
+    # 70 GB of an 80 GB GPU: a second copy does not fit beside the first.
+    chat["image"] = testbed.images.nim_standin_v2
+    chat["env"] = {"STANDIN_NEVER_READY": "1"}
+    chat["nim"]["startup_timeout_s"] = 3
+    plan = json.loads(fleet.cli("plan", "--output", "json").stdout)
+    (change,) = [a for a in plan["actions"] if a["kind"] != "keep"]
+    assert change["strategy"] == "stop-first"
+    r = fleet.apply()
+    assert r.returncode == ExitCode.ROLLOUT_FAILED, r.stdout + r.stderr
+    assert "old container restored" in r.stdout
+    # The very same old container serves again, under its own name, on its own port.
+    assert fleet.ids() == {fleet.container("chat-llm@1"): old_id}
+    testbed.wait_until(lambda: httpx.get(endpoint + "/v1/health/ready").status_code == 200, 30, what="old one ready again")
+
+    chat["env"] = {}
+    r = fleet.apply()
+    assert r.returncode == 0, r.stdout + r.stderr
+    new_id = fleet.ids()[fleet.container("chat-llm@1")]
+    assert new_id != old_id
+    assert fleet.endpoint("chat-llm@1") == endpoint  # stop-first keeps the port
+    assert httpx.get(endpoint + "/v1/version").json()
