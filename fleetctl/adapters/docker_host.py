@@ -86,6 +86,7 @@ class DockerHost:
         self.name = host.name
         self._timeout = timeout
         self._client = client
+        self._images_present: set[str] = set()  # checked (or pulled) during this run
 
     @property
     def client(self) -> Any:
@@ -189,8 +190,11 @@ class DockerHost:
         """Pull an image the host does not have (with the host's registry credentials)."""
         import docker.errors
 
+        if image in self._images_present:
+            return  # many replicas share an image: one inspect per host and run
         try:
             self.api.inspect_image(image)
+            self._images_present.add(image)
             return
         except docker.errors.ImageNotFound:
             pass
@@ -201,6 +205,7 @@ class DockerHost:
             raise docker.errors.ImageNotFound(
                 f"image {image} is not on host {self.name} and pulling it failed: {_one_line(exc)}"
             ) from None
+        self._images_present.add(image)
 
     def stop(self, container: str, timeout_s: int = 30) -> None:
         self.api.stop(container, timeout=timeout_s)
