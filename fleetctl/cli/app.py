@@ -100,9 +100,9 @@ def _render_explain(console, p, name: str) -> None:  # type: ignore[no-untyped-d
 def validate(inventory: Path = InventoryOpt, output: Output = OutputOpt) -> None:
     """Check the inventory: syntax, types, unknown keys, names, sizes, selectors."""
     from fleetctl.core.resolve import deployments
-    from fleetctl.ops.planning import load_inventory
+    from fleetctl.core.loader import load
 
-    loaded = load_inventory(inventory, known_runtimes())
+    loaded = load(inventory, known_runtimes())
     deps = deployments(loaded.inventory)
     if output is Output.json:
         render.print_json(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from fleetctl.cli import render
-from fleetctl.cli.options import DEFAULT_INVENTORY, Output
+from fleetctl.cli.options import InventoryOpt, Output, OutputOpt
 from fleetctl.errors import ExitCode, FleetctlError
 from fleetctl.ops.health import DEFAULT_TIMEOUT_S, DeploymentState, HealthReport, ReplicaState
 
@@ -38,10 +38,8 @@ DEPLOYMENT_STYLE = {
 
 
 def health(
-    inventory: Path = typer.Option(
-        DEFAULT_INVENTORY, "-f", "--inventory", help="Inventory file (YAML).", envvar="FLEETCTL_INVENTORY"
-    ),
-    output: Output = typer.Option(Output.table, "--output", help="table for people, json for machines."),
+    inventory: Path = InventoryOpt,
+    output: Output = OutputOpt,
     textfile: Optional[Path] = typer.Option(
         None, "--textfile", help="Also write Prometheus textfile-collector metrics to PATH (atomically)."
     ),

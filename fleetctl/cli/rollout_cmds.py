@@ -181,10 +181,10 @@ def _report_apply(console, result, output: Output) -> None:  # type: ignore[no-u
 
 def status(inventory: Path = InventoryOpt, output: Output = OutputOpt) -> None:
     """Deployments, versions, hosts and GPUs, container state and endpoints."""
-    from fleetctl.ops.planning import load_inventory
+    from fleetctl.core.loader import load
     from fleetctl.ops.status import fleet_status
 
-    loaded = load_inventory(inventory)
+    loaded = load(inventory)
     report = fleet_status(loaded.inventory, observer()(loaded.inventory))
     if output is Output.json:
         render.print_json(report.to_json())

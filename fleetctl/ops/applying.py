@@ -16,7 +16,8 @@ from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import Action, ActionKind, Plan, plan_to_json
 from fleetctl.errors import AbortedError, FleetctlError, InfeasibleError
 from fleetctl.ops.planfile import check_fresh, read_plan
-from fleetctl.ops.planning import PlanResult, build_plan, inventory_digest, load_inventory
+from fleetctl.core.loader import load
+from fleetctl.ops.planning import PlanResult, build_plan, inventory_digest
 from fleetctl.ops.rendering import Rendered, render_action, shared_gpus
 from fleetctl.ops.rollout import Executor, Reporter, SilentReporter, StepOutcome
 from fleetctl.runtimes.registry import runtime_names
@@ -106,7 +107,7 @@ def apply(
     interval_s: float = 0.5,
 ) -> ApplyResult:
     with StateLock(state_path, command):
-        loaded = load_inventory(inventory_path, runtime_names())
+        loaded = load(inventory_path, runtime_names())
         inv = loaded.inventory
         observed = observe(inv)
         plan = build_plan(loaded, observed)
@@ -171,7 +172,7 @@ def execute_plan(
                 store.finish_rollout(rollout_id, "failed", "interrupted")
                 raise
             with store.batch():
-                _record(store, rollout_id, plan, outcomes, rendered, numbers, host_apis, secret_values)
+                _record(store, rollout_id, plan, outcomes, host_apis, secret_values)
     return ApplyResult(plan, tuple(outcomes), rollout_id, numbers)
 
 
@@ -198,16 +199,7 @@ def _open_rollout(
     return store, rollout_id
 
 
-def _record(
-    store: StateStore,
-    rollout_id: int,
-    plan: Plan,
-    outcomes: Sequence[StepOutcome],
-    rendered: Mapping[tuple[str, int], Rendered],
-    numbers: Mapping[str, int],
-    host_apis: Mapping[str, HostAPI],
-    secret_values: Sequence[str],
-) -> None:
+def _record_steps(store: StateStore, rollout_id: int, outcomes: Sequence[StepOutcome]) -> None:
     from datetime import datetime, timezone
 
     def ts(t: float) -> datetime | None:
@@ -228,6 +220,17 @@ def _record(
             started_at=ts(o.started_at),
             finished_at=ts(o.finished_at),
         )
+
+
+def _record(
+    store: StateStore,
+    rollout_id: int,
+    plan: Plan,
+    outcomes: Sequence[StepOutcome],
+    host_apis: Mapping[str, HostAPI],
+    secret_values: Sequence[str],
+) -> None:
+    _record_steps(store, rollout_id, outcomes)
     touched: dict[str, list[StepOutcome]] = {}
     for o in outcomes:
         if o.action.kind is not ActionKind.REMOVE:
@@ -276,7 +279,7 @@ def down(
 ) -> ApplyResult:
     """Remove every managed container on the inventory's hosts."""
     with StateLock(state_path, "down"):
-        loaded = load_inventory(inventory_path, runtime_names())
+        loaded = load(inventory_path, runtime_names())
         inv = loaded.inventory
         observed = observe(inv)
         removals = [
@@ -297,17 +300,7 @@ def down(
             rid = store.begin_rollout("down", str(inventory_path), inventory_digest(inventory_path), {"actions": [a.to_json() for a in removals]})
             ex = Executor(hosts(inv), {}, {}, reporter or SilentReporter(), {h.name: h.max_parallel for h in inv.hosts})
             outcomes = ex.run(removals)
-            for o in outcomes:
-                store.record_step(
-                    rid,
-                    deployment=o.action.deployment,
-                    replica=o.action.replica,
-                    host=o.action.host,
-                    action="remove",
-                    container=o.action.container or "",
-                    outcome="ok" if o.ok else "failed",
-                    detail=o.detail,
-                )
+            _record_steps(store, rid, outcomes)
             failed = [o for o in outcomes if not o.ok]
             store.finish_rollout(rid, "succeeded" if not failed else "partial", f"{len(outcomes)} removed")
         return ApplyResult(plan, tuple(outcomes), rid)

@@ -339,11 +339,12 @@ def sweep(
     known_runtimes: list[str] | None = None,
 ) -> HealthReport:
     """Load, observe, plan, probe, classify."""
-    from fleetctl.ops.planning import build_plan, load_inventory
+    from fleetctl.core.loader import load
+    from fleetctl.ops.planning import build_plan
 
     swept_at = time.time()
     started = time.monotonic()
-    loaded = load_inventory(path, known_runtimes)
+    loaded = load(path, known_runtimes)
     inv = loaded.inventory
     observed = observe(inv)
     hosts = hosts_of(inv, observed)

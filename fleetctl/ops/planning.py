@@ -14,8 +14,6 @@ from fleetctl.core.plan import Plan, make_plan
 from fleetctl.core.resolve import deployments, host_specs
 from fleetctl.errors import FleetctlError
 
-DEFAULT_INVENTORY = "inventory/fleet.yaml"
-
 # Observing is injected so that the planning steps stay testable without Docker.
 Observer = Callable[[Inventory], ObservedFleet]
 
@@ -32,10 +30,6 @@ def inventory_digest(path: str | Path) -> str:
     import hashlib
 
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
-def load_inventory(path: str | Path, known_runtimes: list[str] | None = None) -> LoadedInventory:
-    return load(path, known_runtimes)
 
 
 def discovered_gpus(observed: ObservedFleet) -> dict[str, tuple[GpuSpec, ...]]:
@@ -65,7 +59,7 @@ def build_plan(loaded: LoadedInventory, observed: ObservedFleet, wanted: list[De
 
 def plan_inventory(path: str | Path, observe: Observer | None, known_runtimes: list[str] | None = None) -> PlanResult:
     """Load the inventory, observe the hosts (unless offline) and compute the plan."""
-    loaded = load_inventory(path, known_runtimes)
+    loaded = load(path, known_runtimes)
     inv = loaded.inventory
     observed = observe(inv) if observe is not None else ObservedFleet.empty([h.name for h in inv.hosts])
     plan = build_plan(loaded, observed)

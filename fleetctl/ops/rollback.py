@@ -18,7 +18,8 @@ from fleetctl.core.plan import Plan
 from fleetctl.core.resolve import deployments
 from fleetctl.errors import AbortedError, FleetctlError, InfeasibleError, NotFoundError
 from fleetctl.ops.applying import ApplyResult, HostFactory, Observer, docker_hosts, execute_plan
-from fleetctl.ops.planning import PlanResult, build_plan, inventory_digest, load_inventory
+from fleetctl.core.loader import load
+from fleetctl.ops.planning import PlanResult, build_plan, inventory_digest
 from fleetctl.ops.rollout import Reporter, SilentReporter
 from fleetctl.runtimes.registry import runtime_names
 from fleetctl.state.lock import StateLock
@@ -50,7 +51,7 @@ def rollback(
 
     command = f"rollback {deployment}" + (f" --to {to}" if to is not None else "")
     with StateLock(state_path, command):
-        loaded = load_inventory(inventory_path, runtime_names())
+        loaded = load(inventory_path, runtime_names())
         inv = loaded.inventory
         with StateStore(state_path) as store:
             applied = [r for r in store.revisions(deployment) if r.outcome == "applied"]
