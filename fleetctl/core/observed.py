@@ -60,17 +60,18 @@ class ObservedFleet:
     def unreachable(self) -> list[ObservedHost]:
         return [h for h in self.hosts.values() if not h.reachable]
 
+    def by_replica(self) -> dict[tuple[str, int], list[ObservedContainer]]:
+        """Containers per (deployment, replica), the one that stands for it first: a
+        finished container before a rollout's temporary one, a running one before a
+        stopped one; any others are duplicates or leftovers."""
+        out: dict[tuple[str, int], list[ObservedContainer]] = {}
+        for c in sorted(self.containers(), key=lambda c: (c.temporary, not c.running, c.host, c.name)):
+            out.setdefault((c.deployment, c.replica), []).append(c)
+        return out
+
     def previous_assignments(self) -> list[Assignment]:
         """Where replicas run now: the stable starting point for placement."""
-        seen: set[tuple[str, int]] = set()
-        out = []
-        for c in sorted(self.containers(), key=lambda c: (c.temporary, not c.running, c.host, c.name)):
-            key = (c.deployment, c.replica)
-            if key in seen:
-                continue
-            seen.add(key)
-            out.append(Assignment(c.deployment, c.replica, c.host, c.gpus))
-        return out
+        return [Assignment(c.deployment, c.replica, c.host, c.gpus) for c, *_ in self.by_replica().values()]
 
     def fingerprint(self) -> str:
         """A digest of what was observed, to refuse a saved plan when the fleet moved."""

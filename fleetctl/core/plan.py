@@ -183,9 +183,7 @@ def make_plan(
     ports = assign_ports(placement.assignments, port_ranges, containers)
     unreachable = {h.name: h.error or "unreachable" for h in observed.unreachable()}
 
-    current: dict[tuple[str, int], list[ObservedContainer]] = {}
-    for c in sorted(containers, key=lambda c: (c.temporary, not c.running, c.host, c.name)):
-        current.setdefault((c.deployment, c.replica), []).append(c)
+    current = observed.by_replica()
 
     actions: list[Action] = []
     for a in sorted(placement.assignments, key=lambda a: (a.deployment, a.replica)):

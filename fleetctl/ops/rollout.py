@@ -103,8 +103,8 @@ class Executor:
             try:
                 outcome = self._do(action)
             except Exception as exc:  # one replica's failure must not stop the others
-                outcome = StepOutcome(action, False, scrub(f"{type(exc).__name__}: {exc}", self._secret_values))
-            outcome = StepOutcome(
+                outcome = StepOutcome(action, False, f"{type(exc).__name__}: {exc}")
+            outcome = StepOutcome(  # every outcome's text is scrubbed here, once
                 outcome.action,
                 outcome.ok,
                 scrub(outcome.detail, self._secret_values),
