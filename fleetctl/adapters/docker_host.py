@@ -12,7 +12,8 @@ from typing import Any, Mapping, Protocol
 
 from fleetctl.adapters import labels as L
 from fleetctl.core.inventory import Host
-from fleetctl.core.observed import ObservedContainer, ObservedHost
+from fleetctl.core.front_door import LOADED_PATH
+from fleetctl.core.observed import ObservedContainer, ObservedFrontDoor, ObservedHost
 from fleetctl.runtimes.spec import ContainerSpec
 
 OBSERVE_TIMEOUT_S = 10
@@ -26,11 +27,13 @@ class CreateArgs:
 
     env: dict[str, str]
     binds: dict[str, dict[str, str]]
-    port_bindings: dict[int, int]
+    port_bindings: dict[int, tuple[str, int]]
     device_ids: tuple[str, ...]  # real GPUs: a device request with exactly these ids
 
 
-def create_args(spec: ContainerSpec, secrets: Mapping[str, str]) -> CreateArgs:
+def create_args(spec: ContainerSpec, secrets: Mapping[str, str], publish_address: str = "127.0.0.1") -> CreateArgs:
+    """`publish_address` is the host address published ports bind: loopback unless the
+    inventory asks for more (Docker's default would be every interface)."""
     env = {**spec.env, **secrets}
     device_ids: tuple[str, ...] = ()
     if spec.gpus and not spec.simulated_gpus:
@@ -42,7 +45,7 @@ def create_args(spec: ContainerSpec, secrets: Mapping[str, str]) -> CreateArgs:
     return CreateArgs(
         env=env,
         binds={v.source: {"bind": v.target, "mode": "ro" if v.read_only else "rw"} for v in spec.volumes},
-        port_bindings={p.container_port: p.host_port for p in spec.ports},
+        port_bindings={p.container_port: (publish_address, p.host_port) for p in spec.ports},
         device_ids=device_ids,
     )
 
@@ -53,7 +56,17 @@ class HostAPI(Protocol):
     name: str
 
     def observe(self) -> ObservedHost: ...
-    def run(self, name: str, spec: ContainerSpec, labels: Mapping[str, str], secrets: Mapping[str, str]) -> str: ...
+    def run(
+        self,
+        name: str,
+        spec: ContainerSpec,
+        labels: Mapping[str, str],
+        secrets: Mapping[str, str],
+        files: Mapping[str, bytes] | None = None,
+    ) -> str: ...
+    def put_file(self, container: str, path: str, data: bytes) -> None: ...
+    def read_file(self, container: str, path: str) -> bytes | None: ...
+    def signal(self, container: str, signal: str) -> None: ...
     def state(self, container: str) -> str: ...
     def logs_tail(self, container: str, lines: int = 40) -> str: ...
     def stop(self, container: str, timeout_s: int = 30) -> None: ...
@@ -109,10 +122,17 @@ class DockerHost:
         except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
             return ObservedHost(self.name, reachable=False, error=_one_line(exc))
         containers: list[ObservedContainer] = []
+        front_doors: list[ObservedFrontDoor] = []
         for row in rows:
             names = row.get("Names") or [row["Id"][:12]]
             image = row.get("Image", "")
-            labeled = (row.get("Labels") or {}).get(L.IMAGE, "")
+            labels = row.get("Labels") or {}
+            if L.is_front_door(labels):
+                state = row.get("State", "")
+                loaded = self._loaded_routes(row["Id"]) if state == "running" else None
+                front_doors.append(L.observed_front_door(self.name, row["Id"], names[0], state, image, labels, loaded))
+                continue
+            labeled = labels.get(L.IMAGE, "")
             if _IMAGE_ID.match(image) and labeled:
                 # The tag moved to a newer build after the container was created; Docker
                 # then shows the old id. That is not drift made by hand.
@@ -120,7 +140,49 @@ class DockerHost:
             c = L.observed_from(self.name, row["Id"], names[0], row.get("State", ""), image, row.get("Labels") or {})
             if c is not None:
                 containers.append(c)
-        return ObservedHost(self.name, reachable=True, containers=tuple(containers))
+        return ObservedHost(self.name, reachable=True, containers=tuple(containers), front_doors=tuple(front_doors))
+
+    def _loaded_routes(self, container: str) -> str | None:
+        """The hash of the routes a front door last loaded (None: unknown, reload it)."""
+        data = self.read_file(container, LOADED_PATH)
+        return data.decode("ascii", errors="replace").strip() or None if data else None
+
+    def read_file(self, container: str, path: str) -> bytes | None:
+        """One file out of a container, through the Docker API (unix, ssh and tcp alike)."""
+        import io
+        import tarfile
+
+        import docker.errors
+
+        try:
+            stream, _ = self.api.get_archive(container, path)
+            blob = b"".join(stream)
+        except docker.errors.NotFound:
+            return None
+        with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+            member = next((m for m in tar.getmembers() if m.isfile()), None)
+            fh = tar.extractfile(member) if member else None
+            return fh.read() if fh else None
+
+    def put_file(self, container: str, path: str, data: bytes) -> None:
+        """Write one file into a container (created or running) through the Docker API."""
+        import io
+        import posixpath
+        import tarfile
+        import time
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(posixpath.basename(path))
+            info.size = len(data)
+            info.mode = 0o644
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+        if not self.api.put_archive(container, posixpath.dirname(path), buf.getvalue()):
+            raise RuntimeError(f"could not write {path} into {container} on {self.name}")
+
+    def signal(self, container: str, signal: str) -> None:
+        self.api.kill(container, signal=signal)
 
     def state(self, container: str) -> str:
         """Docker's status, or "restarted" once the restart policy had to bring it back."""
@@ -145,11 +207,19 @@ class DockerHost:
         return digests[0] if digests else info.get("Id")
 
     # -- changing ------------------------------------------------------------------
-    def run(self, name: str, spec: ContainerSpec, labels: Mapping[str, str], secrets: Mapping[str, str]) -> str:
-        """Create and start a container; a container that fails to start is removed."""
+    def run(
+        self,
+        name: str,
+        spec: ContainerSpec,
+        labels: Mapping[str, str],
+        secrets: Mapping[str, str],
+        files: Mapping[str, bytes] | None = None,
+    ) -> str:
+        """Create and start a container (with `files` written into it before it starts);
+        a container that fails to start is removed."""
         import docker.errors
 
-        args = create_args(spec, secrets)
+        args = create_args(spec, secrets, self.host.publish_address)
         if args.device_ids:
             from docker.types import DeviceRequest
 
@@ -180,8 +250,10 @@ class DockerHost:
         )
         cid = created["Id"]
         try:
+            for path, data in (files or {}).items():
+                self.put_file(cid, path, data)
             self.api.start(cid)
-        except docker.errors.APIError:
+        except (docker.errors.APIError, RuntimeError):
             self.api.remove_container(cid, force=True)
             raise
         return str(cid)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
-from fleetctl.core.observed import ObservedContainer
+from fleetctl.core.observed import ObservedContainer, ObservedFrontDoor
 
 PREFIX = "io.fleetctl."
 OWNER = PREFIX + "owner"
@@ -27,6 +27,8 @@ IMAGE = PREFIX + "image"
 PORT = PREFIX + "port"
 ENDPOINT = PREFIX + "endpoint"
 RUNTIME = PREFIX + "runtime"
+ROLE = PREFIX + "role"
+ROLE_FRONT_DOOR = "front-door"
 
 OWNER_FILTER = f"{OWNER}={OWNER_VALUE}"
 TEMP_SUFFIX = "-next"
@@ -79,6 +81,42 @@ def managed_labels(
     if revision is not None:
         labels[REVISION] = str(revision)
     return labels
+
+
+def front_door_name(fleet: str = "default") -> str:
+    return "fleetctl-front-door" if fleet == "default" else f"fleetctl-{fleet}-front-door"
+
+
+def front_door_labels(*, fleet: str, spec_hash: str, image: str, port: int, url: str) -> dict[str, str]:
+    return {
+        OWNER: OWNER_VALUE,
+        FLEET: fleet,
+        ROLE: ROLE_FRONT_DOOR,
+        SPEC_HASH: spec_hash,
+        IMAGE: image,
+        PORT: str(port),
+        ENDPOINT: url,
+    }
+
+
+def is_front_door(labels: Mapping[str, str]) -> bool:
+    return labels.get(OWNER) == OWNER_VALUE and labels.get(ROLE) == ROLE_FRONT_DOOR
+
+
+def observed_front_door(
+    host: str, cid: str, name: str, state: str, image: str, labels: Mapping[str, str], routes_hash: str | None
+) -> ObservedFrontDoor:
+    return ObservedFrontDoor(
+        host=host,
+        id=cid,
+        name=name.lstrip("/"),
+        state=state,
+        image=image,
+        spec_hash=labels.get(SPEC_HASH, ""),
+        port=_int(labels.get(PORT)),
+        url=labels.get(ENDPOINT, ""),
+        routes_hash=routes_hash,
+    )
 
 
 def _int(value: str | None) -> int | None:

@@ -105,3 +105,17 @@ def wait_ready(
         if clock.monotonic() >= deadline:
             return CheckResult(False, f"not ready within {timeout_s:g} s ({last.detail})")
         clock.sleep(interval_s)
+
+
+def front_door_status(url: str, timeout_s: float = 1.0) -> dict | None:  # type: ignore[type-arg]
+    """A front door's own status document (routes hash, backends, requests in flight);
+    None when it cannot be read."""
+    import httpx
+
+    from fleetctl.core.front_door import STATUS_PATH
+
+    try:
+        r = httpx.get(url.rstrip("/") + STATUS_PATH, timeout=timeout_s)
+        return r.json() if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None

@@ -135,6 +135,12 @@ def render_actions(console: Console, plan: Plan, *, show_keep: bool = True, show
             "" if a.port is None else str(a.port),
             why,
         )
+    for f in plan.front_doors:
+        if not show_keep and not f.mutating:
+            continue
+        why = f.reason + (f" [blocked: {f.blocked}]" if f.blocked else "")
+        style = {"create": "green", "recreate": "yellow", "reload": "cyan", "remove": "red"}.get(f.kind.value, "dim")
+        table.add_row(Text(f.kind.value, style=style), "front door", f.host, "", "" if f.port is None else str(f.port), why)
     console.print(table)
     if hidden:
         counts = ", ".join(f"{n} {k.value}" for k in ActionKind if (n := sum(1 for a in hidden if a.kind is k)))
@@ -151,6 +157,13 @@ def render_summary(console: Console, plan: Plan) -> None:
         f"[green]{ch['create']} to create[/green], [yellow]{ch['recreate']} to recreate[/yellow], "
         f"[red]{ch['remove']} to remove[/red], {ch['keep']} unchanged"
     )
+    doors = plan.front_door_changes
+    if plan.front_door_sites:
+        console.print(
+            f"front doors: {len(plan.front_door_sites)} ({len(doors)} to change) · "
+            + ", ".join(s.url for s in plan.front_door_sites[:3])
+            + (" …" if len(plan.front_door_sites) > 3 else "")
+        )
     for host, why in sorted(plan.unreachable.items()):
         console.print(f"[red]host {host} unreachable:[/red] {why}")
     for u in plan.placement.unplaced:
@@ -181,6 +194,16 @@ def render_status(console: Console, report: Any) -> None:
         hosts.add_row(h["host"], reach, gpus, str(h["containers"]), h["docker"])
     console.print(hosts)
     console.print()
+    if report.front_doors:
+        doors = Table(title="Front doors", title_justify="left", show_edge=False, pad_edge=False)
+        for col in ("host", "url", "state", "routes"):
+            doors.add_column(col, no_wrap=True)
+        for f in report.front_doors:
+            style = "green" if f["state"] == "running" and f["routes_current"] else "yellow"
+            routes = "current" if f["routes_current"] else "stale (apply reloads them)"
+            doors.add_row(f["host"], f["url"], Text(f["state"], style=style), routes)
+        console.print(doors)
+        console.print()
     table = Table(title="Deployments", title_justify="left", show_edge=False, pad_edge=False)
     for col in ("deployment", "state", "#", "host:GPUs", "endpoint (or container state)", "rev"):
         table.add_column(col, no_wrap=True)
@@ -204,6 +227,13 @@ def render_status(console: Console, report: Any) -> None:
     console.print(table)
     if pinned:
         console.print(Text("* pinned: " + "; ".join(pinned), style="dim"))
+    urls = [d for d in report.deployments if d.client_url]
+    if urls:
+        console.print()
+        console.print("Clients use the front door:")
+        for d in urls:
+            who = f" with {report.customer_header}: {', '.join(d.customers)}" if d.customers else ""
+            console.print(f"  {d.deployment:<28} {d.client_url}{who}", markup=False, highlight=False)
 
 
 OUTCOME_STYLE = {"succeeded": "green", "applied": "green", "failed": "red", "partial": "yellow", "rolled_back": "magenta", "running": "cyan"}

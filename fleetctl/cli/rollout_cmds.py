@@ -141,11 +141,17 @@ def _report_apply(console, result, output: Output) -> None:  # type: ignore[no-u
     from fleetctl.core.plan import plan_to_json
 
     failed = result.failed
+    doors_failed = result.failed_front_doors
     if output is Output.json:
         render.print_json(
             {
                 "changed": not result.noop,
                 "rollout_id": result.rollout_id,
+                "front_doors": [
+                    {"action": o.action.kind.value, "host": o.action.host, "url": o.action.url, "ok": o.ok, "detail": o.detail}
+                    for o in result.front_doors
+                ],
+                "routing_problems": list(result.routing_problems),
                 "steps": [
                     {
                         "action": o.action.kind.value,
@@ -171,8 +177,16 @@ def _report_apply(console, result, output: Output) -> None:  # type: ignore[no-u
                 console.print("[dim]  last log lines of the new container:[/dim]")
                 for line in o.log_tail.rstrip().splitlines()[-15:]:
                     console.print(f"  [dim]{line}[/dim]", markup=False)
+        for d in doors_failed:
+            console.print(f"[red]✗ front door on {d.action.host}:[/red] {d.detail}")
+        for problem in result.routing_problems:
+            console.print(f"[yellow]! {problem}[/yellow]")
         ok = len(result.outcomes) - len(failed)
         console.print(f"rollout {result.rollout_id}: {ok} step(s) ok, {len(failed)} failed")
+        if result.plan.front_door_sites:
+            console.print("front door: " + ", ".join(s.url for s in result.plan.front_door_sites))
+    if doors_failed and not failed:
+        raise typer.Exit(int(ExitCode.ROLLOUT_FAILED))
     if failed:
         if all(o.action.blocked for o in failed):
             raise typer.Exit(int(ExitCode.HOST_UNREACHABLE))
@@ -184,8 +198,16 @@ def status(inventory: Path = InventoryOpt, output: Output = OutputOpt) -> None:
     from fleetctl.core.loader import load
     from fleetctl.ops.status import fleet_status
 
+    from fleetctl.errors import FleetctlError
+    from fleetctl.ops.planning import build_plan
+
     loaded = load(inventory)
-    report = fleet_status(loaded.inventory, observer()(loaded.inventory))
+    observed = observer()(loaded.inventory)
+    try:
+        routes_hash: str | None = build_plan(loaded, observed).routes_hash
+    except FleetctlError:
+        routes_hash = None  # status still shows what runs
+    report = fleet_status(loaded.inventory, observed, routes_hash)
     if output is Output.json:
         render.print_json(report.to_json())
     else:

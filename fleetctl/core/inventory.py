@@ -50,6 +50,13 @@ class TlsConfig(Strict):
     verify: bool = True
 
 
+class HostFrontDoor(Strict):
+    """Per-host overrides of the fleet's front door."""
+
+    port: int | None = Field(None, ge=1, le=65535, description="Overrides front_door.port on this host")
+    listen: str | None = Field(None, description="Overrides the address the front door listens on")
+
+
 class Host(Strict):
     name: Annotated[str, Field(pattern=NAME_RE)]
     docker: str = Field("unix:///var/run/docker.sock", description="unix://, ssh://user@host or tcp:// (TLS)")
@@ -63,6 +70,10 @@ class Host(Strict):
     network: Literal["bridge", "host"] = "bridge"
     address: str = Field("127.0.0.1", description="Address clients use to reach this host's endpoints")
     max_parallel: int = Field(4, ge=1, le=64, description="Container operations at once on this host")
+    publish_address: str = Field(
+        "127.0.0.1", description="Host address that published replica ports bind (bridge networking)"
+    )
+    front_door: HostFrontDoor = Field(default_factory=HostFrontDoor)
 
     @field_validator("docker")
     @classmethod
@@ -202,6 +213,26 @@ class Costs(Strict):
     engineer_week_usd: float = Field(4000, ge=0)
 
 
+class FrontDoorConfig(Strict):
+    """One URL per host for every model of the fleet (see docs/front-door.md)."""
+
+    enabled: bool = Field(True, description="Run a front door on every host")
+    port: int | None = Field(
+        None, ge=1, le=65535, description="Port of every host's front door (default: the top of the host's port range)"
+    )
+    image: str = Field("fleetctl/front-door:0.1.0", min_length=1, description="The front door image")
+    customer_header: str = Field(
+        "X-Customer", pattern=r"^[A-Za-z0-9-]+$", description="Request header that names the customer"
+    )
+    api_keys: dict[str, SecretRef] = Field(
+        default_factory=dict, description="Customer -> API key reference (Authorization: Bearer KEY)"
+    )
+    check_interval_s: float = Field(1.0, gt=0, le=60, description="Active health check interval per replica")
+    check_timeout_s: float = Field(1.0, gt=0, le=60)
+    check_fall: int = Field(2, ge=1, le=10, description="Failed checks in a row that take a replica out")
+    drain_timeout_s: float = Field(30.0, ge=0, description="How long a replaced replica may finish its requests")
+
+
 class Inventory(Strict):
     fleet: Annotated[str, Field(pattern=NAME_RE)] = Field(
         "default", description="Name of this fleet: containers of other fleets on the same hosts are never touched"
@@ -210,6 +241,7 @@ class Inventory(Strict):
     models: list[Model] = Field(default_factory=list)
     team: Team = Field(default_factory=Team)
     costs: Costs = Field(default_factory=Costs)
+    front_door: FrontDoorConfig = Field(default_factory=FrontDoorConfig)
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)

@@ -37,11 +37,31 @@ class ObservedContainer:
 
 
 @dataclass(frozen=True)
+class ObservedFrontDoor:
+    """A host's front door container, and the routes it last loaded."""
+
+    host: str
+    id: str
+    name: str
+    state: str
+    image: str
+    spec_hash: str
+    port: int | None = None
+    url: str = ""
+    routes_hash: str | None = None  # from its `loaded` file; None when unknown
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass(frozen=True)
 class ObservedHost:
     name: str
     reachable: bool = True
     error: str | None = None
     containers: tuple[ObservedContainer, ...] = ()
+    front_doors: tuple[ObservedFrontDoor, ...] = ()
     gpus: tuple[GpuSpec, ...] | None = None  # discovered with NVML for `gpus: auto`
 
 
@@ -56,6 +76,9 @@ class ObservedFleet:
 
     def containers(self) -> list[ObservedContainer]:
         return [c for h in self.hosts.values() for c in h.containers]
+
+    def front_doors(self) -> dict[str, tuple[ObservedFrontDoor, ...]]:
+        return {name: h.front_doors for name, h in self.hosts.items() if h.front_doors}
 
     def unreachable(self) -> list[ObservedHost]:
         return [h for h in self.hosts.values() if not h.reachable]
@@ -78,6 +101,9 @@ class ObservedFleet:
         items = sorted(
             (c.host, c.name, c.deployment, c.replica, c.spec_hash, c.state, c.image) for c in self.containers()
         )
+        doors = sorted(
+            (f.host, f.name, f.spec_hash, f.state, f.routes_hash or "") for h in self.hosts.values() for f in h.front_doors
+        )
         unreachable = sorted(h.name for h in self.unreachable())
-        blob = json.dumps({"containers": items, "unreachable": unreachable}, separators=(",", ":"))
+        blob = json.dumps({"containers": items, "front_doors": doors, "unreachable": unreachable}, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -13,6 +13,7 @@ from enum import Enum
 from typing import Any, Mapping, Sequence
 
 from fleetctl.core.fleet import Assignment, Deployment, HostSpec, Placement
+from fleetctl.core.front_door import FrontDoorAction, FrontDoorSettings, FrontDoorSite
 from fleetctl.core.observed import ObservedContainer, ObservedFleet
 from fleetctl.core.placement import lower_bound, naive_gpus, place
 from fleetctl.core.sla import predicted_p95, util_of
@@ -87,14 +88,23 @@ class Plan:
     summary: Summary
     observed_fingerprint: str
     unreachable: Mapping[str, str] = field(default_factory=dict)
+    # The front doors (empty when the fleet has none) and the routes they should serve.
+    front_doors: tuple[FrontDoorAction, ...] = ()
+    front_door_sites: tuple[FrontDoorSite, ...] = ()
+    front_door_settings: FrontDoorSettings | None = None
+    routes_hash: str = ""
 
     @property
     def changes(self) -> list[Action]:
         return [a for a in self.actions if a.mutating]
 
     @property
+    def front_door_changes(self) -> list[FrontDoorAction]:
+        return [f for f in self.front_doors if f.mutating]
+
+    @property
     def has_changes(self) -> bool:
-        return bool(self.changes)
+        return bool(self.changes) or bool(self.front_door_changes)
 
     def deployment(self, name: str) -> Deployment:
         return next(d for d in self.deployments if d.name == name)
@@ -117,18 +127,34 @@ def spec_hash(d: Deployment, host: str, gpus: Sequence[int], port: int | None) -
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def reserved_blocks(
+    reserved: Mapping[str, Sequence[int]], port_ranges: Mapping[str, tuple[int, int]]
+) -> dict[str, set[int]]:
+    """The replica port blocks (by first port) that overlap ports kept for something else
+    on the host, such as its front door."""
+    out: dict[str, set[int]] = {}
+    for host, ports in reserved.items():
+        lo, hi = port_ranges.get(host, (20000, 20999))
+        for p in ports:
+            if lo <= p <= hi:
+                out.setdefault(host, set()).add(lo + (p - lo) // PORTS_PER_REPLICA * PORTS_PER_REPLICA)
+    return out
+
+
 def assign_ports(
     assignments: Sequence[Assignment],
     port_ranges: Mapping[str, tuple[int, int]],
     observed: Sequence[ObservedContainer],
+    reserved: Mapping[str, Sequence[int]] | None = None,
 ) -> dict[tuple[str, int], int]:
-    """Give each replica a block of ports on its host, keeping the ones it already has."""
+    """Give each replica a block of ports on its host, keeping the ones it already has
+    (unless `reserved` now claims them)."""
     kept: dict[tuple[str, int], tuple[str, int]] = {}
     for c in observed:
         if c.port is not None and not c.temporary:
             kept.setdefault((c.deployment, c.replica), (c.host, c.port))
     ports: dict[tuple[str, int], int] = {}
-    taken: dict[str, set[int]] = {}
+    taken: dict[str, set[int]] = {h: set(b) for h, b in reserved_blocks(reserved or {}, port_ranges).items()}
     pending = []
     for a in sorted(assignments, key=lambda a: (a.host, a.deployment, a.replica)):
         prev = kept.get((a.deployment, a.replica))
@@ -175,12 +201,15 @@ def make_plan(
     hosts: Sequence[HostSpec],
     observed: ObservedFleet,
     port_ranges: Mapping[str, tuple[int, int]] | None = None,
+    reserved_ports: Mapping[str, Sequence[int]] | None = None,
 ) -> Plan:
+    """`reserved_ports`: per host, ports that replicas must not use (its front door)."""
     port_ranges = port_ranges or {}
+    reserved_ports = reserved_ports or {}
     containers = observed.containers()
     placement = place(deployments, hosts, observed.previous_assignments())
     by_name = {d.name: d for d in deployments}
-    ports = assign_ports(placement.assignments, port_ranges, containers)
+    ports = assign_ports(placement.assignments, port_ranges, containers, reserved_ports)
     unreachable = {h.name: h.error or "unreachable" for h in observed.unreachable()}
 
     current = observed.by_replica()
@@ -213,7 +242,7 @@ def make_plan(
         for c in leftovers:
             actions.append(_removal(c, why, unreachable))
 
-    actions = _with_strategies(actions, deployments, hosts, placement.assignments, containers, port_ranges)
+    actions = _with_strategies(actions, deployments, hosts, placement.assignments, containers, port_ranges, reserved_ports)
     counts = {k.value: sum(1 for x in actions if x.kind is k) for k in ActionKind}
     summary = Summary(
         gpus_used=placement.gpus_used(),
@@ -246,6 +275,7 @@ def _with_strategies(
     assignments: Sequence[Assignment],
     containers: Sequence[ObservedContainer],
     port_ranges: Mapping[str, tuple[int, int]],
+    reserved_ports: Mapping[str, Sequence[int]],
 ) -> list[Action]:
     """Decide for each recreate whether old and new can run side by side."""
     from dataclasses import replace
@@ -256,7 +286,7 @@ def _with_strategies(
     for a in assignments:
         for g in a.gpus:
             load[(a.host, g)] = load.get((a.host, g), 0.0) + by_name[a.deployment].memory_per_gpu_gb
-    taken: dict[str, set[int]] = {}
+    taken: dict[str, set[int]] = reserved_blocks(reserved_ports, port_ranges)
     for x in actions:
         if x.port is not None:
             taken.setdefault(x.host, set()).add(x.port)
@@ -368,6 +398,8 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "actions": [a.to_json() for a in plan.actions],
         "summary": asdict(plan.summary),
         "gpu_map": gpu_map(plan),
+        "front_doors": [f.to_json() for f in plan.front_doors],
+        "routes_hash": plan.routes_hash,
         "unreachable_hosts": dict(plan.unreachable),
         "observed_fingerprint": plan.observed_fingerprint,
     }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
@@ -19,7 +18,9 @@ from fleetctl.ops.planfile import check_fresh, read_plan
 from fleetctl.core.loader import load
 from fleetctl.ops.planning import PlanResult, build_plan, inventory_digest
 from fleetctl.ops.rendering import Rendered, render_action, shared_gpus
+from fleetctl.ops.secrets import read_secret
 from fleetctl.ops.rollout import Executor, Reporter, SilentReporter, StepOutcome
+from fleetctl.ops.routing import FrontDoorOutcome, Router
 from fleetctl.runtimes.registry import runtime_names
 from fleetctl.runtimes.spec import SecretEnv
 from fleetctl.state.lock import StateLock
@@ -37,6 +38,8 @@ class ApplyResult:
     outcomes: tuple[StepOutcome, ...] = ()
     rollout_id: int | None = None
     revisions: Mapping[str, int] = field(default_factory=dict)
+    front_doors: tuple[FrontDoorOutcome, ...] = ()
+    routing_problems: tuple[str, ...] = ()
 
     @property
     def noop(self) -> bool:
@@ -45,6 +48,10 @@ class ApplyResult:
     @property
     def failed(self) -> list[StepOutcome]:
         return [o for o in self.outcomes if not o.ok]
+
+    @property
+    def failed_front_doors(self) -> list[FrontDoorOutcome]:
+        return [o for o in self.front_doors if not o.ok]
 
 
 def deployment_hash(d: Deployment) -> str:
@@ -68,26 +75,10 @@ def resolve_secrets(rendered: Mapping[tuple[str, int], Rendered]) -> dict[tuple[
         values: dict[str, str] = {}
         for s in r.spec.secret_env:
             if s.source not in cache:
-                cache[s.source] = _read_secret(s, key[0])
+                cache[s.source] = read_secret(s, key[0])
             values[s.name] = cache[s.source]
         out[key] = values
     return out
-
-
-def _read_secret(s: SecretEnv, deployment: str) -> str:
-    kind, _, ref = s.source.partition(":")
-    if kind == "env":
-        value = os.environ.get(ref)
-        if not value:
-            raise FleetctlError(f"{deployment} needs {s.name} from environment variable {ref}, which is not set")
-        return value
-    try:
-        value = Path(ref).read_text().strip()
-    except OSError as exc:
-        raise FleetctlError(f"{deployment} needs {s.name} from file {ref}: {exc.strerror}") from None
-    if not value:
-        raise FleetctlError(f"{deployment} needs {s.name} from file {ref}, which is empty")
-    return value
 
 
 def docker_hosts(inventory: Inventory) -> dict[str, HostAPI]:
@@ -147,6 +138,7 @@ def execute_plan(
     }
     secrets = resolve_secrets(rendered)  # before anything changes: a missing one stops here
     secret_values = sorted({v for s in secrets.values() for v in s.values()})
+    router = Router(plan, inv, host_apis, result.observed)
     executor = Executor(
         hosts=host_apis,
         rendered=rendered,
@@ -154,12 +146,23 @@ def execute_plan(
         reporter=reporter,
         max_parallel={h.name: h.max_parallel for h in inv.hosts},
         interval_s=interval_s,
+        router=router,
     )
+    door_outcomes: list[FrontDoorOutcome] = []
+
+    def run_all() -> list[StepOutcome]:
+        # Front doors first, so traffic has somewhere to go while replicas move; then the
+        # replicas; then the routes once more, as they end.
+        door_outcomes.extend(router.converge_front_doors(plan.front_doors))
+        steps = executor.run(plan.actions)
+        router.push()
+        return steps
+
     # The containers start while this thread opens the store (importing SQLAlchemy and
     # opening the database take ~0.4 s; the rollout mostly waits on Docker). If this
     # process dies in between, the containers' labels still say what they are.
     with ThreadPoolExecutor(max_workers=1) as background:
-        running = background.submit(executor.run, plan.actions)
+        running = background.submit(run_all)
         try:
             store, rollout_id = _open_rollout(state_path, command, result, secret_values)
         except BaseException:
@@ -172,8 +175,9 @@ def execute_plan(
                 store.finish_rollout(rollout_id, "failed", "interrupted")
                 raise
             with store.batch():
+                _record_front_doors(store, rollout_id, door_outcomes)
                 _record(store, rollout_id, plan, outcomes, host_apis, secret_values)
-    return ApplyResult(plan, tuple(outcomes), rollout_id, numbers)
+    return ApplyResult(plan, tuple(outcomes), rollout_id, numbers, tuple(door_outcomes), tuple(router.problems))
 
 
 def _open_rollout(
@@ -219,6 +223,26 @@ def _record_steps(store: StateStore, rollout_id: int, outcomes: Sequence[StepOut
             log_tail=o.log_tail,
             started_at=ts(o.started_at),
             finished_at=ts(o.finished_at),
+        )
+
+
+def _record_front_doors(store: StateStore, rollout_id: int, outcomes: Sequence[FrontDoorOutcome]) -> None:
+    from fleetctl.core.front_door import FRONT_DOOR
+
+    for o in outcomes:
+        a = o.action
+        store.record_step(
+            rollout_id,
+            deployment=FRONT_DOOR,
+            replica=0,
+            host=a.host,
+            action=a.kind.value,
+            container=a.container or "",
+            outcome="ok" if o.ok else ("skipped" if a.blocked else "failed"),
+            detail=o.detail,
+            log_tail="",
+            started_at=None,
+            finished_at=None,
         )
 
 
@@ -282,9 +306,15 @@ def down(
         loaded = load(inventory_path, runtime_names())
         inv = loaded.inventory
         observed = observe(inv)
+        from fleetctl.core.front_door import FRONT_DOOR
+
         removals = [
             Action(ActionKind.REMOVE, c.deployment, c.replica, c.host, c.gpus, c.port, c.spec_hash, "down", c.name)
             for c in sorted(observed.containers(), key=lambda c: (c.host, c.name))
+        ] + [
+            Action(ActionKind.REMOVE, FRONT_DOOR, 0, f.host, (), f.port, f.spec_hash, "down", f.name)
+            for doors in observed.front_doors().values()
+            for f in doors
         ]
         empty = build_plan(loaded, ObservedFleet.empty([h.name for h in inv.hosts]))
         from dataclasses import replace

@@ -49,12 +49,17 @@ def build_plan(loaded: LoadedInventory, observed: ObservedFleet, wanted: list[De
             f"host(s) {', '.join(auto_missing)} declare 'gpus: auto', which needs NVML on the host: "
             "declare {count, memory_gb} (with simulated: true for planning) or plan online"
         )
+    from fleetctl.ops import front_door
+
     hosts = host_specs(inv, discovered_gpus(observed))
     ranges = {h.name: h.port_range for h in inv.hosts}
     try:
-        return make_plan(wanted if wanted is not None else deployments(inv), hosts, observed, ranges)
+        plan = make_plan(
+            wanted if wanted is not None else deployments(inv), hosts, observed, ranges, front_door.reserved_ports(inv)
+        )
     except ValueError as exc:  # port ranges exhausted
         raise FleetctlError(str(exc)) from None
+    return front_door.with_front_doors(plan, inv, observed)
 
 
 def plan_inventory(path: str | Path, observe: Observer | None, known_runtimes: list[str] | None = None) -> PlanResult:

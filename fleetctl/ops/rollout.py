@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Protocol, Sequence
 
 from fleetctl.adapters import labels as L
@@ -48,6 +48,28 @@ class Reporter(Protocol):
     def step_finished(self, outcome: StepOutcome) -> None: ...
 
 
+class RouterAPI(Protocol):
+    """What the executor tells the front doors (fleetctl.ops.routing.Router)."""
+
+    def serve(self, deployment: str, replica: int, url: str) -> str | None: ...
+    def withdraw(self, deployment: str, replica: int, host: str, port: int | None) -> str | None: ...
+    def drain(self, url: str | None) -> None: ...
+
+
+class _NoRouter:
+    def serve(self, deployment: str, replica: int, url: str) -> str | None:
+        return None
+
+    def withdraw(self, deployment: str, replica: int, host: str, port: int | None) -> str | None:
+        return None
+
+    def drain(self, url: str | None) -> None:
+        pass
+
+
+_NO_ROUTER = _NoRouter()
+
+
 class SilentReporter:
     def step_started(self, action: Action) -> None:
         pass
@@ -75,6 +97,7 @@ class Executor:
     interval_s: float = 0.5
     check: Callable = probe  # type: ignore[type-arg]
     port_taken: Callable[[str], bool] = port_answers
+    router: RouterAPI = field(default_factory=lambda: _NO_ROUTER)
 
     def __post_init__(self) -> None:
         self._slots = {h: threading.BoundedSemaphore(n) for h, n in self.max_parallel.items()}
@@ -118,6 +141,7 @@ class Executor:
 
     def _do(self, a: Action) -> StepOutcome:
         if a.kind is ActionKind.REMOVE:
+            self.router.drain(self.router.withdraw(a.deployment, a.replica, a.host, a.port))
             self.hosts[a.host].remove(a.container or "")
             return StepOutcome(a, True, "removed", a.container)
         r = self.rendered[(a.deployment, a.replica)]
@@ -158,6 +182,7 @@ class Executor:
         ready = self._wait(host, cid, r)
         if not ready.ok:
             return self._fail(a, host, cid, ready)
+        self.router.serve(a.deployment, a.replica, r.spec.endpoint)
         return StepOutcome(a, True, f"ready at {r.spec.endpoint}", r.name)
 
     def _start_first(self, a: Action, r: Rendered, secrets: Mapping[str, str]) -> StepOutcome:
@@ -172,6 +197,8 @@ class Executor:
         ready = self._wait(host, cid, r)
         if not ready.ok:
             return self._fail(a, host, cid, ready)
+        # Traffic moves to the new replica, the old one finishes what it has, then goes.
+        self.router.drain(self.router.serve(a.deployment, a.replica, r.spec.endpoint))
         old_host.remove(a.container or "")
         if not a.container_host:
             host.rename(cid, r.name)
@@ -182,6 +209,8 @@ class Executor:
         old = a.container or r.name
         was_running = host.state(old) == "running"
         aside = r.name + L.OLD_SUFFIX
+        old_url = self.router.withdraw(a.deployment, a.replica, a.host, self._old_port(a))
+        self.router.drain(old_url)
         host.rename(old, aside)
         if was_running:
             host.stop(aside)
@@ -190,14 +219,26 @@ class Executor:
             cid = host.run(r.name, r.spec, r.labels, secrets)
         except Exception:
             self._restore(host, aside, r.name, was_running)
+            self._serve_again(a, old_url)
             raise
         ready = self._wait(host, cid, r)
         if not ready.ok:
             outcome = self._fail(a, host, cid, ready)
             self._restore(host, aside, r.name, was_running)
+            self._serve_again(a, old_url)
             return StepOutcome(a, False, outcome.detail + "; old container restored", cid, outcome.log_tail)
+        self.router.serve(a.deployment, a.replica, r.spec.endpoint)
         host.remove(aside)
         return StepOutcome(a, True, f"ready at {r.spec.endpoint} (old one stopped first: GPUs too full for both)", r.name)
+
+    @staticmethod
+    def _old_port(a: Action) -> int | None:
+        """Stop-first replaces whatever serves the replica now, whatever its port."""
+        return None
+
+    def _serve_again(self, a: Action, url: str | None) -> None:
+        if url:
+            self.router.serve(a.deployment, a.replica, url)
 
     @staticmethod
     def _restore(host: HostAPI, aside: str, name: str, was_running: bool) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetctl.core.fleet import Deployment
 from fleetctl.core.inventory import Inventory
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.resolve import deployments
@@ -32,6 +33,7 @@ class DeploymentStatus:
     running: int
     replicas: tuple[ReplicaStatus, ...]
     managed: bool = True  # False: running but no longer in the inventory
+    client_url: str = ""  # what a client calls, through a front door
 
     @property
     def state(self) -> str:
@@ -46,10 +48,14 @@ class DeploymentStatus:
 class StatusReport:
     deployments: tuple[DeploymentStatus, ...]
     hosts: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    front_doors: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    customer_header: str = "X-Customer"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "hosts": list(self.hosts),
+            "front_doors": list(self.front_doors),
+            "customer_header": self.customer_header,
             "deployments": [
                 {
                     "deployment": d.deployment,
@@ -59,6 +65,7 @@ class StatusReport:
                     "state": d.state,
                     "desired": d.desired,
                     "running": d.running,
+                    "client_url": d.client_url,
                     "replicas": [
                         {
                             "replica": r.replica,
@@ -78,8 +85,40 @@ class StatusReport:
         }
 
 
-def fleet_status(inv: Inventory, observed: ObservedFleet) -> StatusReport:
-    """Pure: join the inventory's deployments with the observed containers."""
+def _front_doors(inv: Inventory, observed: ObservedFleet, routes_hash: str | None) -> list[dict[str, Any]]:
+    from fleetctl.ops.front_door import sites
+
+    out = []
+    for site in sites(inv):
+        found = observed.hosts.get(site.host)
+        door = next(iter(found.front_doors), None) if found else None
+        out.append(
+            {
+                "host": site.host,
+                "url": site.url,
+                "state": door.state if door else "missing",
+                "container": door.name if door else None,
+                "routes_hash": door.routes_hash if door else None,
+                "routes_current": bool(door and routes_hash is not None and door.routes_hash == routes_hash),
+            }
+        )
+    return out
+
+
+def _client_url(d: Deployment, door_url: str) -> str:
+    from fleetctl.ops.front_door import routing_map
+
+    r = routing_map([d]).get(d.name)
+    if r is None or not door_url:
+        return ""
+    return f"{door_url}/v1" if r.protocol == "openai" else f"{door_url}/v2/models/{r.names[0]}"
+
+
+def fleet_status(inv: Inventory, observed: ObservedFleet, routes_hash: str | None = None) -> StatusReport:
+    """Pure: join the inventory's deployments with the observed containers (and the
+    front doors with the routes they should serve, when `routes_hash` is known)."""
+    doors = _front_doors(inv, observed, routes_hash)
+    door_url = next((f["url"] for f in doors if f["state"] == "running"), doors[0]["url"] if doors else "")
     by_dep: dict[str, list[ReplicaStatus]] = {}
     for c in sorted(observed.containers(), key=lambda c: (c.deployment, c.replica, c.temporary)):
         if c.temporary:
@@ -90,8 +129,9 @@ def fleet_status(inv: Inventory, observed: ObservedFleet) -> StatusReport:
     out = []
     for d in deployments(inv):
         reps = tuple(by_dep.pop(d.name, []))
+        running = sum(r.state == "running" for r in reps)
         out.append(
-            DeploymentStatus(d.name, d.version, d.runtime, d.customers, d.replicas, sum(r.state == "running" for r in reps), reps)
+            DeploymentStatus(d.name, d.version, d.runtime, d.customers, d.replicas, running, reps, client_url=_client_url(d, door_url))
         )
     for name, reps in sorted(by_dep.items()):
         version = name.partition("@")[2]
@@ -108,4 +148,4 @@ def fleet_status(inv: Inventory, observed: ObservedFleet) -> StatusReport:
         }
         for h in inv.hosts
     )
-    return StatusReport(tuple(out), hosts)
+    return StatusReport(tuple(out), hosts, tuple(doors), inv.front_door.customer_header)

@@ -8,10 +8,12 @@ fits real NIMs (engine build or download: 20 minutes by default).
 
 from __future__ import annotations
 
+from fleetctl.core.fleet import Deployment
 from fleetctl.runtimes.hookspecs import hookimpl
 from fleetctl.runtimes.spec import (
     ContainerSpec,
     RenderContext,
+    Routing,
     SecretEnv,
     Volume,
     http_health,
@@ -29,6 +31,11 @@ DEFAULT_STARTUP_S = 1200.0
 
 class NimRuntime:
     name = "nim"
+
+    def routing(self, d: Deployment) -> Routing:
+        served = (d.settings.get("nim") or {}).get("served_model_name")
+        names = tuple(dict.fromkeys([d.model, *([served] if served else [])]))
+        return Routing("openai", names, "/v1/health/ready", served)
 
     def render(self, ctx: RenderContext) -> ContainerSpec:
         d = ctx.deployment

@@ -32,9 +32,15 @@ class RenderContext:
 
     @property
     def bind_address(self) -> str:
-        # With host networking, listen only where clients are meant to come from when
-        # that is loopback; otherwise on every interface like a published port would.
-        return self.address if self.address.startswith("127.") or self.address == "::1" else "0.0.0.0"
+        """With host networking, listen only on the host's declared address when it is an
+        IP address; a DNS name cannot be bound, so then every interface."""
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(self.address)
+        except ValueError:
+            return "0.0.0.0"
+        return self.address
 
 
 @dataclass(frozen=True)
@@ -83,8 +89,27 @@ class ContainerSpec:
     simulated_gpus: bool = False
 
 
+@dataclass(frozen=True)
+class Routing:
+    """How the front door reaches a deployment (see docs/front-door.md).
+
+    `protocol` is "openai" (routed by the body's `model`) or "kserve" (routed by the
+    `/v2/models/{name}` path); `names` are what clients use; `served_name`, when set, is
+    the name the replica itself answers to; `health_path` is its readiness check.
+    """
+
+    protocol: Literal["openai", "kserve"]
+    names: tuple[str, ...]
+    health_path: str
+    served_name: str | None = None
+
+
 class Runtime(Protocol):
-    """A way to serve a model. Built-in NIM and Triton implement it; plugins add more."""
+    """A way to serve a model. Built-in NIM and Triton implement it; plugins add more.
+
+    A runtime may also define `routing(deployment) -> Routing | None` to be reachable
+    through the front door; without it, its replicas are served only at their own ports.
+    """
 
     name: str
 

@@ -7,11 +7,13 @@ model reports ready through tritonclient.
 
 from __future__ import annotations
 
+from fleetctl.core.fleet import Deployment
 from fleetctl.runtimes.hookspecs import hookimpl
 from fleetctl.runtimes.spec import (
     ContainerSpec,
     HealthCheck,
     RenderContext,
+    Routing,
     Volume,
     http_health,
     merged_env,
@@ -27,6 +29,10 @@ DEFAULT_STARTUP_S = 300.0
 
 class TritonRuntime:
     name = "triton"
+
+    def routing(self, d: Deployment) -> Routing:
+        models = tuple((d.settings.get("triton") or {}).get("models") or [d.model])
+        return Routing("kserve", models, "/v2/health/ready")
 
     def render(self, ctx: RenderContext) -> ContainerSpec:
         d = ctx.deployment

@@ -153,7 +153,10 @@ def test_container_creation_bridge_publishes_ports_and_mounts_read_only() -> Non
     from fleetctl.adapters.docker_host import create_args
 
     args = create_args(get_runtime("triton").render(ctx(TRITON, network="bridge")), {})
-    assert args.port_bindings == {8000: 20004, 8001: 20005, 8002: 20006}
+    # Published on loopback unless the inventory asks for more (Docker's default is every interface).
+    assert args.port_bindings == {8000: ("127.0.0.1", 20004), 8001: ("127.0.0.1", 20005), 8002: ("127.0.0.1", 20006)}
+    wider = create_args(get_runtime("triton").render(ctx(TRITON, network="bridge")), {}, publish_address="10.0.0.5")
+    assert wider.port_bindings[8000] == ("10.0.0.5", 20004)
     assert args.binds == {"/srv/models": {"bind": "/models", "mode": "ro"}}
     host_net = create_args(get_runtime("triton").render(ctx(TRITON)), {})
     assert host_net.port_bindings == {}

@@ -7,14 +7,20 @@ Inventory: `runtime: vllm`, `options: {model: meta-llama/Llama-3.1-8B-Instruct}`
 
 from __future__ import annotations
 
+from fleetctl.core.fleet import Deployment
 from fleetctl.runtimes.hookspecs import hookimpl
-from fleetctl.runtimes.spec import ContainerSpec, RenderContext, http_health, merged_env, ports_for, secret_env_from, startup_budget
+from fleetctl.runtimes.spec import ContainerSpec, RenderContext, Routing, http_health, merged_env, ports_for, secret_env_from, startup_budget
 
 CONTAINER_PORT = 8000
 
 
 class VllmRuntime:
     name = "vllm"
+
+    def routing(self, d: Deployment) -> Routing:
+        """vLLM speaks the OpenAI API, so the front door routes to it by the body's model."""
+        served = str((d.settings.get("options") or {}).get("model", d.model))
+        return Routing("openai", tuple(dict.fromkeys([d.model, served])), "/health", served)
 
     def render(self, ctx: RenderContext) -> ContainerSpec:
         d = ctx.deployment

@@ -1,0 +1,217 @@
+"""The front doors during a rollout: brought up first, then kept in step with the replicas.
+
+`Router` holds which replica of each deployment should receive traffic, at which URL. A
+new replica joins the routes only once it is ready; a replica about to be stopped leaves
+them first and is drained (its requests in flight finish) before it goes. Every change is
+written into every front door through the Docker API and confirmed by the hash the
+server writes once it has loaded the new routes.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+from fleetctl.adapters import labels as L
+from fleetctl.adapters.docker_host import HostAPI
+from fleetctl.adapters.probes import Clock, SystemClock, front_door_status, wait_ready
+from fleetctl.core.front_door import (
+    LOADED_PATH,
+    ROUTES_PATH,
+    Backend,
+    FrontDoorAction,
+    FrontDoorActionKind,
+    FrontDoorSite,
+    backend_url,
+    routes_hash,
+)
+from fleetctl.core.inventory import Inventory
+from fleetctl.core.observed import ObservedFleet
+from fleetctl.core.plan import Plan
+from fleetctl.ops.front_door import routes_for
+from fleetctl.runtimes.front_door import render_front_door
+
+LOAD_TIMEOUT_S = 5.0
+POLL_S = 0.05
+
+StatusReader = Callable[[str], "dict | None"]
+
+
+@dataclass(frozen=True)
+class FrontDoorOutcome:
+    action: FrontDoorAction
+    ok: bool
+    detail: str
+
+
+class NoRouter:
+    """A fleet without front doors: nothing to route."""
+
+    enabled = False
+    problems: list[str] = []
+
+    def serve(self, deployment: str, replica: int, url: str) -> str | None:
+        return None
+
+    def withdraw(self, deployment: str, replica: int, host: str, port: int | None) -> str | None:
+        return None
+
+    def drain(self, url: str | None) -> None:
+        pass
+
+    def push(self) -> None:
+        pass
+
+
+class Router:
+    """Routes shared by every front door of the fleet; thread-safe (steps run in parallel)."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        inv: Inventory,
+        hosts: Mapping[str, HostAPI],
+        observed: ObservedFleet,
+        *,
+        status: StatusReader = front_door_status,
+        clock: Clock | None = None,
+    ) -> None:
+        self.plan = plan
+        self.inv = inv
+        self.hosts = hosts
+        self.status = status
+        self.clock = clock or SystemClock()
+        self.drain_timeout_s = plan.front_door_settings.drain_timeout_s if plan.front_door_settings else 0.0
+        self.sites: dict[str, FrontDoorSite] = {s.host: s for s in plan.front_door_sites if s.host not in plan.unreachable}
+        self._lock = threading.Lock()
+        self._backends: dict[tuple[str, int], Backend] = {}
+        wanted = {d.name for d in plan.deployments}
+        for (dep, replica), found in observed.by_replica().items():
+            c = found[0]
+            if dep in wanted and c.running and not c.temporary and c.endpoint:
+                self._backends[(dep, replica)] = Backend(dep, replica, c.endpoint)
+        self.problems: list[str] = []
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.sites)
+
+    def routes(self) -> bytes:
+        return routes_for(self.plan, self.inv, self._backends.values())
+
+    # -- what the executor calls ---------------------------------------------------------
+    def serve(self, deployment: str, replica: int, url: str) -> str | None:
+        """Send the replica's traffic to `url` (a replica now ready); returns the URL it
+        replaces, if any, which the caller drains before stopping it."""
+        with self._lock:
+            old = self._backends.get((deployment, replica))
+            self._backends[(deployment, replica)] = Backend(deployment, replica, url)
+            self._push_locked()
+        return old.url if old and old.url != url else None
+
+    def withdraw(self, deployment: str, replica: int, host: str, port: int | None) -> str | None:
+        """Take the replica at host:port (any port: None) out of the routes; a leftover
+        container of a replica served elsewhere leaves the routes as they are. Returns the
+        URL to drain."""
+        address = next((h.address for h in self.inv.hosts if h.name == host), None)
+        with self._lock:
+            current = self._backends.get((deployment, replica))
+            if current is None or address is None:
+                return None
+            if port is not None and current.url != backend_url(address, port):
+                return None
+            url = current.url
+            del self._backends[(deployment, replica)]
+            self._push_locked()
+        return url
+
+    def drain(self, url: str | None) -> None:
+        """Wait until no front door has a request in flight to `url` (bounded)."""
+        if not url or not self.enabled:
+            return
+        deadline = self.clock.monotonic() + self.drain_timeout_s
+        for site in self.sites.values():
+            while self.clock.monotonic() < deadline:
+                doc = self.status(site.url)
+                busy = [b for b in (doc or {}).get("backends", []) if b.get("url") == url and b.get("outstanding", 0) > 0]
+                if doc is None or not busy:
+                    break
+                self.clock.sleep(POLL_S)
+
+    def push(self) -> None:
+        with self._lock:
+            self._push_locked()
+
+    # -- shipping the routes ---------------------------------------------------------------
+    def _push_locked(self) -> None:
+        if not self.enabled:
+            return
+        data = self.routes()
+        want = routes_hash(data)
+        for host, site in self.sites.items():
+            api = self.hosts[host]
+            name = L.front_door_name(self.inv.fleet)
+            try:
+                api.put_file(name, ROUTES_PATH, data)
+                api.signal(name, "SIGHUP")
+                self._await_loaded(api, name, want)
+            except Exception as exc:  # a front door that cannot take routes must not stop the rollout
+                self.problems.append(f"front door on {host}: routes not loaded: {type(exc).__name__}: {exc}")
+
+    def _await_loaded(self, api: HostAPI, name: str, want: str) -> None:
+        deadline = self.clock.monotonic() + LOAD_TIMEOUT_S
+        while True:
+            got = (api.read_file(name, LOADED_PATH) or b"").decode("ascii", errors="replace").strip()
+            if got == want:
+                return
+            if self.clock.monotonic() >= deadline:
+                raise TimeoutError(f"still serving routes {got or '?'} instead of {want} after {LOAD_TIMEOUT_S:g} s")
+            self.clock.sleep(POLL_S)
+
+    # -- the front doors themselves -------------------------------------------------------
+    def converge_front_doors(self, actions: Sequence[FrontDoorAction]) -> list[FrontDoorOutcome]:
+        """Create, replace, reload or remove front doors, before any replica changes, so
+        that traffic has somewhere to go while replicas move."""
+        outcomes = []
+        for a in actions:
+            if not a.mutating:
+                continue
+            if a.blocked:
+                outcomes.append(FrontDoorOutcome(a, False, f"skipped: host unreachable ({a.blocked})"))
+                continue
+            try:
+                outcomes.append(self._converge_one(a))
+            except Exception as exc:
+                outcomes.append(FrontDoorOutcome(a, False, f"{type(exc).__name__}: {exc}"))
+        return outcomes
+
+    def _converge_one(self, a: FrontDoorAction) -> FrontDoorOutcome:
+        api = self.hosts[a.host]
+        if a.kind is FrontDoorActionKind.REMOVE:
+            api.remove(a.container or "", timeout_s=int(self.drain_timeout_s) or 1)
+            return FrontDoorOutcome(a, True, "removed")
+        if a.kind is FrontDoorActionKind.RELOAD:
+            with self._lock:
+                data = self.routes()
+                api.put_file(a.container or "", ROUTES_PATH, data)
+                api.signal(a.container or "", "SIGHUP")
+                self._await_loaded(api, a.container or "", routes_hash(data))
+            return FrontDoorOutcome(a, True, "routes reloaded")
+        site = self.sites[a.host]
+        spec = render_front_door(site)
+        name = L.front_door_name(self.inv.fleet)
+        labels = L.front_door_labels(fleet=self.inv.fleet, spec_hash=site.spec_hash(), image=site.image, port=site.port, url=site.url)
+        if a.kind is FrontDoorActionKind.RECREATE and a.container:
+            # The same name (and usually the same port) cannot be held twice: the old
+            # front door goes first. Clients retry a refused connection; replicas are
+            # untouched.
+            api.remove(a.container, timeout_s=10)
+        with self._lock:
+            cid = api.run(name, spec, labels, {}, files={ROUTES_PATH: self.routes()})
+        ready = wait_ready(spec, lambda: api.state(cid), timeout_s=spec.startup_timeout_s, interval_s=0.1, clock=self.clock)
+        if not ready.ok:
+            tail = api.logs_tail(cid, 20)
+            api.remove(cid, timeout_s=5)
+            return FrontDoorOutcome(a, False, f"front door not ready: {ready.detail}; {tail.strip()[-300:]}")
+        return FrontDoorOutcome(a, True, f"serving at {site.url}")
