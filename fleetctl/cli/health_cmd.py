@@ -102,6 +102,9 @@ def render_health(console: "Console", report: HealthReport) -> None:
                 detail,
             )
     console.print(table)
+    for f in report.front_doors:
+        style = REPLICA_STYLE[f.state]
+        console.print(Text.assemble("front door ", (f.host, "bold"), f" {f.url}: ", (f.state.value, style), f" ({f.detail})"))
     console.print()
     console.print(summary_line(report))
 
@@ -152,6 +155,9 @@ def metrics_registry(report: HealthReport) -> "CollectorRegistry":
     )
     dep_drift = gauge("fleetctl_deployment_drift", "1 when the plan would recreate a replica of the deployment.", dep)
     host_up = gauge("fleetctl_host_reachable", "1 when the host's Docker engine answered.", ["host"])
+    door_up = gauge(
+        "fleetctl_front_door_healthy", "1 when the host's front door runs, answers and serves the planned routes.", ["host"]
+    )
     ts = gauge("fleetctl_health_sweep_timestamp_seconds", "When the last sweep started (epoch seconds).")
     took = gauge("fleetctl_health_sweep_duration_seconds", "How long the last sweep took.")
 
@@ -168,6 +174,8 @@ def metrics_registry(report: HealthReport) -> "CollectorRegistry":
                 probe_s.labels(r.deployment, str(r.replica)).set(r.latency_s)
     for h in report.hosts:
         host_up.labels(h.host).set(1 if h.reachable else 0)
+    for f in report.front_doors:
+        door_up.labels(f.host).set(1 if f.state is ReplicaState.HEALTHY and f.routes_current else 0)
     ts.set(report.swept_at)
     took.set(report.duration_s)
     return reg

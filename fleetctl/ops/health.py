@@ -24,6 +24,7 @@ from fleetctl.errors import ExitCode, HostUnreachableError
 from fleetctl.runtimes.spec import ContainerSpec
 
 if TYPE_CHECKING:
+    from fleetctl.core.front_door import FrontDoorSite
     from fleetctl.core.inventory import Inventory
     from fleetctl.ops.planning import Observer
 
@@ -134,12 +135,22 @@ class HostHealth:
 
 
 @dataclass(frozen=True)
+class FrontDoorHealth:
+    host: str
+    url: str
+    state: ReplicaState
+    detail: str
+    routes_current: bool = False
+
+
+@dataclass(frozen=True)
 class HealthReport:
     swept_at: float  # epoch seconds when the sweep started
     duration_s: float
     timeout_s: float
     hosts: tuple[HostHealth, ...]
     deployments: tuple[DeploymentHealth, ...]
+    front_doors: tuple[FrontDoorHealth, ...] = ()
 
     @property
     def replicas(self) -> list[ReplicaHealth]:
@@ -256,7 +267,7 @@ def hosts_of(inventory: "Inventory", observed: ObservedFleet) -> tuple[HostHealt
 def exit_code(report: HealthReport) -> ExitCode:
     """0 all healthy; 10 any replica known not to serve; 6 when only unseen hosts stand in the way."""
     bad = (ReplicaState.UNHEALTHY, ReplicaState.STOPPED, ReplicaState.MISSING)
-    if any(r.state in bad for r in report.replicas):
+    if any(r.state in bad for r in report.replicas) or any(f.state in bad for f in report.front_doors):
         return ExitCode.UNHEALTHY
     if report.count(ReplicaState.UNKNOWN) or any(not h.reachable for h in report.hosts):
         return ExitCode.HOST_UNREACHABLE
@@ -356,14 +367,43 @@ def sweep(
         raise HostUnreachableError(f"host(s) with 'gpus: auto' unreachable, cannot tell what should run there ({errors})")
     plan = build_plan(loaded, observed)
     ts = targets(plan, inv, observed)
-    probes = probe_targets(ts, probe, timeout_s)
+    with ThreadPoolExecutor(max_workers=1) as background:  # front doors beside the replicas
+        doors_later = background.submit(front_door_health, plan, observed, probe, timeout_s)
+        probes = probe_targets(ts, probe, timeout_s)
+        doors = doors_later.result()
     return HealthReport(
         swept_at=swept_at,
         duration_s=time.monotonic() - started,
         timeout_s=timeout_s,
         hosts=hosts,
         deployments=classify(plan, ts, probes),
+        front_doors=doors,
     )
+
+
+def front_door_health(plan: Plan, observed: ObservedFleet, probe: Probe, timeout_s: float) -> tuple[FrontDoorHealth, ...]:
+    """Each host's front door: its container, its own status endpoint, and whether it
+    serves the routes the plan says it should."""
+    from fleetctl.runtimes.front_door import render_front_door
+
+    def one(site: "FrontDoorSite") -> FrontDoorHealth:
+        host = observed.hosts.get(site.host)
+        if host is None or not host.reachable:
+            return FrontDoorHealth(site.host, site.url, ReplicaState.UNKNOWN, "host unreachable")
+        door = next(iter(sorted(host.front_doors, key=lambda f: not f.running)), None)
+        if door is None:
+            return FrontDoorHealth(site.host, site.url, ReplicaState.MISSING, "no front door container")
+        current = door.routes_hash == plan.routes_hash
+        if not door.running:
+            return FrontDoorHealth(site.host, site.url, ReplicaState.STOPPED, f"container {door.state}", current)
+        result = probe(render_front_door(site), timeout_s)
+        state = ReplicaState.HEALTHY if result.ok else ReplicaState.UNHEALTHY
+        detail = result.detail if current else f"{result.detail}; routes are stale (apply reloads them)"
+        return FrontDoorHealth(site.host, site.url, state, detail, current)
+
+    sites = plan.front_door_sites
+    with ThreadPoolExecutor(max_workers=max(1, min(MAX_PROBE_WORKERS, len(sites)))) as pool:
+        return tuple(pool.map(one, sites))
 
 
 # -- output (pure) ------------------------------------------------------------------------
@@ -376,6 +416,10 @@ def report_to_json(report: HealthReport) -> dict[str, Any]:
         "exit_code": int(exit_code(report)),
         "summary": {"replicas": len(report.replicas), **{s.value: report.count(s) for s in ReplicaState}},
         "hosts": [{"host": h.host, "reachable": h.reachable, "error": h.error} for h in report.hosts],
+        "front_doors": [
+            {"host": f.host, "url": f.url, "state": f.state.value, "detail": f.detail, "routes_current": f.routes_current}
+            for f in report.front_doors
+        ],
         "deployments": [
             {
                 "deployment": d.deployment,

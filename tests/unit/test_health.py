@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from fleetctl.adapters import labels as L
 from fleetctl.cli import health_cmd
-from fleetctl.core.observed import ObservedContainer, ObservedFleet, ObservedHost
+from fleetctl.core.observed import ObservedContainer, ObservedFleet, ObservedFrontDoor, ObservedHost
 from fleetctl.core.plan import ActionKind
 from fleetctl.errors import ExitCode, FleetctlError, HostUnreachableError
 from fleetctl.ops import health
@@ -69,11 +69,33 @@ def applied(path: Path, unreachable: dict[str, str] | None = None) -> ObservedFl
             ObservedContainer(a.host, f"id-{name}", name, a.deployment, a.replica, a.gpus, a.spec_hash, "running", image,
                               labeled_image=image, port=a.port, endpoint=f"http://127.0.0.1:{a.port}")
         )
+    doors = {
+        s.host: (ObservedFrontDoor(s.host, f"fd-{s.host}", L.front_door_name("hx"), "running", s.image, s.spec_hash(),
+                                   s.port, s.url, result.plan.routes_hash),)
+        for s in result.plan.front_door_sites
+    }
     return ObservedFleet(
-        {h: ObservedHost(h, False, unreachable[h]) if h in unreachable else ObservedHost(h, containers=tuple(cs))
+        {h: ObservedHost(h, False, unreachable[h]) if h in unreachable
+         else ObservedHost(h, containers=tuple(cs), front_doors=doors.get(h, ()))
          for h, cs in by_host.items()},
         offline=False,
     )
+
+
+def test_a_stopped_front_door_is_unhealthy_and_stale_routes_are_named(tmp_path: Path) -> None:
+    path = write_inventory(tmp_path)
+    observed = applied(path)
+    ok = run(path, observed)
+    assert [f.state for f in ok.front_doors] == [ReplicaState.HEALTHY, ReplicaState.HEALTHY]
+    assert all(f.routes_current for f in ok.front_doors) and exit_code(ok) is ExitCode.OK
+    h1 = observed.hosts["h1"]
+    stopped = ObservedFleet({**observed.hosts, "h1": replace(h1, front_doors=(replace(h1.front_doors[0], state="exited"),))}, offline=False)
+    report = run(path, stopped)
+    assert report.front_doors[0].state is ReplicaState.STOPPED and exit_code(report) is ExitCode.UNHEALTHY
+    stale = ObservedFleet({**observed.hosts, "h1": replace(h1, front_doors=(replace(h1.front_doors[0], routes_hash="old"),))}, offline=False)
+    report = run(path, stale)
+    assert not report.front_doors[0].routes_current and "stale" in report.front_doors[0].detail
+    assert report_to_json(report)["front_doors"][0]["routes_current"] is False
 
 
 def edit(observed: ObservedFleet, key: str, change: Callable[[ObservedContainer], ObservedContainer | None]) -> ObservedFleet:
@@ -125,7 +147,8 @@ def test_applied_fleet_is_healthy_and_every_replica_is_probed_with_its_runtime_c
     assert [d.state for d in report.deployments] == [DeploymentState.OK, DeploymentState.OK]
     assert exit_code(report) is ExitCode.OK
     checks = {s.endpoint: [(h.kind, h.target) for h in s.health] for s, t in probe.seen if t == 3.5}
-    assert set(checks) == {c.endpoint for c in observed.containers()}
+    doors = {f.url for fds in observed.front_doors().values() for f in fds}
+    assert set(checks) == {c.endpoint for c in observed.containers()} | doors
     assert checks[endpoint(observed, "chat@1#0")] == [("http", "/v1/health/ready")]
     assert checks[endpoint(observed, "embed@1#0")] == [("http", "/v2/health/ready"), ("triton_model", "embed")]
     assert all(r.latency_s is not None and r.latency_s >= 0 and r.drift is None for r in report.replicas)
@@ -351,7 +374,7 @@ def unhealthy_report(tmp_path: Path) -> HealthReport:
 def test_json_shape(tmp_path: Path) -> None:
     data = report_to_json(unhealthy_report(tmp_path))
     json.dumps(data)
-    assert set(data) == {"swept_at", "timestamp", "duration_s", "timeout_s", "exit_code", "summary", "hosts", "deployments"}
+    assert set(data) == {"swept_at", "timestamp", "duration_s", "timeout_s", "exit_code", "summary", "hosts", "front_doors", "deployments"}
     assert data["swept_at"].endswith("+00:00") and data["exit_code"] == 10
     assert data["summary"] == {"replicas": 3, "healthy": 1, "unhealthy": 1, "stopped": 1, "missing": 0, "unknown": 0}
     assert data["hosts"] == [{"host": "h1", "reachable": True, "error": None}, {"host": "h2", "reachable": True, "error": None}]
