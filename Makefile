@@ -23,7 +23,13 @@ demo: venv
 	NGC_API_KEY="$${NGC_API_KEY:-demo-key-for-the-nim-stand-in}" $(BIN)/fleetctl apply -f $(DEMO) --yes
 	$(BIN)/fleetctl status -f $(DEMO)
 	@echo
-	@echo "The demo fleet is up. Take it down with:  $(BIN)/fleetctl down -f $(DEMO) --yes"
+	@echo "The demo fleet is up behind its front door: http://127.0.0.1:20080"
+	@echo "  curl -s http://127.0.0.1:20080/v1/chat/completions -H 'Content-Type: application/json' \\"
+	@echo "       -d '{\"model\": \"chat-llm\", \"messages\": [{\"role\": \"user\", \"content\": \"hello\"}]}'"
+	@echo "  (add -H 'X-Customer: acme-corp' to be served by the pinned chat-llm@v3)"
+	@curl -s -i http://127.0.0.1:20080/v1/chat/completions -H 'Content-Type: application/json' \
+	     -d '{"model": "chat-llm", "messages": [{"role": "user", "content": "hello"}]}' | grep -i -E '^(HTTP|x-fleetctl)'
+	@echo "Take it down with:  $(BIN)/fleetctl down -f $(DEMO) --yes"
 
 down: venv
 	$(BIN)/fleetctl down -f $(DEMO) --yes

@@ -165,20 +165,24 @@ class DockerHost:
             return fh.read() if fh else None
 
     def put_file(self, container: str, path: str, data: bytes) -> None:
-        """Write one file into a container (created or running) through the Docker API."""
+        """Write one file into a container (created or running) through the Docker API,
+        making its folders: the archive is unpacked at / with every parent in it."""
         import io
-        import posixpath
         import tarfile
         import time
 
+        now = int(time.time())
+        parts = path.strip("/").split("/")
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
-            info = tarfile.TarInfo(posixpath.basename(path))
-            info.size = len(data)
-            info.mode = 0o644
-            info.mtime = int(time.time())
+            for i in range(1, len(parts)):
+                folder = tarfile.TarInfo("/".join(parts[:i]))
+                folder.type, folder.mode, folder.mtime = tarfile.DIRTYPE, 0o755, now
+                tar.addfile(folder)
+            info = tarfile.TarInfo("/".join(parts))
+            info.size, info.mode, info.mtime = len(data), 0o644, now
             tar.addfile(info, io.BytesIO(data))
-        if not self.api.put_archive(container, posixpath.dirname(path), buf.getvalue()):
+        if not self.api.put_archive(container, "/", buf.getvalue()):
             raise RuntimeError(f"could not write {path} into {container} on {self.name}")
 
     def signal(self, container: str, signal: str) -> None:

@@ -182,7 +182,10 @@ def _report_apply(console, result, output: Output) -> None:  # type: ignore[no-u
         for problem in result.routing_problems:
             console.print(f"[yellow]! {problem}[/yellow]")
         ok = len(result.outcomes) - len(failed)
-        console.print(f"rollout {result.rollout_id}: {ok} step(s) ok, {len(failed)} failed")
+        line = f"rollout {result.rollout_id}: {ok} step(s) ok, {len(failed)} failed"
+        if result.front_doors:
+            line += f"; front doors: {len(result.front_doors) - len(doors_failed)} ok, {len(doors_failed)} failed"
+        console.print(line)
         if result.plan.front_door_sites:
             console.print("front door: " + ", ".join(s.url for s in result.plan.front_door_sites))
     if doors_failed and not failed:

@@ -92,10 +92,13 @@ class Router:
             if dep in wanted and c.running and not c.temporary and c.endpoint:
                 self._backends[(dep, replica)] = Backend(dep, replica, c.endpoint)
         self.problems: list[str] = []
+        # Hosts whose front door runs and takes routes: those observed running, until
+        # `converge_front_doors` says otherwise.
+        self._live = {h for h, doors in observed.front_doors().items() if any(d.running for d in doors)} & set(self.sites)
 
     @property
     def enabled(self) -> bool:
-        return bool(self.sites)
+        return bool(self._live)
 
     def routes(self) -> bytes:
         return routes_for(self.plan, self.inv, self._backends.values())
@@ -131,7 +134,7 @@ class Router:
         if not url or not self.enabled:
             return
         deadline = self.clock.monotonic() + self.drain_timeout_s
-        for site in self.sites.values():
+        for site in (self.sites[h] for h in sorted(self._live)):
             while self.clock.monotonic() < deadline:
                 doc = self.status(site.url)
                 busy = [b for b in (doc or {}).get("backends", []) if b.get("url") == url and b.get("outstanding", 0) > 0]
@@ -149,7 +152,7 @@ class Router:
             return
         data = self.routes()
         want = routes_hash(data)
-        for host, site in self.sites.items():
+        for host in sorted(self._live):
             api = self.hosts[host]
             name = L.front_door_name(self.inv.fleet)
             try:
@@ -181,9 +184,15 @@ class Router:
                 outcomes.append(FrontDoorOutcome(a, False, f"skipped: host unreachable ({a.blocked})"))
                 continue
             try:
-                outcomes.append(self._converge_one(a))
+                outcome = self._converge_one(a)
             except Exception as exc:
-                outcomes.append(FrontDoorOutcome(a, False, f"{type(exc).__name__}: {exc}"))
+                outcome = FrontDoorOutcome(a, False, f"{type(exc).__name__}: {exc}")
+            outcomes.append(outcome)
+            with self._lock:
+                if outcome.ok and a.kind is not FrontDoorActionKind.REMOVE and a.host in self.sites:
+                    self._live.add(a.host)
+                else:
+                    self._live.discard(a.host)
         return outcomes
 
     def _converge_one(self, a: FrontDoorAction) -> FrontDoorOutcome:

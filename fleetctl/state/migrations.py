@@ -83,6 +83,33 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX revision_by_outcome ON revision (deployment, outcome, number)",
         ),
     ),
+    Migration(
+        2,
+        "rollout steps may reload a front door's routes",
+        (
+            """
+            CREATE TABLE rollout_step_v2 (
+                id          INTEGER PRIMARY KEY AUTOINCREMENT,
+                rollout_id  INTEGER NOT NULL REFERENCES rollout (id),
+                deployment  TEXT    NOT NULL,
+                replica     INTEGER NOT NULL,
+                host        TEXT    NOT NULL,
+                action      TEXT    NOT NULL
+                    CHECK (action IN ('create', 'recreate', 'remove', 'keep', 'reload')),
+                container   TEXT    NOT NULL,
+                started_at  TEXT    NOT NULL,
+                finished_at TEXT    NOT NULL,
+                outcome     TEXT    NOT NULL CHECK (outcome IN ('ok', 'failed', 'skipped')),
+                detail      TEXT    NOT NULL DEFAULT '',
+                log_tail    TEXT    NOT NULL DEFAULT ''
+            )
+            """,
+            "INSERT INTO rollout_step_v2 SELECT * FROM rollout_step",
+            "DROP TABLE rollout_step",
+            "ALTER TABLE rollout_step_v2 RENAME TO rollout_step",
+            "CREATE INDEX rollout_step_by_rollout ON rollout_step (rollout_id, id)",
+        ),
+    ),
 )
 
 _BOOTSTRAP = """

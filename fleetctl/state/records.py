@@ -14,7 +14,7 @@ from typing import Any
 from fleetctl.state.models import Revision, Rollout, RolloutStep
 
 ROLLOUT_OUTCOMES = ("running", "succeeded", "failed", "partial", "noop")
-STEP_ACTIONS = ("create", "recreate", "remove", "keep")
+STEP_ACTIONS = ("create", "recreate", "remove", "keep", "reload")  # reload: a front door's routes
 STEP_OUTCOMES = ("ok", "failed", "skipped")
 REVISION_OUTCOMES = ("applied", "failed", "rolled_back")
 

@@ -20,9 +20,9 @@ if [[ "$(id -u)" -ne 0 ]]; then
 fi
 
 T0=$(now_ms)
-step "packages: docker.io debootstrap busybox-static unzip"
+step "packages: docker.io debootstrap busybox-static unzip curl"
 t=$(now_ms)
-apt_install docker.io debootstrap debian-archive-keyring gpgv busybox-static unzip
+apt_install docker.io debootstrap debian-archive-keyring gpgv busybox-static unzip curl
 step "packages ok ($(( $(now_ms) - t )) ms)"
 
 step "engines: starting a, b, c"

@@ -180,11 +180,18 @@ def served(host: FakeHost) -> dict[str, list[str]]:
     return {v["deployment"]: [b["url"] for b in v["backends"]] for m in doc["models"] for v in m["versions"].values()}
 
 
+DEMO_DOOR = ObservedFrontDoor("demo-host", "fd", "fleetctl-demo-front-door", "running", "fd:1", "h", 20080)
+
+
 def running(plan, inv, port: int) -> ObservedFleet:  # type: ignore[no-untyped-def]
     c = ObservedContainer(
         "demo-host", "id", "fleetctl-demo-chat-llm-v4-0", "chat-llm@v4", 0, (0,), "x", "running", "img", port=port, endpoint=f"http://127.0.0.1:{port}"
     )
-    return ObservedFleet({"demo-host": ObservedHost("demo-host", containers=(c,))}, offline=False)
+    return ObservedFleet({"demo-host": ObservedHost("demo-host", containers=(c,), front_doors=(DEMO_DOOR,))}, offline=False)
+
+
+def only_door() -> ObservedFleet:
+    return ObservedFleet({"demo-host": ObservedHost("demo-host", front_doors=(DEMO_DOOR,))}, offline=False)
 
 
 def test_router_moves_traffic_then_drains_the_old_replica() -> None:
@@ -220,7 +227,7 @@ def test_router_drain_is_bounded() -> None:
     _, inv, plan = demo_plan()
     clock = FakeClock()
     stuck = lambda url: {"backends": [{"url": "http://x:1", "outstanding": 1}]}  # noqa: E731
-    router = Router(plan, inv, {"demo-host": FakeHost()}, ObservedFleet.empty(["demo-host"], offline=False), status=stuck, clock=clock)
+    router = Router(plan, inv, {"demo-host": FakeHost()}, only_door(), status=stuck, clock=clock)
     router.drain("http://x:1")
     assert router.drain_timeout_s <= clock.t < router.drain_timeout_s + 1
 
@@ -233,9 +240,19 @@ def test_router_reports_a_front_door_that_does_not_load_its_routes() -> None:
             self.calls.append(signal)
 
     _, inv, plan = demo_plan()
-    router = Router(plan, inv, {"demo-host": Deaf()}, ObservedFleet.empty(["demo-host"], offline=False), clock=FakeClock())
+    router = Router(plan, inv, {"demo-host": Deaf()}, only_door(), clock=FakeClock())
     router.serve("chat-llm@v4", 0, "http://127.0.0.1:20600")
     assert router.problems and "not loaded" in router.problems[0]
+
+
+def test_router_sends_nothing_to_a_front_door_that_is_not_running() -> None:
+    from fleetctl.ops.routing import Router
+
+    _, inv, plan = demo_plan()
+    host = FakeHost()
+    router = Router(plan, inv, {"demo-host": host}, ObservedFleet.empty(["demo-host"], offline=False), clock=FakeClock())
+    router.serve("chat-llm@v4", 0, "http://127.0.0.1:20600")
+    assert host.calls == [] and router.problems == []
 
 
 def test_disabled_front_door_plans_nothing(tmp_path: Path) -> None:
