@@ -77,11 +77,12 @@ class Images:
     nim_standin: str = "fleetctl-testbed/nim-standin:1"
     nim_standin_v2: str = "fleetctl-testbed/nim-standin:2"
     tiny: str = "fleetctl-testbed/tiny:1"
+    front_door: str = "fleetctl-testbed/front-door:1"
 
     @property
     def on_every_engine(self) -> tuple[str, ...]:
         """Images present on engines a, b and c (the Triton image is on a only)."""
-        return (self.base, self.nim_standin, self.nim_standin_v2, self.tiny)
+        return (self.base, self.nim_standin, self.nim_standin_v2, self.tiny, self.front_door)
 
 
 @dataclasses.dataclass
@@ -364,6 +365,8 @@ class FleetUnderTest:
         self.name = f"t{next(_fleet_names)}-{os.getpid()}"
         self.models: list[dict[str, Any]] = []
         self.outputs: list[str] = []
+        # Every host's front door listens at the top of its port range (the default).
+        self.front_door: dict[str, Any] = {"image": testbed.images.front_door}
 
     def nim(
         self,
@@ -422,7 +425,7 @@ class FleetUnderTest:
             }
             for name, url in self.hosts.items()
         ]
-        doc = {"fleet": self.name, "hosts": hosts, "models": self.models}
+        doc = {"fleet": self.name, "front_door": self.front_door, "hosts": hosts, "models": self.models}
         self.path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     def cli(self, *args: str, inventory: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -448,11 +451,23 @@ class FleetUnderTest:
     def container(self, deployment: str, replica: int = 0) -> str:
         return f"fleetctl-{self.name}-{deployment.replace('@', '-')}-{replica}"
 
-    def ids(self, engine: str = "a") -> dict[str, str]:
-        """This fleet's managed containers on one engine: name -> id."""
+    def ids(self, engine: str = "a", *, front_door: bool = False) -> dict[str, str]:
+        """This fleet's managed replica containers on one engine (with `front_door`, its
+        front door instead): name -> id."""
         api = self.testbed.client(engine).api
         flt = {"label": ["io.fleetctl.owner=fleetctl", f"io.fleetctl.fleet={self.name}"]}
-        return {r["Names"][0].lstrip("/"): r["Id"] for r in api.containers(all=True, filters=flt)}
+        rows = api.containers(all=True, filters=flt)
+        return {
+            r["Names"][0].lstrip("/"): r["Id"]
+            for r in rows
+            if ((r.get("Labels") or {}).get("io.fleetctl.role") == "front-door") == front_door
+        }
+
+    def front_door_url(self, host: str | None = None) -> str:
+        """The URL clients use on `host` (default: the first host)."""
+        name = host or next(iter(self.hosts))
+        port = self.front_door.get("port") or self.ranges[name] + 99
+        return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

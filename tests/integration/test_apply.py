@@ -122,7 +122,7 @@ def test_never_ready_version_leaves_the_old_one_serving_and_exits_non_zero(fleet
     with StateStore(fleet.state) as store:
         rollout = store.rollouts(1)[0]
         assert rollout.outcome == "failed"
-        (step,) = store.steps(rollout.id)
+        (step,) = [s for s in store.steps(rollout.id) if s.deployment != "front-door"]
         assert step.outcome == "failed" and "Selected profile" in step.log_tail
         assert store.latest_revision("chat-llm@1", outcome=None).outcome == "failed"
 
@@ -283,20 +283,26 @@ def test_the_demo_inventory_applies_triton_models_answer_and_nim_stand_ins_are_r
             m["triton"]["model_repository"] = str(testbed.model_repository)
         if m.get("nim"):
             m["nim"]["cache_dir"] = str(tmp_path / "nim-cache")
+    doc["front_door"]["port"] = 25880
     inv = tmp_path / "demo.yaml"
     inv.write_text(yaml.safe_dump(doc, sort_keys=False))
     r = fleetctl_run("apply", "-f", str(inv), "--yes", "--state", str(tmp_path / "state.db"))
     assert r.returncode == 0, r.stdout + r.stderr
+    assert "http://127.0.0.1:25880" in r.stdout
 
     status = json.loads(fleetctl_run("status", "-f", str(inv), "--output", "json").stdout)
-    endpoints = {d["deployment"]: d["replicas"][0]["endpoint"] for d in status["deployments"]}
-    assert {d["deployment"]: d["state"] for d in status["deployments"]} == dict.fromkeys(endpoints, "ok")
+    states = {d["deployment"]: d["state"] for d in status["deployments"]}
+    assert states == dict.fromkeys(states, "ok") and len(states) == 5
+    assert status["front_doors"][0]["url"] == "http://127.0.0.1:25880"
+    assert status["front_doors"][0]["routes_current"] is True
 
     import numpy as np
     import tritonclient.http as tc
 
+    # Every model through the one front door URL: Triton by path, the NIMs by body.
+    client = tc.InferenceServerClient("127.0.0.1:25880")
+    assert client.is_server_ready()
     for model in ("embeddings", "reranker", "safety-guard"):
-        client = tc.InferenceServerClient(endpoints[f"{model}@1"].removeprefix("http://"))
         meta = client.get_model_metadata(model)
         inputs = []
         for spec in meta["inputs"]:
@@ -309,13 +315,14 @@ def test_the_demo_inventory_applies_triton_models_answer_and_nim_stand_ins_are_r
             inputs.append(x)
         result = client.infer(model, inputs)
         assert all(result.as_numpy(o["name"]) is not None for o in meta["outputs"]), model
-    for dep in ("chat-llm@v4", "chat-llm@v3"):
-        assert httpx.get(endpoints[dep] + "/v1/health/ready").status_code == 200
+    for customer, served in ((None, "chat-llm@v4"), ("acme-corp", "chat-llm@v3")):
         reply = httpx.post(
-            endpoints[dep] + "/v1/chat/completions",
+            "http://127.0.0.1:25880/v1/chat/completions",
             json={"model": "chat-llm", "messages": [{"role": "user", "content": "hi"}]},
-        ).json()
-        assert reply["choices"][0]["message"]["content"]
+            headers={"X-Customer": customer} if customer else {},
+        )
+        assert reply.status_code == 200 and reply.headers["x-fleetctl-deployment"] == served
+        assert reply.json()["choices"][0]["message"]["content"]
     again = fleetctl_run("apply", "-f", str(inv), "--yes", "--state", str(tmp_path / "state.db"))
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
