@@ -164,6 +164,8 @@ def render_summary(console: Console, plan: Plan) -> None:
             + ", ".join(s.url for s in plan.front_door_sites[:3])
             + (" …" if len(plan.front_door_sites) > 3 else "")
         )
+    for note in plan.notes:
+        console.print(f"[cyan]note:[/cyan] {note}", highlight=False)
     for host, why in sorted(plan.unreachable.items()):
         console.print(f"[red]host {host} unreachable:[/red] {why}")
     for u in plan.placement.unplaced:

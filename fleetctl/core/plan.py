@@ -93,6 +93,11 @@ class Plan:
     front_door_sites: tuple[FrontDoorSite, ...] = ()
     front_door_settings: FrontDoorSettings | None = None
     routes_hash: str = ""
+    # Lines the plan must show beside its actions (a hold in force, a hold lifted).
+    notes: tuple[str, ...] = ()
+    # Models whose client traffic moves to the desired version as soon as that version
+    # has one ready replica (a rollback to a running pin), instead of at its full count.
+    switch_at_once: frozenset[str] = frozenset()
 
     @property
     def changes(self) -> list[Action]:
@@ -120,7 +125,8 @@ def spec_hash(d: Deployment, host: str, gpus: Sequence[int], port: int | None) -
         "gpus": list(gpus),
         "host": host,
         "port": port,
-        "customers": list(d.customers),
+        # Not the customers: who is routed to a version is the front door's business,
+        # so pinning or un-pinning a customer never restarts a container.
         "settings": d.settings,
     }
     blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str)
@@ -399,6 +405,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "summary": asdict(plan.summary),
         "gpu_map": gpu_map(plan),
         "front_doors": [f.to_json() for f in plan.front_doors],
+        "notes": list(plan.notes),
         "routes_hash": plan.routes_hash,
         "unreachable_hosts": dict(plan.unreachable),
         "observed_fingerprint": plan.observed_fingerprint,

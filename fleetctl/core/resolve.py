@@ -9,13 +9,19 @@ from fleetctl.core.inventory import Host, Inventory, Model, Pin
 
 
 def _settings(model: Model, pin: Pin | None) -> dict[str, Any]:
-    """The runtime-facing, secret-free settings of one deployment (hashed into its spec)."""
+    """The runtime-facing, secret-free settings of one deployment (hashed into its spec).
+
+    What a pin inherits: the model's runtime block (`nim:`, `triton:`, `options`) unless
+    it gives its own, its secrets references, health settings and host selector. Not the
+    model's `env`: environment tunes the version it is written for, so changing it rolls
+    the current version and leaves every pinned customer's containers alone. A pin's own
+    `env` is its whole environment.
+    """
     env = dict(model.env)
     nim = model.nim
     triton = model.triton
     if pin is not None:
-        if pin.env is not None:
-            env = {**env, **pin.env}
+        env = dict(pin.env or {})
         nim = pin.nim or nim
         triton = pin.triton or triton
     return {
