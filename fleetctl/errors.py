@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     UNHEALTHY = 10  # health: at least one deployment is unhealthy
     ABORTED = 11  # the user declined a confirmation
     NOT_FOUND = 12  # a named deployment, revision or model does not exist
+    DOWNTIME_REFUSED = 13  # a replacement would stop a serving replica and nobody allowed it
 
 
 class FleetctlError(Exception):
@@ -77,3 +78,14 @@ class NotFoundError(FleetctlError):
 
 class AbortedError(FleetctlError):
     exit_code = ExitCode.ABORTED
+
+
+class UnstableRevisionError(FleetctlError):
+    """A rollback asked for a revision that is not stable (failed or rolled back) without
+    `--force`: it exists, so this is not NOT_FOUND; the message says how to insist."""
+
+    exit_code = ExitCode.ERROR
+
+
+class DowntimeRefusedError(FleetctlError):
+    exit_code = ExitCode.DOWNTIME_REFUSED

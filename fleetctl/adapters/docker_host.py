@@ -74,6 +74,7 @@ class HostAPI(Protocol):
     def remove(self, container: str, timeout_s: int = 30) -> None: ...
     def rename(self, container: str, new_name: str) -> None: ...
     def image_digest(self, image: str) -> str | None: ...
+    def ensure_image(self, image: str) -> None: ...
 
 
 def client_for(host: Host, timeout: int = API_TIMEOUT_S) -> Any:
@@ -262,8 +263,12 @@ class DockerHost:
             raise
         return str(cid)
 
+    def ensure_image(self, image: str) -> None:
+        """Pull an image the host does not have (with the host's registry credentials);
+        raises ImageNotFound with the registry's answer when it cannot be had."""
+        self._ensure_image(image)
+
     def _ensure_image(self, image: str) -> None:
-        """Pull an image the host does not have (with the host's registry credentials)."""
         import docker.errors
 
         if image in self._images_present:

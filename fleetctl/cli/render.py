@@ -127,6 +127,9 @@ def render_actions(console: Console, plan: Plan, *, show_keep: bool = True, show
     hidden = rows[MAX_ACTION_ROWS:] if not show_all else []
     for a in rows[: len(rows) - len(hidden)]:
         why = a.reason + (f" [blocked: {a.blocked}]" if a.blocked else "")
+        if a.downtime:
+            took = f"about {a.unavailable_s:g} s" if a.unavailable_s is not None else "until its successor is ready"
+            why += f" [stop-first: out of service for {took}]"
         table.add_row(
             Text(a.kind.value, style=ACTION_STYLE[a.kind]),
             f"{a.deployment}#{a.replica}",

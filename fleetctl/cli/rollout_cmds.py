@@ -55,6 +55,9 @@ def apply(
     output: Output = OutputOpt,
     yes: bool = YesOpt,
     state: Optional[Path] = StateOpt,
+    allow_downtime: bool = typer.Option(
+        False, "--allow-downtime", help="Permit stop-first replacements where no GPU can hold the old and new replica."
+    ),
 ) -> None:
     """Converge the hosts: launch, replace and remove containers, health-gated."""
     from fleetctl.ops import applying
@@ -79,6 +82,7 @@ def apply(
             confirm=confirm,
             reporter=progress,
             plan_file=plan_file,
+            allow_downtime=allow_downtime,
         )
     finally:
         progress.close()

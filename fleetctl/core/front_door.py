@@ -90,9 +90,11 @@ def routes_document(
     deployments: Sequence[Deployment],
     routing: Mapping[str, Routing],
     backends: Iterable[Backend],
+    current: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The routes file for a set of backends. `routing` maps a deployment name to how the
-    front door reaches it; deployments without an entry are not routed."""
+    front door reaches it; deployments without an entry are not routed. `current` names,
+    per model, the version everyone without a pin gets (default: the unpinned one)."""
     by_deployment: dict[str, list[Backend]] = {}
     for b in sorted(set(backends)):
         by_deployment.setdefault(b.deployment, []).append(b)
@@ -111,7 +113,7 @@ def routes_document(
         if d.pinned:
             for c in sorted(d.customers):
                 entry["customers"][c] = d.version
-        else:
+        elif current is None or d.model not in current:
             entry["current"] = d.version
         entry["versions"][d.version] = {
             "deployment": d.name,
@@ -119,6 +121,9 @@ def routes_document(
             "served_name": r.served_name,
             "backends": [{"url": b.url, "replica": f"{b.deployment}#{b.replica}"} for b in by_deployment.get(d.name, [])],
         }
+    for model, version in (current or {}).items():
+        if model in models:
+            models[model]["current"] = version
     return {
         "format": ROUTES_FORMAT,
         "fleet": fleet,

@@ -131,6 +131,16 @@ class HealthConfig(Strict):
     interval_s: float = Field(1.0, gt=0)
 
 
+class RolloutConfig(Strict):
+    """How a model's replicas are replaced (see docs/rollouts.md)."""
+
+    max_surge: int = Field(1, ge=1, le=64, description="Replacements in flight at once for one deployment")
+    max_unavailable: int = Field(0, ge=0, le=64, description="Replicas that may be out of service at once")
+    allow_downtime: bool = Field(
+        False, description="Permit stop-first replacements when no GPU anywhere can hold the old and new replica"
+    )
+
+
 class Overrides(Strict):
     """Fields a pinned version may override."""
 
@@ -175,6 +185,7 @@ class Model(Strict):
     triton: TritonConfig | None = None
     options: dict[str, Any] = Field(default_factory=dict, description="Settings for a plugin runtime")
     health: HealthConfig = Field(default_factory=HealthConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     # Facts for `fleetctl advise` and `report`.
     framework: str | None = Field(None, description="e.g. vllm, tensorrt-llm, onnx, pytorch")
     origin: Origin = Field("catalog", description="catalog model, LoRA on a catalog base, or custom")

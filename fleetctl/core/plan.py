@@ -44,6 +44,10 @@ class Action:
     # recreate only: start the new container before stopping the old one (no downtime,
     # needs room on the GPUs and, on the same host, a fresh port) or stop the old first.
     strategy: str = ""
+    # stop-first of a replica that serves: it is out of service while its successor
+    # starts (only with permission); `unavailable_s` is the estimate shown before asking.
+    downtime: bool = False
+    unavailable_s: float | None = None
 
     @property
     def mutating(self) -> bool:
@@ -65,6 +69,8 @@ class Action:
             "container_host": self.container_host,
             "blocked": self.blocked,
             "strategy": self.strategy,
+            "downtime": self.downtime,
+            "unavailable_s": self.unavailable_s,
         }
 
 
@@ -248,7 +254,13 @@ def make_plan(
         for c in leftovers:
             actions.append(_removal(c, why, unreachable))
 
-    actions = _with_strategies(actions, deployments, hosts, placement.assignments, containers, port_ranges, reserved_ports)
+    actions, assignments = _with_strategies(
+        actions, deployments, hosts, placement.assignments, containers, port_ranges, reserved_ports
+    )
+    if assignments != placement.assignments:
+        from dataclasses import replace as _replace
+
+        placement = _replace(placement, assignments=assignments)
     counts = {k.value: sum(1 for x in actions if x.kind is k) for k in ActionKind}
     summary = Summary(
         gpus_used=placement.gpus_used(),
@@ -282,16 +294,17 @@ def _with_strategies(
     containers: Sequence[ObservedContainer],
     port_ranges: Mapping[str, tuple[int, int]],
     reserved_ports: Mapping[str, Sequence[int]],
-) -> list[Action]:
-    """Decide for each recreate whether old and new can run side by side."""
+) -> tuple[list[Action], tuple[Assignment, ...]]:
+    """Decide for each recreate how old and new can run side by side: on the replica's
+    own GPUs, else on another GPU that meets every rule (surge placement, which moves
+    the replica there), else stop-first; returns the actions and the final assignments."""
     from dataclasses import replace
 
+    from fleetctl.core.surge import GpuLoad, surge_target
+
     by_name = {d.name: d for d in deployments}
-    usable = {(h.name, g.index): g.usable_gb for h in hosts for g in h.gpus}
-    load: dict[tuple[str, int], float] = {}
-    for a in assignments:
-        for g in a.gpus:
-            load[(a.host, g)] = load.get((a.host, g), 0.0) + by_name[a.deployment].memory_per_gpu_gb
+    load = GpuLoad.of(hosts, assignments, by_name)
+    final = {(a.deployment, a.replica): a for a in assignments}
     taken: dict[str, set[int]] = reserved_blocks(reserved_ports, port_ranges)
     for x in actions:
         if x.port is not None:
@@ -300,6 +313,12 @@ def _with_strategies(
         if c.port is not None:
             taken.setdefault(c.host, set()).add(c.port)
     by_key = {(c.deployment, c.replica, c.name): c for c in containers}
+
+    def fresh_port(host: str) -> int | None:
+        port = _free_block(taken.setdefault(host, set()), port_ranges.get(host, (20000, 20999)))
+        if port is not None:
+            taken[host].add(port)
+        return port
 
     out = []
     for x in actions:
@@ -313,19 +332,36 @@ def _with_strategies(
         if old is None or not old.running:
             out.append(replace(x, strategy=STOP_FIRST))  # nothing serving to keep
             continue
-        share = by_name[x.deployment].memory_per_gpu_gb
-        fits = all(
-            load.get((x.host, g), 0.0) + (share if g in old.gpus else 0.0) <= usable.get((x.host, g), 0.0) + 1e-9
-            for g in x.gpus
-        )
-        port = _free_block(taken.setdefault(x.host, set()), port_ranges.get(x.host, (20000, 20999))) if fits else None
-        if port is None:
-            out.append(replace(x, strategy=STOP_FIRST))
-            continue
-        taken[x.host].add(port)
         d = by_name[x.deployment]
-        out.append(replace(x, strategy=START_FIRST, port=port, spec_hash=spec_hash(d, x.host, x.gpus, port)))
-    return out
+        # The planned load counts the successor on its GPUs already; the old replica, if
+        # it sits there too, is the extra both need at once.
+        fits = all(load.used_gb((x.host, g)) + (d.memory_per_gpu_gb if g in old.gpus else 0.0)
+                   <= load.gpus[(x.host, g)].usable_gb + 1e-9 for g in x.gpus)
+        port = fresh_port(x.host) if fits else None
+        if port is not None:
+            out.append(replace(x, strategy=START_FIRST, port=port, spec_hash=spec_hash(d, x.host, x.gpus, port)))
+            continue
+        target = surge_target(load, d, x.replica, Assignment(x.deployment, x.replica, old.host, tuple(old.gpus)))
+        port = fresh_port(target.host) if target else None
+        if target is None or port is None:
+            out.append(replace(x, strategy=STOP_FIRST, downtime=True))
+            continue
+        load.add((target.host, target.gpus[0]), d, x.replica)
+        final[(x.deployment, x.replica)] = target
+        out.append(
+            replace(
+                x,
+                host=target.host,
+                gpus=target.gpus,
+                port=port,
+                spec_hash=spec_hash(d, target.host, target.gpus, port),
+                container_host=old.host if target.host != old.host else None,
+                strategy=START_FIRST,
+                reason=f"{x.reason}; surge: moves to {target.host} GPU {_fmt_gpus(target.gpus)}, "
+                f"where it fits beside the old replica",
+            )
+        )
+    return out, tuple(final[(a.deployment, a.replica)] for a in assignments)
 
 
 def _free_block(taken: set[int], port_range: tuple[int, int]) -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
@@ -12,12 +12,14 @@ from fleetctl.adapters.docker_host import DockerHost, HostAPI
 from fleetctl.core.fleet import Deployment
 from fleetctl.core.inventory import Inventory
 from fleetctl.core.observed import ObservedFleet
+from fleetctl.core.schedule import RolloutPolicy
 from fleetctl.core.plan import Action, ActionKind, Plan, plan_to_json
 from fleetctl.errors import AbortedError, FleetctlError, InfeasibleError
 from fleetctl.ops.planfile import check_fresh, read_plan
 from fleetctl.core.loader import load
-from fleetctl.ops.planning import PlanResult, build_plan, inventory_digest
+from fleetctl.ops.planning import PlanResult, build_plan, held_deployments, inventory_digest, read_holds
 from fleetctl.ops.rendering import Rendered, render_action, shared_gpus
+from fleetctl.ops import downtime
 from fleetctl.ops.secrets import read_secret
 from fleetctl.ops.rollout import Executor, Reporter, SilentReporter, StepOutcome
 from fleetctl.ops.routing import FrontDoorOutcome, Router
@@ -81,6 +83,12 @@ def resolve_secrets(rendered: Mapping[tuple[str, int], Rendered]) -> dict[tuple[
     return out
 
 
+def policies(inv: Inventory) -> dict[str, RolloutPolicy]:
+    return {
+        m.name: RolloutPolicy(m.rollout.max_surge, m.rollout.max_unavailable, m.rollout.allow_downtime) for m in inv.models
+    }
+
+
 def docker_hosts(inventory: Inventory) -> dict[str, HostAPI]:
     return {h.name: DockerHost(h, inventory.fleet) for h in inventory.hosts}
 
@@ -96,12 +104,17 @@ def apply(
     plan_file: Path | None = None,
     command: str = "apply",
     interval_s: float = 0.5,
+    allow_downtime: bool = False,
 ) -> ApplyResult:
     with StateLock(state_path, command):
         loaded = load(inventory_path, runtime_names())
         inv = loaded.inventory
         observed = observe(inv)
-        plan = build_plan(loaded, observed)
+        holds = read_holds(state_path)
+        plan = build_plan(loaded, observed, holds=holds)
+        # Holds the inventory has moved past (its version of the model changed since the
+        # rollback): the plan already follows the inventory; a successful apply forgets them.
+        lifted = held_deployments(inv, holds).lifted
         result = PlanResult(loaded, observed, plan, inventory_digest(inventory_path))
         if plan_file is not None:
             check_fresh(read_plan(plan_file), result, plan_file)
@@ -109,10 +122,25 @@ def apply(
             reasons = "; ".join(f"{u.deployment}#{u.replica}: {', '.join(u.reasons)}" for u in plan.placement.unplaced)
             raise InfeasibleError(f"the inventory cannot be placed: {reasons}")
         if not plan.has_changes:
+            forget_holds(state_path, lifted)  # writes only when there are lifted holds
             return ApplyResult(plan)  # nothing to do: no Docker mutation, no state write
         if not confirm(plan):
             raise AbortedError("apply cancelled; nothing was changed")
-        return execute_plan(result, inv, state_path, hosts(inv), reporter or SilentReporter(), command, interval_s)
+        outcome = execute_plan(result, inv, state_path, hosts(inv), reporter or SilentReporter(), command, interval_s)
+        if not outcome.failed:
+            forget_holds(state_path, lifted)
+        return outcome
+
+
+def forget_holds(state_path: Path, models: Sequence[str]) -> None:
+    """Delete these models' holds (the caller holds the state lock)."""
+    if not models:
+        return
+    from fleetctl.state.store import StateStore
+
+    with StateStore(state_path) as store:
+        for model in models:
+            store.delete_hold(model)
 
 
 def execute_plan(
@@ -123,12 +151,14 @@ def execute_plan(
     reporter: Reporter,
     command: str,
     interval_s: float = 0.5,
+    allow_downtime: bool = False,
 ) -> ApplyResult:
     from concurrent.futures import ThreadPoolExecutor
 
     from fleetctl.state.peek import next_numbers, revision_keys
 
     plan = result.plan
+    downtime.check_permitted(plan, inv, allow_downtime)
     numbers = next_numbers(revision_keys(state_path), {d.name: deployment_hash(d) for d in plan.deployments})
     shared = shared_gpus(plan)
     rendered = {
@@ -154,7 +184,7 @@ def execute_plan(
         # Front doors first, so traffic has somewhere to go while replicas move; then the
         # replicas; then the routes once more, as they end.
         door_outcomes.extend(router.converge_front_doors(plan.front_doors))
-        steps = executor.run(plan.actions)
+        steps = executor.run(plan.actions, plan.deployments, policies(inv))
         router.push()
         return steps
 

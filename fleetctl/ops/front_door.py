@@ -102,9 +102,22 @@ def planned_backends(plan: Plan, addresses: Mapping[str, str]) -> list[Backend]:
     ]
 
 
-def routes_for(plan: Plan, inv: Inventory, backends: Iterable[Backend]) -> bytes:
+def routes_for(
+    plan: Plan,
+    inv: Inventory,
+    backends: Iterable[Backend],
+    retiring: Sequence[Deployment] = (),
+    current: Mapping[str, str] | None = None,
+) -> bytes:
+    """The routes for `backends`: the plan's deployments, plus older versions still
+    serving during a switch (`retiring`, routed like their model's current version)."""
     assert plan.front_door_settings is not None
-    doc = routes_document(inv.fleet, plan.front_door_settings, plan.deployments, routing_map(plan.deployments), backends)
+    routing = routing_map(plan.deployments)
+    by_model = {d.model: routing[d.name] for d in plan.deployments if not d.pinned and d.name in routing}
+    for d in retiring:
+        if d.model in by_model:
+            routing[d.name] = by_model[d.model]
+    doc = routes_document(inv.fleet, plan.front_door_settings, [*plan.deployments, *retiring], routing, backends, current)
     return routes_bytes(doc)
 
 

@@ -1,14 +1,14 @@
-"""Execute a plan's actions on Docker hosts, health-gated and in parallel.
+"""Execute a plan's actions on Docker hosts: in the schedule's order, health-gated, in
+parallel where that takes nothing away from clients.
 
-Each replica change follows one of three recipes:
-- create: start under its final name, wait until ready; on failure remove it.
-- recreate, start-first: start the new container under a temporary name (and a fresh
-  port), wait until ready, then remove the old one and take its name. Not ready in time:
-  remove the new one; the old one never stopped serving.
-- recreate, stop-first (the GPUs cannot hold both): set the old one aside, stop it, start
-  the new one; on failure remove the new one and restart the old one.
-Removals run first, then everything else; at most `max_parallel` operations per host,
-hosts side by side.
+The order (fleetctl.core.schedule): every image a change needs is on its host before
+anything stops; then removals that retire nothing in use; then one worker per deployment
+creates its new replicas and replaces the others `max_surge` at a time (recipes in
+fleetctl.ops.replica_steps). A replica that fails its gate stops its deployment's rollout
+and reverts the replicas already replaced, from their parked containers, so a deployment
+never stays on mixed revisions; a new version that fails leaves nothing of itself behind.
+Last, the older versions of a model go, once all of its new ones serve. At most
+`max_parallel` container operations run per host, hosts side by side.
 """
 
 from __future__ import annotations
@@ -16,58 +16,23 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Protocol, Sequence
 
-from fleetctl.adapters import labels as L
 from fleetctl.adapters.docker_host import HostAPI
-from fleetctl.adapters.probes import CheckResult, Clock, SystemClock, port_answers, probe, wait_ready
+from fleetctl.adapters.probes import Clock, SystemClock, port_answers, probe
+from fleetctl.core.fleet import Deployment
 from fleetctl.core.plan import START_FIRST, Action, ActionKind
+from fleetctl.core.schedule import RolloutPolicy, Schedule, Unit, schedule
 from fleetctl.ops.rendering import Rendered
+from fleetctl.ops.replica_steps import Moved, NoRouter, PortTakenError, ReplicaSteps, RouterAPI, StepOutcome
 
-LOG_TAIL_LINES = 40
-
-
-class PortTakenError(Exception):
-    """The replica's port answers before its container exists."""
-
-
-@dataclass(frozen=True)
-class StepOutcome:
-    action: Action
-    ok: bool
-    detail: str
-    container: str | None = None
-    log_tail: str = ""
-    started_at: float = 0.0
-    finished_at: float = 0.0
+__all__ = ["Executor", "PortTakenError", "Reporter", "SilentReporter", "StepOutcome", "scrub"]
 
 
 class Reporter(Protocol):
     def step_started(self, action: Action) -> None: ...
     def step_finished(self, outcome: StepOutcome) -> None: ...
-
-
-class RouterAPI(Protocol):
-    """What the executor tells the front doors (fleetctl.ops.routing.Router)."""
-
-    def serve(self, deployment: str, replica: int, url: str) -> str | None: ...
-    def withdraw(self, deployment: str, replica: int, host: str, port: int | None) -> str | None: ...
-    def drain(self, url: str | None) -> None: ...
-
-
-class _NoRouter:
-    def serve(self, deployment: str, replica: int, url: str) -> str | None:
-        return None
-
-    def withdraw(self, deployment: str, replica: int, host: str, port: int | None) -> str | None:
-        return None
-
-    def drain(self, url: str | None) -> None:
-        pass
-
-
-_NO_ROUTER = _NoRouter()
 
 
 class SilentReporter:
@@ -97,151 +62,160 @@ class Executor:
     interval_s: float = 0.5
     check: Callable = probe  # type: ignore[type-arg]
     port_taken: Callable[[str], bool] = port_answers
-    router: RouterAPI = field(default_factory=lambda: _NO_ROUTER)
+    router: RouterAPI = field(default_factory=NoRouter)
 
     def __post_init__(self) -> None:
         self._slots = {h: threading.BoundedSemaphore(n) for h, n in self.max_parallel.items()}
         self._secret_values = sorted({v for s in self.secrets.values() for v in s.values() if v}, key=len, reverse=True)
 
-    # -- scheduling ----------------------------------------------------------------
-    def run(self, actions: Sequence[Action]) -> list[StepOutcome]:
-        todo = [a for a in actions if a.mutating and not a.blocked]
-        skipped = [
+    @property
+    def steps(self) -> ReplicaSteps:
+        return ReplicaSteps(self.hosts, self.router, self.clock, self.interval_s, self.check, self.port_taken)
+
+    # -- scheduling ----------------------------------------------------------------------
+    def run(
+        self,
+        actions: Sequence[Action],
+        deployments: Sequence[Deployment] = (),
+        policies: Mapping[str, RolloutPolicy] | None = None,
+    ) -> list[StepOutcome]:
+        sched = schedule(actions, deployments, policies)
+        outcomes = [
             StepOutcome(a, False, f"skipped: host unreachable ({a.blocked})") for a in actions if a.mutating and a.blocked
         ]
-        removals = [a for a in todo if a.kind is ActionKind.REMOVE]
-        changes = [a for a in todo if a.kind is not ActionKind.REMOVE]
-        workers = max(1, min(64, sum(self.max_parallel.values())))
-        outcomes: list[StepOutcome] = list(skipped)
+        missing = self._preflight(sched)
+        workers = max(1, min(64, sum(self.max_parallel.values()) + len(sched.units)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for phase in (removals, changes):
-                outcomes.extend(pool.map(self._guarded, phase))
+            outcomes.extend(pool.map(lambda a: self._guarded(a, self.steps.remove), sched.first))
+            results = list(pool.map(lambda u: self._run_unit(u, missing.get(u.deployment)), sched.units))
+            outcomes.extend(o for r in results for o in r)
+            failed_models = {u.model for u, r in zip(sched.units, results) if any(not o.ok for o in r)}
+            for model, removals in sched.retiring.items():
+                if model in failed_models:
+                    why = "kept: the new version of this model did not become ready, so this one still serves"
+                    outcomes.extend(StepOutcome(a, False, why) for a in removals)
+                else:
+                    outcomes.extend(pool.map(lambda a: self._guarded(a, self.steps.remove), removals))
         return outcomes
 
-    def _guarded(self, action: Action) -> StepOutcome:
+    def _preflight(self, sched: Schedule) -> dict[str, str]:
+        """Every image a unit needs, on every host it needs it, before anything stops;
+        returns the deployments that cannot roll, with the reason."""
+        needed: dict[tuple[str, str], list[str]] = {}
+        for u in sched.units:
+            for a in u.actions:
+                r = self.rendered[(a.deployment, a.replica)]
+                needed.setdefault((a.host, r.spec.image), []).append(u.deployment)
+        problems: dict[str, str] = {}
+
+        def ensure(key: tuple[str, str]) -> None:
+            host, image = key
+            try:
+                self.hosts[host].ensure_image(image)
+            except Exception as exc:
+                for dep in needed[key]:
+                    problems.setdefault(dep, f"image {image} is not available on {host}: {exc}")
+
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(needed)))) as pool:
+            list(pool.map(ensure, needed))
+        return problems
+
+    def _guarded(self, action: Action, step: Callable[..., StepOutcome | tuple[StepOutcome, Moved | None]], *args: object) -> StepOutcome:
+        outcome, _ = self._guarded_move(action, step, *args)
+        return outcome
+
+    def _guarded_move(
+        self, action: Action, step: Callable[..., StepOutcome | tuple[StepOutcome, Moved | None]], *args: object
+    ) -> tuple[StepOutcome, Moved | None]:
         slot = self._slots.get(action.host) or threading.BoundedSemaphore(4)
+        moved: Moved | None = None
         with slot:
             self.reporter.step_started(action)
             t0 = time.time()
             try:
-                outcome = self._do(action)
+                result = step(action, *args)
+                outcome, moved = result if isinstance(result, tuple) else (result, None)
             except Exception as exc:  # one replica's failure must not stop the others
                 outcome = StepOutcome(action, False, f"{type(exc).__name__}: {exc}")
-            outcome = StepOutcome(  # every outcome's text is scrubbed here, once
-                outcome.action,
-                outcome.ok,
-                scrub(outcome.detail, self._secret_values),
-                outcome.container,
-                scrub(outcome.log_tail, self._secret_values),
-                t0,
-                time.time(),
-            )
+            outcome = self._scrubbed(outcome, t0)
             self.reporter.step_finished(outcome)
-            return outcome
+            return outcome, moved
 
-    def _do(self, a: Action) -> StepOutcome:
-        if a.kind is ActionKind.REMOVE:
-            self.router.drain(self.router.withdraw(a.deployment, a.replica, a.host, a.port))
-            self.hosts[a.host].remove(a.container or "")
-            return StepOutcome(a, True, "removed", a.container)
-        r = self.rendered[(a.deployment, a.replica)]
-        secrets = self.secrets.get((a.deployment, a.replica), {})
-        if a.kind is ActionKind.CREATE:
-            return self._create(a, r, secrets)
-        if a.strategy == START_FIRST:
-            return self._start_first(a, r, secrets)
-        return self._stop_first(a, r, secrets)
-
-    # -- recipes -------------------------------------------------------------------
-    def _wait(self, host: HostAPI, cid: str, r: Rendered) -> CheckResult:
-        return wait_ready(
-            r.spec,
-            lambda: host.state(cid),
-            timeout_s=r.spec.startup_timeout_s,
-            interval_s=self.interval_s,
-            clock=self.clock,
-            check=self.check,
+    def _scrubbed(self, o: StepOutcome, t0: float) -> StepOutcome:
+        """Every outcome's text is scrubbed here, once."""
+        return StepOutcome(
+            o.action, o.ok, scrub(o.detail, self._secret_values), o.container, scrub(o.log_tail, self._secret_values), t0, time.time()
         )
 
-    def _ensure_port_free(self, r: Rendered) -> None:
-        if self.port_taken(r.spec.endpoint):
-            raise PortTakenError(
-                f"{r.spec.endpoint} already answers before the container started: the port is used by "
-                "something fleetctl does not manage; give this host another 'ports' range"
-            )
+    # -- one deployment -------------------------------------------------------------------
+    def _run_unit(self, unit: Unit, missing_image: str | None) -> list[StepOutcome]:
+        if missing_image:
+            return [StepOutcome(a, False, f"not started: {missing_image}") for a in unit.actions]
+        steps = self.steps
+        outcomes: list[StepOutcome] = []
+        if unit.creates:
+            with ThreadPoolExecutor(max_workers=len(unit.creates)) as pool:
+                outcomes.extend(pool.map(lambda a: self._guarded(a, self._create), unit.creates))
+        if unit.new_deployment and any(not o.ok for o in outcomes):
+            return self._undo_new(unit, outcomes)
+        moved: list[Moved] = []
+        batches = unit.batches()
+        for i, batch in enumerate(batches):
+            with ThreadPoolExecutor(max_workers=len(batch)) as pool:
+                results = list(pool.map(lambda a: self._guarded_move(a, self._replace), batch))
+            moved.extend(m for _, m in results if m is not None)
+            outcomes.extend(o for o, _ in results)
+            if any(not o.ok for o, _ in results):
+                rest = [a for b in batches[i + 1 :] for a in b]
+                failed = next(o for o, _ in results if not o.ok)
+                undone = {(m.action.deployment, m.action.replica) for m in moved}
+                kept = [o for o in outcomes if (o.action.deployment, o.action.replica) not in undone or not o.ok]
+                return kept + self._revert(moved, rest, failed)
+        for m in moved:
+            try:
+                steps.finish(m)
+            except Exception:  # a parked container left behind is planned away next time
+                pass
+        return outcomes
 
-    def _fail(self, a: Action, host: HostAPI, cid: str, why: CheckResult) -> StepOutcome:
-        tail = host.logs_tail(cid, LOG_TAIL_LINES)
-        host.remove(cid, timeout_s=10)
-        return StepOutcome(a, False, why.detail, cid, tail)
+    def _create(self, a: Action) -> StepOutcome:
+        return self.steps.create(a, self.rendered[(a.deployment, a.replica)], self.secrets.get((a.deployment, a.replica), {}))
 
-    def _create(self, a: Action, r: Rendered, secrets: Mapping[str, str]) -> StepOutcome:
-        host = self.hosts[a.host]
-        self._ensure_port_free(r)
-        cid = host.run(r.name, r.spec, r.labels, secrets)
-        ready = self._wait(host, cid, r)
-        if not ready.ok:
-            return self._fail(a, host, cid, ready)
-        self.router.serve(a.deployment, a.replica, r.spec.endpoint)
-        return StepOutcome(a, True, f"ready at {r.spec.endpoint}", r.name)
+    def _replace(self, a: Action) -> tuple[StepOutcome, Moved | None]:
+        r = self.rendered[(a.deployment, a.replica)]
+        secrets = self.secrets.get((a.deployment, a.replica), {})
+        if a.strategy == START_FIRST:
+            return self.steps.start_first(a, r, secrets)
+        return self.steps.stop_first(a, r, secrets)
 
-    def _start_first(self, a: Action, r: Rendered, secrets: Mapping[str, str]) -> StepOutcome:
-        host = self.hosts[a.host]
-        old_host = self.hosts[a.container_host] if a.container_host else host
-        self._ensure_port_free(r)
-        if a.container_host:
-            # Another engine: the final name is free there, no temporary name needed.
-            cid = host.run(r.name, r.spec, r.labels, secrets)
-        else:
-            cid = host.run(r.name + L.TEMP_SUFFIX, r.spec, r.labels, secrets)
-        ready = self._wait(host, cid, r)
-        if not ready.ok:
-            return self._fail(a, host, cid, ready)
-        # Traffic moves to the new replica, the old one finishes what it has, then goes.
-        self.router.drain(self.router.serve(a.deployment, a.replica, r.spec.endpoint))
-        old_host.remove(a.container or "")
-        if not a.container_host:
-            host.rename(cid, r.name)
-        return StepOutcome(a, True, f"ready at {r.spec.endpoint}; old container replaced", r.name)
+    def _revert(self, moved: list[Moved], rest: list[Action], failed: StepOutcome) -> list[StepOutcome]:
+        """Replica `failed` did not pass its gate: every replica already replaced goes
+        back to its parked container (the last stable revision, exactly), the rest is not
+        started. Reported as failures of this revision, with the reason."""
+        why = f"replica #{failed.action.replica} of this revision failed its gate ({failed.detail})"
+        out: list[StepOutcome] = []
+        for m in reversed(moved):
+            t0 = time.time()
+            try:
+                detail = self.steps.revert(m)
+            except Exception as exc:
+                detail = f"revert failed: {type(exc).__name__}: {exc}"
+            out.append(self._scrubbed(StepOutcome(m.action, False, f"{detail}; {why}", m.old_name), t0))
+        out.extend(StepOutcome(a, False, f"not started: {why}") for a in rest)
+        return out
 
-    def _stop_first(self, a: Action, r: Rendered, secrets: Mapping[str, str]) -> StepOutcome:
-        host = self.hosts[a.host]
-        old = a.container or r.name
-        was_running = host.state(old) == "running"
-        aside = r.name + L.OLD_SUFFIX
-        old_url = self.router.withdraw(a.deployment, a.replica, a.host, self._old_port(a))
-        self.router.drain(old_url)
-        host.rename(old, aside)
-        if was_running:
-            host.stop(aside)
-        try:
-            self._ensure_port_free(r)
-            cid = host.run(r.name, r.spec, r.labels, secrets)
-        except Exception:
-            self._restore(host, aside, r.name, was_running)
-            self._serve_again(a, old_url)
-            raise
-        ready = self._wait(host, cid, r)
-        if not ready.ok:
-            outcome = self._fail(a, host, cid, ready)
-            self._restore(host, aside, r.name, was_running)
-            self._serve_again(a, old_url)
-            return StepOutcome(a, False, outcome.detail + "; old container restored", cid, outcome.log_tail)
-        self.router.serve(a.deployment, a.replica, r.spec.endpoint)
-        host.remove(aside)
-        return StepOutcome(a, True, f"ready at {r.spec.endpoint} (old one stopped first: GPUs too full for both)", r.name)
-
-    @staticmethod
-    def _old_port(a: Action) -> int | None:
-        """Stop-first replaces whatever serves the replica now, whatever its port."""
-        return None
-
-    def _serve_again(self, a: Action, url: str | None) -> None:
-        if url:
-            self.router.serve(a.deployment, a.replica, url)
-
-    @staticmethod
-    def _restore(host: HostAPI, aside: str, name: str, was_running: bool) -> None:
-        host.rename(aside, name)
-        if was_running:
-            host.start(name)
+    def _undo_new(self, unit: Unit, outcomes: list[StepOutcome]) -> list[StepOutcome]:
+        """A new version whose replicas did not all become ready leaves none of them: its
+        older version keeps every client."""
+        failed = next(o for o in outcomes if not o.ok)
+        why = f"replica #{failed.action.replica} failed its gate ({failed.detail})"
+        out = []
+        for o in outcomes:
+            if o.ok:
+                self.router.drain(self.router.withdraw(o.action.deployment, o.action.replica, o.action.host, o.action.port))
+                self.hosts[o.action.host].remove(o.container or "", timeout_s=10)
+                out.append(replace(o, ok=False, detail=f"removed again: {why}"))
+            else:
+                out.append(o)
+        out.extend(StepOutcome(a, False, f"not started: {why}") for a in unit.replacements)
+        return out

@@ -26,9 +26,11 @@ from fleetctl.core.front_door import (
     backend_url,
     routes_hash,
 )
+from fleetctl.core.fleet import Deployment
 from fleetctl.core.inventory import Inventory
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import Plan
+from fleetctl.core.schedule import model_of
 from fleetctl.ops.front_door import routes_for
 from fleetctl.runtimes.front_door import render_front_door
 
@@ -86,10 +88,11 @@ class Router:
         self.sites: dict[str, FrontDoorSite] = {s.host: s for s in plan.front_door_sites if s.host not in plan.unreachable}
         self._lock = threading.Lock()
         self._backends: dict[tuple[str, int], Backend] = {}
-        wanted = {d.name for d in plan.deployments}
+        self._wanted = {d.name: d for d in plan.deployments}
+        models = {d.model for d in plan.deployments}
         for (dep, replica), found in observed.by_replica().items():
             c = found[0]
-            if dep in wanted and c.running and not c.temporary and c.endpoint:
+            if (dep in self._wanted or model_of(dep) in models) and c.running and not c.temporary and c.endpoint:
                 self._backends[(dep, replica)] = Backend(dep, replica, c.endpoint)
         self.problems: list[str] = []
         # Hosts whose front door runs and takes routes: those observed running, until
@@ -101,7 +104,22 @@ class Router:
         return bool(self._live)
 
     def routes(self) -> bytes:
-        return routes_for(self.plan, self.inv, self._backends.values())
+        """The routes now: older versions of a model serve until its new version can
+        take every client (at its full replica count, or at once for a rollback)."""
+        serving: dict[str, int] = {}
+        for b in self._backends.values():
+            serving[b.deployment] = serving.get(b.deployment, 0) + 1
+        retiring = sorted({b.deployment for b in self._backends.values() if b.deployment not in self._wanted})
+        old = [Deployment(model_of(n), n.rpartition("@")[2], "", "", 1.0) for n in retiring]
+        current: dict[str, str] = {}
+        for d in self.plan.deployments:
+            if d.pinned:
+                continue
+            n = serving.get(d.name, 0)
+            ready = n >= d.replicas or (d.model in self.plan.switch_at_once and n >= 1)
+            older = sorted((o for o in old if o.model == d.model), key=lambda o: (serving[o.name], o.version))
+            current[d.model] = d.version if ready or not older else older[-1].version
+        return routes_for(self.plan, self.inv, self._backends.values(), old, current)
 
     # -- what the executor calls ---------------------------------------------------------
     def serve(self, deployment: str, replica: int, url: str) -> str | None:

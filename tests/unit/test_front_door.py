@@ -264,3 +264,48 @@ def test_disabled_front_door_plans_nothing(tmp_path: Path) -> None:
     assert plan.front_doors == () and plan.routes_hash == ""
     assert all(a.kind is ActionKind.CREATE for a in plan.actions)
     assert replace(plan, actions=()).has_changes is False
+
+
+def current_of(host: FakeHost, model: str) -> str:
+    doc = json.loads(host.files[ROUTES_PATH])
+    return next(m["current"] for m in doc["models"] if m["name"] == model)
+
+
+def test_a_version_switch_moves_clients_only_once_the_new_version_is_complete(tmp_path: Path) -> None:
+    from fleetctl.ops.routing import Router
+
+    text = (REPO / "inventory" / "demo.yaml").read_text().replace("version: v4", "version: v5\n    replicas: 2", 1)
+    path = tmp_path / "demo.yaml"
+    path.write_text(text.replace("../tests/testbed/models", str(REPO / "tests" / "testbed" / "models")))
+    loaded = load(path)
+    plan = build_plan(loaded, ObservedFleet.empty(["demo-host"], offline=False))
+    host = FakeHost()
+    router = Router(plan, loaded.inventory, {"demo-host": host}, running(plan, loaded.inventory, 20500), clock=FakeClock())
+    router.push()
+    assert current_of(host, "chat-llm") == "v4"  # v5 has no replica yet: v4 keeps everyone
+    router.serve("chat-llm@v5", 0, "http://127.0.0.1:20600")
+    assert current_of(host, "chat-llm") == "v4"  # one of two
+    router.serve("chat-llm@v5", 1, "http://127.0.0.1:20604")
+    assert current_of(host, "chat-llm") == "v5"
+    assert served(host)["chat-llm@v4"] == ["http://127.0.0.1:20500"]  # still routed: it drains
+    router.withdraw("chat-llm@v4", 0, "demo-host", 20500)
+    assert "chat-llm@v4" not in served(host)
+    assert routes_hash(host.files[ROUTES_PATH]) != plan.routes_hash  # v3 is not up in this test
+
+
+def test_a_rollback_to_a_running_pin_moves_clients_at_once() -> None:
+    from fleetctl.ops.routing import Router
+
+    _, inv, plan = demo_plan()
+    v3 = replace(plan.deployment("chat-llm@v3"), customers=(), replicas=2)
+    plan = replace(
+        plan, deployments=tuple(v3 if d.name == "chat-llm@v3" else d for d in plan.deployments if d.name != "chat-llm@v4"),
+        switch_at_once=frozenset({"chat-llm"}),
+    )
+    host = FakeHost()
+    observed = running(plan, inv, 20500)  # v4 runs
+    v3c = ObservedContainer("demo-host", "id3", "fleetctl-demo-chat-llm-v3-0", "chat-llm@v3", 0, (0,), "x", "running", "img", port=20400, endpoint="http://127.0.0.1:20400")
+    observed = ObservedFleet({"demo-host": replace(observed.hosts["demo-host"], containers=observed.hosts["demo-host"].containers + (v3c,))}, offline=False)
+    router = Router(plan, inv, {"demo-host": host}, observed, clock=FakeClock())
+    router.push()
+    assert current_of(host, "chat-llm") == "v3"  # one of two replicas, but a rollback flips at once

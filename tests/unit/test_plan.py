@@ -85,14 +85,31 @@ def test_changed_image_recreates_start_first_on_a_fresh_port_when_the_gpu_has_ro
     assert change.port != old_port  # old and new listen side by side during the rollout
 
 
-def test_changed_image_on_a_full_gpu_stops_the_old_one_first() -> None:
+def test_changed_image_on_a_full_gpu_surges_to_a_gpu_with_room_start_first() -> None:
     deps, hosts = seed()
     first = make_plan(deps, hosts, ObservedFleet.empty(["gpu-host-1"]))
     observed = running_fleet(first, ["gpu-host-1"])
     deps2 = [replace(d, image="nim:next") if d.name == "chat-llm@v4" else d for d in deps]
-    (change,) = make_plan(deps2, hosts, observed).changes
+    plan = make_plan(deps2, hosts, observed)
+    (change,) = plan.changes
+    assert change.kind is ActionKind.RECREATE and change.strategy == START_FIRST and not change.downtime
+    # GPU 0 holds 80 of 80 GB (v3 and v4): the successor goes to an idle GPU beside it.
+    assert change.gpus in ((2,), (3,)) and "surge" in change.reason
+    assert next(a for a in plan.placement.assignments if a.deployment == "chat-llm@v4").gpus == change.gpus
+    # Applied, it stays there: the next plan has nothing to do.
+    assert not make_plan(deps2, hosts, running_fleet(plan, ["gpu-host-1"])).has_changes
+
+
+def test_stop_first_only_when_no_gpu_anywhere_can_hold_the_successor() -> None:
+    deps, hosts = seed()
+    one_gpu = [replace(h, gpus=h.gpus[:1]) for h in hosts]
+    chat = [d for d in deps if d.model == "chat-llm"]
+    first = make_plan(chat, one_gpu, ObservedFleet.empty(["gpu-host-1"]))
+    observed = running_fleet(first, ["gpu-host-1"])
+    deps2 = [replace(d, image="nim:next") if d.name == "chat-llm@v4" else d for d in chat]
+    (change,) = make_plan(deps2, one_gpu, observed).changes
     assert change.kind is ActionKind.RECREATE
-    assert change.strategy == STOP_FIRST  # GPU 0 holds 80 of 80 GB: no room for a second chat-llm
+    assert change.strategy == STOP_FIRST and change.downtime  # 80 of 80 GB and nowhere else to go
     assert change.port == next(a.port for a in first.actions if a.deployment == "chat-llm@v4")
 
 
