@@ -167,6 +167,12 @@ def assign_ports(
             kept.setdefault((c.deployment, c.replica), (c.host, c.port))
     ports: dict[tuple[str, int], int] = {}
     taken: dict[str, set[int]] = {h: set(b) for h, b in reserved_blocks(reserved or {}, port_ranges).items()}
+    # A container that goes away (an older version, a replica no longer wanted) may still
+    # serve while its successors start: its port is not handed to anyone in this plan.
+    wanted = {(a.deployment, a.replica) for a in assignments}
+    for c in observed:
+        if c.port is not None and (c.deployment, c.replica) not in wanted:
+            taken.setdefault(c.host, set()).add(c.port)
     pending = []
     for a in sorted(assignments, key=lambda a: (a.host, a.deployment, a.replica)):
         prev = kept.get((a.deployment, a.replica))

@@ -124,9 +124,14 @@ def apply(
         if not plan.has_changes:
             forget_holds(state_path, lifted)  # writes only when there are lifted holds
             return ApplyResult(plan)  # nothing to do: no Docker mutation, no state write
+        plan = downtime.with_estimates(plan, state_path)
+        downtime.check_permitted(plan, inv, allow_downtime)  # before asking: it would be refused
+        result = replace(result, plan=plan)
         if not confirm(plan):
             raise AbortedError("apply cancelled; nothing was changed")
-        outcome = execute_plan(result, inv, state_path, hosts(inv), reporter or SilentReporter(), command, interval_s)
+        outcome = execute_plan(
+            result, inv, state_path, hosts(inv), reporter or SilentReporter(), command, interval_s, allow_downtime
+        )
         if not outcome.failed:
             forget_holds(state_path, lifted)
         return outcome

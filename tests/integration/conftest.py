@@ -35,6 +35,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -365,6 +366,7 @@ class FleetUnderTest:
         self.name = f"t{next(_fleet_names)}-{os.getpid()}"
         self.models: list[dict[str, Any]] = []
         self.outputs: list[str] = []
+        self.gpus: dict[str, Any] = {"count": 2, "memory_gb": 80, "model": "H100-80GB"}  # per host
         # Every host's front door listens at the top of its port range (the default).
         self.front_door: dict[str, Any] = {"image": testbed.images.front_door}
 
@@ -417,7 +419,7 @@ class FleetUnderTest:
                 "name": name,
                 "docker": url,
                 "simulated": True,
-                "gpus": {"count": 2, "memory_gb": 80, "model": "H100-80GB"},
+                "gpus": dict(self.gpus),
                 "network": "host",
                 "address": "127.0.0.1",
                 "ports": f"{self.ranges[name]}-{self.ranges[name] + 99}",
@@ -468,6 +470,51 @@ class FleetUnderTest:
         name = host or next(iter(self.hosts))
         port = self.front_door.get("port") or self.ranges[name] + 99
         return f"http://127.0.0.1:{port}"
+
+
+class SteadyLoad:
+    """A client sending one request after another (about every `interval_s`) in a thread,
+    counting every failure: an exception or a status other than 200."""
+
+    def __init__(self, url: str, body: dict[str, Any], headers: dict[str, str] | None = None, interval_s: float = 0.02) -> None:
+        self.url, self.body, self.headers, self.interval_s = url, body, headers or {}, interval_s
+        self.ok = 0
+        self.failures: list[str] = []
+        self.failed_at: list[float] = []  # time.monotonic() of each failure
+        self.served_by: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while not self._stop.is_set():
+                try:
+                    r = client.post(self.url, json=self.body, headers=self.headers)
+                    if r.status_code == 200:
+                        self.ok += 1
+                        self.served_by.append(r.headers.get("x-fleetctl-deployment", ""))
+                    else:
+                        self.failures.append(f"{r.status_code} {r.text[:200]}")
+                        self.failed_at.append(time.monotonic())
+                except httpx.HTTPError as exc:
+                    self.failures.append(f"{type(exc).__name__}: {exc}")
+                    self.failed_at.append(time.monotonic())
+                time.sleep(self.interval_s)
+
+    def __enter__(self) -> "SteadyLoad":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+
+@pytest.fixture
+def steady_load():
+    """`steady_load(url, body, headers=None)`: a context manager sending requests in a
+    thread until it exits; `.failures`, `.ok` and `.served_by` tell what happened."""
+    return SteadyLoad
 
 
 @pytest.fixture

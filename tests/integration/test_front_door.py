@@ -7,7 +7,6 @@ are the `openai` package, httpx and tritonclient, on loopback only.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from typing import Any
 
@@ -17,41 +16,6 @@ import pytest
 from fleetctl.errors import ExitCode
 
 CHAT = {"model": "chat-llm", "messages": [{"role": "user", "content": "hello front door"}], "max_tokens": 8}
-
-
-class SteadyLoad:
-    """A client sending one request after another (about every `interval_s`) in a thread,
-    counting every failure: an exception or a status other than 200."""
-
-    def __init__(self, url: str, body: dict[str, Any], headers: dict[str, str] | None = None, interval_s: float = 0.02) -> None:
-        self.url, self.body, self.headers, self.interval_s = url, body, headers or {}, interval_s
-        self.ok = 0
-        self.failures: list[str] = []
-        self.served_by: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=10) as client:
-            while not self._stop.is_set():
-                try:
-                    r = client.post(self.url, json=self.body, headers=self.headers)
-                    if r.status_code == 200:
-                        self.ok += 1
-                        self.served_by.append(r.headers.get("x-fleetctl-deployment", ""))
-                    else:
-                        self.failures.append(f"{r.status_code} {r.text[:200]}")
-                except httpx.HTTPError as exc:
-                    self.failures.append(f"{type(exc).__name__}: {exc}")
-                time.sleep(self.interval_s)
-
-    def __enter__(self) -> "SteadyLoad":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
 
 
 def chat_fleet(fleet: Any, testbed: Any, replicas: int = 1) -> Any:
@@ -118,13 +82,15 @@ def test_a_model_without_a_ready_replica_answers_503_with_retry_after(fleet: Any
     assert reply.json()["error"]["code"] == "no_ready_replica"
 
 
-def test_a_replica_stopped_by_hand_leaves_rotation_within_3_s_without_a_failed_request(fleet: Any, testbed: Any) -> None:
+def test_a_replica_stopped_by_hand_leaves_rotation_within_3_s_without_a_failed_request(
+    fleet: Any, testbed: Any, steady_load: Any
+) -> None:
     chat_fleet(fleet, testbed, replicas=2)
     assert fleet.apply().returncode == 0
     url = fleet.front_door_url()
     victim = fleet.ids()[fleet.container("chat-llm@v4", 1)]
     victim_url = fleet.endpoint("chat-llm@v4", 1)
-    with SteadyLoad(url + "/v1/chat/completions", CHAT) as load:
+    with steady_load(url + "/v1/chat/completions", CHAT) as load:
         time.sleep(1.0)
         stopped = time.monotonic()
         testbed.client().api.stop(victim, timeout=1)
@@ -140,14 +106,16 @@ def test_a_replica_stopped_by_hand_leaves_rotation_within_3_s_without_a_failed_r
     assert load.failures == [] and load.ok > 50
 
 
-def test_a_rollout_under_steady_load_fails_no_request_and_pins_keep_their_containers(fleet: Any, testbed: Any) -> None:
+def test_a_rollout_under_steady_load_fails_no_request_and_pins_keep_their_containers(
+    fleet: Any, testbed: Any, steady_load: Any
+) -> None:
     chat_fleet(fleet, testbed)
     assert fleet.apply().returncode == 0
     url = fleet.front_door_url()
     pinned_id = fleet.ids()[fleet.container("chat-llm@v3", 0)]
     old_v4 = fleet.ids()[fleet.container("chat-llm@v4", 0)]
     fleet.models[0]["image"] = testbed.images.nim_standin  # an image change of the current version
-    with SteadyLoad(url + "/v1/chat/completions", CHAT) as current, SteadyLoad(
+    with steady_load(url + "/v1/chat/completions", CHAT) as current, steady_load(
         url + "/v1/chat/completions", CHAT, headers={"X-Customer": "acme-corp"}
     ) as pinned:
         r = fleet.apply()
