@@ -3,7 +3,8 @@
 A replacement stops the old replica first only when no GPU anywhere can hold the old and
 the new one at once (see fleetctl.core.surge). That replica is then out of service while
 its successor starts; fleetctl says so before it asks, and refuses unless the operator
-allowed it (`--allow-downtime`) or the model's `rollout.allow_downtime` does.
+allowed it (`--allow-downtime`) or the model's `rollout` block does (`allow_downtime:
+true`, or `max_unavailable` of 1 or more).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def describe(plan: Plan) -> list[str]:
 
 def check_permitted(plan: Plan, inv: Inventory, allow_downtime: bool) -> None:
     """Refuse a plan with stop-first replacements nobody allowed."""
-    allowed = {m.name for m in inv.models if m.rollout.allow_downtime}
+    # `max_unavailable: 1` or more says the same for that model: replicas may be out.
+    allowed = {m.name for m in inv.models if m.rollout.allow_downtime or m.rollout.max_unavailable > 0}
     refused = [a for a in plan.actions if a.downtime and not allow_downtime and model_of(a.deployment) not in allowed]
     if not refused:
         return

@@ -95,6 +95,7 @@ class Router:
             if (dep in self._wanted or model_of(dep) in models) and c.running and not c.temporary and c.endpoint:
                 self._backends[(dep, replica)] = Backend(dep, replica, c.endpoint)
         self.problems: list[str] = []
+        self._pushed: bytes | None = None  # the routes every live front door has loaded
         # Hosts whose front door runs and takes routes: those observed running, until
         # `converge_front_doors` says otherwise.
         self._live = {h for h, doors in observed.front_doors().items() if any(d.running for d in doors)} & set(self.sites)
@@ -169,7 +170,10 @@ class Router:
         if not self.enabled:
             return
         data = self.routes()
+        if data == self._pushed:
+            return  # a replica the front doors do not route (or no change): nothing to ship
         want = routes_hash(data)
+        everywhere = True
         for host in sorted(self._live):
             api = self.hosts[host]
             name = L.front_door_name(self.inv.fleet)
@@ -179,6 +183,8 @@ class Router:
                 self._await_loaded(api, name, want)
             except Exception as exc:  # a front door that cannot take routes must not stop the rollout
                 self.problems.append(f"front door on {host}: routes not loaded: {type(exc).__name__}: {exc}")
+                everywhere = False
+        self._pushed = data if everywhere else None
 
     def _await_loaded(self, api: HostAPI, name: str, want: str) -> None:
         deadline = self.clock.monotonic() + LOAD_TIMEOUT_S
@@ -211,6 +217,7 @@ class Router:
                     self._live.add(a.host)
                 else:
                     self._live.discard(a.host)
+                self._pushed = None  # the next push goes to every front door again
         return outcomes
 
     def _converge_one(self, a: FrontDoorAction) -> FrontDoorOutcome:
