@@ -234,38 +234,46 @@ def test_the_canary_api_key_never_reaches_state_plan_logs_or_output(fleet: Any, 
         assert fleet.canary not in testbed.client().api.logs(name).decode(errors="replace")
 
 
-def test_rollback_restores_the_exact_earlier_revision_of_one_pinned_version(fleet: Any, testbed: Any) -> None:
+def test_rollback_of_a_model_restores_the_previous_revision_of_its_current_version_and_holds_it(
+    fleet: Any, testbed: Any
+) -> None:
     chat = fleet.nim("chat-llm", testbed.images.nim_standin, memory=10, version="v4")
     chat["pins"] = [{"version": "v3", "image": testbed.images.nim_standin, "customers": ["acme-corp"]}]
+    state = ("--state", str(fleet.state))
     assert fleet.apply().returncode == 0
-    v4_id = fleet.ids()[fleet.container("chat-llm@v4", 0)]
+    v3_id = fleet.ids()[fleet.container("chat-llm@v3", 0)]
 
-    chat["pins"][0]["image"] = testbed.images.nim_standin_v2
+    chat["image"] = testbed.images.nim_standin_v2
     assert fleet.apply().returncode == 0
     api = testbed.client().api
-    assert api.inspect_container(fleet.container("chat-llm@v3", 0))["Config"]["Image"] == testbed.images.nim_standin_v2
+    assert api.inspect_container(fleet.container("chat-llm@v4", 0))["Config"]["Image"] == testbed.images.nim_standin_v2
 
-    r = fleet.cli("rollback", "chat-llm@v3", "--yes", "--state", str(fleet.state))
+    r = fleet.cli("rollback", "chat-llm", "--yes", *state)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert api.inspect_container(fleet.container("chat-llm@v3", 0))["Config"]["Image"] == testbed.images.nim_standin
-    assert httpx.get(fleet.endpoint("chat-llm@v3") + "/v1/health/ready").status_code == 200
-    # Everyone else's version did not move.
-    assert fleet.ids()[fleet.container("chat-llm@v4", 0)] == v4_id
+    assert api.inspect_container(fleet.container("chat-llm@v4", 0))["Config"]["Image"] == testbed.images.nim_standin
+    assert httpx.get(fleet.endpoint("chat-llm@v4") + "/v1/health/ready").status_code == 200
+    # The pinned customer's version did not move.
+    assert fleet.ids()[fleet.container("chat-llm@v3", 0)] == v3_id
 
-    hist = json.loads(fleet.cli("history", "chat-llm@v3", "--output", "json", "--state", str(fleet.state), inventory=False).stdout)
+    hist = json.loads(fleet.cli("history", "chat-llm@v4", "--output", "json", *state, inventory=False).stdout)
     revs = {r["number"]: (r["outcome"], r["image"]) for r in hist["revisions"]}
     assert revs == {
         1: ("applied", testbed.images.nim_standin),
         2: ("rolled_back", testbed.images.nim_standin_v2),
         3: ("applied", testbed.images.nim_standin),
     }
-    # The inventory still asks for the newer image: plan shows the roll-forward.
-    plan = json.loads(fleet.cli("plan", "--output", "json").stdout)
+    # The inventory still asks for the newer image; the hold keeps the restored revision.
+    plan = json.loads(fleet.cli("plan", "--output", "json", *state).stdout)
+    assert [a for a in plan["actions"] if a["kind"] != "keep"] == []
+    assert plan["notes"][0].startswith("chat-llm held at v4 (revision 1) by rollback at ")
+    # Released, plan shows the roll-forward.
+    assert fleet.cli("release", "chat-llm", *state).returncode == 0
+    plan = json.loads(fleet.cli("plan", "--output", "json", *state).stdout)
     (change,) = [a for a in plan["actions"] if a["kind"] != "keep"]
-    assert change["deployment"] == "chat-llm@v3" and "nim-standin:2" in change["reason"]
+    assert change["deployment"] == "chat-llm@v4" and "nim-standin:2" in change["reason"]
 
-    rollouts = json.loads(fleet.cli("history", "--output", "json", "--state", str(fleet.state), inventory=False).stdout)["rollouts"]
-    assert [r["command"] for r in rollouts][:1] == ["rollback chat-llm@v3"]
+    rollouts = json.loads(fleet.cli("history", "--output", "json", *state, inventory=False).stdout)["rollouts"]
+    assert [r["command"] for r in rollouts][:1] == ["rollback chat-llm"]
 
 
 def test_the_demo_inventory_applies_triton_models_answer_and_nim_stand_ins_are_ready(
@@ -329,15 +337,18 @@ def test_the_demo_inventory_applies_triton_models_answer_and_nim_stand_ins_are_r
 
 def test_an_image_that_cannot_be_had_fails_that_replica_with_a_clear_reason(fleet: Any, testbed: Any) -> None:
     fleet.nim("ok", testbed.images.nim_standin, memory=10)
-    fleet.nim("ghost", "fleetctl-testbed/does-not-exist:9", memory=10)
+    # Its registry is a closed port on loopback: the pull fails without leaving the machine.
+    fleet.nim("ghost", "127.0.0.1:1/fleetctl-testbed/does-not-exist:9", memory=10)
     r = fleet.apply()
     assert r.returncode == ExitCode.ROLLOUT_FAILED, r.stdout + r.stderr
-    assert "fleetctl-testbed/does-not-exist:9 is not on host host-a and pulling it failed" in r.stdout
+    assert "image 127.0.0.1:1/fleetctl-testbed/does-not-exist:9 is not available on host-a" in r.stdout
+    assert "pulling it failed" in r.stdout
     assert set(fleet.ids()) == {fleet.container("ok@1", 0)}
 
 
 def test_a_gpu_too_full_for_old_and_new_stops_the_old_first_and_restarts_it_on_failure(fleet: Any, testbed: Any) -> None:
-    chat = fleet.nim("chat-llm", memory=70)
+    fleet.gpus = {"count": 1, "memory_gb": 80, "model": "H100-80GB"}  # no other GPU to surge to
+    chat = fleet.nim("chat-llm", memory=70, rollout={"allow_downtime": True})
     assert fleet.apply().returncode == 0
     old_id = fleet.ids()[fleet.container("chat-llm@1")]
     endpoint = fleet.endpoint("chat-llm@1")
