@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 from fleetctl.cli import render
-from fleetctl.cli.options import InventoryOpt, Output, OutputOpt, known_runtimes, observer
+from fleetctl.cli.options import InventoryOpt, Output, OutputOpt, StateOpt, known_runtimes, observer, state_path
 from fleetctl.errors import ExitCode, FleetctlError
 
 app = typer.Typer(
@@ -38,14 +38,15 @@ def plan(
         False, "--detailed-exitcode", help=f"Exit {int(ExitCode.CHANGES_PENDING)} when the plan has changes."
     ),
     show_all: bool = typer.Option(False, "--all", help="Show every GPU and action, however large the fleet."),
+    state: Optional[Path] = StateOpt,
 ) -> None:
-    """Place every replica on GPUs and show the changes, before anything moves."""
+    """Place every replica on GPUs and show the changes, before anything moves (holds honoured)."""
     from fleetctl.core.plan import plan_to_json
     from fleetctl.ops.planning import plan_inventory
     from fleetctl.ops.planfile import save_plan
 
     observe = None if offline else observer()
-    result = plan_inventory(inventory, observe, known_runtimes())
+    result = plan_inventory(inventory, observe, known_runtimes(), state_path(state))
     p = result.plan
     if out is not None:
         save_plan(out, result)
@@ -138,9 +139,10 @@ def schema(
 
 
 # Commands defined in their own modules, registered in the order `--help` lists them.
-from fleetctl.cli import decide_cmds, health_cmd, rollout_cmds  # noqa: E402
+from fleetctl.cli import decide_cmds, health_cmd, hold_cmds, rollout_cmds  # noqa: E402
 
 rollout_cmds.register(app)
+hold_cmds.register(app)
 health_cmd.register(app)
 decide_cmds.register(app)
 

@@ -167,12 +167,17 @@ def render_summary(console: Console, plan: Plan) -> None:
             + ", ".join(s.url for s in plan.front_door_sites[:3])
             + (" …" if len(plan.front_door_sites) > 3 else "")
         )
-    for note in plan.notes:
-        console.print(f"[cyan]note:[/cyan] {note}", highlight=False)
+    render_notes(console, plan)
     for host, why in sorted(plan.unreachable.items()):
         console.print(f"[red]host {host} unreachable:[/red] {why}")
     for u in plan.placement.unplaced:
         console.print(f"[red]cannot place {u.deployment}#{u.replica}:[/red] " + "; ".join(u.reasons))
+
+
+def render_notes(console: Console, plan: Plan) -> None:
+    """The plan's notes (holds in force or lifted, what a rollback does), one line each."""
+    for note in plan.notes:
+        console.print(Text.assemble(("note: ", "cyan"), note), highlight=False)
 
 
 def render_plan(console: Console, plan: Plan, show_all: bool = False) -> None:
@@ -260,6 +265,20 @@ def render_history(console: Console, data: dict[str, Any]) -> None:
                 str(r["rollout_id"]),
             )
         console.print(table)
+        for r in data["revisions"]:
+            if r.get("reason") or r.get("log_tail"):
+                step = r.get("failed_step") or {}
+                where = f" ({step.get('action')} of replica {step.get('replica')} on {step.get('host')})" if step else ""
+                console.print(Text.assemble((f"revision {r['number']} failed{where}: ", "red"), r.get("reason") or ""))
+                for line in (r.get("log_tail") or "").rstrip().splitlines()[-15:]:
+                    console.print(Text("  " + line, style="dim"))
+        hold = data.get("hold")
+        if hold:
+            console.print(
+                f"{hold['model']} is held at {hold['deployment']} (revision {hold['revision']}) since {hold['created_at']}: "
+                f"`fleetctl release {hold['model']}` follows the inventory again",
+                markup=False,
+            )
         return
     table = Table(title="Rollouts", title_justify="left", show_edge=False, pad_edge=False)
     for col in ("id", "started (UTC)", "command", "user", "outcome", "summary"):
@@ -269,3 +288,28 @@ def render_history(console: Console, data: dict[str, Any]) -> None:
             str(r["id"]), r["started_at"], r["command"], r["user"], Text(r["outcome"], style=OUTCOME_STYLE.get(r["outcome"], "")), r["summary"]
         )
     console.print(table)
+
+
+def render_pins(console: Console, rows: Sequence[Any]) -> None:
+    """`fleetctl pins`: customers pinned to a version, and the holds, with their routes."""
+    table = Table(title="Pins and holds", title_justify="left", show_edge=False, pad_edge=False)
+    for col in ("customer", "model", "version", "route", "replicas", "health"):
+        table.add_column(col, no_wrap=col != "route")
+    for r in rows:
+        if r.kind == "hold":
+            who = Text("everyone else (hold)" if r.in_force else "hold, lifted", style="magenta" if r.in_force else "dim")
+            route = r.url or "(no front door)"
+        else:
+            who = Text(r.customer or "")
+            route = f"{r.url or '(no front door)'}  {r.header}: {r.value}"
+        table.add_row(
+            who,
+            r.model,
+            r.version,
+            route,
+            f"{r.running}/{r.desired}",
+            Text(r.health, style=STATE_STYLE.get(r.health, "")),
+        )
+    console.print(table)
+    if not rows:
+        console.print("[dim]no customer is pinned and no model is held[/dim]")

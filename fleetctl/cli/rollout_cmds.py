@@ -90,39 +90,72 @@ def apply(
 
 
 def rollback(
-    deployment: str = typer.Argument(..., help="The deployment, NAME@VERSION (e.g. chat-llm@v3)."),
-    to: Optional[int] = typer.Option(None, "--to", help="Revision number to restore (default: the one before the current)."),
+    target: str = typer.Argument(
+        ..., metavar="MODEL[@VERSION]", help="MODEL@VERSION: that version for every customer; MODEL: one stable revision back."
+    ),
+    to_revision: Optional[int] = typer.Option(
+        None, "--to-revision", help="Revision number of the deployment to restore (see `history MODEL@VERSION`)."
+    ),
+    to: Optional[int] = typer.Option(None, "--to", hidden=True, help="Old name of --to-revision."),
+    force: bool = typer.Option(False, "--force", help="Also restore a revision that is not stable (failed or rolled back)."),
     inventory: Path = InventoryOpt,
     output: Output = OutputOpt,
     yes: bool = YesOpt,
     state: Optional[Path] = StateOpt,
 ) -> None:
-    """Restore an exact earlier revision of one deployment (see `history NAME@VERSION`)."""
+    """Make one recorded revision the version every customer of a model gets, and hold it there."""
     from fleetctl.ops.rollback import rollback as do_rollback
 
+    if to is not None and to_revision is not None and to != to_revision:
+        raise typer.BadParameter(f"--to {to} and --to-revision {to_revision} disagree", param_hint="--to-revision")
+    number_wanted = to_revision if to_revision is not None else to
     console = render.stderr_console() if output is Output.json else render.stdout_console()
     progress = _Progress(console)
 
     def confirm(p, number: int) -> bool:  # type: ignore[no-untyped-def]
         if output is Output.table:
             render.render_actions(console, p, show_keep=False)
-        ok = ask(f"Roll {deployment} back to revision {number} ({len(p.changes)} change(s))?", yes)
+            render.render_notes(console, p)
+        ok = ask(f"Roll {target} back to revision {number} ({len(p.changes)} change(s))?", yes)
         if ok:
             progress.start(p.actions)
         return ok
 
     try:
-        result, number = do_rollback(
-            inventory, deployment, to=to, state_path=state_path(state), observe=observer(), confirm=confirm, reporter=progress
+        done = do_rollback(
+            inventory,
+            target,
+            to=number_wanted,
+            force=force,
+            state_path=state_path(state),
+            observe=observer(),
+            confirm=confirm,
+            reporter=progress,
         )
     finally:
         progress.close()
-    if output is Output.table and not result.failed and not result.noop:
-        console.print(
-            f"{deployment} is at revision {number}. The inventory still says otherwise: "
-            "update it, or the next apply rolls forward again."
-        )
-    _report_apply(console, result, output)
+    result = done.result
+    extra = {
+        "model": done.model,
+        "deployment": done.deployment,
+        "revision": done.revision,
+        "hold": done.hold.to_json() if done.hold else None,
+    }
+    if output is Output.json:
+        _report_apply(console, result, output, extra)
+        return
+    try:
+        if result.noop:
+            console.print(f"nothing to change: {done.deployment} revision {done.revision} already serves {done.model}")
+        else:
+            _report_apply(console, result, output)
+    finally:
+        if done.hold is not None:  # recorded once every replica step succeeded
+            console.print(
+                f"{done.model} is held at {done.deployment} (revision {done.revision}): plan and apply keep it there "
+                f"until `fleetctl release {done.model}` or the inventory's version of {done.model} changes.",
+                markup=False,
+            )
 
 
 def history(
@@ -141,7 +174,7 @@ def history(
         render.render_history(render.stdout_console(), data)
 
 
-def _report_apply(console, result, output: Output) -> None:  # type: ignore[no-untyped-def]
+def _report_apply(console, result, output: Output, extra: dict | None = None) -> None:  # type: ignore[no-untyped-def]
     from fleetctl.core.plan import plan_to_json
 
     failed = result.failed
@@ -170,10 +203,12 @@ def _report_apply(console, result, output: Output) -> None:  # type: ignore[no-u
                     for o in result.outcomes
                 ],
                 "plan": plan_to_json(result.plan),
+                **(extra or {}),
             }
         )
     elif result.noop:
         console.print("[green]nothing to do:[/green] every replica is up to date")
+        render.render_notes(console, result.plan)
     else:
         for o in failed:
             console.print(f"[red]✗ {o.action.kind.value} {o.action.deployment}#{o.action.replica} on {o.action.host}:[/red] {o.detail}")

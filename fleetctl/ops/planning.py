@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from fleetctl.core.fleet import Deployment, GpuSpec
+from fleetctl.core.holds import HeldDeployments, Hold, apply_holds
 from fleetctl.core.inventory import Inventory
 from fleetctl.core.loader import LoadedInventory, load
 from fleetctl.core.observed import ObservedFleet
@@ -36,9 +37,34 @@ def discovered_gpus(observed: ObservedFleet) -> dict[str, tuple[GpuSpec, ...]]:
     return {name: h.gpus for name, h in observed.hosts.items() if h.gpus is not None}
 
 
-def build_plan(loaded: LoadedInventory, observed: ObservedFleet, wanted: list[Deployment] | None = None) -> Plan:
-    """Plan the inventory's deployments (or `wanted`, as rollback does) against `observed`."""
+def read_holds(state_path: Path | None) -> list[Hold]:
+    """The holds in the state at `state_path` (none without one), read without SQLAlchemy."""
+    if state_path is None:
+        return []
+    from fleetctl.state.peek import read_holds as peek_holds
+
+    return peek_holds(state_path)
+
+
+def held_deployments(inv: Inventory, holds: Sequence[Hold]) -> HeldDeployments:
+    """The inventory's deployments with the holds honoured (see fleetctl.core.holds)."""
+    return apply_holds(deployments(inv), holds)
+
+
+def build_plan(
+    loaded: LoadedInventory,
+    observed: ObservedFleet,
+    wanted: list[Deployment] | None = None,
+    *,
+    holds: Sequence[Hold] = (),
+) -> Plan:
+    """Plan the inventory's deployments, with `holds` honoured (or exactly `wanted`, as
+    rollback does) against `observed`. The holds' notes go on the plan."""
     inv = loaded.inventory
+    notes: tuple[str, ...] = ()
+    if wanted is None:
+        held = held_deployments(inv, holds)
+        wanted, notes = list(held.deployments), held.notes
     auto_missing = [
         h.name
         for h in inv.hosts
@@ -54,18 +80,23 @@ def build_plan(loaded: LoadedInventory, observed: ObservedFleet, wanted: list[De
     hosts = host_specs(inv, discovered_gpus(observed))
     ranges = {h.name: h.port_range for h in inv.hosts}
     try:
-        plan = make_plan(
-            wanted if wanted is not None else deployments(inv), hosts, observed, ranges, front_door.reserved_ports(inv)
-        )
+        plan = make_plan(wanted, hosts, observed, ranges, front_door.reserved_ports(inv))
     except ValueError as exc:  # port ranges exhausted
         raise FleetctlError(str(exc)) from None
-    return front_door.with_front_doors(plan, inv, observed)
+    plan = front_door.with_front_doors(plan, inv, observed)
+    return replace(plan, notes=plan.notes + notes) if notes else plan
 
 
-def plan_inventory(path: str | Path, observe: Observer | None, known_runtimes: list[str] | None = None) -> PlanResult:
-    """Load the inventory, observe the hosts (unless offline) and compute the plan."""
+def plan_inventory(
+    path: str | Path,
+    observe: Observer | None,
+    known_runtimes: list[str] | None = None,
+    state_path: Path | None = None,
+) -> PlanResult:
+    """Load the inventory, observe the hosts (unless offline) and compute the plan,
+    honouring the holds recorded in the state at `state_path` (offline too)."""
     loaded = load(path, known_runtimes)
     inv = loaded.inventory
     observed = observe(inv) if observe is not None else ObservedFleet.empty([h.name for h in inv.hosts])
-    plan = build_plan(loaded, observed)
+    plan = build_plan(loaded, observed, holds=read_holds(state_path))
     return PlanResult(loaded, observed, plan, inventory_digest(path))

@@ -1,97 +1,232 @@
-"""`rollback NAME@VERSION [--to N]`: restore an exact earlier revision of one deployment.
+"""`rollback MODEL[@VERSION]`: make one recorded revision the version every customer gets.
 
 A revision records the resolved deployment spec (image, sizes, runtime settings, never
-secret values). Rollback plans the fleet with that recorded spec in place of the
-inventory's for this one deployment, executes only that deployment's changes through the
-same health-gated rollout as apply, and records the result as a new revision. The
-inventory is not rewritten: until it is changed to match, `plan` shows the roll-forward.
+secret values). `rollback chat-llm@v3` takes the latest stable ("applied") revision of
+chat-llm@v3 (or `--to-revision N`), and plans the fleet with it as chat-llm's current
+version, in place of the current one (fleetctl.core.holds.hold_model). `rollback chat-llm`
+goes back one stable revision of the model's current deployment. Only the model's changes
+are executed, through the same health-gated rollout as apply.
+
+The inventory is not rewritten. A successful rollback records a hold, so that `plan` and
+`apply` keep the model where the rollback put it until `fleetctl release MODEL`, or until
+the inventory's version of the model changes.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from fleetctl.core.fleet import Deployment
-from fleetctl.core.plan import Plan
+from fleetctl.core.holds import (
+    Hold,
+    apply_holds,
+    current_deployment,
+    deployment_from_record,
+    hold_model,
+    rollback_note,
+)
+from fleetctl.core.observed import ObservedFleet
+from fleetctl.core.plan import ActionKind, Plan
 from fleetctl.core.resolve import deployments
-from fleetctl.errors import AbortedError, FleetctlError, InfeasibleError, NotFoundError
+from fleetctl.errors import AbortedError, FleetctlError, InfeasibleError, NotFoundError, UnstableRevisionError
 from fleetctl.ops.applying import ApplyResult, HostFactory, Observer, docker_hosts, execute_plan
-from fleetctl.core.loader import load
-from fleetctl.ops.planning import PlanResult, build_plan, inventory_digest
+from fleetctl.core.loader import LoadedInventory, load
+from fleetctl.ops.planning import PlanResult, build_plan, inventory_digest, read_holds
 from fleetctl.ops.rollout import Reporter, SilentReporter
 from fleetctl.runtimes.registry import runtime_names
 from fleetctl.state.lock import StateLock
 
+if TYPE_CHECKING:  # the store pulls in SQLAlchemy: imported where it is used
+    from fleetctl.state.records import RevisionRecord
 
-def deployment_from_record(spec: Mapping[str, Any]) -> Deployment:
-    """Rebuild the exact deployment a revision recorded (the inverse of deployment_record)."""
-    data = dict(spec)
-    data["customers"] = tuple(data.get("customers") or ())
-    data["selector"] = dict(data.get("selector") or {})
-    data["settings"] = dict(data.get("settings") or {})
-    return Deployment(**data)
+__all__ = ["RollbackResult", "choose_revision", "deployment_from_record", "history", "parse_target", "rollback"]
+
+STABLE = "applied"
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    result: ApplyResult
+    model: str
+    deployment: str  # the restored deployment, name@version
+    revision: int  # its restored revision number
+    hold: Hold | None  # the hold recorded (None when the rollout failed)
+
+
+def parse_target(text: str) -> tuple[str, str | None]:
+    """`chat-llm@v3` -> ("chat-llm", "v3"); `chat-llm` -> ("chat-llm", None)."""
+    model, sep, version = text.partition("@")
+    if not model or (sep and not version):
+        raise FleetctlError(f"{text!r}: name MODEL or MODEL@VERSION (e.g. chat-llm@v3)")
+    return model, version or None
+
+
+def choose_revision(
+    revisions: Sequence["RevisionRecord"], deployment: str, *, to: int | None, force: bool, previous: bool
+) -> "RevisionRecord":
+    """Which recorded revision a rollback restores (pure; `revisions` newest first).
+
+    `to`: that number, refused unless stable or `force`. Otherwise `previous` (`rollback
+    MODEL`): the stable revision before the latest stable one; else the latest stable one
+    (with `force` and none stable: the latest of any outcome).
+    """
+    if not revisions:
+        raise NotFoundError(f"no revision of {deployment} is recorded in the state")
+    known = ", ".join(f"{r.number} ({r.outcome})" for r in revisions)
+    if to is not None:
+        found = next((r for r in revisions if r.number == to), None)
+        if found is None:
+            raise NotFoundError(f"{deployment} has no revision {to} (known: {known})")
+        if found.outcome != STABLE and not force:
+            raise UnstableRevisionError(
+                f"revision {to} of {deployment} is {found.outcome}, not stable; --force restores it anyway"
+            )
+        return found
+    stable = [r for r in revisions if r.outcome == STABLE]
+    if previous:
+        if len(stable) < 2:
+            raise NotFoundError(f"{deployment} has no stable revision before its current one (known: {known})")
+        return stable[1]
+    if stable:
+        return stable[0]
+    if force:
+        return revisions[0]
+    raise NotFoundError(f"{deployment} has no stable revision (known: {known}); --to-revision N --force restores one")
+
+
+def _model_only(plan: Plan, model: str, target: str) -> Plan:
+    """The plan with only `model`'s replica actions (its retired versions' removals too):
+    everything else is left exactly as it runs."""
+    wanted = {d.name for d in plan.deployments}
+    actions = tuple(
+        replace(a, reason=f"retired: every customer moves to {target}")
+        if a.kind is ActionKind.REMOVE and a.deployment not in wanted
+        else a
+        for a in plan.actions
+        if a.deployment.partition("@")[0] == model
+    )
+    counts = {k.value: sum(1 for a in actions if a.kind is k) for k in ActionKind}
+    return replace(plan, actions=actions, summary=replace(plan.summary, changes=counts))
+
+
+def _running(observed: ObservedFleet, deployment: str) -> bool:
+    return any(c.deployment == deployment and c.running and not c.temporary for c in observed.containers())
+
+
+def plan_rollback(
+    loaded: LoadedInventory,
+    observed: ObservedFleet,
+    holds: Sequence[Hold],
+    before: Deployment,
+    restored: Deployment,
+    revision: int,
+) -> Plan:
+    """The rollback's plan: `restored` (revision `revision`) replaces `before` as its
+    model's current version.
+
+    The fleet is the inventory with every other model's hold honoured (their routes must
+    not change), and `restored` as the model's current version (`hold_model`).
+    """
+    model = before.model
+    base = list(apply_holds(deployments(loaded.inventory), [h for h in holds if h.model != model]).deployments)
+    wanted = hold_model(base, model, restored)
+    target = restored.name
+    plan = _model_only(build_plan(loaded, observed, wanted), model, target)
+    retired = before.name if before.name not in {d.name for d in wanted} else None
+    plan = replace(plan, notes=plan.notes + (rollback_note(model, target, revision, retired),))
+    if target != before.name and _running(observed, target):
+        # The target already serves (a pin): clients move to it at once, and the old
+        # current version drains only after the target has scaled up.
+        plan = replace(plan, switch_at_once=frozenset({model}))
+    return plan
 
 
 def rollback(
     inventory_path: str | Path,
-    deployment: str,
+    target: str,
     *,
     to: int | None,
     state_path: Path,
     observe: Observer,
     confirm: Callable[[Plan, int], bool],
+    force: bool = False,
     hosts: HostFactory = docker_hosts,
     reporter: Reporter | None = None,
     interval_s: float = 0.5,
-) -> tuple[ApplyResult, int]:
-    """Returns the apply result and the revision number that was restored."""
+) -> RollbackResult:
+    """Plan, confirm, execute and record a rollback (see the module doc)."""
     from fleetctl.state.store import StateStore
 
-    command = f"rollback {deployment}" + (f" --to {to}" if to is not None else "")
+    model, version = parse_target(target)
+    command = f"rollback {target}" + (f" --to-revision {to}" if to is not None else "") + (" --force" if force else "")
     with StateLock(state_path, command):
         loaded = load(inventory_path, runtime_names())
         inv = loaded.inventory
+        asked = current_deployment(deployments(inv), model)
+        if asked is None:
+            raise NotFoundError(f"model {model} is not in the inventory {inventory_path}")
+        holds = read_holds(state_path)
+        # The version customers get now: the inventory's, or the one a hold keeps.
+        current = current_deployment(apply_holds(deployments(inv), holds).deployments, model)
+        assert current is not None
+        name = f"{model}@{version}" if version else current.name
         with StateStore(state_path) as store:
-            applied = [r for r in store.revisions(deployment) if r.outcome == "applied"]
-            if not applied:
-                raise NotFoundError(f"no applied revision of {deployment} in {state_path}")
-            current = applied[0]
-            if to is None:
-                if len(applied) < 2:
-                    raise NotFoundError(f"{deployment} has only revision {current.number}: nothing earlier to roll back to")
-                target = applied[1]
-            else:
-                found = store.revision(deployment, to)
-                if found is None:
-                    known = ", ".join(str(r.number) for r in store.revisions(deployment))
-                    raise NotFoundError(f"{deployment} has no revision {to} (known: {known})")
-                target = found
-        restored = deployment_from_record(target.spec)
-        wanted = [restored if d.name == deployment else d for d in deployments(inv)]
-        if restored.name not in {d.name for d in wanted}:
-            wanted.append(restored)  # rolled back to a version the inventory no longer lists
+            chosen = choose_revision(store.revisions(name), name, to=to, force=force, previous=version is None)
+            replaced = store.latest_revision(current.name)  # what runs now, before anything is recorded
+        restored = deployment_from_record(chosen.spec)
         observed = observe(inv)
-        plan = build_plan(loaded, observed, wanted)
+        plan = plan_rollback(loaded, observed, holds, current, restored, chosen.number)
         if not plan.placement.feasible:
-            raise InfeasibleError(f"revision {target.number} of {deployment} cannot be placed now")
-        # Only this deployment moves; everything else is left exactly as it runs.
-        plan = replace(plan, actions=tuple(a for a in plan.actions if a.deployment == deployment))
-        if not plan.has_changes:
-            return ApplyResult(plan), target.number
-        if not confirm(plan, target.number):
+            raise InfeasibleError(f"revision {chosen.number} of {name} cannot be placed now")
+        if plan.has_changes and not confirm(plan, chosen.number):
             raise AbortedError("rollback cancelled; nothing was changed")
-        result = PlanResult(loaded, observed, plan, inventory_digest(inventory_path))
-        outcome = execute_plan(result, inv, state_path, hosts(inv), reporter or SilentReporter(), command, interval_s)
-        if not outcome.failed and current.spec_hash != target.spec_hash:
-            with StateStore(state_path) as store:
-                store.set_revision_outcome(deployment, current.number, "rolled_back")
-        return outcome, target.number
+        outcome = ApplyResult(plan)
+        if plan.has_changes:
+            result = PlanResult(loaded, observed, plan, inventory_digest(inventory_path))
+            outcome = execute_plan(result, inv, state_path, hosts(inv), reporter or SilentReporter(), command, interval_s)
+        if outcome.failed:
+            return RollbackResult(outcome, model, name, chosen.number, None)
+        with StateStore(state_path) as store:
+            retired = current.name not in {d.name for d in plan.deployments}
+            if replaced is not None and (retired or (current.name == name and replaced.spec_hash != chosen.spec_hash)):
+                store.set_revision_outcome(current.name, replaced.number, "rolled_back")
+            same = store.hold(model)
+            if same is not None and (same.version, same.revision, same.inventory_version) == (
+                restored.version,
+                chosen.number,
+                asked.version,
+            ):
+                return RollbackResult(outcome, model, name, chosen.number, same)  # already held there
+            hold = store.set_hold(
+                model=model,
+                version=restored.version,
+                revision=chosen.number,
+                spec=chosen.spec,
+                inventory_version=asked.version,
+                rollout_id=outcome.rollout_id,
+                command=command,
+            )
+        return RollbackResult(outcome, model, name, chosen.number, hold)
+
+
+def _failure(store: Any, rev: "RevisionRecord", steps: dict[int, list[Any]]) -> dict[str, Any] | None:
+    """Why a failed revision failed: its rollout's failed step for that deployment."""
+    if rev.outcome != "failed":
+        return None
+    if rev.rollout_id not in steps:
+        steps[rev.rollout_id] = store.steps(rev.rollout_id)
+    failed = [s for s in steps[rev.rollout_id] if s.deployment == rev.deployment and s.outcome == "failed"]
+    if not failed:
+        return None
+    s = failed[0]
+    return {"replica": s.replica, "host": s.host, "action": s.action, "reason": s.detail, "log_tail": s.log_tail}
 
 
 def history(state_path: Path, deployment: str | None, limit: int = 20) -> dict[str, Any]:
-    """Rollouts, or one deployment's revisions, as plain data for rendering."""
+    """Rollouts, or one deployment's revisions (a failed one with its failed step's reason
+    and log tail), as plain data for rendering."""
     from fleetctl.state.store import StateStore
 
     if not Path(state_path).exists():
@@ -101,9 +236,11 @@ def history(state_path: Path, deployment: str | None, limit: int = 20) -> dict[s
             revs = store.revisions(deployment)
             if not revs:
                 raise NotFoundError(f"no revision of {deployment} in {state_path}")
-            return {
-                "deployment": deployment,
-                "revisions": [
+            steps: dict[int, list[Any]] = {}
+            rows = []
+            for r in revs:
+                failure = _failure(store, r, steps)
+                rows.append(
                     {
                         "number": r.number,
                         "created_at": r.created_at.isoformat(timespec="seconds"),
@@ -113,9 +250,16 @@ def history(state_path: Path, deployment: str | None, limit: int = 20) -> dict[s
                         "spec_hash": r.spec_hash,
                         "placement": r.placement,
                         "rollout_id": r.rollout_id,
+                        "reason": failure["reason"] if failure else None,
+                        "log_tail": failure["log_tail"] if failure else None,
+                        "failed_step": failure,
                     }
-                    for r in revs
-                ],
+                )
+            hold = store.hold(deployment.partition("@")[0])
+            return {
+                "deployment": deployment,
+                "revisions": rows,
+                "hold": hold.to_json() if hold is not None and hold.deployment == deployment else None,
             }
         return {
             "rollouts": [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from fleetctl.core.fleet import Deployment
 from fleetctl.core.inventory import Inventory
@@ -114,9 +114,15 @@ def _client_url(d: Deployment, door_url: str) -> str:
     return f"{door_url}/v1" if r.protocol == "openai" else f"{door_url}/v2/models/{r.names[0]}"
 
 
-def fleet_status(inv: Inventory, observed: ObservedFleet, routes_hash: str | None = None) -> StatusReport:
-    """Pure: join the inventory's deployments with the observed containers (and the
-    front doors with the routes they should serve, when `routes_hash` is known)."""
+def fleet_status(
+    inv: Inventory,
+    observed: ObservedFleet,
+    routes_hash: str | None = None,
+    wanted: Sequence[Deployment] | None = None,
+) -> StatusReport:
+    """Pure: join the inventory's deployments (or `wanted`: those with the holds
+    honoured) with the observed containers (and the front doors with the routes they
+    should serve, when `routes_hash` is known)."""
     doors = _front_doors(inv, observed, routes_hash)
     door_url = next((f["url"] for f in doors if f["state"] == "running"), doors[0]["url"] if doors else "")
     by_dep: dict[str, list[ReplicaStatus]] = {}
@@ -127,7 +133,7 @@ def fleet_status(inv: Inventory, observed: ObservedFleet, routes_hash: str | Non
             ReplicaStatus(c.replica, c.host, c.gpus, c.state, c.endpoint, c.revision, c.name, c.image)
         )
     out = []
-    for d in deployments(inv):
+    for d in deployments(inv) if wanted is None else wanted:
         reps = tuple(by_dep.pop(d.name, []))
         running = sum(r.state == "running" for r in reps)
         out.append(

@@ -110,6 +110,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX rollout_step_by_rollout ON rollout_step (rollout_id, id)",
         ),
     ),
+    Migration(
+        3,
+        "holds: a model kept at the version a rollback restored",
+        (
+            """
+            CREATE TABLE hold (
+                id                INTEGER PRIMARY KEY AUTOINCREMENT,
+                model             TEXT    NOT NULL UNIQUE,
+                version           TEXT    NOT NULL,
+                revision          INTEGER NOT NULL CHECK (revision >= 1),
+                spec_json         TEXT    NOT NULL,
+                inventory_version TEXT    NOT NULL,
+                created_at        TEXT    NOT NULL,
+                rollout_id        INTEGER REFERENCES rollout (id),
+                command           TEXT    NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 
 _BOOTSTRAP = """

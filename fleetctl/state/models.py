@@ -89,3 +89,17 @@ class Revision(SQLModel, table=True):
     outcome: str
     rollout_id: int = Field(foreign_key="rollout.id")
     created_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+
+
+class Hold(SQLModel, table=True):
+    __tablename__ = "hold"
+
+    id: int | None = Field(default=None, primary_key=True)
+    model: str = Field(unique=True)
+    version: str
+    revision: int
+    spec_json: str
+    inventory_version: str
+    created_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+    rollout_id: int | None = Field(default=None, foreign_key="rollout.id", nullable=True)
+    command: str

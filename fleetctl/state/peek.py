@@ -1,16 +1,22 @@
-"""A read-only look at revision numbers with the standard `sqlite3` module.
+"""A read-only look at revision numbers and holds with the standard `sqlite3` module.
 
 `apply` needs each deployment's revision number before it starts any container (the
 number goes into the container's labels). Reading it here costs a few milliseconds,
 so the SQLAlchemy-based store (about 0.4 s to import and open) can be opened while the
-first containers start, instead of before.
+first containers start, instead of before. `plan` and `apply` read the holds here for
+the same reason: a plan with nothing to change never imports SQLAlchemy.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
+
+from fleetctl.core.holds import Hold
 
 
 @dataclass(frozen=True)
@@ -21,20 +27,26 @@ class RevisionKey:
     outcome: str
 
 
-def revision_keys(state_path: Path) -> dict[str, list[RevisionKey]]:
-    """Every revision's (number, spec hash, outcome) per deployment, newest first."""
+def _select(state_path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a read-only query; none when the file or the table does not exist yet."""
     if not Path(state_path).exists():
-        return {}
+        return []
     uri = f"file:{Path(state_path).resolve()}?mode=ro"
     try:
-        with sqlite3.connect(uri, uri=True, timeout=5) as conn:
-            rows = conn.execute(
-                "SELECT deployment, number, spec_hash, outcome FROM revision ORDER BY deployment, number DESC"
-            ).fetchall()
+        conn = sqlite3.connect(uri, uri=True, timeout=5)
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
-            return {}  # created but not migrated yet
+            return []  # created but not migrated (that far) yet
         raise
+
+
+def revision_keys(state_path: Path) -> dict[str, list[RevisionKey]]:
+    """Every revision's (number, spec hash, outcome) per deployment, newest first."""
+    rows = _select(state_path, "SELECT deployment, number, spec_hash, outcome FROM revision ORDER BY deployment, number DESC")
     out: dict[str, list[RevisionKey]] = {}
     for dep, number, spec_hash, outcome in rows:
         out.setdefault(dep, []).append(RevisionKey(dep, int(number), spec_hash, outcome))
@@ -53,3 +65,31 @@ def next_numbers(keys: dict[str, list[RevisionKey]], wanted: dict[str, str]) -> 
         else:
             out[dep] = max((r.number for r in revs), default=0) + 1
     return out
+
+
+def read_holds(state_path: Path) -> list[Hold]:
+    """Every hold in the state, by model (none without a state file or a hold table)."""
+    rows = _select(
+        state_path,
+        "SELECT model, version, revision, spec_json, inventory_version, created_at, rollout_id, command "
+        "FROM hold ORDER BY model",
+    )
+    return [
+        Hold(
+            model=model,
+            version=version,
+            revision=int(revision),
+            spec=json.loads(spec_json),
+            inventory_version=inventory_version,
+            created_at=_utc(created_at),
+            rollout_id=None if rollout_id is None else int(rollout_id),
+            command=command,
+        )
+        for model, version, revision, spec_json, inventory_version, created_at, rollout_id, command in rows
+    ]
+
+
+def _utc(text: str) -> datetime:
+    """The store's timestamp text (`UtcDateTime`) as an aware datetime."""
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from fleetctl.core.holds import Hold
+from fleetctl.state.models import Hold as HoldRow
 from fleetctl.state.models import Revision, Rollout, RolloutStep
 
 ROLLOUT_OUTCOMES = ("running", "succeeded", "failed", "partial", "noop")
@@ -117,6 +119,20 @@ class RevisionRecord:
             rollout_id=row.rollout_id,
             created_at=row.created_at,
         )
+
+
+def hold_from_row(row: HoldRow) -> Hold:
+    """A hold as the rest of fleetctl sees it (the same value `peek.read_holds` builds)."""
+    return Hold(
+        model=row.model,
+        version=row.version,
+        revision=row.revision,
+        spec=json.loads(row.spec_json),
+        inventory_version=row.inventory_version,
+        created_at=row.created_at,
+        rollout_id=row.rollout_id,
+        command=row.command,
+    )
 
 
 def check_choice(field: str, value: str, allowed: tuple[str, ...]) -> None:

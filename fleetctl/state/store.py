@@ -10,6 +10,8 @@ recorded. Recording a spec whose hash equals the deployment's latest *applied* r
 records nothing and returns that revision, so re-running apply does not grow history;
 any other spec gets the next number, whatever its outcome, so a failed attempt and a
 rollback each stay visible.
+
+Holds (at most one per model, see `fleetctl.core.holds`) live in `hold_store.py`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlmodel import Session, col, select
 
 from fleetctl.state.db import open_engine, reader, secure_sidecars
 from fleetctl.state.guard import refuse_forbidden
+from fleetctl.state.hold_store import HoldsMixin
 from fleetctl.state.migrations import migrate
 from fleetctl.state.models import Revision, Rollout, RolloutStep
 from fleetctl.state.records import (
@@ -67,8 +70,8 @@ def current_user() -> str:
         return f"uid:{os.getuid()}"
 
 
-class StateStore:
-    """The state database at `path`, created and migrated on open."""
+class StateStore(HoldsMixin):
+    """The state database at `path`, created and migrated on open (holds: `HoldsMixin`)."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)

@@ -112,3 +112,116 @@ def test_gpus_auto_cannot_be_planned_offline(tmp_path: Path) -> None:
     r = fleetctl("plan", "--offline", "-f", str(inv))
     assert r.returncode == 1
     assert "gpus: auto" in r.stderr and "NVML" in r.stderr and "Traceback" not in r.stderr
+
+
+# -- rollback, holds, release, pins, history ----------------------------------------
+
+
+def _seed_state(db: Path, *, hold_at: str | None = "v3", inventory_version: str = "v4") -> None:
+    """A state as a few applies and a rollback of the seed fleet would leave it."""
+    from dataclasses import asdict
+
+    from fleetctl.core.loader import load
+    from fleetctl.core.resolve import deployments
+    from fleetctl.state.store import StateStore
+
+    v3 = next(d for d in deployments(load(SEED).inventory) if d.name == "chat-llm@v3")
+    spec = {**asdict(v3), "selector": dict(v3.selector), "customers": list(v3.customers)}
+    with StateStore(db) as store:
+        rid = store.begin_rollout("apply", str(SEED), "d", {"actions": []})
+        common = dict(deployment="chat-llm@v3", model="chat-llm", version="v3", image=v3.image, image_digest=None, placement=[])
+        store.record_revision(**common, spec_hash="h1", spec=spec, outcome="applied", rollout_id=rid)
+        store.record_step(rid, deployment="chat-llm@v3", replica=0, host="gpu-host-1", action="recreate",
+                          container="c", outcome="failed", detail="not ready after 120 s: GET /v1/health/ready answered 503",
+                          log_tail="loading engine\nCUDA out of memory\n")
+        store.record_revision(**common, spec_hash="h2", spec=spec, outcome="failed", rollout_id=rid)
+        store.finish_rollout(rid, "failed", "0 ok, 1 failed")
+        if hold_at:
+            store.set_hold(model="chat-llm", version=hold_at, revision=1, spec=spec, inventory_version=inventory_version,
+                           rollout_id=rid, command=f"rollback chat-llm@{hold_at}")
+
+
+def test_plan_honours_a_hold_from_the_state_offline_too(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    _seed_state(db)
+    data = json.loads(fleetctl("plan", "--offline", "-f", str(SEED), "--state", str(db), "--output", "json").stdout)
+    (note,) = data["notes"]
+    assert note.startswith("chat-llm held at v3 (revision 1) by rollback at ") and "the inventory asks v4" in note
+    placed = {p["deployment"] for p in data["placements"]}
+    assert "chat-llm@v4" not in placed and "chat-llm@v3" in placed
+    table = fleetctl("plan", "--offline", "-f", str(SEED), "--state", str(db))
+    assert "note: chat-llm held at v3" in table.stdout and "fleetctl release chat-llm" in table.stdout
+    # Without the state, the inventory alone decides.
+    plain = json.loads(fleetctl("plan", "--offline", "-f", str(SEED), "--state", str(tmp_path / "none.db"), "--output", "json").stdout)
+    assert plain["notes"] == [] and "chat-llm@v4" in {p["deployment"] for p in plain["placements"]}
+    assert not (tmp_path / "none.db").exists()  # reading holds creates no state file
+
+
+def test_a_hold_the_inventory_moved_past_is_lifted_in_the_plan(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    _seed_state(db, inventory_version="v2")
+    data = json.loads(fleetctl("plan", "--offline", "-f", str(SEED), "--state", str(db), "--output", "json").stdout)
+    assert data["notes"] == ["hold on chat-llm lifted: the inventory now asks v4 (the hold was at v3)"]
+    assert "chat-llm@v4" in {p["deployment"] for p in data["placements"]}
+
+
+def test_release_deletes_the_hold_and_says_what_the_next_apply_does(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    _seed_state(db)
+    r = fleetctl("release", "chat-llm", "-f", str(SEED), "--state", str(db), "--output", "json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["released"]["deployment"] == "chat-llm@v3" and out["released"]["inventory_version"] == "v4"
+    assert out["next_apply"] == "the next apply makes chat-llm@v4 the version every customer gets again; chat-llm@v3 stays for acme-corp"
+    again = fleetctl("release", "chat-llm", "-f", str(SEED), "--state", str(db))
+    assert again.returncode == 12 and "chat-llm has no hold" in again.stderr
+    assert fleetctl("release", "chat-llm", "--state", str(tmp_path / "none.db")).returncode == 12
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_history_shows_a_failed_revisions_reason_and_log_tail(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    _seed_state(db)
+    data = json.loads(fleetctl("history", "chat-llm@v3", "--state", str(db), "--output", "json").stdout)
+    failed, ok = data["revisions"]
+    assert (failed["number"], failed["outcome"]) == (2, "failed")
+    assert failed["reason"] == "not ready after 120 s: GET /v1/health/ready answered 503"
+    assert failed["log_tail"] == "loading engine\nCUDA out of memory\n"
+    assert failed["failed_step"]["host"] == "gpu-host-1" and failed["failed_step"]["action"] == "recreate"
+    assert ok["reason"] is None and ok["log_tail"] is None
+    assert data["hold"]["revision"] == 1
+    table = fleetctl("history", "chat-llm@v3", "--state", str(db)).stdout
+    assert "revision 2 failed (recreate of replica 0 on gpu-host-1): not ready after 120 s" in table
+    assert "CUDA out of memory" in table and "chat-llm is held at chat-llm@v3 (revision 1)" in table
+
+
+def test_pins_lists_every_pinned_customer_and_the_holds(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    _seed_state(db)
+    r = fleetctl("pins", "-f", str(SEED), "--state", str(db), "--output", "json")  # the seed's host is not running
+    assert r.returncode == 0, r.stderr
+    pin, hold = json.loads(r.stdout)
+    assert (pin["kind"], pin["customer"], pin["model"], pin["version"]) == ("pin", "acme-corp", "chat-llm", "v3")
+    assert pin["route"] == {"url": "http://127.0.0.1:20999/v1", "header": "X-Customer", "value": "acme-corp"}
+    assert pin["replicas"] == {"running": 0, "desired": 1} and pin["health"] == "down"
+    assert (hold["kind"], hold["customer"], hold["version"]) == ("hold", None, "v3")
+    assert hold["hold"]["in_force"] is True and hold["route"]["header"] is None
+    table = fleetctl("pins", "-f", str(SEED), "--state", str(db)).stdout
+    assert "acme-corp" in table and "X-Customer: acme-corp" in table and "everyone else (hold)" in table
+
+
+def test_rollback_wiring_refusals(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    _seed_state(db, hold_at=None)
+    nothing = fleetctl("rollback", "chat-llm@v9", "-f", str(SEED), "--state", str(db))
+    assert nothing.returncode == 12 and "no revision of chat-llm@v9" in nothing.stderr
+    unstable = fleetctl("rollback", "chat-llm@v3", "--to-revision", "2", "-f", str(SEED), "--state", str(db))
+    assert unstable.returncode == 1 and "revision 2 of chat-llm@v3 is failed" in unstable.stderr and "--force" in unstable.stderr
+    assert fleetctl("rollback", "chat-llm@v3", "--to", "1", "--to-revision", "2", "-f", str(SEED)).returncode == 2
+    assert fleetctl("rollback", "nope@v1", "-f", str(SEED), "--state", str(db)).returncode == 12
+    # A plan with changes needs a yes; without a terminal to ask on, nothing happens.
+    asked = fleetctl("rollback", "chat-llm@v3", "--to", "1", "-f", str(SEED), "--state", str(db))
+    assert asked.returncode == 11 and "--yes" in asked.stderr
+    from fleetctl.state.peek import read_holds
+
+    assert read_holds(db) == []

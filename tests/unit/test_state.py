@@ -209,7 +209,7 @@ def test_migration_versions_are_contiguous() -> None:
 
 
 def test_models_match_migrated_schema(store: StateStore, db_path: Path) -> None:
-    for table in (models.Rollout, models.RolloutStep, models.Revision):
+    for table in (models.Rollout, models.RolloutStep, models.Revision, models.Hold):
         name = str(table.__tablename__)
         in_db = {row[1]: bool(row[3]) for row in _query(db_path, f"PRAGMA table_info({name})")}
         in_model = {c.name: not c.nullable for c in SQLModel.metadata.tables[name].columns}
@@ -369,6 +369,102 @@ def test_forbidden_values_in_plan_refused(store: StateStore) -> None:
         store.begin_rollout("apply", "f.yaml", "d", {"env": {"KEY": SECRET}}, forbidden_values=[SECRET])
     assert SECRET not in str(info.value)
     assert store.rollouts() == []
+
+
+# -- holds -------------------------------------------------------------------------
+
+
+def _hold(store: StateStore, rollout_id: int | None, **overrides: Any) -> Any:
+    fields: dict[str, Any] = {
+        "model": "chat-llm",
+        "version": "v3",
+        "revision": 2,
+        "spec": {"model": "chat-llm", "version": "v3", "image": "nvcr.io/nim/llama:1.0"},
+        "inventory_version": "v4",
+        "rollout_id": rollout_id,
+        "command": "rollback chat-llm@v3",
+    }
+    fields.update(overrides)
+    return store.set_hold(**fields)
+
+
+def test_migration_3_adds_holds_to_a_database_made_before_it(db_path: Path) -> None:
+    from fleetctl.state.migrations import migrate
+
+    engine = open_engine(db_path)
+    try:
+        with engine.begin() as conn:  # a state file as fleetctl made it before holds
+            conn.exec_driver_sql("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+            for m in MIGRATIONS[:2]:
+                for statement in m.statements:
+                    conn.exec_driver_sql(statement)
+                conn.exec_driver_sql("INSERT INTO schema_migrations VALUES (?, 'then')", (m.version,))
+        assert _query(db_path, "SELECT name FROM sqlite_master WHERE name = 'hold'") == []
+        assert migrate(engine) == 3
+    finally:
+        engine.dispose()
+    with StateStore(db_path) as s:
+        assert s.holds() == []
+        assert _hold(s, _rollout(s)).model == "chat-llm"
+
+
+def test_hold_round_trip_one_per_model_and_delete(store: StateStore) -> None:
+    rid = _rollout(store, "rollback chat-llm@v3")
+    first = _hold(store, rid)
+    assert (first.model, first.version, first.revision, first.inventory_version) == ("chat-llm", "v3", 2, "v4")
+    assert first.spec["image"] == "nvcr.io/nim/llama:1.0" and first.rollout_id == rid
+    assert first.created_at.tzinfo is not None and first.deployment == "chat-llm@v3"
+    assert store.hold("chat-llm") == first and store.holds() == [first]
+
+    # A new rollback of the model replaces its hold; other models keep theirs.
+    second = _hold(store, None, version="v2", revision=1, command="rollback chat-llm@v2")
+    other = _hold(store, rid, model="embeddings", version="1", revision=1, inventory_version="2")
+    assert [h.model for h in store.holds()] == ["chat-llm", "embeddings"]
+    assert store.hold("chat-llm") == second and second.rollout_id is None
+    assert _query(store.path, "SELECT count(*) FROM hold") == [(2,)]
+
+    assert store.delete_hold("chat-llm") == second
+    assert store.delete_hold("chat-llm") is None
+    assert store.holds() == [other]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        other.version = "9"  # type: ignore[misc]
+
+
+def test_invalid_holds_refused(store: StateStore) -> None:
+    with pytest.raises(ValueError, match="no rollout 42"):
+        _hold(store, 42)
+    with pytest.raises(ValueError, match="revision must be >= 1"):
+        _hold(store, None, revision=0)
+    with pytest.raises(ValueError, match=r"spec\.env\.KEY") as info:
+        _hold(store, None, spec={"env": {"KEY": SECRET}}, forbidden_values=[SECRET])
+    assert SECRET not in str(info.value)
+    assert store.holds() == []
+
+
+def test_holds_are_read_without_sqlalchemy(store: StateStore, db_path: Path, tmp_path: Path) -> None:
+    from fleetctl.state.peek import read_holds
+
+    assert read_holds(tmp_path / "missing.db") == []
+    assert read_holds(db_path) == []
+    held = _hold(store, _rollout(store))
+    assert read_holds(db_path) == [held]  # the same value the store hands out
+    code = (
+        "import sys; from pathlib import Path; from fleetctl.state.peek import read_holds; "
+        f"hs = read_holds(Path({str(db_path)!r})); "
+        "assert [h.version for h in hs] == ['v3'], hs; "
+        "assert not any(m.startswith(('sqlalchemy', 'sqlmodel')) for m in sys.modules), 'imported SQLAlchemy'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
+
+
+def test_a_state_file_from_before_holds_reads_as_no_holds(db_path: Path) -> None:
+    from fleetctl.state.peek import read_holds
+
+    db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db_path)
+    conn.execute("CREATE TABLE revision (id INTEGER PRIMARY KEY)")
+    conn.close()
+    assert read_holds(db_path) == []
 
 
 # -- concurrency -------------------------------------------------------------------

@@ -1,0 +1,50 @@
+"""Commands about who gets which version: `release` (a rollback's hold) and `pins`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fleetctl.cli import render
+from fleetctl.cli.options import InventoryOpt, Output, OutputOpt, StateOpt, observer, state_path
+
+
+def release(
+    model: str = typer.Argument(..., help="The held model (see `fleetctl pins`)."),
+    inventory: Path = InventoryOpt,
+    output: Output = OutputOpt,
+    state: Optional[Path] = StateOpt,
+) -> None:
+    """Delete a model's hold: the next apply follows the inventory again (exit 12: no hold)."""
+    from fleetctl.ops.holds import release as do_release
+
+    done = do_release(inventory, model, state_path(state))
+    if output is Output.json:
+        render.print_json(done.to_json())
+        return
+    h = done.hold
+    console = render.stdout_console()
+    console.print(f"released {model} (it was held at {h.deployment}, revision {h.revision}, by `{h.command}`)", markup=False)
+    console.print(done.next_apply, markup=False)
+
+
+def pins(
+    inventory: Path = InventoryOpt,
+    output: Output = OutputOpt,
+    state: Optional[Path] = StateOpt,
+) -> None:
+    """Every customer pinned to a version, and every hold: route, replicas and health."""
+    from fleetctl.ops.holds import pins as list_pins
+
+    rows = list_pins(inventory, state_path(state), observer())
+    if output is Output.json:
+        render.print_json([r.to_json() for r in rows])
+    else:
+        render.render_pins(render.stdout_console(), rows)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (release, pins):
+        app.command()(command)
