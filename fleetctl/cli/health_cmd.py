@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from fleetctl.cli import render
-from fleetctl.cli.options import InventoryOpt, Output, OutputOpt
+from fleetctl.cli.options import InventoryOpt, Output, OutputOpt, StateOpt, state_path
 from fleetctl.errors import ExitCode, FleetctlError
 from fleetctl.ops.health import DEFAULT_TIMEOUT_S, DeploymentState, HealthReport, ReplicaState
 
@@ -46,6 +46,7 @@ def health(
     timeout: float = typer.Option(
         DEFAULT_TIMEOUT_S, "--timeout", min=0.1, help="Seconds each replica's readiness probe may take."
     ),
+    state: Optional[Path] = StateOpt,
 ) -> None:
     """Probe every desired replica once: container state and the runtime's readiness checks.
 
@@ -56,7 +57,9 @@ def health(
     from fleetctl.runtimes.registry import runtime_names
 
     preload_probe_clients()
-    report = sweep(inventory, observe_fleet, http_probe, timeout_s=timeout, known_runtimes=runtime_names())
+    report = sweep(
+        inventory, observe_fleet, http_probe, timeout_s=timeout, known_runtimes=runtime_names(), state_path=state_path(state)
+    )
     if output is Output.json:
         render.print_json(report_to_json(report))
     else:

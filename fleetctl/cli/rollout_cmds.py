@@ -102,6 +102,9 @@ def rollback(
     output: Output = OutputOpt,
     yes: bool = YesOpt,
     state: Optional[Path] = StateOpt,
+    allow_downtime: bool = typer.Option(
+        False, "--allow-downtime", help="Permit stop-first replacements where no GPU can hold the old and new replica."
+    ),
 ) -> None:
     """Make one recorded revision the version every customer of a model gets, and hold it there."""
     from fleetctl.ops.rollback import rollback as do_rollback
@@ -131,6 +134,7 @@ def rollback(
             observe=observer(),
             confirm=confirm,
             reporter=progress,
+            allow_downtime=allow_downtime,
         )
     finally:
         progress.close()
@@ -235,21 +239,23 @@ def _report_apply(console, result, output: Output, extra: dict | None = None) ->
         raise typer.Exit(int(ExitCode.ROLLOUT_FAILED))
 
 
-def status(inventory: Path = InventoryOpt, output: Output = OutputOpt) -> None:
+def status(inventory: Path = InventoryOpt, output: Output = OutputOpt, state: Optional[Path] = StateOpt) -> None:
     """Deployments, versions, hosts and GPUs, container state and endpoints."""
     from fleetctl.core.loader import load
-    from fleetctl.ops.status import fleet_status
-
     from fleetctl.errors import FleetctlError
-    from fleetctl.ops.planning import build_plan
+    from fleetctl.ops.planning import build_plan, read_holds
+    from fleetctl.ops.status import fleet_status
 
     loaded = load(inventory)
     observed = observer()(loaded.inventory)
     try:
-        routes_hash: str | None = build_plan(loaded, observed).routes_hash
+        # Against what should run: the inventory, with rollback holds honoured.
+        plan = build_plan(loaded, observed, holds=read_holds(state_path(state)))
+        routes_hash: str | None = plan.routes_hash
+        wanted = list(plan.deployments)
     except FleetctlError:
-        routes_hash = None  # status still shows what runs
-    report = fleet_status(loaded.inventory, observed, routes_hash)
+        routes_hash, wanted = None, None  # status still shows what runs
+    report = fleet_status(loaded.inventory, observed, routes_hash, wanted)
     if output is Output.json:
         render.print_json(report.to_json())
     else:

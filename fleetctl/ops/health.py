@@ -348,8 +348,9 @@ def sweep(
     probe: Probe = http_probe,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     known_runtimes: list[str] | None = None,
+    state_path: Path | None = None,
 ) -> HealthReport:
-    """Load, observe, plan, probe, classify."""
+    """Load, observe, plan (with the state's rollback holds honoured), probe, classify."""
     from fleetctl.core.loader import load
     from fleetctl.ops.planning import build_plan
 
@@ -365,7 +366,9 @@ def sweep(
         # measure against; the hosts are the problem, and the exit code says so.
         errors = "; ".join(f"{h.host}: {h.error}" for h in dark_auto)
         raise HostUnreachableError(f"host(s) with 'gpus: auto' unreachable, cannot tell what should run there ({errors})")
-    plan = build_plan(loaded, observed)
+    from fleetctl.ops.planning import read_holds
+
+    plan = build_plan(loaded, observed, holds=read_holds(state_path))
     ts = targets(plan, inv, observed)
     with ThreadPoolExecutor(max_workers=1) as background:  # front doors beside the replicas
         doors_later = background.submit(front_door_health, plan, observed, probe, timeout_s)

@@ -31,6 +31,7 @@ from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import ActionKind, Plan
 from fleetctl.core.resolve import deployments
 from fleetctl.errors import AbortedError, FleetctlError, InfeasibleError, NotFoundError, UnstableRevisionError
+from fleetctl.ops import downtime
 from fleetctl.ops.applying import ApplyResult, HostFactory, Observer, docker_hosts, execute_plan
 from fleetctl.core.loader import LoadedInventory, load
 from fleetctl.ops.planning import PlanResult, build_plan, inventory_digest, read_holds
@@ -155,6 +156,7 @@ def rollback(
     hosts: HostFactory = docker_hosts,
     reporter: Reporter | None = None,
     interval_s: float = 0.5,
+    allow_downtime: bool = False,
 ) -> RollbackResult:
     """Plan, confirm, execute and record a rollback (see the module doc)."""
     from fleetctl.state.store import StateStore
@@ -180,12 +182,16 @@ def rollback(
         plan = plan_rollback(loaded, observed, holds, current, restored, chosen.number)
         if not plan.placement.feasible:
             raise InfeasibleError(f"revision {chosen.number} of {name} cannot be placed now")
+        plan = downtime.with_estimates(plan, state_path)
+        downtime.check_permitted(plan, inv, allow_downtime)  # the same gate as apply
         if plan.has_changes and not confirm(plan, chosen.number):
             raise AbortedError("rollback cancelled; nothing was changed")
         outcome = ApplyResult(plan)
         if plan.has_changes:
             result = PlanResult(loaded, observed, plan, inventory_digest(inventory_path))
-            outcome = execute_plan(result, inv, state_path, hosts(inv), reporter or SilentReporter(), command, interval_s)
+            outcome = execute_plan(
+                result, inv, state_path, hosts(inv), reporter or SilentReporter(), command, interval_s, allow_downtime
+            )
         if outcome.failed:
             return RollbackResult(outcome, model, name, chosen.number, None)
         with StateStore(state_path) as store:

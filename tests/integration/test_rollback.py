@@ -51,6 +51,11 @@ def test_rollback_to_a_pinned_version_moves_everyone_without_a_restart_and_holds
     again = fleet.apply()
     assert again.returncode == 0 and "nothing to do" in again.stdout and "chat-llm held at v3" in again.stdout
     assert fleet.container("chat-llm@v4") not in fleet.ids()
+    # status and health measure against the hold too: chat-llm@v3 is what should run.
+    status = json.loads(fleet.cli("status", "--output", "json", *state).stdout)
+    assert {d["deployment"]: d["state"] for d in status["deployments"]} == {"chat-llm@v3": "ok"}
+    health = fleet.cli("health", "--output", "json", *state)
+    assert health.returncode == 0, health.stdout + health.stderr
 
     pins = json.loads(fleet.cli("pins", "--output", "json", *state).stdout)
     acme = next(p for p in pins if p["customer"] == "acme-corp")
