@@ -232,7 +232,8 @@ def _report_apply(console, result, output: Output, extra: dict | None = None) ->
         if result.plan.front_door_sites:
             console.print("front door: " + ", ".join(s.url for s in result.plan.front_door_sites))
     if doors_failed and not failed:
-        raise typer.Exit(int(ExitCode.ROLLOUT_FAILED))
+        blocked = all(d.action.blocked for d in doors_failed)
+        raise typer.Exit(int(ExitCode.HOST_UNREACHABLE if blocked else ExitCode.ROLLOUT_FAILED))
     if failed:
         if all(o.action.blocked for o in failed):
             raise typer.Exit(int(ExitCode.HOST_UNREACHABLE))

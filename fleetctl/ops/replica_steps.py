@@ -69,9 +69,10 @@ class Moved:
     rendered: Rendered
     old_host: str
     old_name: str  # the name the old container had, and gets back on a revert
-    parked: str | None  # the old container, renamed and stopped (None: nothing ran)
+    parked: str  # the old container, renamed and stopped
     old_url: str | None  # where the old one served
     stop_first: bool = False
+    was_running: bool = True  # False: the old one was not serving (a revert only renames it back)
 
 
 @dataclass
@@ -145,7 +146,7 @@ class ReplicaSteps:
         parked = self.park(old_host, old_name)
         if temp != r.name:
             host.rename(cid, r.name)
-        moved = Moved(a, r, old_host_name, old_name, parked if was_running else None, old_url)
+        moved = Moved(a, r, old_host_name, old_name, parked, old_url, was_running=was_running)
         return StepOutcome(a, True, f"ready at {r.spec.endpoint}; old container parked", r.name), moved
 
     def stop_first(self, a: Action, r: Rendered, secrets: Mapping[str, str]) -> tuple[StepOutcome, Moved | None]:
@@ -167,7 +168,7 @@ class ReplicaSteps:
             self.restore(host, parked, old, was_running, a, old_url)
             return StepOutcome(a, False, outcome.detail + "; old container restored", cid, outcome.log_tail), None
         self.router.serve(a.deployment, a.replica, r.spec.endpoint)
-        moved = Moved(a, r, a.host, old, parked if was_running else None, old_url, stop_first=True)
+        moved = Moved(a, r, a.host, old, parked, old_url, stop_first=True, was_running=was_running)
         detail = f"ready at {r.spec.endpoint} (old one stopped first: GPUs too full for both)"
         return StepOutcome(a, True, detail, r.name), moved
 
@@ -183,8 +184,9 @@ class ReplicaSteps:
         a, r = m.action, m.rendered
         new_host = self.hosts[a.host]
         old_host = self.hosts[m.old_host]
-        if m.parked is None:
+        if not m.was_running:
             new_host.remove(r.name, timeout_s=10)
+            old_host.rename(m.parked, m.old_name)
             return "reverted: new container removed (the old one was not running)"
         if m.stop_first:  # the successor holds the old one's port: it goes first
             self.router.drain(self.router.withdraw(a.deployment, a.replica, a.host, None))
@@ -202,5 +204,4 @@ class ReplicaSteps:
 
     def finish(self, m: Moved) -> None:
         """The deployment rolled: the parked container is no longer needed."""
-        if m.parked:
-            self.hosts[m.old_host].remove(m.parked, timeout_s=5)
+        self.hosts[m.old_host].remove(m.parked, timeout_s=5)

@@ -329,3 +329,12 @@ def test_every_image_is_checked_before_anything_stops() -> None:
     assert host.names()["fleetctl-m-1-0"] == "good:1:running"
     first_run = next(i for i, c in enumerate(host.calls) if c[0] == "run")
     assert all(c[0] == "ensure_image" for c in host.calls[:first_run])
+
+
+def test_a_stopped_replica_replaced_leaves_no_parked_container() -> None:
+    host = FakeHost()
+    host.add("fleetctl-m-1-0", "good:1", state="exited")
+    specs = {("m@1", 0): ("good:2", "http://127.0.0.1:30000")}
+    (out,) = fleet_executor(host, specs, set()).run([recreate("m@1", 0)], [deployment("m@1", 1)])
+    assert out.ok
+    assert host.names() == {"fleetctl-m-1-0": "good:2:running"}
