@@ -185,12 +185,15 @@ def execute_plan(
     )
     door_outcomes: list[FrontDoorOutcome] = []
 
+    # Front doors first, so traffic has somewhere to go while replicas move, and their
+    # routes as they stand: a rollback to a running version takes its clients here, at
+    # once (before the store's import below competes for the interpreter).
+    door_outcomes.extend(router.converge_front_doors(plan.front_doors))
+    router.push()
+
     def run_all() -> list[StepOutcome]:
-        # Front doors first, so traffic has somewhere to go while replicas move; then the
-        # replicas; then the routes once more, as they end.
-        door_outcomes.extend(router.converge_front_doors(plan.front_doors))
         steps = executor.run(plan.actions, plan.deployments, policies(inv))
-        router.push()
+        router.push()  # the routes once more, as they end
         return steps
 
     # The containers start while this thread opens the store (importing SQLAlchemy and

@@ -158,8 +158,8 @@ def rollback(
     interval_s: float = 0.5,
     allow_downtime: bool = False,
 ) -> RollbackResult:
-    """Plan, confirm, execute and record a rollback (see the module doc)."""
-    from fleetctl.state.store import StateStore
+    """Plan, confirm, execute and record a rollback (see the module doc). The store (and
+    SQLAlchemy, ~0.4 s) is only imported after the switch: choosing reads `peek`."""
 
     model, version = parse_target(target)
     command = f"rollback {target}" + (f" --to-revision {to}" if to is not None else "") + (" --force" if force else "")
@@ -174,9 +174,11 @@ def rollback(
         current = current_deployment(apply_holds(deployments(inv), holds).deployments, model)
         assert current is not None
         name = f"{model}@{version}" if version else current.name
-        with StateStore(state_path) as store:
-            chosen = choose_revision(store.revisions(name), name, to=to, force=force, previous=version is None)
-            replaced = store.latest_revision(current.name)  # what runs now, before anything is recorded
+        from fleetctl.state import peek
+
+        chosen = choose_revision(peek.revisions(state_path, name), name, to=to, force=force, previous=version is None)
+        # What runs now, before anything is recorded: its latest applied revision.
+        replaced = next((r for r in peek.revisions(state_path, current.name) if r.outcome == "applied"), None)
         restored = deployment_from_record(chosen.spec)
         observed = observe(inv)
         plan = plan_rollback(loaded, observed, holds, current, restored, chosen.number)
@@ -194,6 +196,8 @@ def rollback(
             )
         if outcome.failed:
             return RollbackResult(outcome, model, name, chosen.number, None)
+        from fleetctl.state.store import StateStore
+
         with StateStore(state_path) as store:
             retired = current.name not in {d.name for d in plan.deployments}
             if replaced is not None and (retired or (current.name == name and replaced.spec_hash != chosen.spec_hash)):

@@ -27,7 +27,18 @@ class RevisionKey:
     outcome: str
 
 
-def _select(state_path: Path, sql: str) -> list[tuple[Any, ...]]:
+@dataclass(frozen=True)
+class PeekRevision:
+    """What rollback needs of a recorded revision, read without SQLAlchemy."""
+
+    deployment: str
+    number: int
+    spec_hash: str
+    outcome: str
+    spec: dict[str, Any]
+
+
+def _select(state_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Rows of a read-only query; none when the file or the table does not exist yet."""
     if not Path(state_path).exists():
         return []
@@ -35,13 +46,24 @@ def _select(state_path: Path, sql: str) -> list[tuple[Any, ...]]:
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=5)
         try:
-            return conn.execute(sql).fetchall()
+            return conn.execute(sql, params).fetchall()
         finally:
             conn.close()
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return []  # created but not migrated (that far) yet
         raise
+
+
+def revisions(state_path: Path, deployment: str) -> list[PeekRevision]:
+    """One deployment's revisions, newest first: rollback chooses among them before the
+    store (and SQLAlchemy) is needed, so a rollback to a running pin switches sooner."""
+    rows = _select(
+        state_path,
+        "SELECT number, spec_hash, outcome, spec_json FROM revision WHERE deployment = ? ORDER BY number DESC",
+        (deployment,),
+    )
+    return [PeekRevision(deployment, int(n), h, o, json.loads(spec)) for n, h, o, spec in rows]
 
 
 def revision_keys(state_path: Path) -> dict[str, list[RevisionKey]]:

@@ -10,10 +10,11 @@
 #   fleetctl-testbed/tritonserver:2.51    Triton 2.51 (CPU) from the nvidia-pytriton wheel
 #   fleetctl-testbed/nim-standin:1, :2    the NIM stand-in server (tests/testbed/nim_standin)
 #   fleetctl-testbed/tiny:1               FROM scratch, busybox httpd
+#   fleetctl-testbed/front-door:1         the front door server (fleetctl/frontdoor) + aiohttp wheels
 #
 # Each image carries the label fleetctl-testbed.input-hash; an image whose tag
 # already exists with the same hash is not rebuilt. Expensive inputs (the
-# debootstrap root filesystem, the wheel) are cached under $FLEETCTL_CACHE_DIR.
+# debootstrap root filesystem, the wheels) are cached under $FLEETCTL_CACHE_DIR.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,6 +28,7 @@ TRITON_IMAGE="fleetctl-testbed/tritonserver:2.51"
 STANDIN_REPO="fleetctl-testbed/nim-standin"
 STANDIN_TAGS=(1 2)
 TINY_IMAGE="fleetctl-testbed/tiny:1"
+FRONT_DOOR_IMAGE="fleetctl-testbed/front-door:1"
 HASH_LABEL="fleetctl-testbed.input-hash"
 
 DEBIAN_SUITE="bookworm"
@@ -38,6 +40,24 @@ BASE_RECIPE_VERSION=1
 PYTRITON_VERSION="0.7.0"
 PYTRITON_WHEEL="nvidia_pytriton-${PYTRITON_VERSION}-py3-none-manylinux_2_35_x86_64.whl"
 PYTRITON_SHA256="21f063ff93bb426d0c06b7a55e7eb9efcfe62c0dddd9a908e9877e18710128df"
+
+# The front door runs on aiohttp: the wheels of aiohttp 3.14.5 and of everything it needs
+# on CPython 3.11 (the base image's python3), pinned and sha256-checked. Their union is the
+# closure pip resolves for "aiohttp==3.14.5" on manylinux x86_64, so they are fetched with
+# --no-deps. Format: "file sha256".
+FRONT_DOOR_WHEELS=(
+    "aiohttp-3.14.5-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.manylinux_2_28_x86_64.whl 50a195903119008fe9cc68710535eb37f556ffffd6a7759afe70a2c145587045"
+    "aiohappyeyeballs-2.7.1-py3-none-any.whl 9243213661e29250eb41368e5daa826fc017156c3b8a11440826b2e3ed376472"
+    "aiosignal-1.4.0-py3-none-any.whl 053243f8b92b990551949e63930a839ff0cf0b0ebbe0597b0f3fb19e1a0fe82e"
+    "attrs-26.1.0-py3-none-any.whl c647aa4a12dfbad9333ca4e71fe62ddc36f4e63b2d260a37a8b83d2f043ac309"
+    "frozenlist-1.8.0-cp311-cp311-manylinux1_x86_64.manylinux_2_28_x86_64.manylinux_2_5_x86_64.whl 2552f44204b744fba866e573be4c1f9048d6a324dfe14475103fd51613eb1d1f"
+    "idna-3.20-py3-none-any.whl ab7ae7122974553370f0bdb919e1a960b2cd1bc1ef0276416d896db81c14582c"
+    "multidict-7.2.1-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.manylinux_2_28_x86_64.whl 3b7542fad2706595c1b1853b46f2c3c4ae5cc5a6252b7225f294d607a29e1bdf"
+    "propcache-0.5.4-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.manylinux_2_28_x86_64.whl 6e9368e87a3efc285e559131092c5db643eb8e56de4ee42064d5baec22ef2bb5"
+    "typing_extensions-4.16.0-py3-none-any.whl 481caa481374e813c1b176ada14e97f1f67a4539ce9cfeb3f350d78d6370c2e8"
+    "yarl-1.25.1-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.manylinux_2_28_x86_64.whl d5add7b4ca7afeea91d52e4d4e4db3b1fe9885b71f07054560d8c4296b7441a2"
+)
+FRONT_DOOR_SRC="$HERE/../../fleetctl/frontdoor"
 
 HOST_A="$(host_of a)"
 WORK=""
@@ -314,10 +334,85 @@ build_tiny() {
     log "$TINY_IMAGE built in $(( $(now_ms) - t0 )) ms"
 }
 
+# ------------------------------------------------------- front door image
+front_door_wheels() {  # prints the cached, verified wheel paths, one a line, downloading what is missing
+    local dir="$CACHE_DIR/wheels" entry file want reqs=() pip
+    mkdir -p "$dir"
+    for entry in "${FRONT_DOOR_WHEELS[@]}"; do
+        read -r file want <<<"$entry"
+        if [[ ! -s "$dir/$file" ]] || [[ "$(sha <"$dir/$file")" != "$want" ]]; then
+            rm -f "$dir/$file"
+            # name-version-... -> name==version (wheel names use _ where the project uses -)
+            reqs+=("$(cut -d- -f1 <<<"$file")==$(cut -d- -f2 <<<"$file")")
+        fi
+    done
+    if (( ${#reqs[@]} > 0 )); then
+        pip="$(find_pip)" || die "no pip available to download the front door's wheels"
+        log "downloading ${reqs[*]} (PyPI)"
+        # shellcheck disable=SC2086
+        quietly $pip download --no-deps --only-binary=:all: \
+            --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 \
+            --python-version 3.11 --implementation cp \
+            -d "$dir" "${reqs[@]}" || die "pip download failed"
+    else
+        log "front door wheels: cached in $dir"
+    fi
+    for entry in "${FRONT_DOOR_WHEELS[@]}"; do
+        read -r file want <<<"$entry"
+        [[ -s "$dir/$file" ]] || die "pip did not produce $dir/$file"
+        [[ "$(sha <"$dir/$file")" == "$want" ]] || die "sha256 of $dir/$file does not match"
+        printf '%s\n' "$dir/$file"
+    done
+}
+
+front_door_dockerfile() {
+    cat <<DOCKERFILE
+FROM $BASE_IMAGE
+COPY lib /opt/front-door/lib
+COPY app/ /opt/front-door/
+ENV PYTHONPATH=/opt/front-door/lib \\
+    PYTHONUNBUFFERED=1 \\
+    PYTHONDONTWRITEBYTECODE=1
+LABEL org.opencontainers.image.title="fleetctl-testbed-front-door" \\
+      org.opencontainers.image.description="The fleetctl front door server (fleetctl/frontdoor) on aiohttp"
+ENTRYPOINT ["python3", "/opt/front-door/server.py"]
+DOCKERFILE
+}
+
+build_front_door() {
+    local h ctx t0 old whl
+    h="$( { image_id "$HOST_A" "$BASE_IMAGE"; printf '%s\n' "${FRONT_DOOR_WHEELS[@]}";
+            cat "$FRONT_DOOR_SRC"/*.py | sha; front_door_dockerfile; } | sha)"
+    if up_to_date "$FRONT_DOOR_IMAGE" "$h"; then
+        log "$FRONT_DOOR_IMAGE up to date"
+        return 0
+    fi
+    command -v unzip >/dev/null 2>&1 || apt_install unzip || die "cannot install unzip"
+    t0=$(now_ms)
+    ctx="$WORK/front-door"
+    mkdir -p "$ctx/lib" "$ctx/app"
+    # A wheel is a zip of its site-packages entries: unzipped, it is installed.
+    while read -r whl; do
+        unzip -q -o "$whl" -d "$ctx/lib"
+    done < <(front_door_wheels)
+    cp "$FRONT_DOOR_SRC"/*.py "$ctx/app/"
+    # Compile ahead (the base image's python is 3.11 too): the container then starts
+    # without compiling aiohttp on every start (it writes no bytecode of its own).
+    if python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+        python3 -m compileall -q --invalidation-mode unchecked-hash "$ctx/lib" "$ctx/app" >/dev/null
+    fi
+    front_door_dockerfile >"$ctx/Dockerfile"
+    old="$(image_id "$HOST_A" "$FRONT_DOOR_IMAGE")"
+    quietly dk build --label "$HASH_LABEL=$h" -t "$FRONT_DOOR_IMAGE" "$ctx" || die "building $FRONT_DOOR_IMAGE failed"
+    drop_if_dangling "$old"
+    rm -rf "$ctx"
+    log "$FRONT_DOOR_IMAGE built in $(( $(now_ms) - t0 )) ms"
+}
+
 # -------------------------------------------------- copies into b and c
 copy_small_images() {
     local e host img t0 missing old_ids old
-    local small=("$BASE_IMAGE" "$TINY_IMAGE")
+    local small=("$BASE_IMAGE" "$TINY_IMAGE" "$FRONT_DOOR_IMAGE")
     for tag in "${STANDIN_TAGS[@]}"; do small+=("$STANDIN_REPO:$tag"); done
     for e in "${ENGINES[@]}"; do
         [[ "$e" == a ]] && continue
@@ -360,6 +455,7 @@ cmd_build() {
     build_base
     build_tiny
     build_standin
+    build_front_door
     build_triton
     if (( all_engines )); then
         copy_small_images
