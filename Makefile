@@ -51,3 +51,5 @@ bench: venv
 	$(BIN)/python tests/benchmarks/bench_plan_cli.py
 	bash tests/testbed/setup.sh
 	$(BIN)/python tests/benchmarks/bench_apply.py
+	$(BIN)/python tests/benchmarks/bench_front_door.py
+	$(BIN)/python tests/benchmarks/bench_rollouts.py
