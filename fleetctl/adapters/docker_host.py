@@ -13,10 +13,11 @@ from typing import Any, Mapping, Protocol
 from fleetctl.adapters import labels as L
 from fleetctl.core.inventory import Host
 from fleetctl.core.front_door import LOADED_PATH
-from fleetctl.core.observed import ObservedContainer, ObservedFrontDoor, ObservedHost
+from fleetctl.core.observed import ContainerRun, ObservedContainer, ObservedFrontDoor, ObservedHost
 from fleetctl.runtimes.spec import ContainerSpec
 
 OBSERVE_TIMEOUT_S = 10
+LOG_HEAD_MAX_BYTES = 256 * 1024
 API_TIMEOUT_S = 120
 _IMAGE_ID = re.compile(r"^(sha256:)?[0-9a-f]{12,64}$")
 
@@ -130,7 +131,8 @@ class DockerHost:
             labels = row.get("Labels") or {}
             if L.is_front_door(labels):
                 state = row.get("State", "")
-                loaded = self._loaded_routes(row["Id"]) if state == "running" else None
+                url = labels.get(L.ENDPOINT, "")
+                loaded = self._loaded_routes(row["Id"], url) if state == "running" else None
                 front_doors.append(L.observed_front_door(self.name, row["Id"], names[0], state, image, labels, loaded))
                 continue
             labeled = labels.get(L.IMAGE, "")
@@ -143,8 +145,15 @@ class DockerHost:
                 containers.append(c)
         return ObservedHost(self.name, reachable=True, containers=tuple(containers), front_doors=tuple(front_doors))
 
-    def _loaded_routes(self, container: str) -> str | None:
-        """The hash of the routes a front door last loaded (None: unknown, reload it)."""
+    def _loaded_routes(self, container: str, url: str) -> str | None:
+        """The hash of the routes a front door last loaded (None: unknown, reload it):
+        from its status endpoint when this machine reaches it (a few ms), else from its
+        `loaded` file through the Docker API (tens of ms: the engine makes a tar)."""
+        from fleetctl.adapters.probes import front_door_status
+
+        doc = front_door_status(url, timeout_s=0.5) if url else None
+        if doc is not None and isinstance(doc.get("routes_hash"), str):
+            return str(doc["routes_hash"]) or None
         data = self.read_file(container, LOADED_PATH)
         return data.decode("ascii", errors="replace").strip() or None if data else None
 
@@ -202,6 +211,38 @@ class DockerHost:
         except Exception as exc:  # logs are best effort: the container may be gone
             return f"<no logs: {_one_line(exc)}>"
         return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+
+    def run_info(self, container: str) -> ContainerRun:
+        """State, restart count and start time of the container's current run (one inspect)."""
+        info = self.api.inspect_container(container)
+        state = info.get("State") or {}
+        return ContainerRun(
+            status=str(state.get("Status", "")),
+            restart_count=int(info.get("RestartCount") or 0),
+            started_at=docker_time(state.get("StartedAt")),
+            exit_code=state.get("ExitCode"),
+        )
+
+    def logs_head(self, container: str, lines: int = 200, since: float | None = None) -> str:
+        """The first `lines` lines the container logged (since `since`, epoch seconds: its
+        current run), read as a stream and closed as soon as they are in: a long-running
+        container's whole log is never fetched."""
+        try:
+            stream = self.api.logs(container, stdout=True, stderr=True, stream=True, follow=False, since=since)
+        except Exception as exc:  # logs are best effort: the container may be gone
+            return f"<no logs: {_one_line(exc)}>"
+        buf = bytearray()
+        try:
+            for chunk in stream:
+                buf.extend(chunk)
+                if buf.count(b"\n") >= lines or len(buf) >= LOG_HEAD_MAX_BYTES:
+                    break
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        text = buf.decode("utf-8", errors="replace")
+        return "\n".join(text.splitlines()[:lines])
 
     def image_digest(self, image: str) -> str | None:
         try:
@@ -310,6 +351,21 @@ class DockerHost:
 
     def rename(self, container: str, new_name: str) -> None:
         self.api.rename(container, new_name)
+
+
+def docker_time(text: str | None) -> float | None:
+    """Docker's RFC 3339 time (nanoseconds, "Z") as epoch seconds; None for its zero time."""
+    from datetime import datetime, timezone
+
+    if not text or text.startswith("0001-"):
+        return None
+    stamp = text.rstrip("Z")
+    whole, _, frac = stamp.partition(".")
+    try:
+        dt = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    return dt.timestamp() + (float(f"0.{frac[:6]}") if frac.isdigit() else 0.0)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -240,7 +240,7 @@ def test_router_reports_a_front_door_that_does_not_load_its_routes() -> None:
             self.calls.append(signal)
 
     _, inv, plan = demo_plan()
-    router = Router(plan, inv, {"demo-host": Deaf()}, only_door(), clock=FakeClock())
+    router = Router(plan, inv, {"demo-host": Deaf()}, only_door(), clock=FakeClock(), status=no_status)
     router.serve("chat-llm@v4", 0, "http://127.0.0.1:20600")
     assert router.problems and "not loaded" in router.problems[0]
 
@@ -250,7 +250,7 @@ def test_router_sends_nothing_to_a_front_door_that_is_not_running() -> None:
 
     _, inv, plan = demo_plan()
     host = FakeHost()
-    router = Router(plan, inv, {"demo-host": host}, ObservedFleet.empty(["demo-host"], offline=False), clock=FakeClock())
+    router = Router(plan, inv, {"demo-host": host}, ObservedFleet.empty(["demo-host"], offline=False), clock=FakeClock(), status=no_status)
     router.serve("chat-llm@v4", 0, "http://127.0.0.1:20600")
     assert host.calls == [] and router.problems == []
 
@@ -264,6 +264,11 @@ def test_disabled_front_door_plans_nothing(tmp_path: Path) -> None:
     assert plan.front_doors == () and plan.routes_hash == ""
     assert all(a.kind is ActionKind.CREATE for a in plan.actions)
     assert replace(plan, actions=()).has_changes is False
+
+
+def no_status(url: str) -> None:
+    """No front door answers over HTTP in these tests: the Docker API path is used."""
+    return None
 
 
 def current_of(host: FakeHost, model: str) -> str:
@@ -280,7 +285,7 @@ def test_a_version_switch_moves_clients_only_once_the_new_version_is_complete(tm
     loaded = load(path)
     plan = build_plan(loaded, ObservedFleet.empty(["demo-host"], offline=False))
     host = FakeHost()
-    router = Router(plan, loaded.inventory, {"demo-host": host}, running(plan, loaded.inventory, 20500), clock=FakeClock())
+    router = Router(plan, loaded.inventory, {"demo-host": host}, running(plan, loaded.inventory, 20500), clock=FakeClock(), status=no_status)
     router.push()
     assert current_of(host, "chat-llm") == "v4"  # v5 has no replica yet: v4 keeps everyone
     router.serve("chat-llm@v5", 0, "http://127.0.0.1:20600")
@@ -306,6 +311,6 @@ def test_a_rollback_to_a_running_pin_moves_clients_at_once() -> None:
     observed = running(plan, inv, 20500)  # v4 runs
     v3c = ObservedContainer("demo-host", "id3", "fleetctl-demo-chat-llm-v3-0", "chat-llm@v3", 0, (0,), "x", "running", "img", port=20400, endpoint="http://127.0.0.1:20400")
     observed = ObservedFleet({"demo-host": replace(observed.hosts["demo-host"], containers=observed.hosts["demo-host"].containers + (v3c,))}, offline=False)
-    router = Router(plan, inv, {"demo-host": host}, observed, clock=FakeClock())
+    router = Router(plan, inv, {"demo-host": host}, observed, clock=FakeClock(), status=no_status)
     router.push()
     assert current_of(host, "chat-llm") == "v3"  # one of two replicas, but a rollback flips at once
