@@ -45,8 +45,14 @@ def plan(
     from fleetctl.ops.planning import plan_inventory
     from fleetctl.ops.planfile import save_plan
 
+    from dataclasses import replace
+
+    from fleetctl.ops import downtime
+
     observe = None if offline else observer()
     result = plan_inventory(inventory, observe, known_runtimes(), state_path(state))
+    # A stop-first replacement shows, before anyone applies it, for about how long.
+    result = replace(result, plan=downtime.with_estimates(result.plan, state_path(state)))
     p = result.plan
     if out is not None:
         save_plan(out, result)
