@@ -20,6 +20,10 @@ change with the real CLI, and reports:
 Scenarios: env change, image change, version bump v4 -> v5, a never-ready revision with
 auto-revert, rollback to a running pin, replicas 1 -> 3 -> 1, a change while a second
 host is unreachable. The numbers are medians over `--runs`.
+
+Run it alone on the engines: the integration tests' clean-up removes every managed
+container created while a test runs, on every engine, which would take the benchmark's
+front door or replicas away mid-scenario.
 """
 
 from __future__ import annotations
@@ -183,10 +187,10 @@ SCENARIOS: dict[str, Change] = {
 def run_once(name: str, make: Change, tmp: Path, i: int) -> dict[str, Any]:
     f = Fleet(tmp, f"bench-rollouts-{i}")
     prep, change, old, new = make(f)
-    first = prep()
-    if first.returncode not in (0, 6):
-        raise SystemExit(f"{name}: first apply failed: {first.stdout}{first.stderr}")
     try:
+        first = prep()
+        if first.returncode not in (0, 6):
+            raise SystemExit(f"{name}: first apply failed: {first.stdout}{first.stderr}")
         time.sleep(1.0)
         with Load() as load:
             time.sleep(0.5)
