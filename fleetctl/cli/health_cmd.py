@@ -1,29 +1,43 @@
-"""`fleetctl health`: one sweep of container state and readiness, for people, cron and Prometheus.
+"""`fleetctl health`: one sweep for people, cron and Prometheus; `--heal` repairs.
 
-`register(app)` adds the command to a Typer app. The sweep itself is
-`fleetctl.ops.health.sweep`; this module only renders its report: a table, JSON, and the
-textfile-collector file.
+`register(app)` adds the command to a Typer app. The sweep is `fleetctl.ops.health`;
+this module renders its report (a table or JSON) and the history; the textfile is
+`fleetctl.cli.health_metrics`.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from fleetctl.cli import render
+from fleetctl.cli.health_metrics import metrics_registry, write_textfile
 from fleetctl.cli.options import InventoryOpt, Output, OutputOpt, StateOpt, state_path
-from fleetctl.errors import ExitCode, FleetctlError
-from fleetctl.ops.health import DEFAULT_TIMEOUT_S, DeploymentState, HealthReport, ReplicaState
+from fleetctl.errors import ExitCode
+from fleetctl.ops.health import DEFAULT_FAILURES, DEFAULT_TIMEOUT_S, DeploymentState, HealthReport, ReplicaState, Verdict
+from fleetctl.ops.health.heal import DEFAULT_HEAL_TIMEOUT_S
+from fleetctl.ops.health.sweeping import MAX_PROBE_WORKERS
+from fleetctl.state.health_store import DEFAULT_RETENTION_DAYS
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
     from rich.console import Console
 
+__all__ = ["health", "metrics_registry", "register", "render_health", "summary_line", "write_textfile"]
 
+VERDICT_STYLE = {
+    Verdict.OK: "green",
+    Verdict.DEGRADED: "yellow",
+    Verdict.STARTING: "cyan",
+    Verdict.FAILING: "yellow",
+    Verdict.CRITICAL: "red",
+    Verdict.UNKNOWN: "yellow",
+}
 REPLICA_STYLE = {
     ReplicaState.HEALTHY: "green",
+    ReplicaState.DEGRADED: "yellow",
     ReplicaState.UNHEALTHY: "red",
     ReplicaState.STOPPED: "red",
     ReplicaState.MISSING: "red",
@@ -44,22 +58,49 @@ def health(
         None, "--textfile", help="Also write Prometheus textfile-collector metrics to PATH (atomically)."
     ),
     timeout: float = typer.Option(
-        DEFAULT_TIMEOUT_S, "--timeout", min=0.1, help="Seconds each replica's readiness probe may take."
+        DEFAULT_TIMEOUT_S, "--timeout", min=0.1, help="Seconds all of one replica's checks may take together."
+    ),
+    failures: int = typer.Option(
+        DEFAULT_FAILURES, "--failures", min=1, help="Failing sweeps in a row before a replica is critical."
+    ),
+    grace: Optional[float] = typer.Option(
+        None, "--grace", min=0, help="Seconds after a start a replica is 'starting' (default: its start-up budget)."
+    ),
+    heal: bool = typer.Option(False, "--heal", help="Repair critical replicas: start, recreate, reload models, restart."),
+    heal_timeout: float = typer.Option(
+        DEFAULT_HEAL_TIMEOUT_S, "--heal-timeout", min=1, help="Seconds a repaired replica may take to be ready."
+    ),
+    concurrency: int = typer.Option(MAX_PROBE_WORKERS, "--concurrency", min=1, max=512, help="Replicas probed at once."),
+    history: Optional[str] = typer.Option(
+        None, "--history", metavar="NAME", help="Show the recorded verdict changes and repairs of NAME (model or name@version)."
+    ),
+    keep_days: float = typer.Option(
+        DEFAULT_RETENTION_DAYS, "--keep-days", min=0.01, help="Days the state keeps verdict changes and repairs."
     ),
     state: Optional[Path] = StateOpt,
 ) -> None:
-    """Probe every desired replica once: container state and the runtime's readiness checks.
+    """Sweep every desired replica: container, readiness, served model, profile, latency, drift.
 
-    Exit codes: 0 all healthy, 10 a replica unhealthy, stopped or missing, 6 only hosts unreachable.
+    Exit codes: 0 ok, 14 degraded (or failing, not yet --failures times), 10 critical,
+    6 only hosts unreachable.
     """
     from fleetctl.adapters.observe import observe_fleet
-    from fleetctl.ops.health import exit_code, http_probe, preload_probe_clients, report_to_json, sweep
+    from fleetctl.ops.health import report_to_json
+    from fleetctl.ops.health.sweeping import run_sweep
     from fleetctl.runtimes.registry import runtime_names
 
-    preload_probe_clients()
-    report = sweep(
-        inventory, observe_fleet, http_probe, timeout_s=timeout, known_runtimes=runtime_names(), state_path=state_path(state)
+    if history is not None:
+        return show_history(inventory, history, output, state)
+    options = dict(
+        timeout_s=timeout, known_runtimes=runtime_names(), failures=failures, grace_s=grace,
+        concurrency=concurrency, retention_days=keep_days,
     )
+    if heal:
+        from fleetctl.ops.health.heal import sweep_and_heal
+
+        report = sweep_and_heal(inventory, observe_fleet, state_path=state_path(state), heal_timeout_s=heal_timeout, **options)
+    else:
+        report = run_sweep(inventory, observe_fleet, state_path=state_path(state), **options).report  # type: ignore[arg-type]
     if output is Output.json:
         render.print_json(report_to_json(report))
     else:
@@ -67,9 +108,15 @@ def health(
     # Written whatever the outcome: an unhealthy fleet is when the metrics matter.
     if textfile is not None:
         write_textfile(report, textfile)
+    from fleetctl.ops.health import exit_code
+
     code = exit_code(report)
     if code is not ExitCode.OK:
         raise typer.Exit(int(code))
+
+
+def _ms(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds * 1000:.0f}"
 
 
 def render_health(console: "Console", report: HealthReport) -> None:
@@ -82,41 +129,58 @@ def render_health(console: "Console", report: HealthReport) -> None:
     if dark:
         console.print()
     table = Table(title="Health", title_justify="left", show_edge=False, pad_edge=False)
-    for col in ("deployment", "state", "healthy", "replica", "host", "replica state", "endpoint", "probe"):
+    for col in ("deployment", "state", "serving", "replica", "host", "verdict", "seen", "endpoint", "latency ms / SLA"):
         table.add_column(col, no_wrap=True)
-    table.add_column("detail", overflow="fold")
+    table.add_column("reasons", overflow="fold")
     for d in report.deployments:
         dep_state = Text(d.state.value, style=DEPLOYMENT_STYLE[d.state])
         if not d.replicas:
-            table.add_row(d.deployment, dep_state, f"{d.healthy}/{d.desired}", "", "", "", "", "", "")
+            table.add_row(d.deployment, dep_state, f"{d.serving}/{d.desired}", *[""] * 7)
         for i, r in enumerate(d.replicas):
-            detail = Text(r.detail)
+            verdict = r.verdict.value
+            if r.verdict is Verdict.FAILING:
+                verdict += f" {r.failures}/{report.failures_needed}"
+            elif r.verdict is Verdict.CRITICAL and r.failures > 1:
+                verdict += f" ({r.failures} sweeps)"
+            reasons = Text("; ".join(r.reasons) or r.detail)
             if r.drift:
-                detail.append(f" · plan would recreate ({r.drift.removeprefix('drift: ')})", style="yellow")
+                reasons.append(f" · plan would recreate ({r.drift.removeprefix('drift: ')})", style="yellow")
+            sla = f" / {r.sla_ms:g}" if r.sla_ms is not None and r.request_latency_s is not None else ""
             table.add_row(
                 d.deployment if i == 0 else "",
                 dep_state if i == 0 else Text(""),
-                f"{d.healthy}/{d.desired}" if i == 0 else "",
+                f"{d.serving}/{d.desired}" if i == 0 else "",
                 f"#{r.replica}",
                 r.host,
+                Text(verdict, style=VERDICT_STYLE[r.verdict]),
                 Text(r.state.value, style=REPLICA_STYLE[r.state]),
                 r.endpoint,
-                "" if r.latency_s is None else f"{r.latency_s * 1000:.0f} ms",
-                detail,
+                Text(_ms(r.request_latency_s) + sla, style="yellow" if r.over_sla else ""),
+                reasons,
             )
     console.print(table)
     for f in report.front_doors:
         style = REPLICA_STYLE[f.state]
         console.print(Text.assemble("front door ", (f.host, "bold"), f" {f.url}: ", (f.state.value, style), f" ({f.detail})"))
+    if report.healing:
+        console.print()
+        if report.heal_note:
+            console.print(Text(report.heal_note, style="yellow"))
+        elif not report.healed:
+            console.print("heal: nothing critical to repair")
+        for a in report.healed:
+            mark = ("ok", "green") if a.ok else (("skipped", "yellow") if a.action == "none" else ("failed", "red"))
+            what = a.action if a.action != "none" else "left alone"
+            console.print(Text.assemble("heal ", (f"{a.deployment}#{a.replica}", "bold"), f" on {a.host}: {what} ",
+                                        (a.target, "bold"), " ", mark, f": {a.detail}"))
     console.print()
     console.print(summary_line(report))
 
 
 def summary_line(report: HealthReport) -> str:
     replicas = report.replicas
-    healthy = report.count(ReplicaState.HEALTHY)
-    parts = [f"{healthy}/{len(replicas)} replicas healthy"]
-    others = [f"{report.count(s)} {s.value}" for s in ReplicaState if s is not ReplicaState.HEALTHY and report.count(s)]
+    parts = [f"{report.count_verdict(Verdict.OK)}/{len(replicas)} replicas ok"]
+    others = [f"{report.count_verdict(v)} {v.value}" for v in Verdict if v is not Verdict.OK and report.count_verdict(v)]
     if others:
         parts[0] += f" ({', '.join(others)})"
     states = [f"{n} {s.value}" for s in DeploymentState if (n := sum(d.state is s for d in report.deployments))]
@@ -127,73 +191,51 @@ def summary_line(report: HealthReport) -> str:
     dark = sum(not h.reachable for h in report.hosts)
     if dark:
         parts.append(f"{dark} host(s) unreachable")
+    if report.healed:
+        parts.append(f"{sum(a.ok for a in report.healed)}/{len(report.healed)} repairs ok")
     parts.append(f"swept in {report.duration_s:.2f} s")
     return " · ".join(parts)
 
 
-def metrics_registry(report: HealthReport) -> "CollectorRegistry":
-    """A fresh registry holding this sweep only; labels carry names, never configuration values."""
-    from prometheus_client import CollectorRegistry, Enum as EnumMetric, Gauge
+def show_history(inventory: Path, name: str, output: Output, state: Optional[Path]) -> None:
+    from fleetctl.core.loader import load
+    from fleetctl.errors import NotFoundError
+    from fleetctl.state.health_store import HealthMemory
+    from fleetctl.runtimes.registry import runtime_names
 
-    reg = CollectorRegistry()
-    replica = ["deployment", "replica", "host"]
-    dep = ["deployment"]
+    inv = load(inventory, runtime_names()).inventory
+    events = HealthMemory(state_path(state), inv.fleet).events(name, limit=200)
+    if not events:
+        raise NotFoundError(f"no health history of {name} in {state_path(state)} (sweeps record verdict changes there)")
+    rows = [
+        {
+            "at": datetime.fromtimestamp(e.at, timezone.utc).isoformat(timespec="seconds"),
+            "deployment": e.deployment,
+            "replica": e.replica,
+            "host": e.host,
+            "kind": e.kind,
+            "verdict": e.verdict,
+            "detail": e.detail,
+            "latency_ms": e.latency_ms,
+        }
+        for e in events
+    ]
+    if output is Output.json:
+        render.print_json({"name": name, "events": rows})
+        return
+    from rich.table import Table
+    from rich.text import Text
 
-    def gauge(name: str, doc: str, labels: list[str] | None = None) -> Gauge:
-        return Gauge(name, doc, labels or [], registry=reg)
-
-    healthy = gauge("fleetctl_replica_healthy", "1 when the replica's container runs and passed its readiness checks.", replica)
-    state = EnumMetric(
-        "fleetctl_replica_state", "State of the replica at the last sweep.", replica,
-        states=[s.value for s in ReplicaState], registry=reg,
-    )
-    probe_s = gauge(
-        "fleetctl_probe_duration_seconds", "Time the readiness probe of a running replica took.", ["deployment", "replica"]
-    )
-    dep_healthy = gauge("fleetctl_deployment_healthy_replicas", "Replicas of the deployment that are healthy.", dep)
-    dep_desired = gauge("fleetctl_deployment_desired_replicas", "Replicas the inventory asks for.", dep)
-    dep_state = EnumMetric(
-        "fleetctl_deployment_state", "State of the deployment at the last sweep.", dep,
-        states=[s.value for s in DeploymentState], registry=reg,
-    )
-    dep_drift = gauge("fleetctl_deployment_drift", "1 when the plan would recreate a replica of the deployment.", dep)
-    host_up = gauge("fleetctl_host_reachable", "1 when the host's Docker engine answered.", ["host"])
-    door_up = gauge(
-        "fleetctl_front_door_healthy", "1 when the host's front door runs, answers and serves the planned routes.", ["host"]
-    )
-    ts = gauge("fleetctl_health_sweep_timestamp_seconds", "When the last sweep started (epoch seconds).")
-    took = gauge("fleetctl_health_sweep_duration_seconds", "How long the last sweep took.")
-
-    for d in report.deployments:
-        dep_healthy.labels(d.deployment).set(d.healthy)
-        dep_desired.labels(d.deployment).set(d.desired)
-        dep_state.labels(d.deployment).state(d.state.value)
-        dep_drift.labels(d.deployment).set(1 if d.drift else 0)
-        for r in d.replicas:
-            labels = (r.deployment, str(r.replica), r.host)
-            healthy.labels(*labels).set(1 if r.state is ReplicaState.HEALTHY else 0)
-            state.labels(*labels).state(r.state.value)
-            if r.latency_s is not None:
-                probe_s.labels(r.deployment, str(r.replica)).set(r.latency_s)
-    for h in report.hosts:
-        host_up.labels(h.host).set(1 if h.reachable else 0)
-    for f in report.front_doors:
-        door_up.labels(f.host).set(1 if f.state is ReplicaState.HEALTHY and f.routes_current else 0)
-    ts.set(report.swept_at)
-    took.set(report.duration_s)
-    return reg
-
-
-def write_textfile(report: HealthReport, path: str | Path) -> None:
-    """Write the textfile-collector file atomically (a temporary file, then a rename)."""
-    from prometheus_client import write_to_textfile
-
-    target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_to_textfile(str(target), metrics_registry(report))
-    except OSError as exc:
-        raise FleetctlError(f"cannot write textfile {target}: {exc.strerror or exc}") from None
+    table = Table(title=f"Health history · {name} (newest first)", title_justify="left", show_edge=False, pad_edge=False)
+    for col in ("at", "replica", "host", "kind", "verdict"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    for row in rows:
+        verdict = row["verdict"]
+        style = VERDICT_STYLE.get(Verdict(verdict), "") if verdict in Verdict._value2member_map_ else ""
+        table.add_row(row["at"], f"{row['deployment']}#{row['replica']}", row["host"], row["kind"], Text(verdict, style=style),
+                      row["detail"])
+    render.stdout_console().print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -126,9 +126,21 @@ class TritonConfig(Strict):
     shm_size: str | None = None
 
 
+class HealthSample(Strict):
+    """One small inference `fleetctl health` sends to time a Triton replica against its SLA."""
+
+    model: str | None = Field(None, description="Triton model to call (default: the first of triton.models)")
+    inputs: dict[str, list[Any]] = Field(
+        min_length=1, description="Input name -> values (nested lists give the shape); datatypes from the model"
+    )
+
+
 class HealthConfig(Strict):
     startup_timeout_s: float | None = Field(None, gt=0, description="Overrides the runtime's budget")
     interval_s: float = Field(1.0, gt=0)
+    sample: HealthSample | None = Field(
+        None, description="Triton: the inference `fleetctl health` times (else it times a model-ready call)"
+    )
 
 
 class RolloutConfig(Strict):

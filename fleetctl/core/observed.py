@@ -37,6 +37,16 @@ class ObservedContainer:
 
 
 @dataclass(frozen=True)
+class ContainerRun:
+    """What one inspect of a container says about its current run (for `health`)."""
+
+    status: str  # docker state: running, exited, restarting, ...
+    restart_count: int  # restarts by Docker's restart policy since the container was created
+    started_at: float | None  # epoch seconds of the current (or last) start; None if never started
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
 class ObservedFrontDoor:
     """A host's front door container, and the routes it last loaded."""
 

@@ -31,7 +31,9 @@ def _settings(model: Model, pin: Pin | None) -> dict[str, Any]:
         "nim": nim.model_dump(mode="json") if nim else None,
         "triton": triton.model_dump(mode="json") if triton else None,
         "options": dict(model.options),
-        "health": model.health.model_dump(mode="json"),
+        # Not `health.sample`: what `fleetctl health` sends to a replica is no part of
+        # its container, and changing it must not recreate one.
+        "health": model.health.model_dump(mode="json", exclude={"sample"}),
         "framework": model.framework,
     }
 

@@ -129,6 +129,48 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        4,
+        "health: each replica's streak between sweeps, and a log of its changes",
+        (
+            """
+            CREATE TABLE health_streak (
+                id            INTEGER PRIMARY KEY AUTOINCREMENT,
+                fleet         TEXT    NOT NULL,
+                deployment    TEXT    NOT NULL,
+                replica       INTEGER NOT NULL,
+                container_id  TEXT    NOT NULL DEFAULT '',
+                restart_count INTEGER,
+                started_at    TEXT,
+                failures      INTEGER NOT NULL DEFAULT 0 CHECK (failures >= 0),
+                crashes       INTEGER NOT NULL DEFAULT 0 CHECK (crashes >= 0),
+                verdict       TEXT    NOT NULL,
+                since         TEXT    NOT NULL,
+                checked_at    TEXT    NOT NULL,
+                reasons       TEXT    NOT NULL DEFAULT '',
+                profile_id    TEXT,
+                profile_name  TEXT,
+                UNIQUE (fleet, deployment, replica)
+            )
+            """,
+            """
+            CREATE TABLE health_event (
+                id         INTEGER PRIMARY KEY AUTOINCREMENT,
+                at         TEXT    NOT NULL,
+                fleet      TEXT    NOT NULL,
+                deployment TEXT    NOT NULL,
+                replica    INTEGER NOT NULL,
+                host       TEXT    NOT NULL DEFAULT '',
+                kind       TEXT    NOT NULL CHECK (kind IN ('verdict', 'heal')),
+                verdict    TEXT    NOT NULL,
+                detail     TEXT    NOT NULL DEFAULT '',
+                latency_ms REAL
+            )
+            """,
+            "CREATE INDEX health_event_by_deployment ON health_event (fleet, deployment, id)",
+            "CREATE INDEX health_event_by_time ON health_event (at)",
+        ),
+    ),
 )
 
 _BOOTSTRAP = """

@@ -7,7 +7,7 @@ added here must also be added by a new migration.
 
 from datetime import datetime, timezone
 
-from sqlalchemy import String
+from sqlalchemy import String, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -103,3 +103,43 @@ class Hold(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
     rollout_id: int | None = Field(default=None, foreign_key="rollout.id", nullable=True)
     command: str
+
+
+class HealthStreak(SQLModel, table=True):
+    """A replica's memory between health sweeps (written by `fleetctl.state.health_store`)."""
+
+    __tablename__ = "health_streak"
+    __table_args__ = (UniqueConstraint("fleet", "deployment", "replica"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    fleet: str
+    deployment: str
+    replica: int
+    container_id: str = ""
+    restart_count: int | None = None
+    started_at: datetime | None = Field(default=None, sa_type=UtcDateTime, nullable=True)
+    failures: int = 0
+    crashes: int = 0
+    verdict: str
+    since: datetime = Field(sa_type=UtcDateTime, nullable=False)
+    checked_at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+    reasons: str = ""
+    profile_id: str | None = None
+    profile_name: str | None = None
+
+
+class HealthEvent(SQLModel, table=True):
+    """A change of a replica's health verdict, or a repair `health --heal` made."""
+
+    __tablename__ = "health_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+    fleet: str
+    deployment: str
+    replica: int
+    host: str = ""
+    kind: str
+    verdict: str
+    detail: str = ""
+    latency_ms: float | None = None

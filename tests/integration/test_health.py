@@ -1,4 +1,12 @@
-"""`fleetctl health` against real Docker engines, a real Triton server and the NIM stand-in."""
+"""`fleetctl health` against real Docker engines, a real Triton server and the NIM stand-in.
+
+Each verdict on real containers: all healthy; a stopped container (critical, then started
+by `--heal`); a removed one (recreated by `--heal` through apply's path); a Triton model
+unloaded by hand (drift; `--heal` loads it again); a fallback profile and a latency over
+the SLA (degraded); a container never ready (starting within its grace, then critical);
+a crash loop; an unreachable host. Every sweep keeps its memory in the fleet's own state
+file, and every textfile is read back with prometheus_client's parser.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +14,28 @@ import json
 import subprocess
 from typing import Any
 
+import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleetctl.errors import ExitCode
 
+Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+CODES = (ExitCode.OK, ExitCode.UNHEALTHY, ExitCode.HOST_UNREACHABLE, ExitCode.DEGRADED)
+
+
 def health(fleet: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    return fleet.cli("health", *args, timeout=120)
+    return fleet.cli("health", "--state", str(fleet.state), *args, timeout=180)
 
 
-def health_json(fleet: Any) -> tuple[int, dict[str, Any]]:
-    r = health(fleet, "--output", "json", "--textfile", str(fleet.prom))
-    assert r.returncode in (0, ExitCode.UNHEALTHY, ExitCode.HOST_UNREACHABLE), r.stdout + r.stderr
-    return r.returncode, json.loads(r.stdout)  # stdout is JSON and nothing else
+def health_json(fleet: Any, *args: str) -> tuple[int, dict[str, Any]]:
+    r = health(fleet, "--output", "json", "--textfile", str(fleet.prom), *args)
+    assert r.returncode in CODES, r.stdout + r.stderr
+    data = json.loads(r.stdout)  # stdout is JSON and nothing else
+    assert data["exit_code"] == r.returncode
+    return r.returncode, data
 
 
-def metrics(fleet: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def metrics(fleet: Any) -> Metrics:
     text = fleet.prom.read_text()
     assert fleet.canary not in text
     return {
@@ -28,6 +43,10 @@ def metrics(fleet: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+def gauge(m: Metrics, name: str, deployment: str, host: str = "host-a", **labels: str) -> float:
+    return m[(name, tuple(sorted({"deployment": deployment, "host": host, "replica": "0", **labels}.items())))]
 
 
 def replicas(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -38,67 +57,140 @@ def deployments(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {d["deployment"]: d for d in data["deployments"]}
 
 
-def healthy_gauge(m: dict[Any, float], deployment: str, host: str) -> float:
-    return m[("fleetctl_replica_healthy", (("deployment", deployment), ("host", host), ("replica", "0")))]
+def heal_actions(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f"{a['deployment']}#{a['replica']}": a for a in data["heal"]["actions"]}
 
 
-def test_healthy_fleet_then_a_stopped_nim_and_an_unloaded_triton_model(fleet: Any, testbed: Any) -> None:
-    fleet.nim("chat-llm")
-    fleet.triton("embeddings", hosts={"name": "host-a"})
+def triton_client(endpoint: str) -> Any:
+    import tritonclient.http as tc
+
+    return tc.InferenceServerClient(endpoint.removeprefix("http://"))
+
+
+def warm_up(endpoint: str) -> None:
+    """The first inference of a freshly loaded Python-backend model takes tens of ms."""
+    import tritonclient.http as tc
+
+    text = tc.InferInput("TEXT", [1], "BYTES")
+    text.set_data_from_numpy(np.array([b"warm up"], dtype=object))
+    triton_client(endpoint).infer("embeddings", [text])
+
+
+def test_healthy_then_stopped_nim_and_unloaded_triton_model_are_critical_and_heal_repairs_them(fleet: Any, testbed: Any) -> None:
+    fleet.nim("chat-llm", sla_ms=2000)
+    fleet.triton("embeddings", hosts={"name": "host-a"}, health={"sample": {"inputs": {"TEXT": ["is this healthy?"]}}})
     r = fleet.apply()
     assert r.returncode == 0, r.stdout + r.stderr
+    warm_up(fleet.endpoint("embeddings@1"))
 
     code, data = health_json(fleet)
     assert code == 0, data
-    assert data["exit_code"] == 0 and data["summary"]["healthy"] == 2
+    assert data["summary"]["verdicts"]["ok"] == 2 and data["memory"] is True and data["failures_needed"] == 3
     reps = replicas(data)
-    assert {k: v["state"] for k, v in reps.items()} == {"chat-llm@1#0": "healthy", "embeddings@1#0": "healthy"}
-    for rep in reps.values():
-        assert rep["endpoint"].startswith("http://127.0.0.1:") and rep["probe_latency_ms"] is not None
+    chat, emb = reps["chat-llm@1#0"], reps["embeddings@1#0"]
+    assert (chat["verdict"], chat["state"], chat["reasons"], chat["restart_count"]) == ("ok", "healthy", [], 0)
+    assert chat["profile"]["name"] == "tensorrt_llm-h100-fp8-tp1-latency" and chat["profile"]["problem"] is None
+    assert chat["latency"]["request"] == "POST /v1/chat/completions (1 token)" and chat["latency"]["over_sla"] is False
+    assert emb["latency"]["request"] == "infer embeddings" and emb["latency"]["ms"] < 50, emb
+    assert emb["triton"] == {"missing": [], "not_ready": [], "extra": []}
     m = metrics(fleet)
-    assert healthy_gauge(m, "chat-llm@1", "host-a") == 1
-    assert healthy_gauge(m, "embeddings@1", "host-a") == 1
-    assert m[("fleetctl_host_reachable", (("host", "host-a"),))] == 1
-    assert m[("fleetctl_deployment_desired_replicas", (("deployment", "chat-llm@1"),))] == 1
-    print(f"\nhealth sweep, healthy 2-replica fleet (NIM stand-in + Triton): {data['duration_s']:.3f} s; "
-          f"probes {reps['chat-llm@1#0']['probe_latency_ms']} ms (NIM), {reps['embeddings@1#0']['probe_latency_ms']} ms (Triton)")
-
+    assert gauge(m, "fleetctl_replica_up", "chat-llm@1") == 1 and gauge(m, "fleetctl_replica_up", "embeddings@1") == 1
+    assert gauge(m, "fleetctl_sla_violation", "embeddings@1") == 0
+    assert gauge(m, "fleetctl_probe_latency_seconds", "chat-llm@1") > 0
+    assert m[("fleetctl_deployment_sla_seconds", (("deployment", "embeddings@1"),))] == 0.05
+    assert m[("fleetctl_front_door_healthy", (("host", "host-a"),))] == 1
+    print(f"\nhealth sweep, healthy 2-replica fleet (NIM stand-in + Triton): {data['duration_s']:.3f} s; probes "
+          f"{chat['probe_latency_ms']} ms (NIM, 4 requests), {emb['probe_latency_ms']} ms (Triton, 4 requests); timed requests "
+          f"{chat['latency']['ms']} ms (chat completion), {emb['latency']['ms']} ms (inference)")
     table = health(fleet)
-    assert table.returncode == 0, table.stdout + table.stderr
-    assert "2/2 replicas healthy" in table.stdout
+    assert table.returncode == 0 and "2/2 replicas ok" in table.stdout, table.stdout + table.stderr
 
-    import tritonclient.http as tc
-
+    # By hand: the NIM container stopped, the Triton model unloaded, a model nobody declared loaded.
     testbed.client("a").api.stop(fleet.container("chat-llm@1"), timeout=1)
-    url = reps["embeddings@1#0"]["endpoint"].removeprefix("http://")
-    tc.InferenceServerClient(url).unload_model("embeddings")
-
+    triton = triton_client(fleet.endpoint("embeddings@1"))
+    triton.unload_model("embeddings")
+    triton.load_model("reranker")
     code, data = health_json(fleet)
+    assert code == ExitCode.DEGRADED  # failing once, not yet --failures (3) times
+    assert {r["verdict"] for r in replicas(data).values()} == {"failing"}
+    code, data = health_json(fleet, "--failures", "2")
     assert code == ExitCode.UNHEALTHY
     reps, deps = replicas(data), deployments(data)
     chat, emb = reps["chat-llm@1#0"], reps["embeddings@1#0"]
-    assert chat["state"] == "stopped" and chat["container_state"] == "exited"
-    assert chat["drift"] == "drift: container is exited"
-    assert deps["chat-llm@1"]["state"] == "down" and deps["chat-llm@1"]["drift"] is True
-    assert emb["state"] == "unhealthy" and emb["container_state"] == "running"
-    # While the unload runs, Triton's server readiness fails too (400); once it is done
-    # only the model check does. Either way the model check says which model.
-    assert emb["detail"] in ("GET /v2/health/ready: 400; model embeddings: not ready", "model embeddings: not ready"), emb
-    assert emb["check"] in ("GET /v2/health/ready answers 200", "model embeddings is READY"), emb
+    assert (chat["verdict"], chat["state"], chat["failures"], chat["container_state"]) == ("critical", "stopped", 2, "exited")
+    assert deps["chat-llm@1"]["state"] == "down" and chat["drift"] == "drift: container is exited"
+    assert (emb["verdict"], emb["state"]) == ("critical", "unhealthy")
+    assert emb["triton"]["not_ready"] == [{"model": "embeddings", "why": "is UNAVAILABLE (unloaded)"}]
+    assert emb["triton"]["extra"] == ["reranker"]
+    assert "drift: model embeddings is UNAVAILABLE (unloaded)" in emb["reasons"]
+    assert "drift: model reranker is loaded but not declared" in emb["reasons"]
     m = metrics(fleet)
-    assert healthy_gauge(m, "chat-llm@1", "host-a") == 0
-    assert healthy_gauge(m, "embeddings@1", "host-a") == 0
-    assert m[("fleetctl_deployment_healthy_replicas", (("deployment", "embeddings@1"),))] == 0
-    assert m[("fleetctl_deployment_drift", (("deployment", "chat-llm@1"),))] == 1
+    assert gauge(m, "fleetctl_replica_up", "chat-llm@1") == 0
+    assert gauge(m, "fleetctl_replica_verdict", "embeddings@1", fleetctl_replica_verdict="critical") == 1
+    assert gauge(m, "fleetctl_triton_model_drift", "embeddings@1", model="embeddings", kind="not_ready") == 1
+    assert gauge(m, "fleetctl_triton_model_drift", "embeddings@1", model="reranker", kind="extra") == 1
+    assert m[("fleetctl_health_exit_code", ())] == ExitCode.UNHEALTHY
 
-    table = health(fleet)
-    assert table.returncode == ExitCode.UNHEALTHY
-    assert "0/2 replicas healthy" in table.stdout and "stopped" in table.stdout
+    chat_id = fleet.ids()[fleet.container("chat-llm@1")]
+    code, data = health_json(fleet, "--failures", "2", "--heal")
+    acts = heal_actions(data)
+    assert (acts["chat-llm@1#0"]["action"], acts["chat-llm@1#0"]["ok"]) == ("start", True), acts
+    assert (acts["embeddings@1#0"]["action"], acts["embeddings@1#0"]["target"], acts["embeddings@1#0"]["ok"]) == (
+        "load_model", "embeddings", True), acts
+    assert code == ExitCode.DEGRADED  # repaired this sweep: a warning, not a page
+    assert fleet.ids()[fleet.container("chat-llm@1")] == chat_id  # started again, not replaced
+    triton.unload_model("reranker")  # the extra model is reported, never unloaded by heal
+    warm_up(fleet.endpoint("embeddings@1"))
+    code, data = health_json(fleet)
+    assert code == 0, data
+    assert {r["verdict"] for r in replicas(data).values()} == {"ok"}
+
+    # A container removed by hand is recreated through apply's path (a rollout in the state).
+    testbed.client("a").api.remove_container(fleet.container("chat-llm@1"), force=True)
+    code, data = health_json(fleet, "--failures", "1", "--heal")
+    (act,) = data["heal"]["actions"]
+    assert (act["deployment"], act["action"], act["ok"]) == ("chat-llm@1", "recreate", True), act
+    assert fleet.container("chat-llm@1") in fleet.ids()
+    code, data = health_json(fleet)
+    assert code == 0 and replicas(data)["chat-llm@1#0"]["verdict"] == "ok", data
+    hist = health(fleet, "--history", "chat-llm", "--output", "json")
+    assert hist.returncode == 0, hist.stderr
+    kinds = [(e["kind"], e["verdict"]) for e in json.loads(hist.stdout)["events"]]
+    assert ("heal", "critical") in kinds and kinds[0] == ("verdict", "ok")
     for out in fleet.outputs:
         assert fleet.canary not in out
 
 
-def test_running_container_that_never_gets_ready_is_unhealthy_with_the_failing_check(fleet: Any, testbed: Any) -> None:
+def test_a_fallback_profile_and_a_latency_over_the_sla_are_degraded(fleet: Any, testbed: Any) -> None:
+    fleet.nim("fallback", env={"STANDIN_FALLBACK_PROFILE": "1"})
+    fleet.nim("asked-for", env={"STANDIN_FALLBACK_PROFILE": "1"})["nim"]["model_profile"] = "vllm-bf16-tp1-pp1"
+    fleet.nim("slow", env={"STANDIN_LATENCY_MS": "300"}, sla_ms=100)
+    r = fleet.apply()
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    code, data = health_json(fleet)
+    assert code == ExitCode.DEGRADED, data
+    reps = replicas(data)
+    fallback, asked, slow = reps["fallback@1#0"], reps["asked-for@1#0"], reps["slow@1#0"]
+    assert (fallback["verdict"], fallback["state"], fallback["profile"]["name"]) == ("degraded", "degraded", "vllm-bf16-tp1-pp1")
+    assert fallback["reasons"] and fallback["reasons"][0].startswith("fallback profile vllm-bf16-tp1-pp1 (")
+    assert asked["verdict"] == "ok" and asked["profile"]["expected"] == "vllm-bf16-tp1-pp1"  # what the inventory asked for
+    assert (slow["verdict"], slow["latency"]["over_sla"], slow["latency"]["sla_ms"]) == ("degraded", True, 100), slow
+    assert slow["latency"]["ms"] >= 300 and slow["reasons"][0].startswith("latency ")
+    assert deployments(data)["slow@1"]["state"] == "degraded" and deployments(data)["slow@1"]["serving"] == 1
+    m = metrics(fleet)
+    assert gauge(m, "fleetctl_nim_fallback_profile", "fallback@1") == 1
+    assert gauge(m, "fleetctl_nim_fallback_profile", "asked-for@1") == 0
+    assert gauge(m, "fleetctl_sla_violation", "slow@1") == 1 and gauge(m, "fleetctl_probe_latency_seconds", "slow@1") >= 0.3
+    assert gauge(m, "fleetctl_replica_up", "slow@1") == 1  # degraded still serves
+    api = testbed.client("a").api
+    started = {n: api.inspect_container(n)["State"]["StartedAt"] for n in fleet.ids()}
+    heal = health(fleet, "--heal", "--failures", "1")
+    assert heal.returncode == ExitCode.DEGRADED and "nothing critical to repair" in heal.stdout
+    assert {n: api.inspect_container(n)["State"]["StartedAt"] for n in fleet.ids()} == started  # degraded is never touched
+
+
+def test_a_container_that_never_gets_ready_is_starting_within_its_grace_then_critical(fleet: Any, testbed: Any) -> None:
     fleet.nim("chat-llm")
     assert fleet.apply().returncode == 0
     # Replace the container by hand with one that carries the same labels (so the plan
@@ -118,19 +210,43 @@ def test_running_container_that_never_gets_ready_is_unhealthy_with_the_failing_c
     api.start(created["Id"])
     testbed.wait_until(lambda: api.inspect_container(name)["State"]["Running"], 30, what="stand-in running")
 
-    code, data = health_json(fleet)
+    code, data = health_json(fleet, "--failures", "1")
+    (rep,) = replicas(data).values()
+    assert code == 0 and rep["verdict"] == "starting", rep  # within its 60 s start-up budget
+    assert rep["reasons"][0].startswith("starting: started ") and rep["failures"] == 0
+
+    code, data = health_json(fleet, "--failures", "1", "--grace", "0")
     assert code == ExitCode.UNHEALTHY
     (dep,) = data["deployments"]
     (rep,) = dep["replicas"]
     assert dep["state"] == "down" and dep["drift"] is False
-    assert rep["state"] == "unhealthy"
-    assert rep["container_state"] == "running"
+    assert (rep["verdict"], rep["state"], rep["container_state"]) == ("critical", "unhealthy", "running")
     assert rep["detail"] in ("GET /v1/health/ready: 503", "GET /v1/health/ready: ConnectError"), rep
     assert rep["check"] == "GET /v1/health/ready answers 200"
     assert rep["probe_latency_ms"] < 5000
-    assert metrics(fleet)[("fleetctl_replica_state", (
-        ("deployment", "chat-llm@1"), ("fleetctl_replica_state", "unhealthy"), ("host", "host-a"), ("replica", "0"),
-    ))] == 1
+    m = metrics(fleet)
+    assert gauge(m, "fleetctl_replica_state", "chat-llm@1", fleetctl_replica_state="unhealthy") == 1
+
+
+def test_a_crash_loop_is_critical_across_sweeps_and_heal_leaves_it_to_docker(fleet: Any, testbed: Any) -> None:
+    fleet.nim("crashy", env={"STANDIN_CRASH_AFTER_S": "1.5"})
+    r = fleet.apply()
+    assert r.returncode == 0, r.stdout + r.stderr
+    api = testbed.client("a").api
+    name = fleet.container("crashy@1")
+    code, first = health_json(fleet, "--failures", "1")
+    before = replicas(first)["crashy@1#0"]["restart_count"]
+    testbed.wait_until(lambda: api.inspect_container(name)["RestartCount"] > (before or 0), 30, what="a restart")
+
+    code, data = health_json(fleet, "--failures", "1", "--heal")
+    assert code == ExitCode.UNHEALTHY, data
+    rep = replicas(data)["crashy@1#0"]
+    assert (rep["verdict"], rep["crash_loop"]) == ("critical", True), rep
+    assert rep["restart_count"] > (before or 0) and rep["restarts_since_last_sweep"] >= 1
+    assert rep["reasons"][0].startswith("crash loop: restarted ")
+    (act,) = data["heal"]["actions"]
+    assert (act["action"], act["ok"]) == ("none", False) and "crash loop" in act["detail"]
+    assert gauge(metrics(fleet), "fleetctl_replica_crash_loop", "crashy@1") == 1
 
 
 def test_an_unreachable_host_alone_exits_6_and_its_replicas_are_unknown(make_fleet: Any, testbed: Any) -> None:
@@ -143,9 +259,9 @@ def test_an_unreachable_host_alone_exits_6_and_its_replicas_are_unknown(make_fle
     assert code == ExitCode.HOST_UNREACHABLE
     assert [(h["host"], h["reachable"]) for h in data["hosts"]] == [("host-a", True), ("gone", False)]
     reps = replicas(data)
-    assert reps["here@1#0"]["state"] == "healthy"
-    assert reps["there@1#0"]["state"] == "unknown" and "gone unreachable" in reps["there@1#0"]["detail"]
+    assert reps["here@1#0"]["verdict"] == "ok"
+    assert reps["there@1#0"]["verdict"] == "unknown" and "gone unreachable" in reps["there@1#0"]["detail"]
     assert deployments(data)["there@1"]["state"] == "unknown"
     m = metrics(fleet)
     assert m[("fleetctl_host_reachable", (("host", "gone"),))] == 0
-    assert healthy_gauge(m, "here@1", "host-a") == 1
+    assert gauge(m, "fleetctl_replica_up", "here@1") == 1

@@ -344,6 +344,22 @@ def test_standin_fallback_profile(testbed, docker_cleanup, port_block):
     assert "tensorrt_llm" not in logs.split("Selected profile:")[1].splitlines()[0]
 
 
+def test_standin_latency_delays_completions_only(testbed, docker_cleanup, port_block):
+    port = port_block[0]
+    base = f"http://127.0.0.1:{port}"
+    c = _run(testbed, testbed.images.nim_standin, prefix="nim-slow",
+             environment=_standin_env(port, STANDIN_LATENCY_MS="400", STANDIN_START_DELAY_S="0"))
+    testbed.wait_until(lambda: _status(f"{base}/v1/health/ready") == 200, 15, what="stand-in ready")
+    t0 = time.monotonic()
+    assert httpx.get(f"{base}/v1/models", timeout=5).status_code == 200
+    assert time.monotonic() - t0 < 0.3  # health and model-list routes answer at once
+    body = {"model": "meta/llama-3.1-8b-instruct", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    t0 = time.monotonic()
+    assert httpx.post(f"{base}/v1/chat/completions", json=body, timeout=5).status_code == 200
+    assert time.monotonic() - t0 >= 0.4
+    assert "STANDIN_LATENCY_MS=400" in _logs(c)
+
+
 @pytest.mark.parametrize("engine", ["b", "c"])
 def test_standin_runs_on_other_engines(testbed, docker_cleanup, port_block, engine):
     port = port_block[0]

@@ -1,7 +1,9 @@
-"""`fleetctl health`: targets, classification, exit codes, JSON and the Prometheus textfile.
+"""`fleetctl health`: the sweep, the probes, JSON, the Prometheus textfile and the command.
 
-Fakes sit at the project's own seams: the observer (an `ObservedFleet` value) and the
-probe (a function of spec and budget). Only `http_probe` meets a socket: a loopback server.
+Fakes sit at the project's own seams: the observer (an `ObservedFleet` value), the probe
+(a function of probe spec and budget) and the facts reader (a function of target and
+memory). Only `Prober` meets a socket: loopback servers. The pure verdict logic (grace,
+streaks, crash loops, heal's choices) is in test_health_verdicts.py.
 """
 
 from __future__ import annotations
@@ -22,12 +24,16 @@ from typer.testing import CliRunner
 
 from fleetctl.adapters import labels as L
 from fleetctl.cli import health_cmd
-from fleetctl.core.observed import ObservedContainer, ObservedFleet, ObservedFrontDoor, ObservedHost
+from fleetctl.core.observed import ContainerRun, ObservedContainer, ObservedFleet, ObservedFrontDoor, ObservedHost
 from fleetctl.core.plan import ActionKind
 from fleetctl.errors import ExitCode, FleetctlError, HostUnreachableError
-from fleetctl.ops import health
-from fleetctl.ops.health import (DeploymentHealth, DeploymentState, HealthReport, HostHealth, ProbeResult, ReplicaHealth,
-                                 ReplicaState, Target, classify_replica, exit_code, report_to_json, sweep)
+from fleetctl.ops.health import (ContainerFacts, DeploymentHealth, DeploymentState, HealthReport, ProbeResult,
+                                 ProbeSpec, Profile, ReplicaHealth, ReplicaState, Target, Verdict, classify_replica, exit_code,
+                                 report_to_json, sweep)
+from fleetctl.ops.health import facts as facts_mod
+from fleetctl.ops.health import probing
+from fleetctl.ops.health import sweeping as sweep_mod
+from fleetctl.ops.health.probing import Prober
 from fleetctl.ops.planning import plan_inventory
 from fleetctl.runtimes.spec import ContainerSpec, HealthCheck, http_health
 
@@ -108,22 +114,32 @@ def edit(observed: ObservedFleet, key: str, change: Callable[[ObservedContainer]
 
 
 class FakeProbe:
-    """Answers by endpoint; records every spec it was asked about."""
+    """Answers by endpoint; records every probe spec it was asked about."""
 
     def __init__(self, failing: dict[str, ProbeResult] | None = None) -> None:
         self.failing = failing or {}
         self.seen: list[tuple[ContainerSpec, float]] = []
+        self.specs: list[ProbeSpec] = []
         self.lock = threading.Lock()
 
-    def __call__(self, spec: ContainerSpec, timeout_s: float) -> ProbeResult:
+    def __call__(self, ps: ProbeSpec, timeout_s: float) -> ProbeResult:
         with self.lock:
-            self.seen.append((spec, timeout_s))
-        return self.failing.get(spec.endpoint, ProbeResult(True, "ready"))
+            self.seen.append((ps.spec, timeout_s))
+            self.specs.append(ps)
+        return self.failing.get(ps.endpoint, ProbeResult(True, "ready"))
+
+    def close(self) -> None:
+        pass
 
 
-def run(path: Path, observed: ObservedFleet, probe: Callable[[ContainerSpec, float], ProbeResult] | None = None,
-        timeout_s: float = 5.0) -> HealthReport:
-    return sweep(path, lambda inv: observed, probe or FakeProbe(), timeout_s=timeout_s)
+def no_facts(t: Target, memory: Any) -> ContainerFacts:
+    return ContainerFacts()
+
+
+def run(path: Path, observed: ObservedFleet, probe: Callable[[ProbeSpec, float], ProbeResult] | None = None,
+        timeout_s: float = 5.0, **options: Any) -> HealthReport:
+    options.setdefault("facts", no_facts)
+    return sweep(path, lambda inv: observed, probe or FakeProbe(), timeout_s=timeout_s, **options)
 
 
 def replica(report: HealthReport, key: str) -> ReplicaHealth:
@@ -139,11 +155,12 @@ def endpoint(observed: ObservedFleet, key: str) -> str:
 
 
 # -- the sweep over fakes ------------------------------------------------------------------
-def test_applied_fleet_is_healthy_and_every_replica_is_probed_with_its_runtime_checks(tmp_path: Path) -> None:
+def test_applied_fleet_is_healthy_and_every_replica_is_probed_with_what_it_should_serve(tmp_path: Path) -> None:
     path = write_inventory(tmp_path)
     observed, probe = applied(path), FakeProbe()
     report = run(path, observed, probe, timeout_s=3.5)
     assert {r.state for r in report.replicas} == {ReplicaState.HEALTHY} and len(report.replicas) == 3
+    assert {r.verdict for r in report.replicas} == {Verdict.OK}
     assert [d.state for d in report.deployments] == [DeploymentState.OK, DeploymentState.OK]
     assert exit_code(report) is ExitCode.OK
     checks = {s.endpoint: [(h.kind, h.target) for h in s.health] for s, t in probe.seen if t == 3.5}
@@ -151,8 +168,13 @@ def test_applied_fleet_is_healthy_and_every_replica_is_probed_with_its_runtime_c
     assert set(checks) == {c.endpoint for c in observed.containers()} | doors
     assert checks[endpoint(observed, "chat@1#0")] == [("http", "/v1/health/ready")]
     assert checks[endpoint(observed, "embed@1#0")] == [("http", "/v2/health/ready"), ("triton_model", "embed")]
+    specs = {ps.endpoint: ps for ps in probe.specs}
+    chat, embed = specs[endpoint(observed, "chat@1#0")], specs[endpoint(observed, "embed@1#0")]
+    assert (chat.runtime, chat.served_model, chat.sla_ms) == ("nim", "chat", None)
+    assert (embed.runtime, embed.triton_models, embed.sample) == ("triton", ("embed",), None)
     assert all(r.latency_s is not None and r.latency_s >= 0 and r.drift is None for r in report.replicas)
     assert report.duration_s >= 0 and abs(report.swept_at - time.time()) < 60
+    assert not report.memory and report.failures_needed == 1  # no state: nothing to count
 
 
 def test_stopped_container_is_stopped_not_probed_and_flagged_as_drift(tmp_path: Path) -> None:
@@ -161,7 +183,7 @@ def test_stopped_container_is_stopped_not_probed_and_flagged_as_drift(tmp_path: 
     report = run(path, observed, probe)
     r = replica(report, "embed@1#0")
     assert (r.state, r.detail) == (ReplicaState.STOPPED, "container fleetctl-hx-embed-1-0 is exited")
-    assert r.drift == "drift: container is exited"
+    assert r.drift == "drift: container is exited" and r.verdict is Verdict.CRITICAL  # no state: judged alone
     assert dep(report, "embed@1").state is DeploymentState.DOWN
     assert dep(report, "embed@1").drift == ("#0: drift: container is exited",)
     assert endpoint(observed, "embed@1#0") not in {s.endpoint for s, _ in probe.seen}
@@ -175,9 +197,40 @@ def test_failed_check_makes_the_replica_unhealthy_with_the_check_and_why(tmp_pat
     chat = dep(report, "chat@1")
     assert [r.state for r in chat.replicas] == [ReplicaState.HEALTHY, ReplicaState.UNHEALTHY]
     assert (chat.replicas[1].detail, chat.replicas[1].check) == (NOT_READY.detail, NOT_READY.check)
+    assert chat.replicas[1].reasons == (NOT_READY.detail,)
     assert chat.replicas[0].check is None
-    assert (chat.state, chat.healthy) == (DeploymentState.DEGRADED, 1)
+    assert (chat.state, chat.healthy, chat.serving) == (DeploymentState.DEGRADED, 1, 1)
     assert exit_code(report) is ExitCode.UNHEALTHY
+
+
+def test_a_replica_that_serves_with_problems_is_degraded_and_exits_14(tmp_path: Path) -> None:
+    path = write_inventory(tmp_path)
+    observed = applied(path)
+    slow = ProbeResult(True, "ready", degraded=("latency 300 ms over the 200 ms SLA (POST /v1/chat/completions (1 token))",),
+                       request="POST /v1/chat/completions (1 token)", request_latency_s=0.3, over_sla=True)
+    report = run(path, observed, FakeProbe({endpoint(observed, "chat@1#0"): slow}))
+    r = replica(report, "chat@1#0")
+    assert (r.state, r.verdict, r.over_sla, r.reasons) == (ReplicaState.DEGRADED, Verdict.DEGRADED, True, slow.degraded)
+    assert dep(report, "chat@1").state is DeploymentState.DEGRADED and dep(report, "chat@1").serving == 2
+    assert exit_code(report) is ExitCode.DEGRADED
+
+
+def test_the_profile_named_in_the_start_up_log_degrades_a_fallback_nim(tmp_path: Path) -> None:
+    path = write_inventory(tmp_path)
+    observed = applied(path)
+    fallback = endpoint(observed, "chat@1#1")
+
+    def facts(t: Target, memory: Any) -> ContainerFacts:
+        name = "vllm-bf16-tp1-pp1" if t.spec and t.spec.endpoint == fallback else "tensorrt_llm-h100-fp8-tp1-latency"
+        run_ = ContainerRun("running", 0, time.time() - 3600)
+        return ContainerFacts(run_, Profile("ab" * 32, name, None) if t.runtime == "nim" else None)
+
+    report = run(path, observed, facts=facts)
+    assert replica(report, "chat@1#0").verdict is Verdict.OK
+    r = replica(report, "chat@1#1")
+    assert (r.state, r.verdict) == (ReplicaState.DEGRADED, Verdict.DEGRADED)
+    assert r.reasons == ("fallback profile vllm-bf16-tp1-pp1 (abababababab): a generic engine, not an optimized profile",)
+    assert exit_code(report) is ExitCode.DEGRADED
 
 
 def test_removed_container_is_missing(tmp_path: Path) -> None:
@@ -193,6 +246,7 @@ def test_replicas_behind_an_unreachable_host_are_unknown_and_exit_6(tmp_path: Pa
     assert on_h2, "the test needs a replica on h2"
     report = run(path, applied(path, {"h2": "connection refused"}))
     assert all(replica(report, k).state is ReplicaState.UNKNOWN for k in on_h2)
+    assert all(replica(report, k).verdict is Verdict.UNKNOWN for k in on_h2)
     assert all("h2 unreachable: connection refused" in r.detail for r in report.replicas if r.state is ReplicaState.UNKNOWN)
     assert [(h.host, h.reachable, h.error) for h in report.hosts] == [("h1", True, None), ("h2", False, "connection refused")]
     assert dep(report, "embed@1").state is DeploymentState.OK
@@ -228,16 +282,16 @@ def test_recreate_probes_the_running_container_on_its_own_port(tmp_path: Path) -
 
 
 def test_a_probe_that_raises_or_hangs_makes_only_its_replica_unhealthy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(health, "PROBE_GRACE_S", 0.2)
+    monkeypatch.setattr(sweep_mod, "PROBE_GRACE_S", 0.2)
     path = write_inventory(tmp_path)
     observed = applied(path)
     boom, stuck = endpoint(observed, "chat@1#0"), endpoint(observed, "chat@1#1")
     release = threading.Event()
 
-    def probe(spec: ContainerSpec, timeout_s: float) -> ProbeResult:
-        if spec.endpoint == boom:
+    def probe(ps: ProbeSpec, timeout_s: float) -> ProbeResult:
+        if ps.endpoint == boom:
             raise ConnectionResetError("peer reset")
-        if spec.endpoint == stuck:
+        if ps.endpoint == stuck:
             release.wait(5)
         return ProbeResult(True, "ready")
 
@@ -256,7 +310,7 @@ def test_a_probe_that_raises_or_hangs_makes_only_its_replica_unhealthy(tmp_path:
 def test_probes_run_concurrently(tmp_path: Path) -> None:
     path = write_inventory(tmp_path)
 
-    def slow(spec: ContainerSpec, timeout_s: float) -> ProbeResult:
+    def slow(ps: ProbeSpec, timeout_s: float) -> ProbeResult:
         time.sleep(0.3)
         return ProbeResult(True, "ready")
 
@@ -265,62 +319,67 @@ def test_probes_run_concurrently(tmp_path: Path) -> None:
     assert time.monotonic() - t0 < 0.3 * 3 * 0.8
 
 
-def test_probes_queued_behind_the_worker_cap_still_get_their_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(health, "MAX_PROBE_WORKERS", 1)
-    monkeypatch.setattr(health, "PROBE_GRACE_S", 0.1)
+def test_probes_queued_behind_the_concurrency_cap_still_get_their_turn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sweep_mod, "PROBE_GRACE_S", 0.1)
     path = write_inventory(tmp_path)
-    report = run(path, applied(path), lambda spec, t: (time.sleep(0.15), ProbeResult(True, "ready"))[1], timeout_s=0.2)
+    report = run(path, applied(path), lambda ps, t: (time.sleep(0.15), ProbeResult(True, "ready"))[1], timeout_s=0.2,
+                 concurrency=1)
     assert {r.state for r in report.replicas} == {ReplicaState.HEALTHY}
 
 
-# -- the real probe, against a loopback server ---------------------------------------------
-@pytest.fixture
-def server() -> Iterator[str]:
-    """Answers like a Triton whose model `b` is not ready; /slow takes a second."""
-    codes = {"/ok": 200, "/slow": 200, "/v2/health/ready": 400, "/v2/models/a/ready": 200, "/v2/models/b/ready": 400}
+def test_facts_that_fail_or_hang_leave_the_verdict_to_the_probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sweep_mod, "PROBE_GRACE_S", 0.1)
+    path = write_inventory(tmp_path)
+    release = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
-            if self.path == "/slow":
-                time.sleep(1.0)
-            self.send_response(codes.get(self.path, 404))
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+    def facts(t: Target, memory: Any) -> ContainerFacts:
+        if t.runtime == "nim":
+            raise OSError("engine gone")
+        release.wait(5)
+        return ContainerFacts()
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        report = run(path, applied(path), timeout_s=0.2, facts=facts)
+    finally:
+        release.set()
+    assert {r.verdict for r in report.replicas} == {Verdict.OK}
+    assert all(r.restart_count is None for r in report.replicas)
 
 
-def spec_with(url: str, *checks: str) -> ContainerSpec:
-    """Checks as "/path" (HTTP) or "model:NAME" (Triton model readiness)."""
-    hc = tuple(
-        HealthCheck("triton_model", c[6:], f"model {c[6:]} is READY") if c.startswith("model:") else http_health(c) for c in checks
-    )
-    return ContainerSpec(image="img", endpoint=url, health=hc, startup_timeout_s=1)
+# -- memory between sweeps (a real state file) ---------------------------------------------
+def test_streaks_are_kept_in_the_state_between_sweeps(tmp_path: Path) -> None:
+    path, state = write_inventory(tmp_path), tmp_path / "state.db"
+    down = edit(applied(path), "embed@1#0", lambda c: replace(c, state="exited"))
+    seen = []
+    for _ in range(3):
+        report = run(path, down, state_path=state, failures=3)
+        r = replica(report, "embed@1#0")
+        seen.append((r.verdict, r.failures, exit_code(report)))
+    assert seen == [(Verdict.FAILING, 1, ExitCode.DEGRADED), (Verdict.FAILING, 2, ExitCode.DEGRADED),
+                    (Verdict.CRITICAL, 3, ExitCode.UNHEALTHY)]
+    back = replica(run(path, applied(path), state_path=state, failures=3), "embed@1#0")
+    assert (back.verdict, back.failures) == (Verdict.OK, 0)  # one success recovers
+    from fleetctl.state.health_store import HealthMemory
+
+    events = HealthMemory(state, "hx").events("embed")
+    assert [e.verdict for e in events] == ["ok", "critical", "failing"]  # newest first; one per change
+    assert events[1].detail.startswith("failing -> critical: container fleetctl-hx-embed-1-0 is exited")
 
 
-def test_http_probe_runs_every_check_and_names_each_failure(server: str) -> None:
-    r = health.http_probe(spec_with(server, "/v2/health/ready", "model:a", "model:b"), 5.0)
-    assert (r.ok, r.detail, r.check) == (False, "GET /v2/health/ready: 400; model b: not ready", "GET /v2/health/ready answers 200")
-    assert health.http_probe(spec_with(server, "/ok", "model:a"), 5.0) == ProbeResult(True, "ready")
+def test_a_crash_loop_is_seen_across_sweeps_even_when_the_probe_passes(tmp_path: Path) -> None:
+    path, state = write_inventory(tmp_path), tmp_path / "state.db"
+    restarts = iter([2, 4, 7])
 
+    def facts(t: Target, memory: Any) -> ContainerFacts:
+        count = next(restarts) if t.deployment == "embed@1" else 0
+        return ContainerFacts(ContainerRun("running", count, time.time() - 1))
 
-def test_http_probe_keeps_to_its_budget_and_names_a_closed_port(server: str) -> None:
-    t0 = time.monotonic()
-    r = health.http_probe(spec_with(server, "/slow", "/ok"), 0.3)
-    assert time.monotonic() - t0 < 0.9
-    assert (r.ok, r.detail, r.check) == (False, "GET /slow: ReadTimeout", "GET /slow answers 200")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
-    assert health.http_probe(spec_with(closed, "/v1/health/ready"), 2.0).detail == "GET /v1/health/ready: ConnectError"
+    verdicts = []
+    for _ in range(3):
+        r = replica(run(path, applied(path), state_path=state, failures=2, facts=facts), "embed@1#0")
+        verdicts.append((r.verdict, r.crash_loop, r.restarts_since_last))
+    assert verdicts == [(Verdict.OK, False, None), (Verdict.FAILING, True, 2), (Verdict.CRITICAL, True, 3)]
+    assert r.reasons[0] == "crash loop: restarted 3 times since the last sweep (restart count 7)"
 
 
 # -- pure decisions ------------------------------------------------------------------------
@@ -332,6 +391,9 @@ def test_classify_replica_edges_the_sweeps_above_do_not_reach() -> None:
     assert classify_replica(Target("x@1", 0, "h1", container=c), None).state is S
     running = Target("x@1", 0, "h1", container=replace(c, state="running"))  # no spec: nothing to probe it by
     assert (classify_replica(running, None).state, classify_replica(running, None).detail) == (U, "not probed: no endpoint known")
+    exited = classify_replica(Target("x@1", 0, "h1", container=replace(c, state="exited")), None,
+                              ContainerFacts(ContainerRun("exited", 0, None, exit_code=137)))
+    assert exited.detail == "container fleetctl-x-0 is exited (exit code 137)"
 
 
 def deployment_of(*states: ReplicaState) -> DeploymentHealth:
@@ -341,52 +403,44 @@ def deployment_of(*states: ReplicaState) -> DeploymentHealth:
 @pytest.mark.parametrize(
     ("states", "expected"),
     [((H, H), "ok"), ((H, U), "degraded"), ((H, K), "degraded"), ((S, M), "down"), ((K, K), "unknown"), ((K, S), "unknown"),
-     ((), "ok")],
+     ((ReplicaState.DEGRADED, S), "degraded"), ((), "ok")],
 )
 def test_deployment_state(states: tuple[ReplicaState, ...], expected: str) -> None:
     assert deployment_of(*states).state.value == expected
-
-
-@pytest.mark.parametrize(
-    ("states", "hosts_up", "expected"),
-    [
-        ((H, H), True, ExitCode.OK),
-        ((H, U), True, ExitCode.UNHEALTHY),
-        ((H, S), False, ExitCode.UNHEALTHY),
-        ((M,), True, ExitCode.UNHEALTHY),
-        ((K, U), False, ExitCode.UNHEALTHY),
-        ((H, K), False, ExitCode.HOST_UNREACHABLE),
-        ((H, H), False, ExitCode.HOST_UNREACHABLE),  # a dark host is a problem even with nothing on it
-    ],
-)
-def test_exit_code(states: tuple[ReplicaState, ...], hosts_up: bool, expected: ExitCode) -> None:
-    hosts = (HostHealth("h1", True), HostHealth("h2", hosts_up, None if hosts_up else "refused"))
-    assert exit_code(HealthReport(1.7e9, 0.25, 5.0, hosts, (deployment_of(*states),))) is expected
 
 
 # -- JSON and textfile ---------------------------------------------------------------------
 def unhealthy_report(tmp_path: Path) -> HealthReport:
     path = write_inventory(tmp_path)
     observed = edit(applied(path), "embed@1#0", lambda c: replace(c, state="exited"))
-    return run(path, observed, FakeProbe({endpoint(observed, "chat@1#1"): NOT_READY}))
+    slow = ProbeResult(True, "ready", degraded=("latency 300 ms over the 200 ms SLA (POST /v1/chat/completions (1 token))",),
+                       request="POST /v1/chat/completions (1 token)", request_latency_s=0.3, over_sla=True)
+    probe = FakeProbe({endpoint(observed, "chat@1#1"): NOT_READY, endpoint(observed, "chat@1#0"): slow})
+    return run(path, observed, probe)
 
 
 def test_json_shape(tmp_path: Path) -> None:
     data = report_to_json(unhealthy_report(tmp_path))
     json.dumps(data)
-    assert set(data) == {"swept_at", "timestamp", "duration_s", "timeout_s", "exit_code", "summary", "hosts", "front_doors", "deployments"}
-    assert data["swept_at"].endswith("+00:00") and data["exit_code"] == 10
-    assert data["summary"] == {"replicas": 3, "healthy": 1, "unhealthy": 1, "stopped": 1, "missing": 0, "unknown": 0}
+    assert set(data) == {"swept_at", "timestamp", "duration_s", "timeout_s", "exit_code", "failures_needed", "memory", "summary",
+                         "hosts", "front_doors", "deployments", "heal"}
+    assert data["swept_at"].endswith("+00:00") and data["exit_code"] == 10 and data["heal"] is None
+    assert data["summary"] == {"replicas": 3, "healthy": 0, "degraded": 1, "unhealthy": 1, "stopped": 1, "missing": 0, "unknown": 0,
+                               "verdicts": {"ok": 0, "degraded": 1, "starting": 0, "failing": 0, "critical": 2, "unknown": 0}}
     assert data["hosts"] == [{"host": "h1", "reachable": True, "error": None}, {"host": "h2", "reachable": True, "error": None}]
     chat, embed = data["deployments"]
-    assert [chat[k] for k in ("deployment", "state", "desired", "healthy", "drift")] == ["chat@1", "degraded", 2, 1, False]
+    assert [chat[k] for k in ("deployment", "state", "desired", "healthy", "serving", "drift")] == ["chat@1", "degraded", 2, 0, 1, False]
     assert [embed[k] for k in ("state", "drift", "drift_reasons")] == ["down", True, ["#0: drift: container is exited"]]
-    r = chat["replicas"][1]
-    assert set(r) == {"replica", "host", "state", "endpoint", "container", "container_state", "detail", "check",
-                      "probe_latency_ms", "drift"}
-    assert [r[k] for k in ("state", "detail", "check")] == ["unhealthy", NOT_READY.detail, NOT_READY.check]
+    slow, r = chat["replicas"]
+    assert set(r) == {"replica", "host", "verdict", "state", "reasons", "failures", "since", "endpoint", "container",
+                      "container_state", "restart_count", "restarts_since_last_sweep", "crash_loop", "started_at", "detail",
+                      "check", "probe_latency_ms", "latency", "profile", "triton", "drift"}
+    assert [r[k] for k in ("verdict", "state", "detail", "check", "reasons")] == [
+        "critical", "unhealthy", NOT_READY.detail, NOT_READY.check, [NOT_READY.detail]]
     assert r["endpoint"].startswith("http://127.0.0.1:") and isinstance(r["probe_latency_ms"], float)
-    assert [embed["replicas"][0][k] for k in ("probe_latency_ms", "container_state")] == [None, "exited"]
+    assert slow["verdict"] == "degraded" and slow["latency"] == {
+        "request": "POST /v1/chat/completions (1 token)", "ms": 300.0, "sla_ms": None, "over_sla": True}
+    assert [embed["replicas"][0][k] for k in ("probe_latency_ms", "container_state", "latency")] == [None, "exited", None]
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -409,22 +463,32 @@ def test_textfile_round_trips_through_the_prometheus_parser(tmp_path: Path, monk
     assert CANARY not in text
     assert [p.name for p in out.parent.iterdir()] == ["fleetctl.prom"]  # no temporary left behind
     m = parse(text)
-    for key, value in (("chat@1#0", 1), ("chat@1#1", 0), ("embed@1#0", 0)):
+    for key, healthy, up in (("chat@1#0", 0, 1), ("chat@1#1", 0, 0), ("embed@1#0", 0, 0)):
         r = replica(report, key)
-        assert sample(m, "fleetctl_replica_healthy", deployment=r.deployment, replica=str(r.replica), host=r.host) == value
+        labels = {"deployment": r.deployment, "replica": str(r.replica), "host": r.host}
+        assert sample(m, "fleetctl_replica_healthy", **labels) == healthy
+        assert sample(m, "fleetctl_replica_up", **labels) == up
     embed0 = {"deployment": "embed@1", "replica": "0", "host": "h1"}
+    chat0 = {"deployment": "chat@1", "replica": "0", "host": replica(report, "chat@1#0").host}
     assert sample(m, "fleetctl_replica_state", fleetctl_replica_state="stopped", **embed0) == 1
     assert sample(m, "fleetctl_replica_state", fleetctl_replica_state="healthy", **embed0) == 0
-    assert sample(m, "fleetctl_deployment_healthy_replicas", deployment="chat@1") == 1
+    assert sample(m, "fleetctl_replica_verdict", fleetctl_replica_verdict="critical", **embed0) == 1
+    assert sample(m, "fleetctl_replica_verdict", fleetctl_replica_verdict="degraded", **chat0) == 1
+    assert sample(m, "fleetctl_replica_consecutive_failures", **embed0) == 1
+    assert sample(m, "fleetctl_probe_latency_seconds", **chat0) == pytest.approx(0.3)
+    assert sample(m, "fleetctl_deployment_healthy_replicas", deployment="chat@1") == 0
+    assert sample(m, "fleetctl_deployment_serving_replicas", deployment="chat@1") == 1
     assert sample(m, "fleetctl_deployment_desired_replicas", deployment="chat@1") == 2
     assert sample(m, "fleetctl_deployment_state", deployment="chat@1", fleetctl_deployment_state="degraded") == 1
     assert sample(m, "fleetctl_deployment_drift", deployment="embed@1") == 1
     assert sample(m, "fleetctl_deployment_drift", deployment="chat@1") == 0
     assert sample(m, "fleetctl_host_reachable", host="h2") == 1
+    assert sample(m, "fleetctl_front_door_healthy", host="h1") == 1
     assert sample(m, "fleetctl_probe_duration_seconds", deployment="chat@1", replica="1") >= 0
     assert ("fleetctl_probe_duration_seconds", (("deployment", "embed@1"), ("replica", "0"))) not in m  # never probed
     assert sample(m, "fleetctl_health_sweep_timestamp_seconds") == pytest.approx(report.swept_at)
     assert sample(m, "fleetctl_health_sweep_duration_seconds") == pytest.approx(report.duration_s)
+    assert sample(m, "fleetctl_health_exit_code") == 10
 
 
 def test_textfile_write_failure_is_a_fleetctl_error(tmp_path: Path) -> None:
@@ -436,7 +500,7 @@ def test_textfile_write_failure_is_a_fleetctl_error(tmp_path: Path) -> None:
 # -- the command ---------------------------------------------------------------------------
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    """The command on a fresh Typer app, over a faked observer and probe."""
+    """The command on a fresh Typer app, over a faked observer, probe and Docker facts."""
     import fleetctl.adapters.observe as observe
 
     app = typer.Typer()
@@ -448,30 +512,50 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
 
     def invoke(observed: ObservedFleet, probe: FakeProbe, *args: str) -> Any:
         monkeypatch.setattr(observe, "observe_fleet", lambda inv: observed)
-        monkeypatch.setattr(health, "http_probe", probe)
-        return CliRunner().invoke(app, ["health", *args], env={"COLUMNS": "200"})
+        monkeypatch.setattr(probing, "Prober", lambda: probe)
+        monkeypatch.setattr(facts_mod, "DockerFacts", lambda inv: no_facts)
+        return CliRunner().invoke(app, ["health", *args], env={"COLUMNS": "250"})
 
     return invoke
 
 
-def test_cli_table_exit_0_then_10_naming_the_failing_check(tmp_path: Path, cli: Callable[..., Any]) -> None:
-    path = write_inventory(tmp_path)
+def test_cli_table_exit_0_then_critical_after_the_failures_it_takes(tmp_path: Path, cli: Callable[..., Any]) -> None:
+    path, state = write_inventory(tmp_path), str(tmp_path / "state.db")
     observed = applied(path)
-    r = cli(observed, FakeProbe(), "-f", str(path))
+    r = cli(observed, FakeProbe(), "-f", str(path), "--state", state)
     assert r.exit_code == 0, r.output
-    assert "3/3 replicas healthy" in r.output and "deployments: 2 ok" in r.output
+    assert "3/3 replicas ok" in r.output and "deployments: 2 ok" in r.output
     bad = ProbeResult(False, "model embed: not ready", "model embed is READY")
-    r = cli(observed, FakeProbe({endpoint(observed, "embed@1#0"): bad}), "-f", str(path))
-    assert r.exit_code == ExitCode.UNHEALTHY
-    assert "model embed: not ready" in r.output and "2/3 replicas healthy (1 unhealthy)" in r.output
+    r = cli(observed, FakeProbe({endpoint(observed, "embed@1#0"): bad}), "-f", str(path), "--state", state, "--failures", "2")
+    assert r.exit_code == ExitCode.DEGRADED, r.output
+    assert "model embed: not ready" in r.output and "2/3 replicas ok (1 failing)" in r.output and "failing 1/2" in r.output
+    r = cli(observed, FakeProbe({endpoint(observed, "embed@1#0"): bad}), "-f", str(path), "--state", state, "--failures", "2")
+    assert r.exit_code == ExitCode.UNHEALTHY and "(1 critical)" in r.output
 
 
 def test_cli_json_only_and_textfile_even_when_unhealthy(tmp_path: Path, cli: Callable[..., Any]) -> None:
     path = write_inventory(tmp_path)
     observed = edit(applied(path), "embed@1#0", lambda c: replace(c, state="exited"))
     prom = tmp_path / "fleetctl.prom"
-    r = cli(observed, FakeProbe(), "-f", str(path), "--output", "json", "--textfile", str(prom), "--timeout", "2")
+    args = ("-f", str(path), "--output", "json", "--textfile", str(prom), "--timeout", "2", "--state", str(tmp_path / "s.db"),
+            "--failures", "1")
+    r = cli(observed, FakeProbe(), *args)
     assert r.exit_code == ExitCode.UNHEALTHY
     data = json.loads(r.stdout)
-    assert data["timeout_s"] == 2.0 and data["summary"]["stopped"] == 1
+    assert data["timeout_s"] == 2.0 and data["summary"]["stopped"] == 1 and data["memory"] is True
     assert sample(parse(prom.read_text()), "fleetctl_deployment_healthy_replicas", deployment="embed@1") == 0
+
+
+def test_cli_history_shows_verdict_changes_newest_first(tmp_path: Path, cli: Callable[..., Any]) -> None:
+    path, state = write_inventory(tmp_path), str(tmp_path / "state.db")
+    good, down = applied(path), edit(applied(path), "embed@1#0", lambda c: replace(c, state="exited"))
+    for observed in (good, down, down, good):
+        cli(observed, FakeProbe(), "-f", str(path), "--state", state, "--failures", "2")
+    r = cli(good, FakeProbe(), "-f", str(path), "--state", state, "--history", "embed", "--output", "json")
+    assert r.exit_code == 0, r.output
+    events = json.loads(r.stdout)["events"]
+    assert [(e["deployment"], e["verdict"]) for e in events] == [("embed@1", v) for v in ("ok", "critical", "failing", "ok")]
+    r = cli(good, FakeProbe(), "-f", str(path), "--state", state, "--history", "chat@1")
+    assert r.exit_code == 0 and "new -> ok" in r.output
+    r = cli(good, FakeProbe(), "-f", str(path), "--state", state, "--history", "nothing")
+    assert isinstance(r.exception, FleetctlError) and r.exception.exit_code is ExitCode.NOT_FOUND  # main() maps it to 12

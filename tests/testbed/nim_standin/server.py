@@ -29,6 +29,8 @@ for each can be exercised against a real container:
 ``STANDIN_CRASH_AFTER_S``   log an error and exit with code 1 after N seconds
 ``STANDIN_FALLBACK_PROFILE=1``  warn that no optimized profile fits and select
                             a generic vLLM profile instead
+``STANDIN_LATENCY_MS``      milliseconds every completion request waits before
+                            it is answered (default 0): a slow model
 
 Python 3.11 standard library only.
 """
@@ -94,7 +96,7 @@ def _env_float(name: str, default: float | None) -> float | None:
     try:
         value = float(raw)
     except ValueError:
-        raise StartupError(f"{name} must be a number of seconds, got {raw!r}") from None
+        raise StartupError(f"{name} must be a number, got {raw!r}") from None
     if value < 0:
         raise StartupError(f"{name} must not be negative, got {raw!r}")
     return value
@@ -139,6 +141,8 @@ class Config:
         self.crash_after = _env_float("STANDIN_CRASH_AFTER_S", None)
         self.never_ready = _env_flag("STANDIN_NEVER_READY")
         self.fallback = _env_flag("STANDIN_FALLBACK_PROFILE")
+        latency_ms = _env_float("STANDIN_LATENCY_MS", 0.0) or 0.0
+        self.latency_s = latency_ms / 1000.0
         self.image_version = _env("STANDIN_IMAGE_VERSION", "dev")
 
 
@@ -242,6 +246,9 @@ def _completion_text(prompt: str, max_tokens: int) -> str:
 class Handler(BaseHTTPRequestHandler):
     server_version = "nim-standin/" + STANDIN_RELEASE
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle's algorithm on a kept-alive
+    # connection the body then waits for the client's delayed ACK (~40 ms a request).
+    disable_nagle_algorithm = True
     state: State  # set on the class before serving
 
     # -- plumbing -----------------------------------------------------------
@@ -352,6 +359,8 @@ class Handler(BaseHTTPRequestHandler):
         with st.metrics.lock:
             st.metrics.running += 1
         try:
+            if st.cfg.latency_s:
+                time.sleep(st.cfg.latency_s)  # STANDIN_LATENCY_MS: a slow model
             digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
             prompt_tokens = len(_tokens(prompt_text))
             completion_tokens = len(_tokens(text))
@@ -474,6 +483,8 @@ def main() -> int:
     LOG.info("NIM_MAX_MODEL_LEN=%d", cfg.max_model_len)
     if cfg.requested_profile:
         LOG.info("NIM_MODEL_PROFILE=%s", cfg.requested_profile)
+    if cfg.latency_s:
+        LOG.info("STANDIN_LATENCY_MS=%g: every completion waits that long", cfg.latency_s * 1000)
     profile_id, profile_name = select_profile(cfg)
     LOG.info("Selected profile: %s (%s)", profile_id, profile_name)
     for key, value in _profile_tags(profile_name).items():

@@ -1,0 +1,69 @@
+"""`health`: sweeps over the fleet for cron, Prometheus and the people they page.
+
+- `model`: the values (targets, probe results, verdicts, the report);
+- `targets`: every desired replica with its container and how to probe it (pure);
+- `probing`: NIM and Triton probes past "it answers" (one HTTP client per sweep);
+- `profiles`: the NIM profile named in a start-up log (pure);
+- `facts`: restart counts, start times and log heads, through the Docker adapter;
+- `verdicts`: every decision: grace, streaks, crash loops, exit codes (pure);
+- `sweeping`: one sweep, with the state's memory; `heal`: `--heal`; `output`: JSON.
+
+The table and the Prometheus textfile are rendered in `fleetctl.cli.health_cmd` and
+`fleetctl.cli.health_metrics`.
+"""
+
+from fleetctl.ops.health.model import (
+    DEFAULT_FAILURES,
+    DEFAULT_TIMEOUT_S,
+    ContainerFacts,
+    DeploymentHealth,
+    DeploymentState,
+    FrontDoorHealth,
+    HealAction,
+    HealthReport,
+    HostHealth,
+    Probe,
+    ProbeResult,
+    ProbeSpec,
+    Profile,
+    ReplicaHealth,
+    ReplicaState,
+    Sample,
+    Target,
+    TritonDrift,
+    Verdict,
+)
+from fleetctl.ops.health.output import report_to_json
+from fleetctl.ops.health.sweeping import run_sweep, sweep
+from fleetctl.ops.health.targets import targets
+from fleetctl.ops.health.verdicts import classify, classify_replica, exit_code, judge
+
+__all__ = [
+    "DEFAULT_FAILURES",
+    "DEFAULT_TIMEOUT_S",
+    "ContainerFacts",
+    "DeploymentHealth",
+    "DeploymentState",
+    "FrontDoorHealth",
+    "HealAction",
+    "HealthReport",
+    "HostHealth",
+    "Probe",
+    "ProbeResult",
+    "ProbeSpec",
+    "Profile",
+    "ReplicaHealth",
+    "ReplicaState",
+    "Sample",
+    "Target",
+    "TritonDrift",
+    "Verdict",
+    "classify",
+    "classify_replica",
+    "exit_code",
+    "judge",
+    "report_to_json",
+    "run_sweep",
+    "sweep",
+    "targets",
+]
