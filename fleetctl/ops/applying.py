@@ -14,7 +14,7 @@ from fleetctl.core.inventory import Inventory
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.schedule import RolloutPolicy
 from fleetctl.core.plan import Action, ActionKind, Plan, plan_to_json
-from fleetctl.errors import AbortedError, FleetctlError, InfeasibleError
+from fleetctl.errors import AbortedError, InfeasibleError
 from fleetctl.ops.planfile import check_fresh, read_plan
 from fleetctl.core.loader import load
 from fleetctl.ops.planning import PlanResult, build_plan, held_deployments, inventory_digest, read_holds
@@ -24,7 +24,6 @@ from fleetctl.ops.secrets import read_secret
 from fleetctl.ops.rollout import Executor, Reporter, SilentReporter, StepOutcome
 from fleetctl.ops.routing import FrontDoorOutcome, Router
 from fleetctl.runtimes.registry import runtime_names
-from fleetctl.runtimes.spec import SecretEnv
 from fleetctl.state.lock import StateLock
 
 if TYPE_CHECKING:  # the store pulls in SQLAlchemy (~0.5 s): only import it to write

@@ -22,7 +22,7 @@ from typing import Callable, Mapping, Protocol, Sequence
 from fleetctl.adapters.docker_host import HostAPI
 from fleetctl.adapters.probes import Clock, SystemClock, port_answers, probe
 from fleetctl.core.fleet import Deployment
-from fleetctl.core.plan import START_FIRST, Action, ActionKind
+from fleetctl.core.plan import START_FIRST, Action
 from fleetctl.core.schedule import RolloutPolicy, Schedule, Unit, schedule
 from fleetctl.ops.rendering import Rendered
 from fleetctl.ops.replica_steps import Moved, NoRouter, PortTakenError, ReplicaSteps, RouterAPI, StepOutcome

@@ -13,9 +13,7 @@ import pytest
 from fleetctl.core.front_door import (
     LOADED_PATH,
     ROUTES_PATH,
-    Backend,
     FrontDoorActionKind,
-    FrontDoorSettings,
     FrontDoorSite,
     api_key_digest,
     front_door_actions,

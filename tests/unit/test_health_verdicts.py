@@ -187,7 +187,7 @@ def test_profile_read_from_the_log_head() -> None:
         ("vllm-bf16-tp1-pp1", "vllm-bf16-tp1-pp1", False, None),  # asked for by name
         ("vllm-bf16-tp1-pp1", PID, False, None),  # asked for by id
         ("tensorrt_llm-h100-fp8-tp1-latency", "tensorrt_llm-a100-bf16-tp2-latency", False,
-         f"profile tensorrt_llm-h100-fp8-tp1-latency (cdcdcdcdcdcd), expected tensorrt_llm-a100-bf16-tp2-latency (nim.model_profile)"),
+         "profile tensorrt_llm-h100-fp8-tp1-latency (cdcdcdcdcdcd), expected tensorrt_llm-a100-bf16-tp2-latency (nim.model_profile)"),
         ("sglang-bf16-tp1", None, False, "fallback profile sglang-bf16-tp1 (cdcdcdcdcdcd): a generic engine, not an optimized profile"),
         ("tensorrt_llm-h100-fp8-tp1-latency", None, True,
          "profile tensorrt_llm-h100-fp8-tp1-latency (cdcdcdcdcdcd): the start-up log says no optimized profile fits"),
