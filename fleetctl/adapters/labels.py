@@ -151,4 +151,5 @@ def observed_from(host: str, cid: str, name: str, state: str, image: str, labels
         # is known by its name.
         temporary=name.lstrip("/").endswith(TEMP_SUFFIX),
         endpoint=labels.get(ENDPOINT, ""),
+        runtime=labels.get(RUNTIME, ""),
     )

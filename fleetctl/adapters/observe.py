@@ -7,13 +7,26 @@ from dataclasses import replace
 
 from fleetctl.adapters.docker_host import OBSERVE_TIMEOUT_S, DockerHost
 from fleetctl.adapters.gpus import discover_local_gpus
+from fleetctl.adapters.probes import triton_ready_models
 from fleetctl.core.inventory import Host, Inventory
 from fleetctl.core.observed import ObservedFleet, ObservedHost
 from fleetctl.errors import FleetctlError
 
 
+def with_triton_models(observed: ObservedHost) -> ObservedHost:
+    """Ask each running Triton server which models it serves, side by side: a model
+    unloaded by hand is drift the plan must see (one short HTTP call per server)."""
+    servers = [c for c in observed.containers if c.runtime == "triton" and c.running and c.endpoint]
+    if not servers:
+        return observed
+    with ThreadPoolExecutor(max_workers=min(16, len(servers))) as pool:
+        ready = dict(zip((c.id for c in servers), pool.map(lambda c: triton_ready_models(c.endpoint), servers)))
+    containers = tuple(replace(c, triton_ready=ready[c.id]) if c.id in ready else c for c in observed.containers)
+    return replace(observed, containers=containers)
+
+
 def observe_host(host: Host, fleet: str = "default") -> ObservedHost:
-    observed = DockerHost(host, fleet, timeout=OBSERVE_TIMEOUT_S).observe()
+    observed = with_triton_models(DockerHost(host, fleet, timeout=OBSERVE_TIMEOUT_S).observe())
     if host.gpus == "auto" and observed.reachable:
         if not host.docker.startswith("unix://"):
             return replace(

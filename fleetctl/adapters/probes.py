@@ -119,3 +119,18 @@ def front_door_status(url: str, timeout_s: float = 1.0) -> dict | None:  # type:
         return r.json() if r.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None
+
+
+def triton_ready_models(endpoint: str, timeout_s: float = 1.0) -> tuple[str, ...] | None:
+    """The models a Triton server reports READY in its repository index; None when it
+    does not answer (a server still starting is not drift)."""
+    import httpx
+
+    try:
+        r = httpx.post(endpoint.rstrip("/") + "/v2/repository/index", json={}, timeout=timeout_s)
+        rows = r.json() if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    if not isinstance(rows, list):
+        return None
+    return tuple(sorted({str(m.get("name")) for m in rows if isinstance(m, dict) and m.get("state") == "READY"}))

@@ -30,6 +30,10 @@ class ObservedContainer:
     revision: int | None = None
     temporary: bool = False  # a rollout's new container not yet renamed
     endpoint: str = ""
+    runtime: str = ""
+    # Triton only: the models the running server reports READY (None: not asked or no
+    # answer); a declared model missing from it is drift that apply repairs.
+    triton_ready: tuple[str, ...] | None = None
 
     @property
     def running(self) -> bool:

@@ -207,6 +207,14 @@ def _recreate_reason(c: ObservedContainer, a: Assignment, d: Deployment, h: str)
         return f"drift: container runs {c.image}, not {c.labeled_image}"
     if not c.running:
         return f"drift: container is {c.state}"
+    if c.triton_ready is not None and d.runtime == "triton":
+        declared = (d.settings.get("triton") or {}).get("models") or [d.model]
+        missing = sorted(set(declared) - set(c.triton_ready))
+        if missing:
+            return f"drift: Triton model {', '.join(missing)} not loaded"
+        extra = sorted(set(c.triton_ready) - set(declared))
+        if extra:
+            return f"drift: Triton model {', '.join(extra)} loaded but not declared"
     return None
 
 

@@ -154,3 +154,22 @@ def test_stop_first_needs_permission_and_its_outage_is_as_predicted(fleet: Any, 
     measured = load.failed_at[-1] - load.failed_at[0]
     assert measured <= 2 * predicted + 2.0, (measured, predicted)
     assert httpx.post(fleet.front_door_url() + "/v1/chat/completions", json=CHAT).status_code == 200
+
+
+def test_a_triton_model_unloaded_by_hand_is_drift_in_plan_and_apply_repairs_it(fleet: Any, testbed: Any) -> None:
+    import tritonclient.http as tc
+
+    fleet.triton("embeddings")
+    assert fleet.apply().returncode == 0
+    server = tc.InferenceServerClient(fleet.endpoint("embeddings@1").removeprefix("http://"))
+    server.unload_model("embeddings")
+    testbed.wait_until(lambda: not server.is_model_ready("embeddings"), 30, what="model unloaded")
+    plan = json.loads(fleet.cli("plan", "--output", "json").stdout)
+    (change,) = [a for a in plan["actions"] if a["kind"] != "keep"]
+    assert change["kind"] == "recreate" and change["reason"] == "drift: Triton model embeddings not loaded"
+    r = fleet.apply()
+    assert r.returncode == 0, r.stdout + r.stderr
+    door = tc.InferenceServerClient(fleet.front_door_url().removeprefix("http://"))
+    assert door.is_model_ready("embeddings")
+    again = json.loads(fleet.cli("plan", "--output", "json").stdout)
+    assert [a["kind"] for a in again["actions"]] == ["keep"]

@@ -188,3 +188,22 @@ def test_plan_is_deterministic() -> None:
     a = plan_to_json(make_plan(deps, hosts, ObservedFleet.empty(["gpu-host-1"])))
     b = plan_to_json(make_plan(deps, hosts, ObservedFleet.empty(["gpu-host-1"])))
     assert a == b
+
+
+def test_a_triton_model_unloaded_or_loaded_by_hand_is_drift_the_plan_repairs() -> None:
+    deps, hosts = seed()
+    first = make_plan(deps, hosts, ObservedFleet.empty(["gpu-host-1"]))
+    observed = running_fleet(first, ["gpu-host-1"])
+    h = observed.hosts["gpu-host-1"]
+
+    def with_ready(ready: tuple[str, ...] | None) -> ObservedFleet:
+        cs = tuple(replace(c, triton_ready=ready) if c.deployment == "reranker@1" else c for c in h.containers)
+        return ObservedFleet({"gpu-host-1": replace(h, containers=cs)})
+
+    assert not make_plan(deps, hosts, with_ready(("reranker",))).has_changes
+    assert not make_plan(deps, hosts, with_ready(None)).has_changes  # no answer: not drift
+    (gone,) = make_plan(deps, hosts, with_ready(())).changes
+    assert gone.kind is ActionKind.RECREATE and gone.reason == "drift: Triton model reranker not loaded"
+    assert gone.strategy == START_FIRST  # the server keeps serving while its successor loads
+    (extra,) = make_plan(deps, hosts, with_ready(("reranker", "scratch"))).changes
+    assert extra.reason == "drift: Triton model scratch loaded but not declared"
