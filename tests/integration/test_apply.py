@@ -266,6 +266,8 @@ def test_rollback_of_a_model_restores_the_previous_revision_of_its_current_versi
     plan = json.loads(fleet.cli("plan", "--output", "json", *state).stdout)
     assert [a for a in plan["actions"] if a["kind"] != "keep"] == []
     assert plan["notes"][0].startswith("chat-llm held at v4 (revision 1) by rollback at ")
+    held = fleet.cli("plan", "--detailed-exitcode", *state)
+    assert held.returncode == 0 and "chat-llm held at v4" in held.stdout, held.stdout + held.stderr
     # Released, plan shows the roll-forward.
     assert fleet.cli("release", "chat-llm", *state).returncode == 0
     plan = json.loads(fleet.cli("plan", "--output", "json", *state).stdout)
@@ -274,6 +276,14 @@ def test_rollback_of_a_model_restores_the_previous_revision_of_its_current_versi
 
     rollouts = json.loads(fleet.cli("history", "--output", "json", *state, inventory=False).stdout)["rollouts"]
     assert [r["command"] for r in rollouts][:1] == ["rollback chat-llm"]
+
+    # In the words: `rollback chat-llm@v4` to a recorded revision holds too.
+    again = fleet.cli("rollback", "chat-llm@v4", "--to-revision", "1", "--yes", *state)
+    assert again.returncode == 0, again.stdout + again.stderr
+    held = fleet.cli("plan", "--detailed-exitcode", *state)
+    assert held.returncode == 0 and "chat-llm held at v4 (revision 1)" in held.stdout, held.stdout + held.stderr
+    assert fleet.cli("release", "chat-llm", *state).returncode == 0
+    assert fleet.cli("plan", "--detailed-exitcode", *state).returncode == ExitCode.CHANGES_PENDING
 
 
 def test_the_demo_inventory_applies_triton_models_answer_and_nim_stand_ins_are_ready(
