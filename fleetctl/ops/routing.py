@@ -47,25 +47,6 @@ class FrontDoorOutcome:
     detail: str
 
 
-class NoRouter:
-    """A fleet without front doors: nothing to route."""
-
-    enabled = False
-    problems: list[str] = []
-
-    def serve(self, deployment: str, replica: int, url: str) -> str | None:
-        return None
-
-    def withdraw(self, deployment: str, replica: int, host: str, port: int | None) -> str | None:
-        return None
-
-    def drain(self, url: str | None) -> None:
-        pass
-
-    def push(self) -> None:
-        pass
-
-
 class Router:
     """Routes shared by every front door of the fleet; thread-safe (steps run in parallel)."""
 
