@@ -16,7 +16,7 @@ from fleetctl.core.inventory import Inventory
 from fleetctl.core.plan import Plan
 from fleetctl.core.schedule import model_of
 from fleetctl.errors import DowntimeRefusedError
-from fleetctl.state.timings import start_seconds
+from fleetctl.state.peek import start_seconds
 
 
 def with_estimates(plan: Plan, state_path: Path | None) -> Plan:

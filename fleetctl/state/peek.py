@@ -1,16 +1,18 @@
-"""A read-only look at revision numbers and holds with the standard `sqlite3` module.
+"""A read-only look at revisions, holds and start times with the standard `sqlite3` module.
 
 `apply` needs each deployment's revision number before it starts any container (the
 number goes into the container's labels). Reading it here costs a few milliseconds,
 so the SQLAlchemy-based store (about 0.4 s to import and open) can be opened while the
 first containers start, instead of before. `plan` and `apply` read the holds here for
-the same reason: a plan with nothing to change never imports SQLAlchemy.
+the same reason: a plan with nothing to change never imports SQLAlchemy. A stop-first
+replacement's estimated time out of service comes from the start times here too.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import statistics
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -115,3 +117,22 @@ def _utc(text: str) -> datetime:
     """The store's timestamp text (`UtcDateTime`) as an aware datetime."""
     parsed = datetime.fromisoformat(text)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+RECENT_STARTS = 5
+
+
+def start_seconds(state_path: Path, deployments: list[str]) -> dict[str, float]:
+    """deployment -> median seconds of its last successful create or recreate steps."""
+    out: dict[str, float] = {}
+    for dep in deployments:
+        rows = _select(
+            state_path,
+            "SELECT started_at, finished_at FROM rollout_step WHERE deployment = ? AND outcome = 'ok' "
+            "AND action IN ('create', 'recreate') ORDER BY id DESC LIMIT ?",
+            (dep, RECENT_STARTS),
+        )
+        took = [(datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() for a, b in rows]
+        if took:
+            out[dep] = statistics.median(took)
+    return out
