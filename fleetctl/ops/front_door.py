@@ -8,7 +8,6 @@ secrets involved, kept as digests).
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import replace
 from typing import Iterable, Mapping, Sequence
 
@@ -28,7 +27,7 @@ from fleetctl.core.inventory import Host, Inventory
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import ActionKind, Plan
 from fleetctl.runtimes.registry import get_runtime
-from fleetctl.runtimes.spec import Routing, SecretEnv
+from fleetctl.runtimes.spec import Routing, SecretEnv, bind_address_for
 
 
 def front_door_port(inv: Inventory, host: Host) -> int:
@@ -37,13 +36,7 @@ def front_door_port(inv: Inventory, host: Host) -> int:
 
 
 def _listen(host: Host) -> str:
-    if host.front_door.listen:
-        return host.front_door.listen
-    try:
-        ipaddress.ip_address(host.address)
-    except ValueError:
-        return "0.0.0.0"  # a DNS name cannot be bound
-    return host.address
+    return host.front_door.listen or bind_address_for(host.address)
 
 
 def sites(inv: Inventory) -> list[FrontDoorSite]:

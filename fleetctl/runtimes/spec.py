@@ -32,15 +32,19 @@ class RenderContext:
 
     @property
     def bind_address(self) -> str:
-        """With host networking, listen only on the host's declared address when it is an
-        IP address; a DNS name cannot be bound, so then every interface."""
-        import ipaddress
+        return bind_address_for(self.address)
 
-        try:
-            ipaddress.ip_address(self.address)
-        except ValueError:
-            return "0.0.0.0"
-        return self.address
+
+def bind_address_for(address: str) -> str:
+    """With host networking, listen only on the host's declared address when it is an IP
+    address; a DNS name cannot be bound, so then every interface."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return "0.0.0.0"
+    return address
 
 
 @dataclass(frozen=True)
