@@ -146,16 +146,12 @@ class DockerHost:
         return ObservedHost(self.name, reachable=True, containers=tuple(containers), front_doors=tuple(front_doors))
 
     def _loaded_routes(self, container: str, url: str) -> str | None:
-        """The hash of the routes a front door last loaded (None: unknown, reload it):
-        from its status endpoint when this machine reaches it (a few ms), else from its
-        `loaded` file through the Docker API (tens of ms: the engine makes a tar)."""
-        from fleetctl.adapters.probes import front_door_status
+        """The hash of the routes a front door last loaded (None: unknown, reload it)."""
+        from fleetctl.adapters.probes import front_door_status, loaded_routes
 
-        doc = front_door_status(url, timeout_s=0.5) if url else None
-        if doc is not None and isinstance(doc.get("routes_hash"), str):
-            return str(doc["routes_hash"]) or None
-        data = self.read_file(container, LOADED_PATH)
-        return data.decode("ascii", errors="replace").strip() or None if data else None
+        return loaded_routes(
+            url, lambda: self.read_file(container, LOADED_PATH), lambda u: front_door_status(u, timeout_s=0.5)
+        )
 
     def read_file(self, container: str, path: str) -> bytes | None:
         """One file out of a container, through the Docker API (unix, ssh and tcp alike)."""

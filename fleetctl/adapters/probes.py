@@ -134,3 +134,18 @@ def triton_ready_models(endpoint: str, timeout_s: float = 1.0) -> tuple[str, ...
     if not isinstance(rows, list):
         return None
     return tuple(sorted({str(m.get("name")) for m in rows if isinstance(m, dict) and m.get("state") == "READY"}))
+
+
+def loaded_routes(
+    url: str | None,
+    read_loaded: Callable[[], bytes | None],
+    status: Callable[[str], dict | None] = front_door_status,  # type: ignore[type-arg]
+) -> str | None:
+    """The hash of the routes a front door last loaded (None: unknown): from its status
+    endpoint when this machine reaches it (a few ms), else from its `loaded` file, read
+    through the Docker API by `read_loaded` (tens of ms: the engine makes a tar)."""
+    doc = status(url) if url else None
+    if doc is not None and isinstance(doc.get("routes_hash"), str):
+        return str(doc["routes_hash"]) or None
+    data = read_loaded()
+    return data.decode("ascii", errors="replace").strip() or None if data else None

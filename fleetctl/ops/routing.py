@@ -15,7 +15,7 @@ from typing import Callable, Mapping, Sequence
 
 from fleetctl.adapters import labels as L
 from fleetctl.adapters.docker_host import HostAPI
-from fleetctl.adapters.probes import Clock, SystemClock, front_door_status, wait_ready
+from fleetctl.adapters.probes import Clock, SystemClock, front_door_status, loaded_routes, wait_ready
 from fleetctl.core.front_door import (
     LOADED_PATH,
     ROUTES_PATH,
@@ -172,11 +172,7 @@ class Router:
         (milliseconds), else its `loaded` file through the Docker API."""
         deadline = self.clock.monotonic() + LOAD_TIMEOUT_S
         while True:
-            doc = self.status(url) if url else None
-            if doc is not None and isinstance(doc.get("routes_hash"), str):
-                got = doc["routes_hash"]
-            else:
-                got = (api.read_file(name, LOADED_PATH) or b"").decode("ascii", errors="replace").strip()
+            got = loaded_routes(url, lambda: api.read_file(name, LOADED_PATH), self.status)
             if got == want:
                 return
             if self.clock.monotonic() >= deadline:
