@@ -25,6 +25,9 @@ InventoryOpt = typer.Option(
 OutputOpt = typer.Option(Output.table, "--output", help="table for people, json for machines.")
 StateOpt = typer.Option(None, "--state", help="State database (default state/fleetctl.db).", envvar="FLEETCTL_STATE")
 YesOpt = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation.")
+AllowDowntimeOpt = typer.Option(
+    False, "--allow-downtime", help="Permit stop-first replacements where no GPU can hold the old and new replica."
+)
 
 
 def known_runtimes() -> list[str]:

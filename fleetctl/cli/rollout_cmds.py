@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from fleetctl.cli import render
-from fleetctl.cli.options import InventoryOpt, Output, OutputOpt, StateOpt, YesOpt, observer, state_path
+from fleetctl.cli.options import AllowDowntimeOpt, InventoryOpt, Output, OutputOpt, StateOpt, YesOpt, observer, state_path
 from fleetctl.cli.options import confirm as ask
 from fleetctl.errors import ExitCode
 
@@ -55,9 +55,7 @@ def apply(
     output: Output = OutputOpt,
     yes: bool = YesOpt,
     state: Optional[Path] = StateOpt,
-    allow_downtime: bool = typer.Option(
-        False, "--allow-downtime", help="Permit stop-first replacements where no GPU can hold the old and new replica."
-    ),
+    allow_downtime: bool = AllowDowntimeOpt,
 ) -> None:
     """Converge the hosts: launch, replace and remove containers, health-gated."""
     from fleetctl.ops import applying
@@ -102,9 +100,7 @@ def rollback(
     output: Output = OutputOpt,
     yes: bool = YesOpt,
     state: Optional[Path] = StateOpt,
-    allow_downtime: bool = typer.Option(
-        False, "--allow-downtime", help="Permit stop-first replacements where no GPU can hold the old and new replica."
-    ),
+    allow_downtime: bool = AllowDowntimeOpt,
 ) -> None:
     """Make one recorded revision the version every customer of a model gets, and hold it there."""
     from fleetctl.ops.rollback import rollback as do_rollback

@@ -123,8 +123,7 @@ def apply(
         if not plan.has_changes:
             forget_holds(state_path, lifted)  # writes only when there are lifted holds
             return ApplyResult(plan)  # nothing to do: no Docker mutation, no state write
-        plan = downtime.with_estimates(plan, state_path)
-        downtime.check_permitted(plan, inv, allow_downtime)  # before asking: it would be refused
+        plan = downtime.gate(plan, inv, state_path, allow_downtime)  # before asking: it would be refused
         result = replace(result, plan=plan)
         if not confirm(plan):
             raise AbortedError("apply cancelled; nothing was changed")

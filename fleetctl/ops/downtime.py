@@ -55,3 +55,10 @@ def check_permitted(plan: Plan, inv: Inventory, allow_downtime: bool) -> None:
         f"{lines}. Nothing was changed. Free a GPU, or allow it: `--allow-downtime`, or "
         f"`rollout: {{allow_downtime: true}}` for {', '.join(names)}"
     )
+
+
+def gate(plan: Plan, inv: Inventory, state_path: Path | None, allow_downtime: bool) -> Plan:
+    """Before asking: the plan with its estimates, refused when it needs downtime nobody allowed."""
+    plan = with_estimates(plan, state_path)
+    check_permitted(plan, inv, allow_downtime)
+    return plan

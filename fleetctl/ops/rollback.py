@@ -184,8 +184,7 @@ def rollback(
         plan = plan_rollback(loaded, observed, holds, current, restored, chosen.number)
         if not plan.placement.feasible:
             raise InfeasibleError(f"revision {chosen.number} of {name} cannot be placed now")
-        plan = downtime.with_estimates(plan, state_path)
-        downtime.check_permitted(plan, inv, allow_downtime)  # the same gate as apply
+        plan = downtime.gate(plan, inv, state_path, allow_downtime)  # before asking: it would be refused
         if plan.has_changes and not confirm(plan, chosen.number):
             raise AbortedError("rollback cancelled; nothing was changed")
         outcome = ApplyResult(plan)
