@@ -46,6 +46,12 @@ RUN_DIR = Path(os.environ.get("FLEETCTL_TESTBED_RUN_DIR", "/run/fleetctl-testbed
 TEST_LABEL = "io.fleetctl.test"
 SESSION_LABEL = "io.fleetctl.test.session"
 OWNER_LABEL = "io.fleetctl.owner"
+FLEET_LABEL = "io.fleetctl.fleet"
+
+
+def _ours(fleet: str) -> bool:
+    """Whether a fleet name is one this pytest process made (test fleets end in -PID)."""
+    return fleet.endswith(f"-{os.getpid()}")
 
 #: Ports the integration tests use for their own containers (host networking,
 #: 127.0.0.1). fleetctl host definitions in tests should use the per-engine
@@ -155,6 +161,8 @@ class Testbed:
                     other = labels.get(SESSION_LABEL)
                     if other and other != self.session and not any_session:
                         continue
+                    if not other and not any_session and not _ours(labels.get(FLEET_LABEL, "")):
+                        continue  # a managed container of another session's fleet
                     created = _created_epoch(attrs["Created"])
                     if (since is not None and created < since) or (until is not None and created >= until):
                         continue
@@ -331,8 +339,63 @@ def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "co
 
 CANARY = "nvapi-CANARY-7f3e1d9a2b"
 # fleetctl host port ranges for the tests' fleets: a block of 100 per host, never reused
-# within a session (engines share one loopback).
-_fleet_ports = itertools.count(23000, 100)
+# within a session (engines share one loopback). Blocks are claimed across processes
+# through files under the run directory, so that two sessions on one machine never
+# hand out the same block while both are alive.
+FLEET_PORTS = (23000, 64999)
+FLEET_PORT_BLOCK = 100
+
+
+class _FleetPortClaims:
+    def __init__(self, lo: int, hi: int, size: int) -> None:
+        self.starts = list(range(lo, hi - size + 2, size))
+        self.next = 0
+        self.lock = threading.Lock()
+
+    @staticmethod
+    def _alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def _claim(self, start: int) -> bool:
+        claims = RUN_DIR / "port-claims"
+        claims.mkdir(parents=True, exist_ok=True)
+        path = claims / str(start)
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                try:
+                    holder = int(path.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    holder = 0
+                if holder == os.getpid():
+                    return False  # ours already, handed out earlier in this session
+                if holder and self._alive(holder):
+                    return False
+                path.unlink(missing_ok=True)  # a dead session's claim
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return True
+        return False
+
+    def __next__(self) -> int:
+        with self.lock:
+            for _ in range(len(self.starts)):
+                start = self.starts[self.next]
+                self.next = (self.next + 1) % len(self.starts)
+                if self._claim(start):
+                    return start
+        raise RuntimeError("every fleet port block is claimed by a live test session")
+
+
+_fleet_ports = _FleetPortClaims(*FLEET_PORTS, FLEET_PORT_BLOCK)
 _fleet_names = itertools.count()
 
 
