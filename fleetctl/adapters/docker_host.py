@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
 
 from fleetctl.adapters import labels as L
+from fleetctl.crashpoints import mutation
 from fleetctl.core.inventory import Host
 from fleetctl.core.front_door import LOADED_PATH
 from fleetctl.core.observed import ContainerRun, ObservedContainer, ObservedFrontDoor, ObservedHost
@@ -188,11 +189,14 @@ class DockerHost:
             info = tarfile.TarInfo("/".join(parts))
             info.size, info.mode, info.mtime = len(data), 0o644, now
             tar.addfile(info, io.BytesIO(data))
-        if not self.api.put_archive(container, "/", buf.getvalue()):
+        with mutation("put_file", f"{self.name}/{container}:{path}"):
+            written = self.api.put_archive(container, "/", buf.getvalue())
+        if not written:
             raise RuntimeError(f"could not write {path} into {container} on {self.name}")
 
     def signal(self, container: str, signal: str) -> None:
-        self.api.kill(container, signal=signal)
+        with mutation("signal", f"{self.name}/{container}:{signal}"):
+            self.api.kill(container, signal=signal)
 
     def state(self, container: str) -> str:
         """Docker's status, or "restarted" once the restart policy had to bring it back."""
@@ -279,22 +283,24 @@ class DockerHost:
             restart_policy={"Name": "unless-stopped"},
         )
         self._ensure_image(spec.image)
-        created = self.api.create_container(
-            image=spec.image,
-            name=name,
-            command=list(spec.command) or None,
-            entrypoint=list(spec.entrypoint) if spec.entrypoint else None,
-            environment=args.env,
-            labels=dict(labels),
-            host_config=host_config,
-            ports=[p.container_port for p in spec.ports] or None,
-            detach=True,
-        )
+        with mutation("create", f"{self.name}/{name}"):
+            created = self.api.create_container(
+                image=spec.image,
+                name=name,
+                command=list(spec.command) or None,
+                entrypoint=list(spec.entrypoint) if spec.entrypoint else None,
+                environment=args.env,
+                labels=dict(labels),
+                host_config=host_config,
+                ports=[p.container_port for p in spec.ports] or None,
+                detach=True,
+            )
         cid = created["Id"]
         try:
             for path, data in (files or {}).items():
                 self.put_file(cid, path, data)
-            self.api.start(cid)
+            with mutation("start", f"{self.name}/{name}"):
+                self.api.start(cid)
         except (docker.errors.APIError, RuntimeError):
             self.api.remove_container(cid, force=True)
             raise
@@ -325,28 +331,42 @@ class DockerHost:
             ) from None
         self._images_present.add(image)
 
+    def lease(self, fleet: str, ttl_s: float) -> Any:
+        """This host's lease for `fleet` (fleetctl.adapters.lease); None if unreachable."""
+        from fleetctl.adapters.lease import HostLease
+
+        try:
+            return HostLease(self.api, self.name, fleet, ttl_s)
+        except Exception:
+            return None
+
     def stop(self, container: str, timeout_s: int = 30) -> None:
-        self.api.stop(container, timeout=timeout_s)
+        with mutation("stop", f"{self.name}/{container}"):
+            self.api.stop(container, timeout=timeout_s)
 
     def start(self, container: str) -> None:
-        self.api.start(container)
+        with mutation("start", f"{self.name}/{container}"):
+            self.api.start(container)
 
     def remove(self, container: str, timeout_s: int = 30) -> None:
         import docker.errors
 
         try:
-            self.api.stop(container, timeout=timeout_s)
+            with mutation("stop", f"{self.name}/{container}"):
+                self.api.stop(container, timeout=timeout_s)
         except docker.errors.NotFound:
             return
         except docker.errors.APIError:
             pass  # already stopped or dead: removal below still applies
         try:
-            self.api.remove_container(container, force=True)
+            with mutation("remove", f"{self.name}/{container}"):
+                self.api.remove_container(container, force=True)
         except docker.errors.NotFound:
             pass
 
     def rename(self, container: str, new_name: str) -> None:
-        self.api.rename(container, new_name)
+        with mutation("rename", f"{self.name}/{container}->{new_name}"):
+            self.api.rename(container, new_name)
 
 
 def docker_time(text: str | None) -> float | None:

@@ -10,6 +10,7 @@ import re
 from typing import Mapping
 
 from fleetctl.core.observed import ObservedContainer, ObservedFrontDoor
+from fleetctl.core.recovery import OLD_SUFFIX, TEMP_SUFFIX  # noqa: F401 (re-exported: the names' contract)
 
 PREFIX = "io.fleetctl."
 OWNER = PREFIX + "owner"
@@ -31,8 +32,6 @@ ROLE = PREFIX + "role"
 ROLE_FRONT_DOOR = "front-door"
 
 OWNER_FILTER = f"{OWNER}={OWNER_VALUE}"
-TEMP_SUFFIX = "-next"
-OLD_SUFFIX = "-old"
 
 
 def fleet_filter(fleet: str) -> list[str]:
@@ -147,9 +146,10 @@ def observed_from(host: str, cid: str, name: str, state: str, image: str, labels
         labeled_image=labels.get(IMAGE, ""),
         port=_int(labels.get(PORT)),
         revision=_int(labels.get(REVISION)),
-        # Labels cannot change after creation, so a rollout's not-yet-renamed container
-        # is known by its name.
+        # Labels cannot change after creation, so a rollout's successor (not yet gated)
+        # and its parked predecessor are known by their names (fleetctl.core.recovery).
         temporary=name.lstrip("/").endswith(TEMP_SUFFIX),
+        parked=name.lstrip("/").endswith(OLD_SUFFIX),
         endpoint=labels.get(ENDPOINT, ""),
         runtime=labels.get(RUNTIME, ""),
     )

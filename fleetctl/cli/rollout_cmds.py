@@ -11,6 +11,7 @@ from fleetctl.cli import render
 from fleetctl.cli.options import AllowDowntimeOpt, InventoryOpt, Output, OutputOpt, StateOpt, YesOpt, observer, state_path
 from fleetctl.cli.options import confirm as ask
 from fleetctl.errors import ExitCode
+from fleetctl.ops import interrupt
 
 
 class _Progress:
@@ -49,6 +50,13 @@ class _Progress:
             self.live.__exit__(None, None, None)
 
 
+def _stopping(console) -> None:  # type: ignore[no-untyped-def]
+    render.stderr_console().print(
+        "stopping: the steps in flight finish and are recorded; no new step starts (again to exit at once)",
+        markup=False, highlight=False,
+    )
+
+
 def apply(
     inventory: Path = InventoryOpt,
     plan_file: Optional[Path] = typer.Option(None, "--plan", help="Apply a plan saved by `plan -o FILE` (refused if the fleet changed)."),
@@ -73,15 +81,16 @@ def apply(
         return ok
 
     try:
-        result = applying.apply(
-            inventory,
-            state_path=state_path(state),
-            observe=observer(),
-            confirm=confirm,
-            reporter=progress,
-            plan_file=plan_file,
-            allow_downtime=allow_downtime,
-        )
+        with interrupt.graceful(lambda: _stopping(console)):
+            result = applying.apply(
+                inventory,
+                state_path=state_path(state),
+                observe=observer(),
+                confirm=confirm,
+                reporter=progress,
+                plan_file=plan_file,
+                allow_downtime=allow_downtime,
+            )
     finally:
         progress.close()
     _report_apply(console, result, output)
@@ -121,17 +130,18 @@ def rollback(
         return ok
 
     try:
-        done = do_rollback(
-            inventory,
-            target,
-            to=number_wanted,
-            force=force,
-            state_path=state_path(state),
-            observe=observer(),
-            confirm=confirm,
-            reporter=progress,
-            allow_downtime=allow_downtime,
-        )
+        with interrupt.graceful(lambda: _stopping(console)):
+            done = do_rollback(
+                inventory,
+                target,
+                to=number_wanted,
+                force=force,
+                state_path=state_path(state),
+                observe=observer(),
+                confirm=confirm,
+                reporter=progress,
+                allow_downtime=allow_downtime,
+            )
     finally:
         progress.close()
     result = done.result
@@ -227,6 +237,12 @@ def _report_apply(console, result, output: Output, extra: dict | None = None) ->
         console.print(line)
         if result.plan.front_door_sites:
             console.print("front door: " + ", ".join(s.url for s in result.plan.front_door_sites))
+    if interrupt.requested():
+        render.stderr_console().print(
+            f"interrupted: the steps in flight finished and rollout {result.rollout_id} records what ran; "
+            "apply again to finish", markup=False, highlight=False
+        )
+        raise typer.Exit(interrupt.EXIT_INTERRUPTED)
     if doors_failed and not failed:
         blocked = all(d.action.blocked for d in doors_failed)
         raise typer.Exit(int(ExitCode.HOST_UNREACHABLE if blocked else ExitCode.ROLLOUT_FAILED))

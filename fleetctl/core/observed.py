@@ -28,7 +28,8 @@ class ObservedContainer:
     labeled_image: str = ""  # the image fleetctl asked for, from the label
     port: int | None = None
     revision: int | None = None
-    temporary: bool = False  # a rollout's new container not yet renamed
+    temporary: bool = False  # a rollout's successor, not yet gated and renamed (`-next`)
+    parked: bool = False  # a rollout's predecessor, renamed aside and stopped (`-old`)
     endpoint: str = ""
     runtime: str = ""
     # Triton only: the models the running server reports READY (None: not asked or no
@@ -99,10 +100,10 @@ class ObservedFleet:
 
     def by_replica(self) -> dict[tuple[str, int], list[ObservedContainer]]:
         """Containers per (deployment, replica), the one that stands for it first: a
-        finished container before a rollout's temporary one, a running one before a
+        finished container before a rollout's temporary or parked one, a running one before a
         stopped one; any others are duplicates or leftovers."""
         out: dict[tuple[str, int], list[ObservedContainer]] = {}
-        for c in sorted(self.containers(), key=lambda c: (c.temporary, not c.running, c.host, c.name)):
+        for c in sorted(self.containers(), key=lambda c: (c.temporary or c.parked, not c.running, c.host, c.name)):
             out.setdefault((c.deployment, c.replica), []).append(c)
         return out
 

@@ -16,6 +16,7 @@ from fleetctl.core.fleet import Assignment, Deployment, HostSpec, Placement
 from fleetctl.core.front_door import FrontDoorAction, FrontDoorSettings, FrontDoorSite
 from fleetctl.core.observed import ObservedContainer, ObservedFleet
 from fleetctl.core.placement import lower_bound, naive_gpus, place
+from fleetctl.core.recovery import Recovery, assume_recovered, recoveries
 from fleetctl.core.sla import predicted_p95, util_of
 
 PORTS_PER_REPLICA = 4  # a runtime may use port .. port+3 (Triton: http, grpc, metrics)
@@ -104,6 +105,9 @@ class Plan:
     # Models whose client traffic moves to the desired version as soon as that version
     # has one ready replica (a rollback to a running pin), instead of at its full count.
     switch_at_once: frozenset[str] = frozenset()
+    # Replicas an interrupted rollout left under temporary names: finished forward or
+    # restored before anything else (fleetctl.core.recovery); the actions assume they are.
+    recovery: tuple[Recovery, ...] = ()
 
     @property
     def changes(self) -> list[Action]:
@@ -115,7 +119,7 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.changes) or bool(self.front_door_changes)
+        return bool(self.changes) or bool(self.front_door_changes) or bool(self.recovery)
 
     def deployment(self, name: str) -> Deployment:
         return next(d for d in self.deployments if d.name == name)
@@ -162,16 +166,18 @@ def assign_ports(
     """Give each replica a block of ports on its host, keeping the ones it already has
     (unless `reserved` now claims them)."""
     kept: dict[tuple[str, int], tuple[str, int]] = {}
-    for c in observed:
-        if c.port is not None and not c.temporary:
+    for c in sorted(observed, key=lambda c: (c.temporary or c.parked, not c.running, c.host, c.name)):
+        if c.port is not None and not (c.temporary or c.parked):
             kept.setdefault((c.deployment, c.replica), (c.host, c.port))
     ports: dict[tuple[str, int], int] = {}
     taken: dict[str, set[int]] = {h: set(b) for h, b in reserved_blocks(reserved or {}, port_ranges).items()}
-    # A container that goes away (an older version, a replica no longer wanted) may still
-    # serve while its successors start: its port is not handed to anyone in this plan.
+    # A container that goes away (an older version, a replica no longer wanted, a
+    # duplicate, a rollout's leftover) may still serve while its successors start: its
+    # port is not handed to anyone in this plan.
     wanted = {(a.deployment, a.replica) for a in assignments}
     for c in observed:
-        if c.port is not None and (c.deployment, c.replica) not in wanted:
+        key = (c.deployment, c.replica)
+        if c.port is not None and (key not in wanted or kept.get(key) != (c.host, c.port)):
             taken.setdefault(c.host, set()).add(c.port)
     pending = []
     for a in sorted(assignments, key=lambda a: (a.host, a.deployment, a.replica)):
@@ -232,6 +238,9 @@ def make_plan(
     """`reserved_ports`: per host, ports that replicas must not use (its front door)."""
     port_ranges = port_ranges or {}
     reserved_ports = reserved_ports or {}
+    recovery = tuple(recoveries(observed))
+    fingerprint = observed.fingerprint()
+    observed = assume_recovered(observed, list(recovery))
     containers = observed.containers()
     placement = place(deployments, hosts, observed.previous_assignments())
     by_name = {d.name: d for d in deployments}
@@ -291,8 +300,9 @@ def make_plan(
         placement=placement,
         actions=tuple(actions),
         summary=summary,
-        observed_fingerprint=observed.fingerprint(),
+        observed_fingerprint=fingerprint,
         unreachable=unreachable,
+        recovery=recovery,
     )
 
 
@@ -451,6 +461,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "unplaced": [
             {"deployment": u.deployment, "replica": u.replica, "reasons": list(u.reasons)} for u in plan.placement.unplaced
         ],
+        "recovery": [r.to_json() for r in plan.recovery],
         "actions": [a.to_json() for a in plan.actions],
         "summary": asdict(plan.summary),
         "gpu_map": gpu_map(plan),

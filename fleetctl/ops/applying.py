@@ -19,8 +19,10 @@ from fleetctl.ops.planfile import check_fresh, read_plan
 from fleetctl.core.loader import load
 from fleetctl.ops.planning import PlanResult, build_plan, held_deployments, inventory_digest, read_holds
 from fleetctl.ops.rendering import Rendered, render_action, shared_gpus
-from fleetctl.ops import downtime
+from fleetctl.ops import downtime, interrupt
 from fleetctl.ops.secrets import read_secret
+from fleetctl.ops.fleet_lock import fleet_lease
+from fleetctl.ops.recovery import finish_interrupted
 from fleetctl.ops.rollout import Executor, Reporter, SilentReporter, StepOutcome
 from fleetctl.ops.routing import FrontDoorOutcome, Router
 from fleetctl.runtimes.registry import runtime_names
@@ -111,28 +113,43 @@ def apply(
         observed = observe(inv)
         holds = read_holds(state_path)
         plan = build_plan(loaded, observed, holds=holds)
+        if plan_file is not None:
+            check_fresh(read_plan(plan_file), PlanResult(loaded, observed, plan, inventory_digest(inventory_path)), plan_file)
         # Holds the inventory has moved past (its version of the model changed since the
         # rollback): the plan already follows the inventory; a successful apply forgets them.
         lifted = held_deployments(inv, holds).lifted
-        result = PlanResult(loaded, observed, plan, inventory_digest(inventory_path))
-        if plan_file is not None:
-            check_fresh(read_plan(plan_file), result, plan_file)
-        if not plan.placement.feasible:
-            reasons = "; ".join(f"{u.deployment}#{u.replica}: {', '.join(u.reasons)}" for u in plan.placement.unplaced)
-            raise InfeasibleError(f"the inventory cannot be placed: {reasons}")
+        _refuse_infeasible(plan)
         if not plan.has_changes:
             forget_holds(state_path, lifted)  # writes only when there are lifted holds
             return ApplyResult(plan)  # nothing to do: no Docker mutation, no state write
-        plan = downtime.gate(plan, inv, state_path, allow_downtime)  # before asking: it would be refused
-        result = replace(result, plan=plan)
-        if not confirm(plan):
-            raise AbortedError("apply cancelled; nothing was changed")
-        outcome = execute_plan(
-            result, inv, state_path, hosts(inv), reporter or SilentReporter(), command, interval_s, allow_downtime
-        )
+        host_apis = hosts(inv)
+        with fleet_lease(inv, host_apis, command):
+            # Under the fleet's lease the fleet is ours: plan once more from what it is now.
+            observed = observe(inv)
+            plan = build_plan(loaded, observed, holds=holds)
+            if plan.recovery:  # a killed run's replicas first: finished forward or restored
+                observed, _ = finish_interrupted(loaded, observed, observe, host_apis, state_path, interval_s=interval_s)
+                plan = build_plan(loaded, observed, holds=holds)
+            _refuse_infeasible(plan)
+            if not plan.has_changes:
+                forget_holds(state_path, lifted)
+                return ApplyResult(plan)
+            plan = downtime.gate(plan, inv, state_path, allow_downtime)  # before asking: it would be refused
+            result = PlanResult(loaded, observed, plan, inventory_digest(inventory_path))
+            if not confirm(plan):
+                raise AbortedError("apply cancelled; nothing was changed")
+            outcome = execute_plan(
+                result, inv, state_path, host_apis, reporter or SilentReporter(), command, interval_s, allow_downtime
+            )
         if not outcome.failed:
             forget_holds(state_path, lifted)
         return outcome
+
+
+def _refuse_infeasible(plan: Plan) -> None:
+    if not plan.placement.feasible:
+        reasons = "; ".join(f"{u.deployment}#{u.replica}: {', '.join(u.reasons)}" for u in plan.placement.unplaced)
+        raise InfeasibleError(f"the inventory cannot be placed: {reasons}")
 
 
 def forget_holds(state_path: Path, models: Sequence[str]) -> None:
@@ -156,64 +173,132 @@ def execute_plan(
     interval_s: float = 0.5,
     allow_downtime: bool = False,
 ) -> ApplyResult:
-    from concurrent.futures import ThreadPoolExecutor
+    """Run the plan's steps, each recorded before it runs and its outcome after.
 
-    from fleetctl.state.peek import next_numbers, revision_keys
-
+    Intent comes first: the rollout and the revision of every deployment it changes are
+    committed before the first container moves, so each container's revision label
+    names a row of the state even if this process dies at any point after."""
     plan = result.plan
     downtime.check_permitted(plan, inv, allow_downtime)
-    numbers = next_numbers(revision_keys(state_path), {d.name: deployment_hash(d) for d in plan.deployments})
+    changing = [a for a in plan.actions if a.kind in (ActionKind.CREATE, ActionKind.RECREATE)]
     shared = shared_gpus(plan)
-    rendered = {
-        (a.deployment, a.replica): render_action(plan, inv, a, numbers[a.deployment], shared)
-        for a in plan.actions
-        if a.kind in (ActionKind.CREATE, ActionKind.RECREATE)
-    }
-    secrets = resolve_secrets(rendered)  # before anything changes: a missing one stops here
-    secret_values = sorted({v for s in secrets.values() for v in s.values()})
-    router = Router(plan, inv, host_apis, result.observed)
-    executor = Executor(
-        hosts=host_apis,
-        rendered=rendered,
-        secrets=secrets,
-        reporter=reporter,
-        max_parallel={h.name: h.max_parallel for h in inv.hosts},
-        interval_s=interval_s,
-        router=router,
+    # Secrets are read before anything is recorded or changed: a missing one stops here.
+    secrets_by_replica = resolve_secrets(
+        {(a.deployment, a.replica): render_action(plan, inv, a, None, shared) for a in changing}
     )
-    door_outcomes: list[FrontDoorOutcome] = []
-
-    # Front doors first, so traffic has somewhere to go while replicas move, and their
-    # routes as they stand: a rollback to a running version takes its clients here, at
-    # once (before the store's import below competes for the interpreter).
-    door_outcomes.extend(router.converge_front_doors(plan.front_doors))
-    router.push()
-
-    def run_all() -> list[StepOutcome]:
-        steps = executor.run(plan.actions, plan.deployments, policies(inv))
-        router.push()  # the routes once more, as they end
-        return steps
-
-    # The containers start while this thread opens the store (importing SQLAlchemy and
-    # opening the database take ~0.4 s; the rollout mostly waits on Docker). If this
-    # process dies in between, the containers' labels still say what they are.
-    with ThreadPoolExecutor(max_workers=1) as background:
-        running = background.submit(run_all)
+    secret_values = sorted({v for s in secrets_by_replica.values() for v in s.values()})
+    store, rollout_id = _open_rollout(state_path, command, result, secret_values)
+    with store:
         try:
-            store, rollout_id = _open_rollout(state_path, command, result, secret_values)
+            numbers = _intend_revisions(
+                store, rollout_id, plan, {a.deployment for a in changing}, result.observed, secret_values
+            )
         except BaseException:
-            running.result()
+            store.finish_rollout(rollout_id, "failed", "stopped before any change")
             raise
-        with store:
-            try:
-                outcomes = running.result()
-            except BaseException:
-                store.finish_rollout(rollout_id, "failed", "interrupted")
-                raise
-            with store.batch():
-                _record_front_doors(store, rollout_id, door_outcomes)
-                _record(store, rollout_id, plan, outcomes, host_apis, secret_values)
+        rendered = {
+            (a.deployment, a.replica): render_action(plan, inv, a, numbers[a.deployment], shared) for a in changing
+        }
+        router = Router(plan, inv, host_apis, result.observed)
+        journal = Journal(store, rollout_id, reporter)
+        executor = Executor(
+            hosts=host_apis,
+            rendered=rendered,
+            secrets=secrets_by_replica,
+            reporter=journal,
+            max_parallel={h.name: h.max_parallel for h in inv.hosts},
+            interval_s=interval_s,
+            router=router,
+        )
+        try:
+            # Front doors first, so traffic has somewhere to go while replicas move, and
+            # their routes as they stand: a rollback to a running version takes its
+            # clients here, at once.
+            door_outcomes = router.converge_front_doors(plan.front_doors)
+            router.push()
+            outcomes = executor.run(plan.actions, plan.deployments, policies(inv))
+            router.push()  # the routes once more, as they end
+        except BaseException:
+            store.finish_rollout(rollout_id, "failed", "interrupted")
+            raise
+        with store.batch():
+            _record_front_doors(store, rollout_id, door_outcomes)
+            _record(store, rollout_id, plan, outcomes, host_apis, secret_values, numbers, journal.recorded)
     return ApplyResult(plan, tuple(outcomes), rollout_id, numbers, tuple(door_outcomes), tuple(router.problems))
+
+
+class Journal:
+    """The executor's reporter that writes each step to the state as it starts and as
+    it ends (then passes it on to the reporter the user sees)."""
+
+    def __init__(self, store: "StateStore", rollout_id: int, inner: Reporter) -> None:
+        self.store, self.rollout_id, self.inner = store, rollout_id, inner
+        self._open: dict[tuple[str, int, str, str], list[int]] = {}
+        self.recorded: set[int] = set()  # id() of the outcomes already written
+
+    def step_started(self, action: Action) -> None:
+        step = self.store.begin_step(
+            self.rollout_id, deployment=action.deployment, replica=action.replica, host=action.host,
+            action=action.kind.value, container=action.container or "",
+        )
+        self._open.setdefault(_key(action), []).append(step)
+        self.inner.step_started(action)
+
+    def step_finished(self, outcome: StepOutcome) -> None:
+        from datetime import datetime, timezone
+
+        opened = self._open.get(_key(outcome.action))
+        if opened:
+            a = outcome.action
+            self.store.end_step(
+                opened.pop(0),
+                outcome="ok" if outcome.ok else ("skipped" if a.blocked else "failed"),
+                detail=outcome.detail,  # outcomes come scrubbed from the executor
+                container=outcome.container or a.container or "",
+                log_tail=outcome.log_tail,
+                finished_at=datetime.fromtimestamp(outcome.finished_at, timezone.utc) if outcome.finished_at else None,
+            )
+            self.recorded.add(id(outcome))
+        self.inner.step_finished(outcome)
+
+
+def _key(a: Action) -> tuple[str, int, str, str]:
+    return (a.deployment, a.replica, a.host, a.kind.value)
+
+
+def _intend_revisions(
+    store: "StateStore", rollout_id: int, plan: Plan, changing: set[str], observed: ObservedFleet,
+    secret_values: Sequence[str],
+) -> dict[str, int]:
+    """Record (as failed, until the end says otherwise) the revision of each deployment
+    this rollout changes, and return their numbers. Revisions that verified containers
+    run but a killed rollout left marked failed are marked applied first."""
+    running = [
+        (c.deployment, c.revision)
+        for c in observed.containers()
+        if c.running and not (c.temporary or c.parked) and c.revision is not None
+    ]
+    numbers: dict[str, int] = {}
+    with store.batch():
+        store.confirm_running(running)
+        for d in plan.deployments:
+            if d.name not in changing:
+                continue
+            rec = store.record_revision(
+                deployment=d.name,
+                model=d.model,
+                version=d.version,
+                spec_hash=deployment_hash(d),
+                spec=deployment_record(d),
+                image=d.image,
+                image_digest=None,
+                placement=[],
+                outcome="failed",
+                rollout_id=rollout_id,
+                forbidden_values=secret_values,
+            )
+            numbers[d.name] = rec.number
+    return numbers
 
 
 def _open_rollout(
@@ -289,8 +374,10 @@ def _record(
     outcomes: Sequence[StepOutcome],
     host_apis: Mapping[str, HostAPI],
     secret_values: Sequence[str],
+    numbers: Mapping[str, int],
+    journaled: set[int] = frozenset(),  # type: ignore[assignment]
 ) -> None:
-    _record_steps(store, rollout_id, outcomes)
+    _record_steps(store, rollout_id, [o for o in outcomes if id(o) not in journaled])
     touched: dict[str, list[StepOutcome]] = {}
     for o in outcomes:
         if o.action.kind is not ActionKind.REMOVE:
@@ -310,22 +397,17 @@ def _record(
         if host in host_apis and (host, image) not in digests:
             digests[(host, image)] = host_apis[host].image_digest(image)
         digest = digests.get((host, image))
-        store.record_revision(
-            deployment=d.name,
-            model=d.model,
-            version=d.version,
-            spec_hash=deployment_hash(d),
-            spec=deployment_record(d),
-            image=image,
-            image_digest=digest,
-            placement=placement,
-            outcome="applied" if ok else "failed",
-            rollout_id=rollout_id,
-            forbidden_values=secret_values,
-        )
+        if d.name in numbers:
+            store.settle_revision(
+                d.name, numbers[d.name], outcome="applied" if ok else "failed", rollout_id=rollout_id,
+                image_digest=digest, placement=placement,
+            )
     failed = [o for o in outcomes if not o.ok]
     outcome = "succeeded" if not failed else ("failed" if len(failed) == len(outcomes) else "partial")
-    store.finish_rollout(rollout_id, outcome, f"{len(outcomes) - len(failed)} ok, {len(failed)} failed")
+    summary = f"{len(outcomes) - len(failed)} ok, {len(failed)} failed"
+    if interrupt.requested():
+        summary += "; interrupted (SIGINT or SIGTERM): the steps in flight finished, no new one started"
+    store.finish_rollout(rollout_id, outcome, summary)
 
 
 def down(
@@ -362,9 +444,10 @@ def down(
             raise AbortedError("down cancelled; nothing was removed")
         from fleetctl.state.store import StateStore
 
-        with StateStore(state_path) as store:
+        host_apis = hosts(inv)
+        with fleet_lease(inv, host_apis, "down"), StateStore(state_path) as store:
             rid = store.begin_rollout("down", str(inventory_path), inventory_digest(inventory_path), {"actions": [a.to_json() for a in removals]})
-            ex = Executor(hosts(inv), {}, {}, reporter or SilentReporter(), {h.name: h.max_parallel for h in inv.hosts})
+            ex = Executor(host_apis, {}, {}, reporter or SilentReporter(), {h.name: h.max_parallel for h in inv.hosts})
             outcomes = ex.run(removals)
             _record_steps(store, rid, outcomes)
             failed = [o for o in outcomes if not o.ok]

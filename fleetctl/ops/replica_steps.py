@@ -1,10 +1,15 @@
 """The recipes for one replica, health-gated, with the front doors told at each point.
 
-- create: start under its final name, wait until ready, then join the routes.
-- start-first: start the successor beside the old replica (a temporary name and a fresh
-  port on the same host, or its final name on another host), wait until ready, move the
-  traffic, drain the old one, then **park** it: renamed `…-old` and stopped, kept until
-  its whole deployment has rolled, so that a later failure can bring it back exactly.
+A new container always starts as `…-next` and takes its final name only once it has
+passed its readiness gate, so the name says what is verified even after a kill at any
+moment (fleetctl.core.recovery finishes or restores what a kill left).
+
+- create: start as `…-next`, wait until ready, rename, then join the routes.
+- start-first: start the successor beside the old replica (as `…-next`, on a fresh port
+  on the same host or on another host), wait until ready, move the traffic, drain the
+  old one, then **park** it: renamed `…-old` and stopped, kept until its whole
+  deployment has rolled, so that a later failure can bring it back exactly; then the
+  successor takes the final name.
 - stop-first (only with permission: the GPUs cannot hold both): take the old one out of
   the routes, drain and park it, start the successor; on failure restart the old one.
 - revert: undo a start-first or stop-first replacement from its parked container.
@@ -120,10 +125,11 @@ class ReplicaSteps:
     def create(self, a: Action, r: Rendered, secrets: Mapping[str, str]) -> StepOutcome:
         host = self.hosts[a.host]
         self.ensure_port_free(r)
-        cid = host.run(r.name, r.spec, r.labels, secrets)
+        cid = host.run(r.name + L.TEMP_SUFFIX, r.spec, r.labels, secrets)
         ready = self.wait(host, cid, r)
         if not ready.ok:
             return self.fail(a, host, cid, ready)
+        host.rename(cid, r.name)
         self.router.serve(a.deployment, a.replica, r.spec.endpoint)
         return StepOutcome(a, True, f"ready at {r.spec.endpoint}", r.name)
 
@@ -133,9 +139,7 @@ class ReplicaSteps:
         old_host = self.hosts[old_host_name]
         old_name = a.container or r.name
         self.ensure_port_free(r)
-        # On another engine the final name is free; on the same one it is the old one's.
-        temp = r.name if a.container_host else r.name + L.TEMP_SUFFIX
-        cid = host.run(temp, r.spec, r.labels, secrets)
+        cid = host.run(r.name + L.TEMP_SUFFIX, r.spec, r.labels, secrets)
         ready = self.wait(host, cid, r)
         if not ready.ok:
             return self.fail(a, host, cid, ready), None
@@ -144,8 +148,7 @@ class ReplicaSteps:
         self.router.drain(old_url)
         was_running = old_host.state(old_name) == "running"
         parked = self.park(old_host, old_name)
-        if temp != r.name:
-            host.rename(cid, r.name)
+        host.rename(cid, r.name)
         moved = Moved(a, r, old_host_name, old_name, parked, old_url, was_running=was_running)
         return StepOutcome(a, True, f"ready at {r.spec.endpoint}; old container parked", r.name), moved
 
@@ -158,7 +161,7 @@ class ReplicaSteps:
         parked = self.park(host, old)
         try:
             self.ensure_port_free(r)
-            cid = host.run(r.name, r.spec, r.labels, secrets)
+            cid = host.run(r.name + L.TEMP_SUFFIX, r.spec, r.labels, secrets)
         except Exception:
             self.restore(host, parked, old, was_running, a, old_url)
             raise
@@ -167,6 +170,7 @@ class ReplicaSteps:
             outcome = self.fail(a, host, cid, ready)
             self.restore(host, parked, old, was_running, a, old_url)
             return StepOutcome(a, False, outcome.detail + "; old container restored", cid, outcome.log_tail), None
+        host.rename(cid, r.name)
         self.router.serve(a.deployment, a.replica, r.spec.endpoint)
         moved = Moved(a, r, a.host, old, parked, old_url, stop_first=True, was_running=was_running)
         detail = f"ready at {r.spec.endpoint} (old one stopped first: GPUs too full for both)"

@@ -32,7 +32,10 @@ from fleetctl.core.plan import ActionKind, Plan
 from fleetctl.core.resolve import deployments
 from fleetctl.errors import AbortedError, FleetctlError, InfeasibleError, NotFoundError, UnstableRevisionError
 from fleetctl.ops import downtime
+from fleetctl.core.recovery import recoveries
 from fleetctl.ops.applying import ApplyResult, HostFactory, Observer, docker_hosts, execute_plan
+from fleetctl.ops.fleet_lock import fleet_lease
+from fleetctl.ops.recovery import finish_interrupted
 from fleetctl.core.loader import LoadedInventory, load
 from fleetctl.ops.planning import PlanResult, build_plan, inventory_digest, read_holds
 from fleetctl.ops.rollout import Reporter, SilentReporter
@@ -113,7 +116,7 @@ def _model_only(plan: Plan, model: str, target: str) -> Plan:
 
 
 def _running(observed: ObservedFleet, deployment: str) -> bool:
-    return any(c.deployment == deployment and c.running and not c.temporary for c in observed.containers())
+    return any(c.deployment == deployment and c.running and not (c.temporary or c.parked) for c in observed.containers())
 
 
 def plan_rollback(
@@ -180,19 +183,23 @@ def rollback(
         # What runs now, before anything is recorded: its latest applied revision.
         replaced = next((r for r in peek.revisions(state_path, current.name) if r.outcome == "applied"), None)
         restored = deployment_from_record(chosen.spec)
-        observed = observe(inv)
-        plan = plan_rollback(loaded, observed, holds, current, restored, chosen.number)
-        if not plan.placement.feasible:
-            raise InfeasibleError(f"revision {chosen.number} of {name} cannot be placed now")
-        plan = downtime.gate(plan, inv, state_path, allow_downtime)  # before asking: it would be refused
-        if plan.has_changes and not confirm(plan, chosen.number):
-            raise AbortedError("rollback cancelled; nothing was changed")
-        outcome = ApplyResult(plan)
-        if plan.has_changes:
-            result = PlanResult(loaded, observed, plan, inventory_digest(inventory_path))
-            outcome = execute_plan(
-                result, inv, state_path, hosts(inv), reporter or SilentReporter(), command, interval_s, allow_downtime
-            )
+        host_apis = hosts(inv)
+        with fleet_lease(inv, host_apis, command):
+            observed = observe(inv)
+            if recoveries(observed):  # a killed run's replicas first: finished forward or restored
+                observed, _ = finish_interrupted(loaded, observed, observe, host_apis, state_path, interval_s=interval_s)
+            plan = plan_rollback(loaded, observed, holds, current, restored, chosen.number)
+            if not plan.placement.feasible:
+                raise InfeasibleError(f"revision {chosen.number} of {name} cannot be placed now")
+            plan = downtime.gate(plan, inv, state_path, allow_downtime)  # before asking: it would be refused
+            if plan.has_changes and not confirm(plan, chosen.number):
+                raise AbortedError("rollback cancelled; nothing was changed")
+            outcome = ApplyResult(plan)
+            if plan.has_changes:
+                result = PlanResult(loaded, observed, plan, inventory_digest(inventory_path))
+                outcome = execute_plan(
+                    result, inv, state_path, host_apis, reporter or SilentReporter(), command, interval_s, allow_downtime
+                )
         if outcome.failed:
             return RollbackResult(outcome, model, name, chosen.number, None)
         from fleetctl.state.store import StateStore

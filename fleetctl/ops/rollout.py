@@ -25,9 +25,13 @@ from fleetctl.core.fleet import Deployment
 from fleetctl.core.plan import START_FIRST, Action
 from fleetctl.core.schedule import RolloutPolicy, Schedule, Unit, schedule
 from fleetctl.ops.rendering import Rendered
+from fleetctl.ops import interrupt
 from fleetctl.ops.replica_steps import Moved, NoRouter, PortTakenError, ReplicaSteps, RouterAPI, StepOutcome
 
 __all__ = ["Executor", "PortTakenError", "Reporter", "SilentReporter", "StepOutcome", "scrub"]
+
+
+INTERRUPTED = "not started: the rollout was interrupted (SIGINT or SIGTERM); apply again to finish it"
 
 
 class Reporter(Protocol):
@@ -130,6 +134,8 @@ class Executor:
         slot = self._slots.get(action.host) or threading.BoundedSemaphore(4)
         moved: Moved | None = None
         with slot:
+            if interrupt.requested():  # asked to stop: what runs finishes, nothing new starts
+                return StepOutcome(action, False, INTERRUPTED, started_at=time.time(), finished_at=time.time()), None
             self.reporter.step_started(action)
             t0 = time.time()
             try:
@@ -156,6 +162,8 @@ class Executor:
         if unit.creates:
             with ThreadPoolExecutor(max_workers=len(unit.creates)) as pool:
                 outcomes.extend(pool.map(lambda a: self._guarded(a, self._create), unit.creates))
+        if interrupt.requested():  # what was created stays (it is ready); the rest waits
+            return outcomes + [StepOutcome(a, False, INTERRUPTED) for a in unit.replacements]
         if unit.new_deployment and any(not o.ok for o in outcomes):
             return self._undo_new(unit, outcomes)
         moved: list[Moved] = []
@@ -165,6 +173,10 @@ class Executor:
                 results = list(pool.map(lambda a: self._guarded_move(a, self._replace), batch))
             moved.extend(m for _, m in results if m is not None)
             outcomes.extend(o for o, _ in results)
+            if interrupt.requested():
+                # Stop between batches: the replaced ones serve, their parked predecessors
+                # are left for the next run to remove (or to restore, if it fails).
+                return outcomes + [StepOutcome(a, False, INTERRUPTED) for b in batches[i + 1 :] for a in b]
             if any(not o.ok for o, _ in results):
                 rest = [a for b in batches[i + 1 :] for a in b]
                 failed = next(o for o, _ in results if not o.ok)

@@ -73,7 +73,7 @@ class Router:
         models = {d.model for d in plan.deployments}
         for (dep, replica), found in observed.by_replica().items():
             c = found[0]
-            if (dep in self._wanted or model_of(dep) in models) and c.running and not c.temporary and c.endpoint:
+            if (dep in self._wanted or model_of(dep) in models) and c.running and not (c.temporary or c.parked) and c.endpoint:
                 self._backends[(dep, replica)] = Backend(dep, replica, c.endpoint)
         self.problems: list[str] = []
         self._pushed: bytes | None = None  # the routes every live front door has loaded

@@ -127,7 +127,7 @@ def fleet_status(
     door_url = next((f["url"] for f in doors if f["state"] == "running"), doors[0]["url"] if doors else "")
     by_dep: dict[str, list[ReplicaStatus]] = {}
     for c in sorted(observed.containers(), key=lambda c: (c.deployment, c.replica, c.temporary)):
-        if c.temporary:
+        if c.temporary or c.parked:  # an interrupted rollout's; `plan` shows its recovery
             continue
         by_dep.setdefault(c.deployment, []).append(
             ReplicaStatus(c.replica, c.host, c.gpus, c.state, c.endpoint, c.revision, c.name, c.image)

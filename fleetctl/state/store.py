@@ -29,6 +29,7 @@ from typing import Any, Iterator, Sequence
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from fleetctl.crashpoints import mutation
 from fleetctl.state.db import open_engine, reader, secure_sidecars
 from fleetctl.state.guard import refuse_forbidden
 from fleetctl.state.hold_store import HoldsMixin
@@ -44,6 +45,11 @@ from fleetctl.state.records import (
     StepRecord,
     check_choice,
 )
+
+
+#: The detail of a step recorded before it ran, until its outcome is recorded.
+STEP_IN_PROGRESS = "in progress"
+STEP_INTERRUPTED = "interrupted: outcome unknown (the next run reconciled it from the hosts' labels)"
 
 
 def _now() -> datetime:
@@ -130,7 +136,7 @@ class StateStore(HoldsMixin):
         # SQLite would serialize these too, but threads of one process would then spin
         # on busy_timeout against each other; a mutex queues them fairly and cheaply.
         with self._write_lock, Session(self._engine, expire_on_commit=False) as session:
-            with session.begin():
+            with mutation("commit", str(self.path.name)), session.begin():
                 yield session
 
     @contextmanager
@@ -195,7 +201,68 @@ class StateStore(HoldsMixin):
                 row.summary = summary
                 row.finished_at = _now()
                 session.add(row)
-            return [row.id for row in rows if row.id is not None]
+            ids = [row.id for row in rows if row.id is not None]
+            if ids:
+                steps = session.exec(
+                    select(RolloutStep).where(col(RolloutStep.rollout_id).in_(ids), RolloutStep.detail == STEP_IN_PROGRESS)
+                )
+                for step in steps:
+                    step.detail = STEP_INTERRUPTED
+                    session.add(step)
+            return ids
+
+    # -- the journal: each step recorded before it runs, its outcome after ----------------
+
+    def begin_step(self, rollout_id: int, *, deployment: str, replica: int, host: str, action: str, container: str) -> int:
+        """Record a step about to run; `end_step` records its outcome. A step left like
+        this belonged to a killed process: `fail_abandoned_rollouts` says so."""
+        now = _now()
+        return self.record_step(
+            rollout_id, deployment=deployment, replica=replica, host=host, action=action, container=container,
+            outcome="failed", detail=STEP_IN_PROGRESS, started_at=now, finished_at=now,
+        )
+
+    def end_step(self, step_id: int, *, outcome: str, detail: str, container: str, log_tail: str = "",
+                 finished_at: datetime | None = None) -> None:
+        check_choice("outcome", outcome, STEP_OUTCOMES)
+        with self._write() as session:
+            row = session.get(RolloutStep, step_id)
+            if row is None:
+                raise ValueError(f"no step {step_id}")
+            row.outcome, row.detail, row.log_tail = outcome, detail, log_tail
+            row.container = container or row.container
+            row.finished_at = _aware("finished_at", finished_at) or _now()
+            session.add(row)
+
+    def settle_revision(
+        self, deployment: str, number: int, *, outcome: str, rollout_id: int,
+        image_digest: str | None, placement: list[dict[str, Any]],
+    ) -> None:
+        """Record how a revision recorded at a rollout's start ended (only a revision that
+        rollout created: an unchanged spec keeps its earlier revision as it was)."""
+        check_choice("outcome", outcome, REVISION_OUTCOMES)
+        with self._write() as session:
+            row = self._get_revision(session, deployment, number)
+            if row is None or row.rollout_id != rollout_id:
+                return
+            row.outcome = outcome
+            row.image_digest = image_digest
+            row.placement_json = _dumps(list(placement))
+            session.add(row)
+
+    def confirm_running(self, running: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Revisions that verified containers run, yet the state calls failed: a rollout
+        killed before it recorded its end. Containers take their final name only after
+        their readiness gate, so these revisions were applied; mark them so."""
+        fixed = []
+        with self._write() as session:
+            for deployment, number in sorted(set(running)):
+                row = self._get_revision(session, deployment, number)
+                if row is not None and row.outcome == "failed":
+                    row.outcome = "applied"
+                    session.add(row)
+                    fixed.append((deployment, number))
+        return fixed
 
     def record_step(
         self,

@@ -135,7 +135,8 @@ def test_hand_made_drift_is_planned_and_repaired(fleet: Any, testbed: Any) -> No
     api.stop(fleet.container("a@1", 0), timeout=1)
     api.remove_container(fleet.container("b@1", 0), force=True)
     # An unlabelled container is never touched.
-    api.create_container(testbed.images.tiny, name="not-managed-by-fleetctl", labels={"io.fleetctl.test": "1"})
+    stranger = f"not-managed-by-fleetctl-{fleet.name}"
+    api.create_container(testbed.images.tiny, name=stranger, labels=testbed.test_labels)
 
     plan = json.loads(fleet.cli("plan", "--output", "json").stdout)
     kinds = {a["deployment"]: (a["kind"], a["reason"]) for a in plan["actions"]}
@@ -144,7 +145,7 @@ def test_hand_made_drift_is_planned_and_repaired(fleet: Any, testbed: Any) -> No
 
     assert fleet.apply().returncode == 0
     assert {d["deployment"]: d["state"] for d in fleet.status()["deployments"]} == {"a@1": "ok", "b@1": "ok"}
-    assert api.inspect_container("not-managed-by-fleetctl")["State"]["Status"] == "created"
+    assert api.inspect_container(stranger)["State"]["Status"] == "created"
 
 
 def test_two_hosts_spread_replicas_and_down_removes_everything(make_fleet: Any, testbed: Any) -> None:

@@ -298,7 +298,7 @@ def test_a_version_switch_retires_the_old_version_only_once_the_new_one_serves()
     outs = fleet_executor(host, specs, set()).run([retire, create], [deployment("m@v5", 1)])
     assert all(o.ok for o in outs)
     calls = [c for c in host.calls if c[0] in ("run", "remove")]
-    assert calls == [("run", "fleetctl-m-v5-0"), ("remove", "fleetctl-m-v4-0")]
+    assert calls == [("run", "fleetctl-m-v5-0-next"), ("remove", "fleetctl-m-v4-0")]
 
 
 def test_a_new_version_that_fails_leaves_nothing_and_the_old_one_serves() -> None:
