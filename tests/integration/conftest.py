@@ -582,8 +582,15 @@ def steady_load():
 
 @pytest.fixture
 def make_fleet(tmp_path: Path, testbed: Testbed, docker_cleanup: Testbed):
-    """`make_fleet(hosts={name: docker_url})`: a fleet on chosen engines (default: a)."""
-    return lambda hosts=None: FleetUnderTest(tmp_path, testbed, hosts)
+    """`make_fleet(hosts={name: docker_url}, tmp=DIR)`: a fleet on chosen engines (default:
+    a), its files in DIR (default: the test's tmp_path; give each fleet of a test its own)."""
+
+    def make(hosts: dict[str, str] | None = None, tmp: Path | None = None) -> FleetUnderTest:
+        if tmp is not None:
+            tmp.mkdir(parents=True, exist_ok=True)
+        return FleetUnderTest(tmp or tmp_path, testbed, hosts)
+
+    return make
 
 
 @pytest.fixture

@@ -26,12 +26,11 @@ from typing import Any
 
 import pytest
 
-from conftest import FleetUnderTest, run_fleetctl
 
 WORKERS = 4
 
 
-def _models(f: FleetUnderTest, target: bool) -> None:
+def _models(f: Any, target: bool) -> None:
     """Start: alpha v1 on a, beta on b, delta on b. Target: alpha's image changes
     (start-first, on host a), beta's env changes (stop-first: its GPU cannot hold two),
     gamma is new (create on a), delta goes (remove)."""
@@ -47,18 +46,17 @@ def _models(f: FleetUnderTest, target: bool) -> None:
         f.nim("delta", memory=5, timeout=30, hosts={"name": "host-b"})
 
 
-def _new_fleet(tmp: Path, testbed: Any) -> FleetUnderTest:
-    tmp.mkdir(parents=True, exist_ok=True)
-    f = FleetUnderTest(tmp, testbed, {"host-a": testbed.host_a, "host-b": testbed.host_b})
+def _new_fleet(make_fleet: Any, tmp: Path, testbed: Any) -> Any:
+    f = make_fleet({"host-a": testbed.host_a, "host-b": testbed.host_b}, tmp)
     f.gpus = {"count": 1, "memory_gb": 80, "model": "H100-80GB"}
     return f
 
 
-def _apply(f: FleetUnderTest, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _apply(f: Any, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return f.apply("--allow-downtime", *extra, env=env, timeout=240)
 
 
-def _containers(f: FleetUnderTest) -> dict[str, dict[str, Any]]:
+def _containers(f: Any) -> dict[str, dict[str, Any]]:
     out = {}
     for engine in ("a", "b"):
         api = f.testbed.client(engine).api
@@ -68,13 +66,13 @@ def _containers(f: FleetUnderTest) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _expected_names(f: FleetUnderTest, target: bool) -> set[str]:
+def _expected_names(f: Any, target: bool) -> set[str]:
     deps = ["alpha@1", "beta@1", "gamma@1"] if target else ["alpha@1", "beta@1", "delta@1"]
     doors = {f"fleetctl-{f.name}-front-door"}
     return {f.container(d) for d in deps} | doors
 
 
-def _check_converged(f: FleetUnderTest, target: bool, what: str) -> list[str]:
+def _check_converged(f: Any, target: bool, what: str) -> list[str]:
     problems = []
     found = _containers(f)
     names = {n for n in found}
@@ -114,7 +112,7 @@ def _check_converged(f: FleetUnderTest, target: bool, what: str) -> list[str]:
     return problems
 
 
-def _noop_makes_no_call(f: FleetUnderTest, what: str) -> list[str]:
+def _noop_makes_no_call(f: Any, what: str) -> list[str]:
     trace = f.tmp / "noop.trace"
     trace.unlink(missing_ok=True)
     r = _apply(f, env={"FLEETCTL_CRASH_TRACE": str(trace)})
@@ -124,14 +122,14 @@ def _noop_makes_no_call(f: FleetUnderTest, what: str) -> list[str]:
     return [f"{what}: third apply made {len(calls)} mutating call(s): {calls[:3]}"] if calls else []
 
 
-def _reset(f: FleetUnderTest) -> None:
+def _reset(f: Any) -> None:
     _models(f, target=False)
     r = _apply(f)
     assert r.returncode == 0, f"reset to the start failed: {r.stdout[-800:]} {r.stderr[-800:]}"
     assert not _check_converged(f, False, "reset"), _check_converged(f, False, "reset")
 
 
-def _count_points(f: FleetUnderTest) -> list[str]:
+def _count_points(f: Any) -> list[str]:
     _reset(f)
     trace = f.tmp / "count.trace"
     _models(f, target=True)
@@ -140,7 +138,7 @@ def _count_points(f: FleetUnderTest) -> list[str]:
     return trace.read_text().splitlines()
 
 
-def _kill_case(f: FleetUnderTest, point: int, phase: str) -> list[str]:
+def _kill_case(f: Any, point: int, phase: str) -> list[str]:
     what = f"kill {phase} point {point}"
     _reset(f)
     _models(f, target=True)
@@ -156,14 +154,14 @@ def _kill_case(f: FleetUnderTest, point: int, phase: str) -> list[str]:
 
 
 def test_a_kill_at_every_mutation_point_of_an_apply_converges_on_the_next_run(
-    tmp_path: Path, testbed: Any, docker_cleanup: Any
+    tmp_path: Path, testbed: Any, make_fleet: Any
 ) -> None:
-    counter = _new_fleet(tmp_path / "count", testbed)
+    counter = _new_fleet(make_fleet, tmp_path / "count", testbed)
     points = _count_points(counter)
     kinds = {line.split()[1] for line in points}
     assert {"create", "start", "stop", "remove", "rename", "put_file", "commit"} <= kinds, kinds
     cases = [(n, phase) for n in range(1, len(points) + 1) for phase in ("before", "after")]
-    fleets = [counter] + [_new_fleet(tmp_path / f"w{i}", testbed) for i in range(1, WORKERS)]
+    fleets = [counter] + [_new_fleet(make_fleet, tmp_path / f"w{i}", testbed) for i in range(1, WORKERS)]
 
     def work(i: int) -> tuple[int, list[str]]:
         f = fleets[i]
