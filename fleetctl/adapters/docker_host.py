@@ -7,7 +7,7 @@ not the SDK; integration tests run this class against real engines.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Protocol
 
 from fleetctl.adapters import labels as L
@@ -21,6 +21,9 @@ OBSERVE_TIMEOUT_S = 10
 LOG_HEAD_MAX_BYTES = 256 * 1024
 API_TIMEOUT_S = 120
 _IMAGE_ID = re.compile(r"^(sha256:)?[0-9a-f]{12,64}$")
+# `docker ps` status of a container (re)started under a minute ago: only such a one can
+# be crash-looping, so only it costs an inspect during observation.
+_JUST_STARTED = re.compile(r"^Up (Less than a second|\d+ seconds?)\b")
 
 
 @dataclass(frozen=True)
@@ -143,8 +146,17 @@ class DockerHost:
                 image = labeled
             c = L.observed_from(self.name, row["Id"], names[0], row.get("State", ""), image, row.get("Labels") or {})
             if c is not None:
+                if c.state == "restarting" or _JUST_STARTED.match(row.get("Status", "")):
+                    c = replace(c, restarts=self._restarts(row["Id"]))
                 containers.append(c)
         return ObservedHost(self.name, reachable=True, containers=tuple(containers), front_doors=tuple(front_doors))
+
+    def _restarts(self, container: str) -> int:
+        """How often the restart policy brought it back (one inspect; 0 if it is gone)."""
+        try:
+            return int(self.api.inspect_container(container).get("RestartCount") or 0)
+        except Exception:
+            return 0
 
     def _loaded_routes(self, container: str, url: str) -> str | None:
         """The hash of the routes a front door last loaded (None: unknown, reload it)."""

@@ -247,7 +247,9 @@ def _report_apply(console, result, output: Output, extra: dict | None = None) ->
         blocked = all(d.action.blocked for d in doors_failed)
         raise typer.Exit(int(ExitCode.HOST_UNREACHABLE if blocked else ExitCode.ROLLOUT_FAILED))
     if failed:
-        if all(o.action.blocked for o in failed):
+        from fleetctl.ops.rollout import UNREACHABLE
+
+        if all(o.action.blocked or o.detail.startswith(UNREACHABLE) for o in failed):
             raise typer.Exit(int(ExitCode.HOST_UNREACHABLE))
         raise typer.Exit(int(ExitCode.ROLLOUT_FAILED))
 
@@ -256,11 +258,11 @@ def status(inventory: Path = InventoryOpt, output: Output = OutputOpt, state: Op
     """Deployments, versions, hosts and GPUs, container state and endpoints."""
     from fleetctl.core.loader import load
     from fleetctl.errors import FleetctlError
-    from fleetctl.ops.planning import build_plan, read_holds
+    from fleetctl.ops.planning import build_plan, read_holds, with_retired_hosts
     from fleetctl.ops.status import fleet_status
 
     loaded = load(inventory)
-    observed = observer()(loaded.inventory)
+    observed = observer()(with_retired_hosts(loaded.inventory, state_path(state)))
     try:
         # Against what should run: the inventory, with rollback holds honoured.
         plan = build_plan(loaded, observed, holds=read_holds(state_path(state)))

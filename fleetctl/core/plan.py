@@ -212,7 +212,9 @@ def _recreate_reason(c: ObservedContainer, a: Assignment, d: Deployment, h: str)
     if c.labeled_image and c.image != c.labeled_image:
         return f"drift: container runs {c.image}, not {c.labeled_image}"
     if not c.running:
-        return f"drift: container is {c.state}"
+        return f"drift: container is {c.state}" + (f" (crash-looping: {c.restarts} restarts)" if c.restarts else "")
+    if c.restarts:
+        return f"drift: container is crash-looping ({c.restarts} restarts)"
     if c.triton_ready is not None and d.runtime == "triton":
         declared = (d.settings.get("triton") or {}).get("models") or [d.model]
         missing = sorted(set(declared) - set(c.triton_ready))

@@ -17,7 +17,7 @@ from fleetctl.core.plan import Action, ActionKind, Plan, plan_to_json
 from fleetctl.errors import AbortedError, InfeasibleError
 from fleetctl.ops.planfile import check_fresh, read_plan
 from fleetctl.core.loader import load
-from fleetctl.ops.planning import PlanResult, build_plan, held_deployments, inventory_digest, read_holds
+from fleetctl.ops.planning import PlanResult, build_plan, held_deployments, inventory_digest, read_holds, with_retired_hosts
 from fleetctl.ops.rendering import Rendered, render_action, shared_gpus
 from fleetctl.ops import downtime, interrupt
 from fleetctl.ops.secrets import read_secret
@@ -110,7 +110,9 @@ def apply(
     with StateLock(state_path, command):
         loaded = load(inventory_path, runtime_names())
         inv = loaded.inventory
-        observed = observe(inv)
+        # The hosts to observe and act on: the inventory's and any it no longer lists.
+        reach = with_retired_hosts(inv, state_path)
+        observed = observe(reach)
         holds = read_holds(state_path)
         plan = build_plan(loaded, observed, holds=holds)
         if plan_file is not None:
@@ -122,13 +124,15 @@ def apply(
         if not plan.has_changes:
             forget_holds(state_path, lifted)  # writes only when there are lifted holds
             return ApplyResult(plan)  # nothing to do: no Docker mutation, no state write
-        host_apis = hosts(inv)
-        with fleet_lease(inv, host_apis, command):
+        host_apis = hosts(reach)
+        with fleet_lease(reach, host_apis, command):
             # Under the fleet's lease the fleet is ours: plan once more from what it is now.
-            observed = observe(inv)
+            observed = observe(reach)
             plan = build_plan(loaded, observed, holds=holds)
             if plan.recovery:  # a killed run's replicas first: finished forward or restored
-                observed, _ = finish_interrupted(loaded, observed, observe, host_apis, state_path, interval_s=interval_s)
+                observed, _ = finish_interrupted(
+                    loaded, observed, lambda _inv: observe(reach), host_apis, state_path, interval_s=interval_s
+                )
                 plan = build_plan(loaded, observed, holds=holds)
             _refuse_infeasible(plan)
             if not plan.has_changes:
@@ -224,6 +228,7 @@ def execute_plan(
         with store.batch():
             _record_front_doors(store, rollout_id, door_outcomes)
             _record(store, rollout_id, plan, outcomes, host_apis, secret_values, numbers, journal.recorded)
+            _remember_hosts(store, inv, host_apis, outcomes)
     return ApplyResult(plan, tuple(outcomes), rollout_id, numbers, tuple(door_outcomes), tuple(router.problems))
 
 
@@ -299,6 +304,16 @@ def _intend_revisions(
             )
             numbers[d.name] = rec.number
     return numbers
+
+
+def _remember_hosts(store: "StateStore", inv: Inventory, host_apis: Mapping[str, HostAPI], outcomes: Sequence[StepOutcome]) -> None:
+    """The state knows every host the fleet uses; a retired one is forgotten once every
+    removal on it succeeded."""
+    store.remember_hosts(inv.fleet, [h.model_dump(mode="json") for h in inv.hosts])
+    listed = {h.name for h in inv.hosts}
+    for name in sorted(set(host_apis) - listed):
+        if all(o.ok for o in outcomes if o.action.host == name):
+            store.forget_host(inv.fleet, name)
 
 
 def _open_rollout(
@@ -423,7 +438,8 @@ def down(
     with StateLock(state_path, "down"):
         loaded = load(inventory_path, runtime_names())
         inv = loaded.inventory
-        observed = observe(inv)
+        reach = with_retired_hosts(inv, state_path)
+        observed = observe(reach)
         from fleetctl.core.front_door import FRONT_DOOR
 
         removals = [
@@ -444,12 +460,15 @@ def down(
             raise AbortedError("down cancelled; nothing was removed")
         from fleetctl.state.store import StateStore
 
-        host_apis = hosts(inv)
-        with fleet_lease(inv, host_apis, "down"), StateStore(state_path) as store:
+        host_apis = hosts(reach)
+        with fleet_lease(reach, host_apis, "down"), StateStore(state_path) as store:
             rid = store.begin_rollout("down", str(inventory_path), inventory_digest(inventory_path), {"actions": [a.to_json() for a in removals]})
-            ex = Executor(host_apis, {}, {}, reporter or SilentReporter(), {h.name: h.max_parallel for h in inv.hosts})
+            ex = Executor(host_apis, {}, {}, reporter or SilentReporter(), {h.name: h.max_parallel for h in reach.hosts})
             outcomes = ex.run(removals)
             _record_steps(store, rid, outcomes)
+            for name in sorted({h.name for h in reach.hosts} - {h.name for h in inv.hosts}):
+                if all(o.ok for o in outcomes if o.action.host == name):
+                    store.forget_host(inv.fleet, name)
             failed = [o for o in outcomes if not o.ok]
             store.finish_rollout(rid, "succeeded" if not failed else "partial", f"{len(outcomes)} removed")
         return ApplyResult(plan, tuple(outcomes), rid)

@@ -46,6 +46,31 @@ def read_holds(state_path: Path | None) -> list[Hold]:
     return peek_holds(state_path)
 
 
+def with_retired_hosts(inv: Inventory, state_path: Path | None) -> Inventory:
+    """The inventory plus the hosts this fleet's rollouts changed (as the state recorded
+    them) that it no longer lists: observed and acted on, never placed on, so that
+    their containers are planned for removal. A recorded host on the Docker endpoint of
+    a listed one is a renamed host, not a retired one: it is left out."""
+    if state_path is None:
+        return inv
+    from pydantic import ValidationError
+
+    from fleetctl.core.inventory import Host
+    from fleetctl.state.peek import known_hosts
+
+    names = {h.name for h in inv.hosts}
+    endpoints = {h.docker for h in inv.hosts}
+    retired = []
+    for doc in known_hosts(state_path, inv.fleet):
+        if doc.get("name") in names or doc.get("docker") in endpoints:
+            continue
+        try:
+            retired.append(Host.model_validate(doc))
+        except ValidationError:
+            continue  # written by another version of fleetctl: not ours to guess
+    return inv.model_copy(update={"hosts": [*inv.hosts, *retired]}) if retired else inv
+
+
 def held_deployments(inv: Inventory, holds: Sequence[Hold]) -> HeldDeployments:
     """The inventory's deployments with the holds honoured (see fleetctl.core.holds)."""
     return apply_holds(deployments(inv), holds)
@@ -97,6 +122,6 @@ def plan_inventory(
     honouring the holds recorded in the state at `state_path` (offline too)."""
     loaded = load(path, known_runtimes)
     inv = loaded.inventory
-    observed = observe(inv) if observe is not None else ObservedFleet.empty([h.name for h in inv.hosts])
+    observed = observe(with_retired_hosts(inv, state_path)) if observe is not None else ObservedFleet.empty([h.name for h in inv.hosts])
     plan = build_plan(loaded, observed, holds=read_holds(state_path))
     return PlanResult(loaded, observed, plan, inventory_digest(path))

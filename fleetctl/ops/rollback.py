@@ -37,7 +37,7 @@ from fleetctl.ops.applying import ApplyResult, HostFactory, Observer, docker_hos
 from fleetctl.ops.fleet_lock import fleet_lease
 from fleetctl.ops.recovery import finish_interrupted
 from fleetctl.core.loader import LoadedInventory, load
-from fleetctl.ops.planning import PlanResult, build_plan, inventory_digest, read_holds
+from fleetctl.ops.planning import PlanResult, build_plan, inventory_digest, read_holds, with_retired_hosts
 from fleetctl.ops.rollout import Reporter, SilentReporter
 from fleetctl.runtimes.registry import runtime_names
 from fleetctl.state.lock import StateLock
@@ -183,11 +183,14 @@ def rollback(
         # What runs now, before anything is recorded: its latest applied revision.
         replaced = next((r for r in peek.revisions(state_path, current.name) if r.outcome == "applied"), None)
         restored = deployment_from_record(chosen.spec)
-        host_apis = hosts(inv)
-        with fleet_lease(inv, host_apis, command):
-            observed = observe(inv)
+        reach = with_retired_hosts(inv, state_path)
+        host_apis = hosts(reach)
+        with fleet_lease(reach, host_apis, command):
+            observed = observe(reach)
             if recoveries(observed):  # a killed run's replicas first: finished forward or restored
-                observed, _ = finish_interrupted(loaded, observed, observe, host_apis, state_path, interval_s=interval_s)
+                observed, _ = finish_interrupted(
+                    loaded, observed, lambda _inv: observe(reach), host_apis, state_path, interval_s=interval_s
+                )
             plan = plan_rollback(loaded, observed, holds, current, restored, chosen.number)
             if not plan.placement.feasible:
                 raise InfeasibleError(f"revision {chosen.number} of {name} cannot be placed now")

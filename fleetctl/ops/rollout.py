@@ -47,6 +47,23 @@ class SilentReporter:
         pass
 
 
+#: How a step that lost its Docker host mid-call begins its detail (exit 6, not 7).
+UNREACHABLE = "host unreachable"
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for a step that raised: a lost connection to the host says so."""
+    import requests
+
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, (requests.ConnectionError, ConnectionError, TimeoutError, requests.Timeout)):
+            return f"{UNREACHABLE}: {type(cause).__name__}: {str(cause).splitlines()[0][:300] if str(cause) else ''}"
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"
+
+
 def scrub(text: str, secrets: Sequence[str]) -> str:
     """Never let a secret value reach the state, logs or output, even if a container printed it."""
     for value in secrets:
@@ -142,7 +159,7 @@ class Executor:
                 result = step(action, *args)
                 outcome, moved = result if isinstance(result, tuple) else (result, None)
             except Exception as exc:  # one replica's failure must not stop the others
-                outcome = StepOutcome(action, False, f"{type(exc).__name__}: {exc}")
+                outcome = StepOutcome(action, False, describe_failure(exc))
             outcome = self._scrubbed(outcome, t0)
             self.reporter.step_finished(outcome)
             return outcome, moved

@@ -130,7 +130,9 @@ def fleet_status(
         if c.temporary or c.parked:  # an interrupted rollout's; `plan` shows its recovery
             continue
         by_dep.setdefault(c.deployment, []).append(
-            ReplicaStatus(c.replica, c.host, c.gpus, c.state, c.endpoint, c.revision, c.name, c.image)
+            ReplicaStatus(
+                c.replica, c.host, c.gpus, "crash-looping" if c.restarts else c.state, c.endpoint, c.revision, c.name, c.image
+            )
         )
     out = []
     for d in deployments(inv) if wanted is None else wanted:

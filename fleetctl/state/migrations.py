@@ -171,6 +171,21 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX health_event_by_time ON health_event (at)",
         ),
     ),
+    Migration(
+        5,
+        "the hosts each fleet has changed, so a host removed from the inventory is still cleared",
+        (
+            """
+            CREATE TABLE known_host (
+                fleet     TEXT NOT NULL,
+                name      TEXT NOT NULL,
+                host_json TEXT NOT NULL,
+                last_used TEXT NOT NULL,
+                PRIMARY KEY (fleet, name)
+            )
+            """,
+        ),
+    ),
 )
 
 _BOOTSTRAP = """

@@ -143,3 +143,14 @@ class HealthEvent(SQLModel, table=True):
     verdict: str
     detail: str = ""
     latency_ms: float | None = None
+
+
+class KnownHost(SQLModel, table=True):
+    """A host a fleet's rollouts changed (its inventory entry, without secrets)."""
+
+    __tablename__ = "known_host"
+
+    fleet: str = Field(primary_key=True)
+    name: str = Field(primary_key=True)
+    host_json: str
+    last_used: datetime = Field(sa_type=UtcDateTime, nullable=False)

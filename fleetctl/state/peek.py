@@ -136,3 +136,9 @@ def start_seconds(state_path: Path, deployments: list[str]) -> dict[str, float]:
         if took:
             out[dep] = statistics.median(took)
     return out
+
+
+def known_hosts(state_path: Path, fleet: str) -> list[dict[str, Any]]:
+    """The inventory entries of the hosts `fleet`'s rollouts changed (none without a state)."""
+    rows = _select(state_path, "SELECT host_json FROM known_host WHERE fleet = ? ORDER BY name", (fleet,))
+    return [json.loads(h) for (h,) in rows]

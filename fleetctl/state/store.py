@@ -34,7 +34,7 @@ from fleetctl.state.db import open_engine, reader, secure_sidecars
 from fleetctl.state.guard import refuse_forbidden
 from fleetctl.state.hold_store import HoldsMixin
 from fleetctl.state.migrations import migrate
-from fleetctl.state.models import Revision, Rollout, RolloutStep
+from fleetctl.state.models import KnownHost, Revision, Rollout, RolloutStep
 from fleetctl.state.records import (
     REVISION_OUTCOMES,
     ROLLOUT_OUTCOMES,
@@ -233,6 +233,20 @@ class StateStore(HoldsMixin):
             row.container = container or row.container
             row.finished_at = _aware("finished_at", finished_at) or _now()
             session.add(row)
+
+    def remember_hosts(self, fleet: str, hosts: Sequence[dict[str, Any]]) -> None:
+        """Note the hosts a rollout of `fleet` worked on (their inventory entries)."""
+        with self._write() as session:
+            for h in hosts:
+                row = session.get(KnownHost, (fleet, h["name"])) or KnownHost(fleet=fleet, name=h["name"], host_json="")
+                row.host_json, row.last_used = _dumps(h), _now()
+                session.add(row)
+
+    def forget_host(self, fleet: str, name: str) -> None:
+        with self._write() as session:
+            row = session.get(KnownHost, (fleet, name))
+            if row is not None:
+                session.delete(row)
 
     def settle_revision(
         self, deployment: str, number: int, *, outcome: str, rollout_id: int,

@@ -78,3 +78,17 @@ def test_the_port_of_a_version_being_retired_is_not_handed_to_its_successor() ->
     plan = make_plan([d], [host], fleet(c("x", port=20000)), {"a": (20000, 20099)})
     (new,) = [a for a in plan.actions if a.kind is ActionKind.CREATE]
     assert new.port != 20000
+
+
+def test_a_crash_looping_container_is_not_up_to_date() -> None:
+    d = Deployment("m", "1", "nim", "img", 10.0)
+    host = HostSpec("a", (GpuSpec(0, 80.0),))
+    from dataclasses import replace
+
+    from fleetctl.core.plan import spec_hash
+
+    looping = c("x", spec=spec_hash(d, "a", (0,), 20000))
+
+    plan = make_plan([d], [host], fleet(replace(looping, restarts=4)), {"a": (20000, 20099)})
+    (a,) = plan.actions
+    assert a.kind is ActionKind.RECREATE and "crash-looping (4 restarts)" in a.reason

@@ -1,0 +1,121 @@
+"""Faults mid-apply end in one line and a documented exit code, and the next run
+reconciles: a Docker daemon that goes away, a container in a crash loop."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from fleetctl.errors import ExitCode
+
+
+class DaemonLink:
+    """A unix socket that forwards to a real engine's socket, and can be cut: to the
+    client it is the daemon dying (connections reset, new ones refused)."""
+
+    def __init__(self, path: Path, target: str) -> None:
+        self.path, self.target = path, target.removeprefix("unix://")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen(64)
+        self.conns: list[socket.socket] = []
+        self.cut_at: float | None = None
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.path}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            upstream.connect(self.target)
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        self.cut_at = time.monotonic()
+        self.listener.close()
+        for c in self.conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+                c.close()
+            except OSError:
+                pass
+        self.path.unlink(missing_ok=True)
+
+
+def test_a_daemon_lost_mid_apply_ends_in_one_line_and_exit_6_and_the_next_apply_converges(
+    make_fleet: Any, testbed: Any
+) -> None:
+    fleet = make_fleet()
+    link = DaemonLink(fleet.tmp / "engine-a.sock", testbed.host_a)
+    fleet.hosts = {"host-a": link.url}
+    for i in range(3):
+        fleet.nim(f"m{i}", testbed.images.nim_standin, memory=10, env={"STANDIN_START_DELAY_S": "4"}, timeout=30)
+    fleet.front_door = {"enabled": False}
+    fleet.write()
+    env = {**os.environ, "NGC_API_KEY": fleet.canary, "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetctl", "apply", "-f", str(fleet.path), "--yes", "--state", str(fleet.state)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not any(n.endswith("-next") for n in fleet.ids()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    link.cut()
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == ExitCode.HOST_UNREACHABLE, out + err
+    assert "Traceback" not in out + err
+    assert "host unreachable" in out
+    # The daemon is back (here: the engine never stopped; the link is made again).
+    link = DaemonLink(fleet.tmp / "engine-a.sock", testbed.host_a)
+    again = fleet.apply()
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sorted(fleet.ids()) == sorted(fleet.container(f"m{i}@1") for i in range(3))
+    assert fleet.apply().stdout.count("nothing to do") == 1
+
+
+def test_a_crash_looping_replica_is_reported_by_plan_status_and_health(fleet: Any, testbed: Any) -> None:
+    fleet.nim("loop", testbed.images.nim_standin, memory=10, env={"STANDIN_CRASH_AFTER_S": "2"}, timeout=30)
+    fleet.front_door = {"enabled": False}
+    assert fleet.apply().returncode == 0  # ready before its first crash
+    api = testbed.client().api
+    name = fleet.container("loop@1")
+    deadline = time.monotonic() + 60
+    while api.inspect_container(name)["RestartCount"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    import json
+
+    plan = json.loads(fleet.cli("plan", "--output", "json").stdout)
+    (action,) = [a for a in plan["actions"] if a["deployment"] == "loop@1"]
+    assert action["kind"] == "recreate" and "crash-looping" in action["reason"], action
+    states = [r["state"] for r in fleet.deployment("loop@1")["replicas"]]
+    assert states == ["crash-looping"], states
+    health = fleet.cli("health", "--output", "json", "--state", str(fleet.state))
+    assert health.returncode in (ExitCode.UNHEALTHY, ExitCode.DEGRADED), health.stdout + health.stderr
