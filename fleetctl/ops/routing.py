@@ -80,6 +80,12 @@ class Router:
         # Hosts whose front door runs and takes routes: those observed running, until
         # `converge_front_doors` says otherwise.
         self._live = {h for h, doors in observed.front_doors().items() if any(d.running for d in doors)} & set(self.sites)
+        # Front doors that already serve exactly these routes need no first push.
+        loaded = {d.routes_hash for h in self._live for d in observed.front_doors()[h] if d.running}
+        if self._live and len(loaded) == 1:
+            now = self.routes()
+            if loaded == {routes_hash(now)}:
+                self._pushed = now
 
     @property
     def enabled(self) -> bool:

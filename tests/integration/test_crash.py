@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 
-WORKERS = 4
+WORKERS = 6
 
 
 def _models(f: Any, target: bool) -> None:
@@ -56,13 +56,14 @@ def _apply(f: Any, *extra: str, env: dict[str, str] | None = None) -> subprocess
     return f.apply("--allow-downtime", *extra, env=env, timeout=240)
 
 
-def _containers(f: Any) -> dict[str, dict[str, Any]]:
+def _containers(f: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """This fleet's managed containers on engines a and b, by (engine, name)."""
     out = {}
     for engine in ("a", "b"):
         api = f.testbed.client(engine).api
         flt = {"label": ["io.fleetctl.owner=fleetctl", f"io.fleetctl.fleet={f.name}"]}
         for row in api.containers(all=True, filters=flt):
-            out[row["Names"][0].lstrip("/")] = {"state": row["State"], "labels": row.get("Labels") or {}, "engine": engine}
+            out[(engine, row["Names"][0].lstrip("/"))] = {"state": row["State"], "labels": row.get("Labels") or {}}
     return out
 
 
@@ -75,19 +76,19 @@ def _expected_names(f: Any, target: bool) -> set[str]:
 def _check_converged(f: Any, target: bool, what: str) -> list[str]:
     problems = []
     found = _containers(f)
-    names = {n for n in found}
-    # Front door names are per host: compare replicas exactly, front doors by count.
-    replicas = {n for n, c in found.items() if c["labels"].get("io.fleetctl.role") != "front-door"}
-    doors = [n for n, c in found.items() if c["labels"].get("io.fleetctl.role") == "front-door"]
+    replicas = {n for (_, n), c in found.items() if c["labels"].get("io.fleetctl.role") != "front-door"}
+    doors = [n for (_, n), c in found.items() if c["labels"].get("io.fleetctl.role") == "front-door"]
     want = {n for n in _expected_names(f, target) if not n.endswith("front-door")}
-    if replicas != want:
-        problems.append(f"{what}: replicas {sorted(replicas)} != {sorted(want)}")
+    if sorted(replicas) != sorted(want) or len(replicas) != sum(
+        1 for c in found.values() if c["labels"].get("io.fleetctl.role") != "front-door"
+    ):
+        problems.append(f"{what}: replicas {sorted(found)} != {sorted(want)}")
     if len(doors) != 2:
         problems.append(f"{what}: front doors {sorted(doors)}")
-    not_running = sorted(n for n, c in found.items() if c["state"] != "running")
+    not_running = sorted(n for (_, n), c in found.items() if c["state"] != "running")
     if not_running:
         problems.append(f"{what}: not running {not_running}")
-    leftovers = sorted(n for n in names if n.endswith(("-next", "-old")))
+    leftovers = sorted(n for (_, n) in found if n.endswith(("-next", "-old")))
     if leftovers:
         problems.append(f"{what}: leftovers {leftovers}")
     db = sqlite3.connect(f.state)
@@ -97,7 +98,7 @@ def _check_converged(f: Any, target: bool, what: str) -> list[str]:
         running = db.execute("SELECT count(*) FROM rollout WHERE outcome = 'running'").fetchone()[0]
         if running:
             problems.append(f"{what}: {running} rollout(s) still running")
-        for n, c in found.items():
+        for (_, n), c in found.items():
             labels = c["labels"]
             if labels.get("io.fleetctl.role") == "front-door":
                 continue
@@ -122,26 +123,31 @@ def _noop_makes_no_call(f: Any, what: str) -> list[str]:
     return [f"{what}: third apply made {len(calls)} mutating call(s): {calls[:3]}"] if calls else []
 
 
-def _reset(f: Any) -> None:
-    _models(f, target=False)
+def _converge(f: Any, target: bool) -> None:
+    _models(f, target)
     r = _apply(f)
-    assert r.returncode == 0, f"reset to the start failed: {r.stdout[-800:]} {r.stderr[-800:]}"
-    assert not _check_converged(f, False, "reset"), _check_converged(f, False, "reset")
+    assert r.returncode == 0, f"apply failed: {r.stdout[-800:]} {r.stderr[-800:]}"
+    problems = _check_converged(f, target, "setup")
+    assert not problems, problems
 
 
-def _count_points(f: Any) -> list[str]:
-    _reset(f)
-    trace = f.tmp / "count.trace"
-    _models(f, target=True)
+def _count_points(f: Any, target: bool) -> int:
+    """Mutation points of the change to `target` from the other side (the fleet ends there)."""
+    _converge(f, not target)
+    trace = f.tmp / f"count-{target}.trace"
+    _models(f, target)
     r = _apply(f, env={"FLEETCTL_CRASH_TRACE": str(trace)})
     assert r.returncode == 0, r.stdout[-800:] + r.stderr[-800:]
-    return trace.read_text().splitlines()
+    kinds = {line.split()[1] for line in trace.read_text().splitlines()}
+    assert {"create", "start", "stop", "remove", "rename", "put_file", "commit"} <= kinds, kinds
+    return len(trace.read_text().splitlines())
 
 
-def _kill_case(f: Any, point: int, phase: str) -> list[str]:
-    what = f"kill {phase} point {point}"
-    _reset(f)
-    _models(f, target=True)
+def _kill_case(f: Any, target: bool, point: int, phase: str) -> list[str]:
+    """From the other side, the change to `target` killed at `point`; the fleet ends at
+    `target` (so the next case goes back the other way without a reset)."""
+    what = f"to {'target' if target else 'start'}: kill {phase} point {point}"
+    _models(f, target)
     killed = _apply(f, env={"FLEETCTL_CRASH_AT": f"{point}:{phase}"})
     if killed.returncode == 0:
         return []  # fewer points in this run than counted (parallel steps): nothing killed
@@ -150,26 +156,33 @@ def _kill_case(f: Any, point: int, phase: str) -> list[str]:
     again = _apply(f)
     if again.returncode != 0:
         return [f"{what}: the next apply exited {again.returncode}: {again.stdout[-600:]} {again.stderr[-600:]}"]
-    return _check_converged(f, True, what) + _noop_makes_no_call(f, what)
+    return _check_converged(f, target, what) + _noop_makes_no_call(f, what)
 
 
 def test_a_kill_at_every_mutation_point_of_an_apply_converges_on_the_next_run(
     tmp_path: Path, testbed: Any, make_fleet: Any
 ) -> None:
-    counter = _new_fleet(make_fleet, tmp_path / "count", testbed)
-    points = _count_points(counter)
-    kinds = {line.split()[1] for line in points}
-    assert {"create", "start", "stop", "remove", "rename", "put_file", "commit"} <= kinds, kinds
-    cases = [(n, phase) for n in range(1, len(points) + 1) for phase in ("before", "after")]
-    fleets = [counter] + [_new_fleet(make_fleet, tmp_path / f"w{i}", testbed) for i in range(1, WORKERS)]
+    fleets = [_new_fleet(make_fleet, tmp_path / f"w{i}", testbed) for i in range(WORKERS)]
+    # Both directions are a multi-host change with start-first, stop-first, a create and
+    # a removal; the cases alternate between them so each starts where the last ended.
+    points = {True: _count_points(fleets[0], True), False: _count_points(fleets[0], False)}
+    cases = [(t, n, ph) for t in (True, False) for n in range(1, points[t] + 1) for ph in ("before", "after")]
 
     def work(i: int) -> tuple[int, list[str]]:
         f = fleets[i]
+        mine = cases[i::WORKERS]
+        todo = {True: [c for c in mine if c[0]], False: [c for c in mine if not c[0]]}
+        _converge(f, False)  # worker 0 is there already; the others get there
         problems: list[str] = []
-        done = 0
-        for n, phase in cases[i::WORKERS]:
-            problems += _kill_case(f, n, phase)
-            done += 1
+        done, target = 0, True
+        while todo[True] or todo[False]:
+            if not todo[target]:
+                _converge(f, target)  # nothing left this way: just cross over
+            else:
+                _, n, phase = todo[target].pop(0)
+                problems += _kill_case(f, target, n, phase)
+                done += 1
+            target = not target
         return done, problems
 
     with ThreadPoolExecutor(WORKERS) as pool:
@@ -177,6 +190,9 @@ def test_a_kill_at_every_mutation_point_of_an_apply_converges_on_the_next_run(
     problems = [p for _, ps in results for p in ps]
     killed = sum(d for d, _ in results)
     report = Path(os.environ.get("FLEETCTL_CRASH_REPORT", tmp_path / "crash-report.txt"))
-    report.write_text(f"points {len(points)} cases {killed} problems {len(problems)}\n" + "\n".join(problems))
-    print(f"\nkill matrix (apply): {len(points)} mutation points, {killed} kills, {len(problems)} problems")
+    report.write_text(
+        f"points {points[True]} + {points[False]} cases {killed} problems {len(problems)}\n" + "\n".join(problems)
+    )
+    print(f"\nkill matrix (apply): {points[True]} + {points[False]} mutation points, {killed} kills, "
+          f"{len(problems)} problems")
     assert not problems, "\n".join(problems[:20])
