@@ -180,9 +180,26 @@ def render_notes(console: Console, plan: Plan) -> None:
         console.print(Text.assemble(("note: ", "cyan"), note), highlight=False)
 
 
+def render_recovery(console: Console, plan: Plan) -> None:
+    """What an interrupted rollout left, and how apply ends it before the actions below."""
+    if not plan.recovery:
+        return
+    console.print("[yellow]An interrupted rollout left replicas under temporary names; apply first:[/yellow]")
+    for r in plan.recovery:
+        how = (
+            f"gate {r.container} again and rename it {r.final_name}"
+            + (f" (else restore {r.fallback})" if r.fallback else " (else remove it)")
+            if r.kind.value == "finish"
+            else f"rename {r.container} back to {r.final_name} and start it"
+        )
+        console.print(f"  {r.kind.value:8} {r.deployment}#{r.replica} on {r.host}: {how}", markup=False, highlight=False)
+    console.print()
+
+
 def render_plan(console: Console, plan: Plan, show_all: bool = False) -> None:
     render_gpu_map(console, plan, show_all)
     console.print()
+    render_recovery(console, plan)
     render_actions(console, plan, show_all=show_all)
     console.print()
     render_summary(console, plan)

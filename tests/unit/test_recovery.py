@@ -92,3 +92,18 @@ def test_a_crash_looping_container_is_not_up_to_date() -> None:
     plan = make_plan([d], [host], fleet(replace(looping, restarts=4)), {"a": (20000, 20099)})
     (a,) = plan.actions
     assert a.kind is ActionKind.RECREATE and "crash-looping (4 restarts)" in a.reason
+
+
+def test_plan_text_names_the_recovery_before_the_actions() -> None:
+    import io
+
+    from rich.console import Console
+
+    from fleetctl.cli.render import render_recovery
+
+    d = Deployment("m", "1", "nim", "img", 10.0)
+    host = HostSpec("a", (GpuSpec(0, 80.0),))
+    plan = make_plan([d], [host], fleet(c("x-next", port=20004), c("x-old", state="exited")), {"a": (20000, 20099)})
+    out = io.StringIO()
+    render_recovery(Console(file=out, width=200), plan)
+    assert "finish   m@1#0 on a: gate x-next again and rename it x (else restore x-old)" in out.getvalue()
