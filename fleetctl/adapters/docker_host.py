@@ -302,28 +302,58 @@ class DockerHost:
 
     def ensure_image(self, image: str) -> None:
         """Pull an image the host does not have (with the host's registry credentials);
-        raises ImageNotFound with the registry's answer when it cannot be had."""
+        raises ImageNotFound with the registry's answer, one line, when it cannot be had."""
         self._ensure_image(image)
 
     def _ensure_image(self, image: str) -> None:
         import docker.errors
+        import requests
+        from docker.utils import parse_repository_tag
 
         if image in self._images_present:
             return  # many replicas share an image: one inspect per host and run
+        if self._has_image(image):
+            return
+        # A digest reference (repo@sha256:...) or a registry with a port (host:5000/repo)
+        # splits where Docker splits it, not at the last colon.
+        repo, tag = parse_repository_tag(image)
+        try:
+            # Streamed: an error after the pull started (a layer the registry cannot
+            # serve) comes inside the stream, under a 200, and must not pass for success.
+            # A stalled pull ends at the client's read timeout; a registry that does not
+            # answer at the engine's own (about 25 s on engine 20.10).
+            for event in self.api.pull(repo, tag=tag or "latest", stream=True, decode=True):
+                if isinstance(event, dict) and event.get("error"):
+                    raise _PullFailed(str(event["error"]))
+        except _PullFailed as exc:
+            raise self._not_had(image, _one_line(exc)) from None
+        except requests.exceptions.Timeout:
+            raise self._not_had(image, f"no answer from the engine within {self._timeout} s") from None
+        except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+            raise self._not_had(image, _api_reason(exc)) from None
+        if not self._has_image(image):
+            raise self._not_had(image, "the pull ended but the engine does not have the image")
+
+    def _has_image(self, image: str) -> bool:
+        import docker.errors
+        import requests
+
         try:
             self.api.inspect_image(image)
-            self._images_present.add(image)
-            return
         except docker.errors.ImageNotFound:
-            pass
-        repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
-        try:
-            self.api.pull(repo, tag=tag or "latest")
-        except docker.errors.APIError as exc:
+            return False
+        except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
             raise docker.errors.ImageNotFound(
-                f"image {image} is not on host {self.name} and pulling it failed: {_one_line(exc)}"
+                f"checking for it failed: {_api_reason(exc)}"
             ) from None
         self._images_present.add(image)
+        return True
+
+    def _not_had(self, image: str, reason: str) -> Exception:
+        import docker.errors
+
+        # The caller names the image and the host; this says what the pull met.
+        return docker.errors.ImageNotFound(f"pulling it failed: {_dedup(reason)}")
 
     def stop(self, container: str, timeout_s: int = 30) -> None:
         self.api.stop(container, timeout=timeout_s)
@@ -364,6 +394,22 @@ def docker_time(text: str | None) -> float | None:
     return dt.timestamp() + (float(f"0.{frac[:6]}") if frac.isdigit() else 0.0)
 
 
-def _one_line(exc: BaseException) -> str:
+class _PullFailed(Exception):
+    """An error the engine reported inside a pull's progress stream."""
+
+
+def _api_reason(exc: BaseException) -> str:
+    """An engine's answer without the SDK's wrapping ("500 Server Error for http+docker://...")."""
+    explanation = getattr(exc, "explanation", None)
+    return _one_line(explanation) if isinstance(explanation, str) and explanation else _one_line(exc)
+
+
+def _dedup(text: str) -> str:
+    """"manifest unknown: manifest unknown" (the engine repeating the registry) said once."""
+    parts = text.split(": ")
+    return ": ".join(p for i, p in enumerate(parts) if i == 0 or p != parts[i - 1])
+
+
+def _one_line(exc: BaseException | str) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
