@@ -6,6 +6,7 @@ not the SDK; integration tests run this class against real engines.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Protocol
@@ -89,8 +90,21 @@ def client_for(host: Host, timeout: int = API_TIMEOUT_S) -> Any:
         kwargs["use_ssh_client"] = True
     elif host.docker.startswith("tcp://") and host.tls is not None:
         t = host.tls
-        cert = (t.client_cert, t.client_key) if t.client_cert and t.client_key else None
-        kwargs["tls"] = TLSConfig(client_cert=cert, ca_cert=t.ca_cert, verify=t.verify if not t.ca_cert else t.ca_cert)
+        path = lambda p: os.path.expanduser(p) if p else None  # noqa: E731
+        cert = (path(t.client_cert), path(t.client_key)) if t.client_cert and t.client_key else None
+        ca = path(t.ca_cert)
+        kwargs["tls"] = TLSConfig(client_cert=cert, ca_cert=ca, verify=ca if ca else t.verify)
+        if ca:
+            # requests lets REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE replace the session's CA on
+            # every call (psf/requests#3829), so the host's own CA would be ignored where
+            # they are set: the session ignores the environment, and the API version is
+            # asked for only then.
+            from docker.constants import MINIMUM_DOCKER_API_VERSION
+
+            client = docker.DockerClient(**kwargs, version=MINIMUM_DOCKER_API_VERSION)
+            client.api.trust_env = False
+            client.api._version = client.api._retrieve_server_version()
+            return client
     return docker.DockerClient(**kwargs)
 
 
@@ -241,10 +255,19 @@ class DockerHost:
         return "\n".join(text.splitlines()[:lines])
 
     def image_digest(self, image: str) -> str | None:
+        # Asked when a rollout is recorded, also of a host whose steps were all skipped as
+        # unreachable: without a client from this run yet, ask with the observe timeout,
+        # so that a dead host costs seconds here, not the API timeout.
+        short = None
         try:
-            info = self.api.inspect_image(image)
+            if self._client is None:
+                short = client_for(self.host, min(self._timeout, OBSERVE_TIMEOUT_S))
+            info = (short or self.client).api.inspect_image(image)
         except Exception:
             return None
+        finally:
+            if short is not None:
+                short.close()
         digests = info.get("RepoDigests") or []
         return digests[0] if digests else info.get("Id")
 

@@ -68,11 +68,15 @@ apt_install_no_start() {
     return "$rc"
 }
 
-# env_set NAME VALUE: set one `export NAME=VALUE` line in $RUN_DIR/env (kept atomically;
-# the other lines stay as they are).
+# env_set FILE NAME VALUE: set one `export NAME=VALUE` line in $RUN_DIR/env and in
+# $RUN_DIR/FILE.env, the part's own file, which `engines.sh up` (rewriting env) leaves
+# alone. Each written atomically; the other lines stay as they are.
 env_set() {
-    local tmp="$RUN_DIR/env.tmp.$$"
+    local f tmp
     mkdir -p "$RUN_DIR"
-    { grep -v "^export $1=" "$RUN_DIR/env" 2>/dev/null || true; printf 'export %s=%s\n' "$1" "$2"; } >"$tmp"
-    mv -f "$tmp" "$RUN_DIR/env"
+    for f in "$RUN_DIR/env" "$RUN_DIR/$1.env"; do
+        tmp="$f.tmp.$$"
+        { grep -v "^export $2=" "$f" 2>/dev/null || true; printf 'export %s=%s\n' "$2" "$3"; } >"$tmp"
+        mv -f "$tmp" "$f"
+    done
 }

@@ -127,7 +127,7 @@ cmd_up() {
     [[ "$(id -u)" -eq 0 ]] || die "the test bed registry needs root"
     start
     push_images
-    env_set FLEETCTL_TESTBED_REGISTRY "$ADDR"
+    env_set registry FLEETCTL_TESTBED_REGISTRY "$ADDR"
 }
 
 cmd_down() {
