@@ -86,8 +86,10 @@ def client_for(host: Host, timeout: int = API_TIMEOUT_S) -> Any:
 
     kwargs: dict[str, Any] = {"base_url": host.docker, "timeout": timeout}
     if host.docker.startswith("ssh://"):
-        # The system ssh client honours ~/.ssh/config, agents and known_hosts.
+        # The system ssh client honours ~/.ssh/config, agents and known_hosts; fleetctl adds
+        # only the bounds that keep a dead or frozen host from hanging it.
         kwargs["use_ssh_client"] = True
+        _bound_ssh_client()
     elif host.docker.startswith("tcp://") and host.tls is not None:
         t = host.tls
         path = lambda p: os.path.expanduser(p) if p else None  # noqa: E731
@@ -106,6 +108,61 @@ def client_for(host: Host, timeout: int = API_TIMEOUT_S) -> Any:
             client.api._version = client.api._retrieve_server_version()
             return client
     return docker.DockerClient(**kwargs)
+
+
+SSH_ALIVE_INTERVAL_S = 10
+SSH_ALIVE_COUNT = 3
+
+
+def ssh_options(timeout_s: float) -> list[str]:
+    """What fleetctl adds to the system ssh client's command line for an ssh:// host:
+    the connection and its protocol handshake end after `timeout_s` (the client's API
+    timeout); a connection that stops answering ends after about 30 s; and ssh never asks
+    for a password or a host key on a terminal (BatchMode). The rest (user, key,
+    known_hosts, jump hosts) comes from ssh_config as usual."""
+    return [
+        "-o", f"ConnectTimeout={max(1, int(timeout_s))}",
+        "-o", f"ServerAliveInterval={SSH_ALIVE_INTERVAL_S}",
+        "-o", f"ServerAliveCountMax={SSH_ALIVE_COUNT}",
+        "-o", "BatchMode=yes",
+    ]
+
+
+def _bound_ssh_client() -> None:
+    """The docker SDK starts `ssh HOST docker system dial-stdio` with no option of its own,
+    so an sshd that accepts and never answers (frozen, or a dropped network) hangs the
+    caller for good unless ssh_config sets a ConnectTimeout. Its socket class, used only
+    for use_ssh_client, is replaced once by one that adds `ssh_options`."""
+    import signal
+    import subprocess
+
+    from docker.transport import sshconn
+
+    if getattr(sshconn.SSHSocket, "fleetctl_bounded", False):
+        return
+
+    class BoundedSSHSocket(sshconn.SSHSocket):  # type: ignore[misc, name-defined]
+        fleetctl_bounded = True
+
+        def connect(self, **kwargs: Any) -> None:
+            args = ["ssh", *ssh_options(self.gettimeout() or API_TIMEOUT_S)]
+            if self.user:
+                args += ["-l", self.user]
+            if self.port:
+                args += ["-p", self.port]
+            args += ["--", self.host, "docker system dial-stdio"]
+            env = dict(os.environ)
+            env.pop("LD_LIBRARY_PATH", None)
+            env.pop("SSL_CERT_FILE", None)
+            self.proc = subprocess.Popen(
+                args,
+                env=env,
+                stdout=subprocess.PIPE,
+                stdin=subprocess.PIPE,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+            )
+
+    sshconn.SSHSocket = BoundedSSHSocket
 
 
 class DockerHost:

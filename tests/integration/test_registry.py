@@ -39,7 +39,9 @@ def test_an_image_only_in_the_registry_is_pulled_by_apply_and_serves(make_fleet:
     fleet.front_door["image"] = door_image
     fleet.nim("chat-llm", model_image, memory=10)
 
+    t0 = time.monotonic()
     r = fleet.apply()
+    print(f"figure: pulled when missing: 2 images, apply {time.monotonic() - t0:.1f} s")
     assert r.returncode == 0, r.stdout + r.stderr
     assert {model_image, door_image} <= _image_ids(testbed, "b")
     # What runs is the registry's manifest, and it serves, directly and behind the front door.
@@ -81,6 +83,7 @@ def test_a_missing_tag_fails_only_its_deployment_before_anything_stops(
     # The old keeper was never stopped: same container, same start, and it served throughout.
     now = _container(testbed, "b", fleet.container("keeper@1"))
     assert (now["Id"], now["State"]["StartedAt"], now["State"]["Running"]) == (old["Id"], old["State"]["StartedAt"], True)
+    print(f"figure: missing tag: exit {r.returncode}; the old replica answered {load.ok} requests, {len(load.failures)} failed")
     assert load.ok > 0 and load.failures == [], load.failures[:3]
     assert set(load.served_by) == {"keeper@1"}
     # The other deployment rolled onto the image it pulled.
@@ -112,6 +115,7 @@ def test_a_registry_that_never_answers_ends_in_the_engines_timeout_with_one_line
     thread.start()
     try:
         fleet = make_fleet(hosts={"host-c": testbed.host_c})
+        fleet.front_door["enabled"] = False  # only the pulls matter here
         fleet.nim("ok", testbed.images.nim_standin, memory=10)
         image = f"127.0.0.1:{silent.getsockname()[1]}/fleetctl-testbed/nim-standin:1"
         fleet.nim("stuck", image, memory=10)
@@ -128,7 +132,8 @@ def test_a_registry_that_never_answers_ends_in_the_engines_timeout_with_one_line
     assert r.returncode == ExitCode.ROLLOUT_FAILED, out
     assert "Traceback" not in out
     (reason,) = {line.strip() for line in out.splitlines() if f"image {image} is not available on host-c" in line}
-    assert "Timeout" in reason, reason
+    assert any(w in reason for w in ("Timeout", "deadline exceeded", "timed out")), reason
+    print(f"figure: silent registry: exit {r.returncode} after {elapsed:.1f} s")
     assert elapsed < 60, elapsed  # the engine's own bound (about 25 s), not a hang
     assert set(fleet.ids("c")) == {fleet.container("ok@1")}
 
@@ -183,5 +188,6 @@ def test_no_engine_facing_test_names_an_image_that_would_be_pulled_from_a_public
             if host is not None and _LOOPBACK.match(host):
                 continue  # the test bed's registry, or a closed port, on loopback
             offenders.append(f"{path.relative_to(REPO)}:{line}: {text}")
+    print(f"figure: {seen} image references in {len(_engine_facing_files())} engine-facing files, {len(offenders)} would leave")
     assert seen > 10  # the scan sees the test bed's images at all
     assert offenders == []

@@ -111,9 +111,6 @@ Host $SSH_ADDR
     UserKnownHostsFile $s/known_hosts
     StrictHostKeyChecking yes
     BatchMode yes
-    ConnectTimeout 5
-    ServerAliveInterval 5
-    ServerAliveCountMax 2
 CONF
     mv -f "$SSH_DROPIN.tmp" "$SSH_DROPIN"
 }
