@@ -9,6 +9,7 @@ import json
 import time
 from typing import Any
 
+import certifi
 import httpx
 
 from fleetctl.errors import ExitCode
@@ -36,7 +37,11 @@ def test_plan_apply_status_health_and_rollback_converge_a_fleet_on_the_ssh_and_t
     assert r.returncode == 0, r.stdout + r.stderr
     assert set(fleet.remote_ids("ssh")) >= {fleet.container("chat-llm@1")}
     assert set(fleet.remote_ids("tls")) >= {fleet.container("reranker@1")}
-    status = fleet.status()
+    # The TLS host's own CA holds even where the environment names another bundle
+    # (requests would otherwise let REQUESTS_CA_BUNDLE replace it).
+    st = fleet.cli("status", "--output", "json", env={"REQUESTS_CA_BUNDLE": certifi.where()})
+    assert st.returncode == 0, st.stdout + st.stderr
+    status = json.loads(st.stdout)
     assert {h["host"]: h["reachable"] for h in status["hosts"]} == {"ssh-host": True, "tls-host": True}
     # Endpoints are the namespaces' addresses, and they answer from here.
     endpoints = {d["deployment"]: d["replicas"][0]["endpoint"] for d in status["deployments"]}
