@@ -224,6 +224,8 @@ cmd_up() {
     command -v sshd >/dev/null 2>&1 || [[ -x /usr/sbin/sshd ]] || apt_install_no_start openssh-server \
         || die "cannot install openssh-server"
     command -v openssl >/dev/null 2>&1 || apt_install openssl || die "cannot install openssl"
+    # ip (namespaces, veth) and iptables (the tests' dropped-network fault)
+    apt_install iproute2 iptables || die "cannot install iproute2 and iptables"
     local h
     make_keys
     for h in "${HOSTS[@]}"; do make_link "$h"; done
