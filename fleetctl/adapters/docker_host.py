@@ -6,6 +6,7 @@ not the SDK; integration tests run this class against real engines.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Protocol
@@ -89,13 +90,83 @@ def client_for(host: Host, timeout: int = API_TIMEOUT_S) -> Any:
 
     kwargs: dict[str, Any] = {"base_url": host.docker, "timeout": timeout}
     if host.docker.startswith("ssh://"):
-        # The system ssh client honours ~/.ssh/config, agents and known_hosts.
+        # The system ssh client honours ~/.ssh/config, agents and known_hosts; fleetctl adds
+        # only the bounds that keep a dead or frozen host from hanging it.
         kwargs["use_ssh_client"] = True
+        _bound_ssh_client()
     elif host.docker.startswith("tcp://") and host.tls is not None:
         t = host.tls
-        cert = (t.client_cert, t.client_key) if t.client_cert and t.client_key else None
-        kwargs["tls"] = TLSConfig(client_cert=cert, ca_cert=t.ca_cert, verify=t.verify if not t.ca_cert else t.ca_cert)
+        path = lambda p: os.path.expanduser(p) if p else None  # noqa: E731
+        cert = (path(t.client_cert), path(t.client_key)) if t.client_cert and t.client_key else None
+        ca = path(t.ca_cert)
+        kwargs["tls"] = TLSConfig(client_cert=cert, ca_cert=ca, verify=ca if ca else t.verify)
+        if ca:
+            # requests lets REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE replace the session's CA on
+            # every call (psf/requests#3829), so the host's own CA would be ignored where
+            # they are set: the session ignores the environment, and the API version is
+            # asked for only then.
+            from docker.constants import MINIMUM_DOCKER_API_VERSION
+
+            client = docker.DockerClient(**kwargs, version=MINIMUM_DOCKER_API_VERSION)
+            client.api.trust_env = False
+            client.api._version = client.api._retrieve_server_version()
+            return client
     return docker.DockerClient(**kwargs)
+
+
+SSH_ALIVE_INTERVAL_S = 10
+SSH_ALIVE_COUNT = 3
+
+
+def ssh_options(timeout_s: float) -> list[str]:
+    """What fleetctl adds to the system ssh client's command line for an ssh:// host:
+    the connection and its protocol handshake end after `timeout_s` (the client's API
+    timeout); a connection that stops answering ends after about 30 s; and ssh never asks
+    for a password or a host key on a terminal (BatchMode). The rest (user, key,
+    known_hosts, jump hosts) comes from ssh_config as usual."""
+    return [
+        "-o", f"ConnectTimeout={max(1, int(timeout_s))}",
+        "-o", f"ServerAliveInterval={SSH_ALIVE_INTERVAL_S}",
+        "-o", f"ServerAliveCountMax={SSH_ALIVE_COUNT}",
+        "-o", "BatchMode=yes",
+    ]
+
+
+def _bound_ssh_client() -> None:
+    """The docker SDK starts `ssh HOST docker system dial-stdio` with no option of its own,
+    so an sshd that accepts and never answers (frozen, or a dropped network) hangs the
+    caller for good unless ssh_config sets a ConnectTimeout. Its socket class, used only
+    for use_ssh_client, is replaced once by one that adds `ssh_options`."""
+    import signal
+    import subprocess
+
+    from docker.transport import sshconn
+
+    if getattr(sshconn.SSHSocket, "fleetctl_bounded", False):
+        return
+
+    class BoundedSSHSocket(sshconn.SSHSocket):  # type: ignore[misc, name-defined]
+        fleetctl_bounded = True
+
+        def connect(self, **kwargs: Any) -> None:
+            args = ["ssh", *ssh_options(self.gettimeout() or API_TIMEOUT_S)]
+            if self.user:
+                args += ["-l", self.user]
+            if self.port:
+                args += ["-p", self.port]
+            args += ["--", self.host, "docker system dial-stdio"]
+            env = dict(os.environ)
+            env.pop("LD_LIBRARY_PATH", None)
+            env.pop("SSL_CERT_FILE", None)
+            self.proc = subprocess.Popen(
+                args,
+                env=env,
+                stdout=subprocess.PIPE,
+                stdin=subprocess.PIPE,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+            )
+
+    sshconn.SSHSocket = BoundedSSHSocket
 
 
 class DockerHost:
@@ -257,10 +328,19 @@ class DockerHost:
         return "\n".join(text.splitlines()[:lines])
 
     def image_digest(self, image: str) -> str | None:
+        # Asked when a rollout is recorded, also of a host whose steps were all skipped as
+        # unreachable: without a client from this run yet, ask with the observe timeout,
+        # so that a dead host costs seconds here, not the API timeout.
+        short = None
         try:
-            info = self.api.inspect_image(image)
+            if self._client is None:
+                short = client_for(self.host, min(self._timeout, OBSERVE_TIMEOUT_S))
+            info = (short or self.client).api.inspect_image(image)
         except Exception:
             return None
+        finally:
+            if short is not None:
+                short.close()
         digests = info.get("RepoDigests") or []
         return digests[0] if digests else info.get("Id")
 
@@ -320,28 +400,58 @@ class DockerHost:
 
     def ensure_image(self, image: str) -> None:
         """Pull an image the host does not have (with the host's registry credentials);
-        raises ImageNotFound with the registry's answer when it cannot be had."""
+        raises ImageNotFound with the registry's answer, one line, when it cannot be had."""
         self._ensure_image(image)
 
     def _ensure_image(self, image: str) -> None:
         import docker.errors
+        import requests
+        from docker.utils import parse_repository_tag
 
         if image in self._images_present:
             return  # many replicas share an image: one inspect per host and run
+        if self._has_image(image):
+            return
+        # A digest reference (repo@sha256:...) or a registry with a port (host:5000/repo)
+        # splits where Docker splits it, not at the last colon.
+        repo, tag = parse_repository_tag(image)
+        try:
+            # Streamed: an error after the pull started (a layer the registry cannot
+            # serve) comes inside the stream, under a 200, and must not pass for success.
+            # A stalled pull ends at the client's read timeout; a registry that does not
+            # answer at the engine's own (about 25 s on engine 20.10).
+            for event in self.api.pull(repo, tag=tag or "latest", stream=True, decode=True):
+                if isinstance(event, dict) and event.get("error"):
+                    raise _PullFailed(str(event["error"]))
+        except _PullFailed as exc:
+            raise self._not_had(image, _one_line(exc)) from None
+        except requests.exceptions.Timeout:
+            raise self._not_had(image, f"no answer from the engine within {self._timeout} s") from None
+        except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+            raise self._not_had(image, _api_reason(exc)) from None
+        if not self._has_image(image):
+            raise self._not_had(image, "the pull ended but the engine does not have the image")
+
+    def _has_image(self, image: str) -> bool:
+        import docker.errors
+        import requests
+
         try:
             self.api.inspect_image(image)
-            self._images_present.add(image)
-            return
         except docker.errors.ImageNotFound:
-            pass
-        repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
-        try:
-            self.api.pull(repo, tag=tag or "latest")
-        except docker.errors.APIError as exc:
+            return False
+        except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
             raise docker.errors.ImageNotFound(
-                f"image {image} is not on host {self.name} and pulling it failed: {_one_line(exc)}"
+                f"checking for it failed: {_api_reason(exc)}"
             ) from None
         self._images_present.add(image)
+        return True
+
+    def _not_had(self, image: str, reason: str) -> Exception:
+        import docker.errors
+
+        # The caller names the image and the host; this says what the pull met.
+        return docker.errors.ImageNotFound(f"pulling it failed: {_dedup(reason)}")
 
     def lease(self, fleet: str, ttl_s: float) -> Any:
         """This host's lease for `fleet` (fleetctl.adapters.lease); None if unreachable."""
@@ -396,6 +506,22 @@ def docker_time(text: str | None) -> float | None:
     return dt.timestamp() + (float(f"0.{frac[:6]}") if frac.isdigit() else 0.0)
 
 
-def _one_line(exc: BaseException) -> str:
+class _PullFailed(Exception):
+    """An error the engine reported inside a pull's progress stream."""
+
+
+def _api_reason(exc: BaseException) -> str:
+    """An engine's answer without the SDK's wrapping ("500 Server Error for http+docker://...")."""
+    explanation = getattr(exc, "explanation", None)
+    return _one_line(explanation) if isinstance(explanation, str) and explanation else _one_line(exc)
+
+
+def _dedup(text: str) -> str:
+    """"manifest unknown: manifest unknown" (the engine repeating the registry) said once."""
+    parts = text.split(": ")
+    return ": ".join(p for i, p in enumerate(parts) if i == 0 or p != parts[i - 1])
+
+
+def _one_line(exc: BaseException | str) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]

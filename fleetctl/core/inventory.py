@@ -44,10 +44,17 @@ class GpuDecl(Strict):
 
 
 class TlsConfig(Strict):
+    # Paths of a TLS host's certificates (read when a client is made, never stored).
     ca_cert: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
     verify: bool = True
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> "TlsConfig":
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("give client_cert and client_key together")
+        return self
 
 
 class HostFrontDoor(Strict):
@@ -97,6 +104,12 @@ class Host(Strict):
                 "plain tcp:// exposes the Docker API unencrypted: add a 'tls:' block "
                 "or set 'allow_insecure_tcp: true'"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_is_for_tcp(self) -> "Host":
+        if self.tls is not None and not self.docker.startswith("tcp://"):
+            raise ValueError("'tls:' applies to tcp:// endpoints only (ssh:// uses ssh's own keys)")
         return self
 
     @property

@@ -603,3 +603,6 @@ def fleet(make_fleet) -> FleetUnderTest:
 def fleetctl_run():
     """The real CLI in a subprocess (see run_fleetctl)."""
     return run_fleetctl
+
+
+from .testbed_hosts import *  # noqa: E402,F401,F403  the registry and namespace-host fixtures

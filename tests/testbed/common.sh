@@ -51,3 +51,32 @@ with_lock() {
         flock 9
     fi
 }
+
+# apt_install_no_start PKG...: apt_install, keeping the packages' own services from
+# starting (Debian starts a system registry on :5000 and sshd on :22 on install; the
+# test bed runs its own, on addresses of its choosing). A policy-rc.d that is already
+# there is left as it is.
+apt_install_no_start() {
+    local made=0 rc=0
+    if [[ ! -e /usr/sbin/policy-rc.d && "$(id -u)" -eq 0 ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 0755 /usr/sbin/policy-rc.d
+        made=1
+    fi
+    apt_install "$@" || rc=$?
+    if (( made )); then rm -f /usr/sbin/policy-rc.d; fi
+    return "$rc"
+}
+
+# env_set FILE NAME VALUE: set one `export NAME=VALUE` line in $RUN_DIR/env and in
+# $RUN_DIR/FILE.env, the part's own file, which `engines.sh up` (rewriting env) leaves
+# alone. Each written atomically; the other lines stay as they are.
+env_set() {
+    local f tmp
+    mkdir -p "$RUN_DIR"
+    for f in "$RUN_DIR/env" "$RUN_DIR/$1.env"; do
+        tmp="$f.tmp.$$"
+        { grep -v "^export $2=" "$f" 2>/dev/null || true; printf 'export %s=%s\n' "$2" "$3"; } >"$tmp"
+        mv -f "$tmp" "$f"
+    done
+}

@@ -5,7 +5,12 @@
 #   2. start the three test Docker engines (tests/testbed/engines.sh up)
 #   3. build the test images and copy the small ones to every engine
 #      (tests/testbed/images.sh build --all-engines)
-# Afterwards `. /run/fleetctl-testbed/env` exports FLEETCTL_TESTBED_HOST_{A,B,C}.
+#   4. start the registry on loopback and push the small images to it
+#      (tests/testbed/registry.sh up)
+#   5. start the two remote hosts in network namespaces, reached over ssh:// and TLS
+#      tcp:// (tests/testbed/netns.sh up)
+# Afterwards `. /run/fleetctl-testbed/env` exports FLEETCTL_TESTBED_HOST_{A,B,C}
+# and FLEETCTL_TESTBED_REGISTRY.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -35,5 +40,17 @@ t=$(now_ms)
 "$HERE/images.sh" build --all-engines
 step "images ok ($(( $(now_ms) - t )) ms)"
 
+step "registry: starting on loopback, pushing the small images"
+t=$(now_ms)
+"$HERE/registry.sh" up >/dev/null
+step "registry ok ($(( $(now_ms) - t )) ms)"
+
+step "namespace hosts: ssh:// and tls:// engines in their own network namespaces"
+t=$(now_ms)
+"$HERE/netns.sh" up >/dev/null
+step "namespace hosts ok ($(( $(now_ms) - t )) ms)"
+
 step "ready in $(( $(now_ms) - T0 )) ms"
 "$HERE/engines.sh" env
+"$HERE/registry.sh" env
+"$HERE/netns.sh" env

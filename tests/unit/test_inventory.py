@@ -131,3 +131,17 @@ def test_pin_overrides_and_deployment_names() -> None:
 def test_several_problems_are_all_reported() -> None:
     text = HOST + "    colour: blue\n    shape: round\n"
     assert len(problems(text)) == 2
+
+
+def test_a_tls_client_certificate_needs_its_key_and_tls_needs_tcp() -> None:
+    gpus = "gpus: {count: 1, memory_gb: 8}"
+    (p,) = problems(f"hosts:\n  - {{name: h, docker: 'tcp://10.0.0.1:2376', tls: {{client_cert: /c.pem}}, {gpus}}}\n")
+    assert "client_cert and client_key together" in p
+    (p,) = problems(f"hosts:\n  - {{name: h, docker: 'ssh://root@10.0.0.1', tls: {{ca_cert: /ca.pem}}, {gpus}}}\n")
+    assert "tcp:// endpoints only" in p
+    inv = load_text(
+        "hosts:\n  - {name: h, docker: 'tcp://10.0.0.1:2376', address: 10.0.0.1, "
+        f"tls: {{ca_cert: /ca.pem, client_cert: /c.pem, client_key: /k.pem}}, {gpus}}}\n"
+    )
+    tls = inv.inventory.hosts[0].tls
+    assert tls is not None and tls.client_key == "/k.pem"
