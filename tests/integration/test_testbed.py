@@ -7,6 +7,7 @@ of fleetctl's integration tests make about the test bed.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -379,7 +380,14 @@ def test_docker_cleanup_removes_labelled_containers(testbed, port_block, triton)
     client = testbed.client("b")
     owned = client.containers.run(
         testbed.images.tiny, detach=True, name=_name("owned"), network_mode="host",
-        environment={"PORT": str(port_block[0])}, labels={"io.fleetctl.owner": "someone"},
+        environment={"PORT": str(port_block[0])},
+        labels={"io.fleetctl.owner": "someone", "io.fleetctl.fleet": f"t99-{os.getpid()}"},
+    )
+    # A managed container of a fleet another session made (its fleet name ends in its pid).
+    elsewhere = client.containers.run(
+        testbed.images.tiny, detach=True, name=_name("elsewhere"), network_mode="host",
+        environment={"PORT": str(port_block[3])},
+        labels={"io.fleetctl.owner": "someone", "io.fleetctl.fleet": "t99-1"},
     )
     tagged = _run(testbed, testbed.images.tiny, engine="c", prefix="tagged",
                   environment={"PORT": str(port_block[1])})
@@ -395,9 +403,10 @@ def test_docker_cleanup_removes_labelled_containers(testbed, port_block, triton)
         # Left alone: older containers (the module's Triton server) and
         # containers of another test session sharing the engines.
         assert triton["container"].id in ids
-        assert foreign.id in ids
+        assert foreign.id in ids and elsewhere.id in ids
     finally:
-        try:
-            foreign.remove(force=True)
-        except docker.errors.APIError:
-            pass
+        for leftover in (foreign, elsewhere):
+            try:
+                leftover.remove(force=True)
+            except docker.errors.APIError:
+                pass
