@@ -265,8 +265,26 @@ def _too_large(size: int) -> str:
     )
 
 
+def _plain_message(err: Any) -> str:
+    msg = str(err["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    given = err.get("input")
+    if isinstance(given, str):
+        # Strict types: the text "true" or "4" is refused; say why and what to write.
+        if err["type"] == "bool_type":
+            return f"{msg}, not the text {given!r}: write true or false without quotes"
+        if err["type"] in ("int_type", "float_type"):
+            return f"{msg}, not the text {given!r}: write the number without quotes"
+    return msg
+
+
 def _pydantic_problems(exc: ValidationError, positions: Positions) -> list[str]:
-    problems = []
+    from fleetctl.core.suggest import allowed_keys, meant
+
+    typos: list[str] = []
+    others: list[tuple[tuple[str | int, ...], str]] = []
+    suggested: set[tuple[str | int, ...]] = set()
     for err in exc.errors(include_url=False):
         # pydantic adds the union branch / validator name to loc; keep only data keys.
         loc: list[str | int] = []
@@ -274,14 +292,20 @@ def _pydantic_problems(exc: ValidationError, positions: Positions) -> list[str]:
             if isinstance(part, str) and (part.startswith("function-") or part in ("literal['auto']", "GpuDecl")):
                 continue
             loc.append(part)
-        msg = err["msg"]
+        path = tuple(loc)
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-            problems.append(positions.problem(tuple(loc), msg, key=True))
+            guess = meant(str(path[-1]), allowed_keys(Inventory, path[:-1])) if path else None
+            if guess is not None:
+                msg += f" (did you mean {guess}?)"
+                suggested.add(path[:-1] + (guess,))
+            typos.append(positions.problem(path, msg, key=True))
             continue
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        problems.append(positions.problem(tuple(loc), msg))
+        others.append((path, _plain_message(err)))
+    # A typo leads its error; the key it stands for is not reported missing as well.
+    problems = typos + [
+        positions.problem(path, msg) for path, msg in others if not (path in suggested and msg == "Field required")
+    ]
     # One problem per line is enough; unions can repeat the same location.
     return list(dict.fromkeys(problems))
 
