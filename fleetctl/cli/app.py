@@ -108,10 +108,12 @@ def validate(inventory: Path = InventoryOpt, output: Output = OutputOpt) -> None
     """Check the inventory: syntax, types, unknown keys, names, sizes, selectors."""
     from fleetctl.core.resolve import deployments
     from fleetctl.core.loader import load, problem_json
+    from fleetctl.ops.secrets import refuse_secret_values
     from fleetctl.errors import InventoryError
 
     try:
         loaded = load(inventory, known_runtimes())
+        refuse_secret_values(loaded)
     except InventoryError as exc:
         if output is Output.json:  # the problems as data on stdout; the lines still on stderr
             render.print_json({"valid": False, "file": str(inventory), "problems": [problem_json(p) for p in exc.problems]})

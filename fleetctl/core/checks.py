@@ -9,6 +9,7 @@ from fleetctl.core.fleet import Deployment
 from fleetctl.core.host_checks import host_problems, replica_blocks
 from fleetctl.core.inventory import GpuDecl, Host, Inventory
 from fleetctl.core.resolve import deployments_of
+from fleetctl.core.secret_checks import secret_problems
 
 if TYPE_CHECKING:
     from fleetctl.core.loader import Positions
@@ -56,6 +57,7 @@ def semantic_problems(inv: Inventory, pos: "Positions", known_runtimes: Iterable
             seen.add(x.name)
 
     problems.extend(host_problems(inv, pos))
+    problems.extend(secret_problems(inv, pos))
     runtimes = set(known_runtimes) if known_runtimes is not None else None
     eligibility = _Eligibility(inv.hosts)
     for i, m in enumerate(inv.models):

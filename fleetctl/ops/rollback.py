@@ -33,6 +33,7 @@ from fleetctl.core.resolve import deployments
 from fleetctl.errors import AbortedError, FleetctlError, InfeasibleError, NotFoundError, UnstableRevisionError
 from fleetctl.ops import downtime
 from fleetctl.ops.applying import ApplyResult, HostFactory, Observer, docker_hosts, execute_plan
+from fleetctl.ops.secrets import refuse_secret_values
 from fleetctl.core.loader import LoadedInventory, load
 from fleetctl.ops.planning import PlanResult, build_plan, inventory_digest, read_holds
 from fleetctl.ops.rollout import Reporter, SilentReporter
@@ -165,6 +166,7 @@ def rollback(
     command = f"rollback {target}" + (f" --to-revision {to}" if to is not None else "") + (" --force" if force else "")
     with StateLock(state_path, command):
         loaded = load(inventory_path, runtime_names())
+        refuse_secret_values(loaded)  # a secret's value spelled out in the inventory
         inv = loaded.inventory
         asked = current_deployment(deployments(inv), model)
         if asked is None:
