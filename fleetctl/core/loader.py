@@ -209,6 +209,11 @@ class _Walker:
 
 def _decode(data: bytes, file: str) -> str:
     """UTF-8 text, or one problem at the first byte that is not."""
+    import codecs
+
+    for bom, name in ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"), (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16")):
+        if data.startswith(bom):
+            raise InventoryError([Problem(file, 1, 1, "<file>", f"{name} text; save the file as UTF-8")])
     nul = data.find(b"\0")
     if nul >= 0:
         line = data.count(b"\n", 0, nul) + 1
