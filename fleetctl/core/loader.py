@@ -51,12 +51,21 @@ class Problem(str):
     message: str
 
     def __new__(cls, file: str, line: int, col: int, path: str, message: str) -> "Problem":
+        # One line, whatever the file held: a key or value quoted in it keeps no line break
+        # or control character (str.splitlines alone knows eight line separators).
+        file, path, message = _printable(file), _printable(path), _printable(message)
         self = super().__new__(cls, f"{file}:{line}:{col}: {path}: {message}")
         self.file, self.line, self.col, self.path, self.message = file, line, col, path, message
         return self
 
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "line": self.line, "col": self.col, "path": self.path, "message": self.message}
+
+
+def _printable(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 _LINE_RE = re.compile(r"^(?P<file>.*?):(?P<line>\d+):(?P<col>\d+): (?P<path>.*?): (?P<message>.*)$", re.S)
