@@ -107,7 +107,7 @@ def _plan_if_loads(text: str) -> None:
 @given(st.binary(max_size=400))
 def test_arbitrary_bytes_never_raise_anything_but_an_inventory_error(data: bytes) -> None:
     try:
-        from fleetctl.core.loader import _decode
+        from fleetctl.core.yaml_input import _decode
 
         text = _decode(data, "fuzz.yaml")
     except FleetctlError:
