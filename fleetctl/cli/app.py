@@ -105,7 +105,7 @@ def _render_explain(console, p, name: str) -> None:  # type: ignore[no-untyped-d
 
 @app.command()
 def validate(inventory: Path = InventoryOpt, output: Output = OutputOpt) -> None:
-    """Check the inventory: syntax, types, unknown keys, names, sizes, selectors."""
+    """Check the inventory: syntax, types, unknown keys, names, sizes, selectors, values that cannot work, secrets by value."""
     from fleetctl.core.resolve import deployments
     from fleetctl.core.loader import load, problem_json
     from fleetctl.ops.secrets import refuse_secret_values

@@ -144,7 +144,7 @@ def _one_host(inv: Inventory, i: int, h: Host, report: Report) -> None:
         report(
             ("hosts", i, "ports"),
             f"{lo}-{hi} holds no block of {PORTS_PER_REPLICA} ports for a replica beside the front door port; "
-            f"give at least {2 * PORTS_PER_REPLICA} ports",
+            f"give at least {PORTS_PER_REPLICA + 1} ports",
         )
 
 
