@@ -105,11 +105,19 @@ def _render_explain(console, p, name: str) -> None:  # type: ignore[no-untyped-d
 
 @app.command()
 def validate(inventory: Path = InventoryOpt, output: Output = OutputOpt) -> None:
-    """Check the inventory: syntax, types, unknown keys, names, sizes, selectors."""
+    """Check the inventory: syntax, types, unknown keys, names, sizes, selectors, values that cannot work, secrets by value."""
     from fleetctl.core.resolve import deployments
-    from fleetctl.core.loader import load
+    from fleetctl.core.loader import load, problem_json
+    from fleetctl.ops.secrets import refuse_secret_values
+    from fleetctl.errors import InventoryError
 
-    loaded = load(inventory, known_runtimes())
+    try:
+        loaded = load(inventory, known_runtimes())
+        refuse_secret_values(loaded)
+    except InventoryError as exc:
+        if output is Output.json:  # the problems as data on stdout; the lines still on stderr
+            render.print_json({"valid": False, "file": str(inventory), "problems": [problem_json(p) for p in exc.problems]})
+        raise
     deps = deployments(loaded.inventory)
     if output is Output.json:
         render.print_json(

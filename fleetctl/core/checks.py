@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Iterable
 
+from fleetctl.core.fleet import Deployment
+from fleetctl.core.host_checks import host_problems, replica_blocks
 from fleetctl.core.inventory import GpuDecl, Host, Inventory
 from fleetctl.core.resolve import deployments_of
+from fleetctl.core.secret_checks import secret_problems
 
 if TYPE_CHECKING:
     from fleetctl.core.loader import Positions
@@ -26,6 +29,9 @@ class _Eligibility:
     def __init__(self, hosts: list[Host]) -> None:
         self.hosts = hosts
         self._cache: dict[tuple[tuple[str, str], ...], tuple[int, bool, float, int]] = {}
+
+    def matching(self, selector: dict[str, str]) -> list[Host]:
+        return [h for h in self.hosts if all(h.labels.get(k) == v for k, v in selector.items())]
 
     def of(self, selector: dict[str, str]) -> tuple[int, bool, float, int]:
         """(matching hosts, all have declared GPUs, largest usable GPU GB, most GPUs on one host)."""
@@ -50,6 +56,8 @@ def semantic_problems(inv: Inventory, pos: "Positions", known_runtimes: Iterable
                 problems.append(pos.problem((f"{kind}s", i, "name"), f"duplicate {kind} name {x.name!r}"))
             seen.add(x.name)
 
+    problems.extend(host_problems(inv, pos))
+    problems.extend(secret_problems(inv, pos))
     runtimes = set(known_runtimes) if known_runtimes is not None else None
     eligibility = _Eligibility(inv.hosts)
     for i, m in enumerate(inv.models):
@@ -68,8 +76,11 @@ def semantic_problems(inv: Inventory, pos: "Positions", known_runtimes: Iterable
             sel = ",".join(f"{k}={v}" for k, v in sorted(m.hosts.items()))
             problems.append(pos.problem(("models", i, "hosts"), f"selector {sel} matches no host"))
             continue
-        if not all_declared:
-            continue  # sizes of `gpus: auto` hosts are only known once discovered
+        if not all_declared:  # sizes of `gpus: auto` hosts are only known once discovered
+            for j, d in enumerate(deployments_of(m)):
+                late = _latency_problem(d, ("models", i) if j == 0 else ("models", i, "pins", j - 1), pos)
+                problems.extend([late] if late else [])
+            continue
         for j, d in enumerate(deployments_of(m)):
             path = ("models", i) if j == 0 else ("models", i, "pins", j - 1)
             if d.memory_per_gpu_gb > largest + 1e-9:
@@ -80,8 +91,61 @@ def semantic_problems(inv: Inventory, pos: "Positions", known_runtimes: Iterable
                         f"of its hosts has {largest:g} GB",
                     )
                 )
+                continue
             if d.gpus > most:
                 problems.append(
                     pos.problem(path + ("gpus",), f"{d.name} needs {d.gpus} GPUs on one host; its hosts have at most {most}")
                 )
+                continue
+            problems.extend(_capacity_problems(inv, d, eligibility.matching(m.hosts), path, pos))
     return problems
+
+
+def _latency_problem(d: Deployment, path: tuple[str | int, ...], pos: "Positions") -> str | None:
+    if d.sla_ms is not None and d.latency_ms is not None and d.latency_ms >= d.sla_ms:
+        return pos.problem(
+            path + ("latency_ms",),
+            f"{d.name} answers in {d.latency_ms:g} ms alone on a GPU, at or above its SLA of {d.sla_ms:g} ms: "
+            "no placement can meet it",
+        )
+    return None
+
+
+def gpu_capacity(d: Deployment, hosts: list[Host]) -> int:
+    """The most replicas of `d` its hosts' GPUs could hold with nothing else placed."""
+    total = 0
+    for h in hosts:
+        if not isinstance(h.gpus, GpuDecl):
+            continue
+        usable = h.gpus.memory_gb - h.reserve_gb
+        per_gpu = 1 if d.exclusive else int((usable + 1e-9) // d.memory_per_gpu_gb) if d.memory_per_gpu_gb > 0 else 0
+        total += (h.gpus.count * per_gpu) // d.gpus
+    return total
+
+
+def _capacity_problems(
+    inv: Inventory, d: Deployment, hosts: list[Host], path: tuple[str | int, ...], pos: "Positions"
+) -> list[str]:
+    out: list[str] = []
+    late = _latency_problem(d, path, pos)
+    if late is not None:
+        out.append(late)
+    if d.replicas == 0:
+        return out
+    capacity = gpu_capacity(d, hosts)
+    if d.replicas > capacity:
+        out.append(
+            pos.problem(
+                path + ("replicas",),
+                f"{d.name} wants {d.replicas} replicas but the GPUs of its hosts could hold at most {capacity}",
+            )
+        )
+    blocks = sum(replica_blocks(inv, h) for h in hosts)
+    if d.replicas > blocks:
+        out.append(
+            pos.problem(
+                path + ("replicas",),
+                f"{d.name} wants {d.replicas} replicas but the port ranges of its hosts hold only {blocks} replica port blocks",
+            )
+        )
+    return out

@@ -16,6 +16,7 @@ from fleetctl.core.schedule import RolloutPolicy
 from fleetctl.core.plan import Action, ActionKind, Plan, plan_to_json
 from fleetctl.errors import AbortedError, InfeasibleError
 from fleetctl.ops.planfile import check_fresh, read_plan
+from fleetctl.ops.secrets import refuse_secret_values
 from fleetctl.core.loader import load
 from fleetctl.ops.planning import PlanResult, build_plan, held_deployments, inventory_digest, read_holds, with_retired_hosts
 from fleetctl.ops.rendering import Rendered, render_action, shared_gpus
@@ -109,6 +110,7 @@ def apply(
 ) -> ApplyResult:
     with StateLock(state_path, command):
         loaded = load(inventory_path, runtime_names())
+        refuse_secret_values(loaded)  # a secret's value spelled out in the inventory
         inv = loaded.inventory
         # The hosts to observe and act on: the inventory's and any it no longer lists.
         reach = with_retired_hosts(inv, state_path)

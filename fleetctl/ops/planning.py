@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 from fleetctl.core.fleet import Deployment, GpuSpec
 from fleetctl.core.holds import HeldDeployments, Hold, apply_holds
 from fleetctl.core.inventory import Inventory
+from fleetctl.ops.secrets import refuse_secret_values
 from fleetctl.core.loader import LoadedInventory, load
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import Plan, make_plan
@@ -121,6 +122,7 @@ def plan_inventory(
     """Load the inventory, observe the hosts (unless offline) and compute the plan,
     honouring the holds recorded in the state at `state_path` (offline too)."""
     loaded = load(path, known_runtimes)
+    refuse_secret_values(loaded)  # a secret's value spelled out in the inventory
     inv = loaded.inventory
     observed = observe(with_retired_hosts(inv, state_path)) if observe is not None else ObservedFleet.empty([h.name for h in inv.hosts])
     plan = build_plan(loaded, observed, holds=read_holds(state_path))

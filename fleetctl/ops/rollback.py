@@ -36,6 +36,7 @@ from fleetctl.core.recovery import recoveries
 from fleetctl.ops.applying import ApplyResult, HostFactory, Observer, docker_hosts, execute_plan
 from fleetctl.ops.fleet_lock import fleet_lease
 from fleetctl.ops.recovery import finish_interrupted
+from fleetctl.ops.secrets import refuse_secret_values
 from fleetctl.core.loader import LoadedInventory, load
 from fleetctl.ops.planning import PlanResult, build_plan, inventory_digest, read_holds, with_retired_hosts
 from fleetctl.ops.rollout import Reporter, SilentReporter
@@ -168,6 +169,7 @@ def rollback(
     command = f"rollback {target}" + (f" --to-revision {to}" if to is not None else "") + (" --force" if force else "")
     with StateLock(state_path, command):
         loaded = load(inventory_path, runtime_names())
+        refuse_secret_values(loaded)  # a secret's value spelled out in the inventory
         inv = loaded.inventory
         asked = current_deployment(deployments(inv), model)
         if asked is None:

@@ -13,6 +13,8 @@ Last, the older versions of a model go, once all of its new ones serve. At most
 
 from __future__ import annotations
 
+import functools
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -64,11 +66,34 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+# Between any two characters of a value a program may have broken the line (a log line
+# wrapped at a width, a value printed in chunks), with the next line indented.
+_BREAK = r"(?:\r?\n[ \t]*)?"
+# A log tail cut at a line boundary can start or end inside a value: fragments this long
+# at either end of the text are scrubbed too (shorter ones are mostly coincidence).
+MIN_FRAGMENT = 6
+
+
+def _spread(chars: str) -> str:
+    return _BREAK.join(re.escape(c) for c in chars)
+
+
+@functools.lru_cache(maxsize=64)
+def _scrubber(value: str) -> re.Pattern[str]:
+    whole = _spread(value)
+    if len(value) <= MIN_FRAGMENT:
+        return re.compile(whole)
+    heads = [_spread(value[:n]) + r"\Z" for n in range(len(value) - 1, MIN_FRAGMENT - 1, -1)]
+    tails = [r"\A" + _spread(value[-n:]) for n in range(len(value) - 1, MIN_FRAGMENT - 1, -1)]
+    return re.compile("|".join([whole, *heads, *tails]))
+
+
 def scrub(text: str, secrets: Sequence[str]) -> str:
-    """Never let a secret value reach the state, logs or output, even if a container printed it."""
+    """Never let a secret value reach the state, logs or output, even if a container
+    printed it, split it over lines, or the text begins or ends inside it."""
     for value in secrets:
-        if value:
-            text = text.replace(value, "***")
+        if value and text:
+            text = _scrubber(value).sub("***", text)
     return text
 
 

@@ -161,7 +161,8 @@ def inventory_dict(deps: Sequence[Deployment], hosts: Sequence[HostSpec]) -> dic
     host_entries = [
         {
             "name": h.name,
-            "docker": "unix:///var/run/docker.sock",
+            # One Docker daemon per host (validate refuses two hosts on one); never contacted offline.
+            "docker": f"ssh://fleet@{h.name}",
             "simulated": True,
             "gpus": {"count": len(h.gpus), "memory_gb": h.gpus[0].memory_gb, "model": h.gpus[0].model},
             "labels": dict(h.labels),
