@@ -57,6 +57,7 @@ def build_plan(
     wanted: list[Deployment] | None = None,
     *,
     holds: Sequence[Hold] = (),
+    placement_budget: float | None = None,
 ) -> Plan:
     """Plan the inventory's deployments, with `holds` honoured (or exactly `wanted`, as
     rollback does) against `observed`. The holds' notes go on the plan."""
@@ -80,7 +81,8 @@ def build_plan(
     hosts = host_specs(inv, discovered_gpus(observed))
     ranges = {h.name: h.port_range for h in inv.hosts}
     try:
-        plan = make_plan(wanted, hosts, observed, ranges, front_door.reserved_ports(inv))
+        budget = {} if placement_budget is None else {"placement_budget": placement_budget}
+        plan = make_plan(wanted, hosts, observed, ranges, front_door.reserved_ports(inv), **budget)
     except ValueError as exc:  # port ranges exhausted
         raise FleetctlError(str(exc)) from None
     plan = front_door.with_front_doors(plan, inv, observed)
@@ -92,11 +94,12 @@ def plan_inventory(
     observe: Observer | None,
     known_runtimes: list[str] | None = None,
     state_path: Path | None = None,
+    placement_budget: float | None = None,
 ) -> PlanResult:
     """Load the inventory, observe the hosts (unless offline) and compute the plan,
     honouring the holds recorded in the state at `state_path` (offline too)."""
     loaded = load(path, known_runtimes)
     inv = loaded.inventory
     observed = observe(inv) if observe is not None else ObservedFleet.empty([h.name for h in inv.hosts])
-    plan = build_plan(loaded, observed, holds=read_holds(state_path))
+    plan = build_plan(loaded, observed, holds=read_holds(state_path), placement_budget=placement_budget)
     return PlanResult(loaded, observed, plan, inventory_digest(path))
