@@ -154,7 +154,7 @@ def place(
             # Replicas of one deployment fail for the same reasons; summarising is a
             # scan of every GPU, so it is done once per deployment.
             if it.dep.name not in summaries:
-                summaries[it.dep.name] = proven.get(it.dep.name, ()) + diagnoser.reasons(it.dep)
+                summaries[it.dep.name] = diagnoser.reasons(it.dep) + proven.get(it.dep.name, ())
             failures.append(Unplaced(it.dep.name, it.replica, summaries[it.dep.name]))
     return Placement(tuple(assignments), tuple(failures), reasons, lower_bound=target, search=search)
 

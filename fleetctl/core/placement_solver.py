@@ -276,7 +276,9 @@ def _smallest_core(m, solver, assumptions: list, budget: float) -> set[int]:  # 
 
     core = [v for v in assumptions if v.Index() in set(solver.SufficientAssumptionsForInfeasibility())]
     share = max(budget / max(1, len(core)), 0.01)
-    for v in list(core):
+    # Later families first, so the most structural rule (memory) is the one kept when
+    # two would each do; deployments before families, so the set of them is smallest.
+    for v in list(reversed(core)):
         rest = [w for w in core if w is not v]
         m.ClearAssumptions()
         m.AddAssumptions(rest)
