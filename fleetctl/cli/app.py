@@ -43,7 +43,7 @@ def plan(
         None,
         "--placement-budget",
         min=0,
-        help="Seconds (CP-SAT deterministic time) the exact search may spend deciding and improving placement; 0: heuristic only (default 0.5).",
+        help="Seconds (CP-SAT deterministic time) the exact search may spend deciding and improving placement; 0: heuristic only (default 0.2).",
     ),
 ) -> None:
     """Place every replica on GPUs and show the changes, before anything moves (holds honoured)."""

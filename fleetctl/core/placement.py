@@ -85,7 +85,7 @@ def lower_bound(deployments: Sequence[Deployment], hosts: Sequence[HostSpec]) ->
     return exclusive + shared
 
 
-DEFAULT_BUDGET = 0.5  # seconds of CP-SAT deterministic time per plan (0: heuristic only)
+DEFAULT_BUDGET = 0.2  # seconds of CP-SAT deterministic time per plan (0: heuristic only)
 
 
 def place(

@@ -6,8 +6,8 @@ improves the heuristic's packing, within one deterministic budget.
    only where it must, by the objective). A solution is applied; a proof of
    infeasibility names the rule families and deployments that conflict.
 2. Packing: a fleet small enough to model whole is solved whole, warm-started from the
-   heuristic; a larger one region by region (groups of its least-loaded used GPUs), each
-   region a share of the budget. Only new single-GPU replicas and replicas not yet placed
+   heuristic; a larger one, given a budget above REGIONS_FROM, region by region (groups
+   of its least-loaded used GPUs), each region a share of the budget. Only new single-GPU replicas and replicas not yet placed
    move here; running ones stay.
 
 The lower bound reported is CP-SAT's bound on GPUs where the whole fleet was modelled
@@ -21,7 +21,10 @@ from fleetctl.core.placement_state import Item, State
 from fleetctl.core.sla import EPS
 
 _REGIONS = 4  # regions an improvement pass of a large fleet solves, at most
-_REGION_GPUS = 48  # GPUs per region
+_REGION_GPUS = 16  # GPUs per region
+# Regions are solved only with a budget above this (the default plan budget is not),
+# so `plan` of a large fleet stays at the heuristic's speed unless asked for more.
+REGIONS_FROM = 0.5
 
 
 def run(
@@ -36,12 +39,14 @@ def run(
         share = budget if not _packable(st, items) else budget / 2
         search, proven = _decide(st, items, unplaced, share)
         budget -= share
-    if budget <= 0 or any(not it.gids for it in items if _possible(st, it)):
+    if budget <= 0 or any(not it.gids and _possible(st, it) for it in items):
         return search, bound, proven
     whole = _var_count(st, items, range(len(st.gpus)))
     if whole <= MAX_VARS:
         s, bound = _improve_whole(st, items, budget)
         return (s if search == "heuristic" else search), bound, proven
+    if budget <= REGIONS_FROM:
+        return search, bound, proven  # a plan's default budget: large fleets keep the heuristic
     _improve_regions(st, items, budget)
     return ("regions" if search == "heuristic" else search), bound, proven
 

@@ -21,9 +21,8 @@ Each rule family is switched by one assumption literal, so when the region is
 infeasible CP-SAT names a set of families (and of deployments) that is infeasible on its
 own. Runs are deterministic: one worker, a fixed seed, and a limit in CP-SAT's
 deterministic time (`max_deterministic_time`); a wall-clock limit far above it is only a
-safety net. Figures are scaled to integers rounding against the replica (needs up,
-capacities down), and a solution is applied through `State.fits`, so a rounding edge can
-only lose a solution, never break a rule.
+safety net. Figures are scaled to integers (millionths), and a solution is applied through
+`State.fits`, so a rounding edge can only lose a solution, never break a rule.
 """
 
 from __future__ import annotations
@@ -64,11 +63,11 @@ class Outcome:
 
 
 def _up(x: float) -> int:
-    return math.ceil(x * _SCALE - 1e-6)
+    return round(x * _SCALE)
 
 
 def _down(x: float) -> int:
-    return math.floor(x * _SCALE + 1e-6)
+    return round(x * _SCALE)
 
 
 def solve_region(
@@ -130,6 +129,7 @@ def solve_region(
         return Outcome("unknown")
     used = {g.gid: m.NewBoolVar("") for g in gpus}
     host_terms: dict[int, list[object]] = {}
+    gang: dict[tuple[int, int], object] = {}
     place_lit: dict[str, object] = {}
     for n, it in enumerate(items):
         dep = it.dep
@@ -162,6 +162,7 @@ def solve_region(
                     continue
                 y = m.NewBoolVar("")
                 ys.append(y)
+                gang[(n, h)] = y
                 m.Add(sum(x[(n, g)] for g in hg) == dep.k * y)
                 host_terms.setdefault(h, []).append(y)
             if not ys:
@@ -186,11 +187,22 @@ def solve_region(
         total = sum(utils[n] * v for n, v in tenants)
         m.Add(total <= _down(1.0) - base_util[g.gid]).OnlyEnforceIf(lit["compute"])
         # SLA of a variable tenant, against the others (variable and fixed).
+        # (The others' sum is the total less its own share, which is there when it is.)
+        # One cap per GPU, lowered by every SLA tenant on it: two-term constraints
+        # instead of one sum per tenant.
+        limits = []
         for n, v in tenants:
             d = items[n].dep
             if math.isfinite(d.slack):
-                others = sum(utils[o] * w for o, w in tenants if o != n)
-                m.Add(others <= _down(d.slack) - base_util[g.gid]).OnlyEnforceIf([v, lit["sla"]])
+                limit = _down(d.slack) - base_util[g.gid] + utils[n]
+                if limit < sum(utils.values()):
+                    limits.append((limit, v))
+        if limits:
+            top = max(sum(utils.values()), 0)
+            cap = m.NewIntVar(min(0, min(lim for lim, _ in limits)), top, "")
+            for limit, v in limits:
+                m.Add(cap <= limit).OnlyEnforceIf([v, lit["sla"]])
+            m.Add(total <= cap)
         # SLA of a fixed tenant: the variable ones must stay within its slack.
         for t in fixed_on[g.gid]:
             if math.isfinite(t.dep.slack):
@@ -198,10 +210,10 @@ def solve_region(
                 m.Add(total <= _down(t.dep.slack) - others).OnlyEnforceIf(lit["sla"])
         # Exclusive.
         n_fixed = len(fixed_on[g.gid])
+        count = sum(w for _, w in tenants)
         for n, v in tenants:
             if items[n].dep.exclusive:
-                rest = [w for o, w in tenants if o != n]
-                m.Add(sum(rest) + n_fixed == 0).OnlyEnforceIf([v, lit["exclusive"]])
+                m.Add(count + n_fixed == 1).OnlyEnforceIf([v, lit["exclusive"]])
         if any(t.dep.exclusive for t in fixed_on[g.gid]):
             m.Add(sum(v for _, v in tenants) == 0).OnlyEnforceIf(lit["exclusive"])
         # Replicas of one deployment on distinct GPUs.
@@ -222,6 +234,7 @@ def solve_region(
     # Objective: GPUs used, with a move of a running replica costing more than all of them.
     heavy = len(gpus) + 1
     moves = []
+    stay_vars: list[tuple[Item, object]] = []
     for n, it in enumerate(items):
         now = (stay or {}).get(id(it))
         if not now:
@@ -231,18 +244,32 @@ def solve_region(
             moves.append(1)  # it cannot stay however the others move
             continue
         stays = m.NewBoolVar("")
+        stay_vars.append((it, stays))
         for v in keep:
             m.AddImplication(stays, v)
         moves.append(1 - stays)
     m.Minimize(sum(used.values()) + heavy * sum(moves))  # type: ignore[arg-type]
     if hint:
+        # A complete hint (every variable), so the search starts from a solution.
+        busy = {g for g in used if fixed_on[g]}
         for n, it in enumerate(items):
             on = set(hint.get(id(it), ()))
+            busy |= on
             for g in cand[n]:
                 m.AddHint(x[(n, g)], g in on)
-    assumptions = list(lit.values()) + (list(place_lit.values()) if explain else [])
+        for g, v in used.items():
+            m.AddHint(v, g in busy)
+        for it, v in stay_vars:
+            m.AddHint(v, sorted(hint.get(id(it), ())) == sorted((stay or {}).get(id(it), ())))
+        for (n, h), y in gang.items():
+            m.AddHint(y, any(st.gpus[g].host == h for g in hint.get(id(items[n]), ())))
+    # Assumptions only where a proof must name rules: they hold back presolve and hints.
+    assumptions = list(lit.values()) + list(place_lit.values()) if explain else []
     for v in assumptions:
         m.AddAssumption(v)  # type: ignore[arg-type]
+    if not explain:
+        for v in lit.values():
+            m.Add(v == 1)  # type: ignore[arg-type]
     solver = cp_model.CpSolver()
     p = solver.parameters
     p.num_workers = 1
