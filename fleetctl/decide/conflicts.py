@@ -94,11 +94,26 @@ def _findings_on(a: Deployment, b: Deployment, g: GpuSpec) -> list[PairFinding]:
     return out
 
 
-def pair_findings(a: Deployment, b: Deployment, hosts: Sequence[HostSpec]) -> tuple[list[PairFinding], list[PairFinding]]:
-    """(conflicts, at-the-limit findings) for one pair; both empty when nothing to say."""
+KindCache = dict[tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]], list[GpuSpec]]
+
+
+def pair_findings(
+    a: Deployment, b: Deployment, hosts: Sequence[HostSpec], kinds: KindCache | None = None
+) -> tuple[list[PairFinding], list[PairFinding]]:
+    """(conflicts, at-the-limit findings) for one pair; both empty when nothing to say.
+
+    `kinds` caches the GPU kinds per pair of selectors, so a fleet's pairs do not each
+    scan every host."""
     if a.exclusive or b.exclusive or not (_reachable_alone(a) and _reachable_alone(b)):
         return [], []
-    fitting = [g for g in _kinds(hosts, a, b) if a.memory_per_gpu_gb + b.memory_per_gpu_gb <= g.usable_gb + EPS]
+    if kinds is None:
+        candidates = _kinds(hosts, a, b)
+    else:
+        key = (tuple(sorted(a.selector.items())), tuple(sorted(b.selector.items())))
+        candidates = kinds.get(key)  # type: ignore[assignment]
+        if candidates is None:
+            candidates = kinds[key] = _kinds(hosts, a, b)
+    fitting = [g for g in candidates if a.memory_per_gpu_gb + b.memory_per_gpu_gb <= g.usable_gb + EPS]
     if not fitting:
         return [], []
     scored = []
@@ -117,8 +132,9 @@ def sla_findings(deployments: Sequence[Deployment], hosts: Sequence[HostSpec]) -
     conflicts: list[PairFinding] = []
     at_limit: list[PairFinding] = []
     live = [d for d in deployments if d.replicas > 0]
+    kinds: KindCache = {}
     for a, b in combinations(live, 2):
-        c, lim = pair_findings(a, b, hosts)
+        c, lim = pair_findings(a, b, hosts, kinds)
         conflicts.extend(c)
         at_limit.extend(lim)
     return Findings(tuple(sorted(conflicts, key=_order)), tuple(sorted(at_limit, key=_order)))
