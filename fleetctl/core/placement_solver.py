@@ -231,6 +231,9 @@ def solve_region(
         if terms and len(terms) > left:
             m.Add(sum(terms) <= left).OnlyEnforceIf(lit["slots"])  # type: ignore[arg-type]
 
+    if not stay and not explain:
+        hint = _break_symmetry(m, st, gpus, items, cand, x, used, fixed_on, hint)
+
     # Objective: GPUs used, with a move of a running replica costing more than all of them.
     heavy = len(gpus) + 1
     moves = []
@@ -341,3 +344,51 @@ def apply_outcome(st: State, items: Sequence[Item], out: Outcome) -> bool:
         st.undo(0)
     st.journal = journal
     return ok
+
+
+def _break_symmetry(m, st, gpus, items, cand, x, used, fixed_on, hint):  # type: ignore[no-untyped-def]
+    """Order interchangeable GPUs, and return the hint relabelled to match.
+
+    GPUs are interchangeable when they have the same size, nothing fixed on them, and
+    hosts with the same labels and no binding container cap, and no replica of the model
+    is tensor parallel (gangs tie GPUs to hosts). Within such a class, used GPUs come
+    first and replica j (in model order) may only take one of the first j+1 GPUs: any
+    solution can be relabelled to meet both, so no packing is lost, and the solver no
+    longer explores copies of one packing.
+    """
+    if any(it.dep.k > 1 for it in items):
+        return hint
+    n_items = len(items)
+    classes: dict[tuple[object, ...], list[int]] = {}
+    for g in gpus:
+        h = st.hosts[g.host]
+        if fixed_on[g.gid] or st.host_cap[g.host] - st.host_count[g.host] < n_items:
+            continue
+        classes.setdefault((g.usable, g.memory_gb, tuple(sorted(h.labels.items()))), []).append(g.gid)
+    # The model order of replicas: by name, so the same input gives the same model.
+    order = sorted(range(n_items), key=lambda n: (items[n].dep.name, items[n].replica))
+    rank = {n: r for r, n in enumerate(order)}
+    new_hint = dict(hint) if hint else None
+    for gids in classes.values():
+        if len(gids) < 2:
+            continue
+        for a, b in zip(gids, gids[1:]):
+            m.Add(used[a] >= used[b])
+        pos = {g: i for i, g in enumerate(gids)}
+        for n in range(n_items):
+            for g in cand[n]:
+                if g in pos and pos[g] > rank[n]:
+                    m.Add(x[(n, g)] == 0)
+        if new_hint is not None:
+            # Relabel: the class's used GPUs, by their first replica, onto its first GPUs.
+            first: dict[int, int] = {}
+            for n, it in enumerate(items):
+                for g in hint.get(id(it), ()):
+                    if g in pos:
+                        first[g] = min(first.get(g, n_items), rank[n])
+            relabel = {g: gids[i] for i, g in enumerate(sorted(first, key=lambda g: first[g]))}
+            for it in items:
+                on = new_hint.get(id(it))
+                if on:
+                    new_hint[id(it)] = [relabel.get(g, g) for g in on]
+    return new_hint
