@@ -86,7 +86,26 @@ def build_plan(
     except ValueError as exc:  # port ranges exhausted
         raise FleetctlError(str(exc)) from None
     plan = front_door.with_front_doors(plan, inv, observed)
+    if not plan.placement.feasible:
+        plan = with_inventory_lines(plan, loaded)
     return replace(plan, notes=plan.notes + notes) if notes else plan
+
+
+def with_inventory_lines(plan: Plan, loaded: LoadedInventory) -> Plan:
+    """Each unplaced replica's reasons end with where its model is in the inventory."""
+    from fleetctl.core.fleet import Unplaced
+
+    where: dict[str, str] = {}
+    for i, m in enumerate(loaded.inventory.models):
+        if m.name not in where:
+            line, col = loaded.positions.locate(("models", i))
+            where[m.name] = f"inventory: {loaded.path}:{line}:{col}: models[{i}] ({m.name})"
+    by_name = {d.name: d.model for d in plan.deployments}
+    unplaced = tuple(
+        Unplaced(u.deployment, u.replica, u.reasons + ((where[by_name[u.deployment]],) if by_name.get(u.deployment) in where else ()))
+        for u in plan.placement.unplaced
+    )
+    return replace(plan, placement=replace(plan.placement, unplaced=unplaced))
 
 
 def plan_inventory(
