@@ -39,6 +39,12 @@ def plan(
     ),
     show_all: bool = typer.Option(False, "--all", help="Show every GPU and action, however large the fleet."),
     state: Optional[Path] = StateOpt,
+    placement_budget: Optional[float] = typer.Option(
+        None,
+        "--placement-budget",
+        min=0,
+        help="Seconds (CP-SAT deterministic time) the exact search may spend deciding and improving placement; 0: heuristic only (default 0.2).",
+    ),
 ) -> None:
     """Place every replica on GPUs and show the changes, before anything moves (holds honoured)."""
     from fleetctl.core.plan import plan_to_json
@@ -50,7 +56,7 @@ def plan(
     from fleetctl.ops import downtime
 
     observe = None if offline else observer()
-    result = plan_inventory(inventory, observe, known_runtimes(), state_path(state))
+    result = plan_inventory(inventory, observe, known_runtimes(), state_path(state), placement_budget)
     # A stop-first replacement shows, before anyone applies it, for about how long.
     result = replace(result, plan=downtime.with_estimates(result.plan, state_path(state)))
     p = result.plan

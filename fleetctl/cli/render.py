@@ -160,6 +160,7 @@ def render_summary(console: Console, plan: Plan) -> None:
         f"[green]{ch['create']} to create[/green], [yellow]{ch['recreate']} to recreate[/yellow], "
         f"[red]{ch['remove']} to remove[/red], {ch['keep']} unchanged"
     )
+    console.print(f"[dim]placement: {s.placement_search} · gap to the lower bound {s.gpus_gap:.1%}[/dim]")
     doors = plan.front_door_changes
     if plan.front_door_sites:
         console.print(

@@ -33,6 +33,7 @@ class HostSpec:
     gpus: tuple[GpuSpec, ...]
     labels: Mapping[str, str] = field(default_factory=dict)
     simulated: bool = False
+    max_containers: int | None = None  # replicas the host may run, whatever their GPUs
 
     def matches(self, selector: Mapping[str, str]) -> bool:
         return all(self.labels.get(k) == v for k, v in selector.items())
@@ -117,6 +118,10 @@ class Placement:
     unplaced: tuple[Unplaced, ...] = ()
     # Short "why here" per replica, keyed by str(ReplicaKey).
     reasons: Mapping[str, str] = field(default_factory=dict)
+    # No valid placement uses fewer GPUs (the solver's bound where it ran, else the
+    # counting bound), and how the search ended: heuristic, optimal, feasible, ...
+    lower_bound: int | None = None
+    search: str = "heuristic"
 
     @property
     def feasible(self) -> bool:

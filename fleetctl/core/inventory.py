@@ -82,6 +82,9 @@ class Host(Strict):
         "127.0.0.1", description="Host address that published replica ports bind (bridge networking)"
     )
     front_door: HostFrontDoor = Field(default_factory=HostFrontDoor)
+    max_containers: int | None = Field(
+        None, ge=0, description="Replicas the host may run at most (placement also counts its port blocks)"
+    )
 
     @field_validator("docker")
     @classmethod

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from typing import Sequence
+from typing import Collection, Mapping, Sequence
 
 from fleetctl.core.fleet import Assignment, Deployment, HostSpec, Placement, Unplaced
+from fleetctl.core import placement_exact as exact
 from fleetctl.core.placement_reasons import Diagnoser, why_here
 from fleetctl.core.placement_repack import improve
 from fleetctl.core.placement_state import Dep, Item, State
@@ -84,30 +85,57 @@ def lower_bound(deployments: Sequence[Deployment], hosts: Sequence[HostSpec]) ->
     return exclusive + shared
 
 
+DEFAULT_BUDGET = 0.2  # seconds of CP-SAT deterministic time per plan (0: heuristic only)
+
+
 def place(
     deployments: Sequence[Deployment],
     hosts: Sequence[HostSpec],
     previous: Sequence[Assignment] = (),
+    *,
+    budget: float = DEFAULT_BUDGET,
+    slots: Mapping[str, int] | None = None,
+    changed: Collection[str] = (),
 ) -> Placement:
-    """Place every replica of `deployments` on `hosts`, keeping valid `previous` ones."""
-    st = State(hosts)
+    """Place every replica of `deployments` on `hosts`, keeping valid `previous` ones.
+
+    `budget`: CP-SAT's deterministic time (about seconds) to decide what the heuristic
+    could not place and to improve its packing; 0 keeps the heuristic's result.
+    `slots`: containers each host may run (port blocks, max_containers); a host's own
+    `max_containers` applies too. `changed`: replica keys ("name@version#r") whose spec
+    changed since they were started: they are re-admitted after the unchanged ones, so
+    a grown replica is the one placed again, never a neighbour that still fits.
+    """
+    caps = dict(slots or {})
+    for h in hosts:
+        if h.max_containers is not None:
+            caps[h.name] = min(caps.get(h.name, h.max_containers), h.max_containers)
+    st = State(hosts, caps)
     deps: dict[str, Dep] = {}
     for d in sorted(deployments, key=lambda d: d.name):
         deps.setdefault(d.name, Dep.of(d))
     items = {f"{dep.name}#{r}": Item(dep, r) for dep in deps.values() for r in range(dep.spec.replicas)}
-    _readmit(st, items, previous)
+    _readmit(st, items, previous, set(changed))
 
     pending = sorted((it for it in items.values() if not it.fixed), key=lambda it: _order_key(st, it))
     unplaced = _place_all(st, pending)
     movable = [it for it in pending if it.gids and it.movable]
     freed = 0
+    target = lower_bound(deployments, hosts)
     if movable:
-        target = lower_bound(deployments, hosts)
         n = len(movable)
-        budget = _REPACK_THOROUGH * min(n, _REPACK_THOROUGH_UP_TO) // n + _REPACK_PER_ITEM * n
-        freed = improve(st, movable, budget, target)
+        repack_budget = _REPACK_THOROUGH * min(n, _REPACK_THOROUGH_UP_TO) // n + _REPACK_PER_ITEM * n
+        freed = improve(st, movable, repack_budget, target)
     if unplaced and freed:
         unplaced = _place_all(st, unplaced)  # the freed GPUs may take some
+
+    search = "heuristic"
+    proven: dict[str, tuple[str, ...]] = {}
+    if budget > 0 and (unplaced or st.n_used > target):
+        search, bound, proven = exact.run(st, list(items.values()), unplaced, budget)
+        if bound is not None:
+            target = max(target, bound)
+        unplaced = [it for it in unplaced if not it.gids]
 
     assignments: list[Assignment] = []
     reasons: dict[str, str] = {}
@@ -126,17 +154,19 @@ def place(
             # Replicas of one deployment fail for the same reasons; summarising is a
             # scan of every GPU, so it is done once per deployment.
             if it.dep.name not in summaries:
-                summaries[it.dep.name] = diagnoser.reasons(it.dep)
+                summaries[it.dep.name] = diagnoser.reasons(it.dep) + proven.get(it.dep.name, ())
             failures.append(Unplaced(it.dep.name, it.replica, summaries[it.dep.name]))
-    return Placement(tuple(assignments), tuple(failures), reasons)
+    return Placement(tuple(assignments), tuple(failures), reasons, lower_bound=target, search=search)
 
 
 # -- phases ----------------------------------------------------------------------------
 
 
-def _readmit(st: State, items: dict[str, Item], previous: Sequence[Assignment]) -> None:
-    """Keep every previous assignment that is still valid, checked as it is re-added."""
-    for a in sorted(previous, key=lambda a: (a.deployment, a.replica, a.host, a.gpus)):
+def _readmit(st: State, items: dict[str, Item], previous: Sequence[Assignment], changed: set[str]) -> None:
+    """Keep every previous assignment that is still valid, checked as it is re-added:
+    unchanged replicas first, so a changed one that no longer fits is the one to move."""
+    order = sorted(previous, key=lambda a: (f"{a.deployment}#{a.replica}" in changed, a.deployment, a.replica, a.host, a.gpus))
+    for a in order:
         it = items.get(f"{a.deployment}#{a.replica}")
         if it is None or it.fixed:
             continue  # deployment gone, replica index beyond `replicas`, or a duplicate
@@ -198,15 +228,17 @@ def _place_item(st: State, it: Item) -> bool:
 
 
 Entry = tuple[float, int]  # (free memory, gid), the sort key of every index
+Fallback = tuple[int, Entry]  # (replicas of the deployment on the GPU's host, entry)
 
 
 def _walk(
     st: State, index: list[Entry], i: int, dep: Dep, window: int | None, stop: Entry | None = None
-) -> tuple[Entry | None, Entry | None]:
+) -> tuple[Entry | None, Fallback | None]:
     """Walk `index` from position `i` (up to `stop`, exclusive).
 
     Returns the first feasible GPU on a host without a replica of `dep`, and the first
-    feasible one on a host that has one (the fallback when spreading is impossible).
+    feasible one on a host with the fewest replicas of it (the fallback when spreading
+    over new hosts is impossible: replicas then even out, max - min <= 1).
     """
     ok = st.eligible(dep.sel)
     spread = st.dep_hosts.get(dep.name)
@@ -214,7 +246,7 @@ def _walk(
     n = len(index)
     end = n if window is None else min(n, i + _RAW_WINDOW)
     budget = n if window is None else window
-    fallback: Entry | None = None
+    fallback: Fallback | None = None
     while i < end and budget > 0:
         entry = index[i]
         if stop is not None and entry >= stop:
@@ -226,17 +258,19 @@ def _walk(
         budget -= 1
         if not st.fits(dep, g):
             continue
-        if spread and spread.get(g.host):
-            if fallback is None:
-                fallback = entry
-            continue
+        if spread:
+            here = spread.get(g.host, 0)
+            if here:
+                if fallback is None or here < fallback[0]:
+                    fallback = (here, entry)
+                continue
         return entry, fallback
     return None, fallback
 
 
 def _find_single(st: State, dep: Dep) -> tuple[int, str] | None:
-    open_fb: Entry | None = None
-    empty_fb: Entry | None = None
+    open_fb: Fallback | None = None
+    empty_fb: Fallback | None = None
     key = (dep.mem - EPS, -1)
     for window in (_OPEN_WINDOW, None):
         if not dep.exclusive:
@@ -256,12 +290,14 @@ def _find_single(st: State, dep: Dep) -> tuple[int, str] | None:
         hit, fb = _walk(st, st.empty_idx, i, dep, None if window is None else _EMPTY_WINDOW)
         if hit is not None:
             return hit[1], "new GPU"
-        if empty_fb is None:
+        if fb is not None and (empty_fb is None or fb < empty_fb):
             empty_fb = fb
-    if open_fb is not None:
-        return open_fb[1], "best fit"
+    # Every feasible host has a replica already: the one with the fewest, a used GPU
+    # before an idle one when they tie.
+    if open_fb is not None and (empty_fb is None or open_fb[0] <= empty_fb[0]):
+        return open_fb[1][1], "best fit"
     if empty_fb is not None:
-        return empty_fb[1], "new GPU"
+        return empty_fb[1][1], "new GPU"
     return None
 
 
@@ -301,7 +337,7 @@ def _best_host(st: State, dep: Dep, hosts: list[int]) -> tuple[list[int], int] |
         opened = sum(1 for _, gid in chosen if not st.gpus[gid].tenants)
         idle_left = sum(1 for g in gpus if not g.tenants) - opened
         score = (
-            1 if st.siblings_on_host(dep, h) else 0,
+            st.siblings_on_host(dep, h),
             opened,
             sum(free for free, _ in chosen) - dep.k * dep.mem,
             idle_left,

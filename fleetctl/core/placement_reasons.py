@@ -112,6 +112,12 @@ class Diagnoser:
             return structural
         n_full, most_free, checked, complete = self._split(dep)
         reasons: list[str] = []
+        no_slot = [h for h in hosts if st.host_full(h)]
+        if no_slot:
+            reasons.append(
+                f"containers per host: {len(no_slot)} matching host(s) have no container slot left "
+                f"(port range or max_containers; e.g. {st.hosts[no_slot[0]].name} runs {st.host_count[no_slot[0]]})"
+            )
         if n_full:
             reasons.append(
                 f"memory: full on {n_full} GPU(s) (needs {dep.mem:.1f} GB per GPU, most free is {most_free:.1f} GB)"

@@ -14,6 +14,11 @@ its own SLA.
 
 Hosts are sorted by name and GPUs by index, and gids follow that order, so decisions do
 not depend on the order the caller listed hosts in.
+
+A host may also cap its containers (`slots`: its port blocks, or `max_containers`). A
+replica is one container on its host however many GPUs it takes; a host at its cap has
+its GPUs taken out of the indexes, so searches never step over them, and put back when
+a replica leaves.
 """
 
 from __future__ import annotations
@@ -118,8 +123,12 @@ class Gpu:
 
 
 class State:
-    def __init__(self, hosts: Sequence[HostSpec]) -> None:
+    def __init__(self, hosts: Sequence[HostSpec], slots: Mapping[str, int] | None = None) -> None:
         self.hosts: list[HostSpec] = sorted(hosts, key=lambda h: h.name)
+        slots = slots or {}
+        # Containers each host may run (a large number where nothing caps it) and runs.
+        self.host_cap: list[int] = [max(0, slots.get(h.name, _NO_CAP)) for h in self.hosts]
+        self.host_count: list[int] = [0] * len(self.hosts)
         self.host_index: dict[str, int] = {}
         self.gpus: list[Gpu] = []
         self.host_gpus: list[list[int]] = []
@@ -138,7 +147,8 @@ class State:
         self.open_idx: list[tuple[float, int]] = []
         self.empty_idx: list[tuple[float, int]] = []
         for g in self.gpus:
-            g.entry, g.entry_empty = (g.usable, g.gid), True
+            if self.host_cap[g.host] > 0:
+                g.entry, g.entry_empty = (g.usable, g.gid), True
         self.empty_idx = sorted(g.entry for g in self.gpus if g.entry is not None)
         self.buckets: dict[int, list[tuple[float, int]]] = {}
         self.max_memory_gb = max((g.memory_gb for g in self.gpus), default=0.0)
@@ -164,6 +174,8 @@ class State:
         """Can one more GPU-share of `dep` go on `g` (every rule but the selector)?"""
         if g.excl or (dep.exclusive and g.tenants):
             return False
+        if self.host_count[g.host] >= self.host_cap[g.host]:
+            return False  # no container slot (port block) left on the host
         if g.used + dep.mem > g.usable + EPS:
             return False
         u = dep.util(g)
@@ -172,6 +184,9 @@ class State:
             return False
         on = self.dep_gpus.get(dep.name)
         return not (on and on.get(g.gid))
+
+    def host_full(self, host: int) -> bool:
+        return self.host_count[host] >= self.host_cap[host]
 
     def siblings_on_host(self, dep: Dep, host: int) -> int:
         on = self.dep_hosts.get(dep.name)
@@ -186,6 +201,7 @@ class State:
             self.n_used += 1
         dep = item.dep
         u = dep.util(g)
+        new_container = all(self.gpus[x].host != g.host for x in item.gids)
         g.tenants.append(item)
         g.used += dep.mem
         g.util += u
@@ -195,6 +211,11 @@ class State:
         _bump(self.dep_gpus, dep.name, gid, 1)
         _bump(self.dep_hosts, dep.name, g.host, 1)
         self._index(g)
+        if new_container:
+            self.host_count[g.host] += 1
+            if self.host_count[g.host] == self.host_cap[g.host]:
+                for other in self.host_gpus[g.host]:
+                    self._unindex(self.gpus[other])
         if self.journal is not None:
             self.journal.append((True, item, gid))
 
@@ -212,6 +233,13 @@ class State:
         item.gids.remove(gid)
         _bump(self.dep_gpus, item.dep.name, gid, -1)
         _bump(self.dep_hosts, item.dep.name, g.host, -1)
+        if all(self.gpus[x].host != g.host for x in item.gids):
+            was_full = self.host_full(g.host)
+            self.host_count[g.host] -= 1
+            if was_full and not self.host_full(g.host):
+                for other in self.host_gpus[g.host]:
+                    if other != gid:
+                        self._index(self.gpus[other])
         self._index(g)
         if self.journal is not None:
             self.journal.append((False, item, gid))
@@ -251,8 +279,10 @@ class State:
         g.entry = None
 
     def _index(self, g: Gpu) -> None:
-        if g.excl:
+        if g.excl or g.entry is not None:
             return  # nothing may join an exclusive tenant
+        if self.host_count[g.host] >= self.host_cap[g.host]:
+            return  # nothing may join a host without a container slot
         g.entry_empty = not g.tenants
         g.entry = (g.free, g.gid)
         if g.entry_empty:
@@ -263,6 +293,7 @@ class State:
         insort(self.buckets.setdefault(g.bucket, []), g.entry)
 
 
+_NO_CAP = 1 << 30
 _LEVELS = 10  # bucket resolution of utilisation and headroom
 _LEVELS_1 = _LEVELS + 1
 

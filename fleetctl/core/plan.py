@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from typing import Any, Mapping, Sequence
 
 from fleetctl.core.fleet import Assignment, Deployment, HostSpec, Placement
 from fleetctl.core.front_door import FrontDoorAction, FrontDoorSettings, FrontDoorSite
 from fleetctl.core.observed import ObservedContainer, ObservedFleet
-from fleetctl.core.placement import lower_bound, naive_gpus, place
+from fleetctl.core.placement import DEFAULT_BUDGET, lower_bound, naive_gpus, place
 from fleetctl.core.recovery import Recovery, assume_recovered, recoveries
 from fleetctl.core.sla import predicted_p95, util_of
 
@@ -84,6 +84,10 @@ class Summary:
     deployments: int
     replicas: int
     changes: Mapping[str, int]
+    # (used - lower bound) / used, and how placement's search ended (heuristic, optimal,
+    # feasible, solved, regions, infeasible, unknown).
+    gpus_gap: float = 0.0
+    placement_search: str = "heuristic"
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,40 @@ def reserved_blocks(
         for p in ports:
             if lo <= p <= hi:
                 out.setdefault(host, set()).add(lo + (p - lo) // PORTS_PER_REPLICA * PORTS_PER_REPLICA)
+    return out
+
+
+def host_slots(
+    deployments: Sequence[Deployment],
+    hosts: Sequence[HostSpec],
+    port_ranges: Mapping[str, tuple[int, int]],
+    observed: Sequence[ObservedContainer],
+    reserved: Mapping[str, Sequence[int]] | None = None,
+) -> dict[str, int]:
+    """Replicas each host can give a port block: its range's blocks less those kept for
+    something else (its front door) or held by containers that go away in this plan.
+    Placement treats them as a constraint, so a range is never exhausted after it."""
+    wanted = {(d.name, r) for d in deployments for r in range(d.replicas)}
+    taken = {h: set(b) for h, b in reserved_blocks(reserved or {}, port_ranges).items()}
+    for c in observed:
+        if c.port is not None and (c.deployment, c.replica) not in wanted:
+            taken.setdefault(c.host, set()).add(c.port)
+    out: dict[str, int] = {}
+    for h in hosts:
+        lo, hi = port_ranges.get(h.name, (20000, 20999))
+        blocks = (hi - lo + 1) // PORTS_PER_REPLICA
+        out[h.name] = max(0, blocks - len(taken.get(h.name, ())))
+    return out
+
+
+def changed_replicas(deployments: Sequence[Deployment], observed: Sequence[ObservedContainer]) -> set[str]:
+    """Replica keys whose running container was started from another spec."""
+    by_name = {d.name: d for d in deployments}
+    out: set[str] = set()
+    for c in observed:
+        d = by_name.get(c.deployment)
+        if d is not None and not c.temporary and spec_hash(d, c.host, c.gpus, c.port) != c.spec_hash:
+            out.add(f"{c.deployment}#{c.replica}")
     return out
 
 
@@ -236,15 +274,24 @@ def make_plan(
     observed: ObservedFleet,
     port_ranges: Mapping[str, tuple[int, int]] | None = None,
     reserved_ports: Mapping[str, Sequence[int]] | None = None,
+    placement_budget: float = DEFAULT_BUDGET,
 ) -> Plan:
-    """`reserved_ports`: per host, ports that replicas must not use (its front door)."""
+    """`reserved_ports`: per host, ports that replicas must not use (its front door).
+    `placement_budget`: see `placement.place` (its `budget`)."""
     port_ranges = port_ranges or {}
     reserved_ports = reserved_ports or {}
     recovery = tuple(recoveries(observed))
     fingerprint = observed.fingerprint()
     observed = assume_recovered(observed, list(recovery))
     containers = observed.containers()
-    placement = place(deployments, hosts, observed.previous_assignments())
+    placement = place(
+        deployments,
+        hosts,
+        observed.previous_assignments(),
+        budget=placement_budget,
+        slots=host_slots(deployments, hosts, port_ranges, containers, reserved_ports),
+        changed=changed_replicas(deployments, containers),
+    )
     by_name = {d.name: d for d in deployments}
     ports = assign_ports(placement.assignments, port_ranges, containers, reserved_ports)
     unreachable = {h.name: h.error or "unreachable" for h in observed.unreachable()}
@@ -289,13 +336,17 @@ def make_plan(
     counts = {k.value: sum(1 for x in actions if x.kind is k) for k in ActionKind}
     summary = Summary(
         gpus_used=placement.gpus_used(),
-        gpus_lower_bound=lower_bound(deployments, hosts),
+        gpus_lower_bound=placement.lower_bound if placement.lower_bound is not None else lower_bound(deployments, hosts),
         gpus_naive=naive_gpus(deployments),
         gpus_total=sum(len(h.gpus) for h in hosts),
         deployments=len(deployments),
         replicas=sum(d.replicas for d in deployments),
         changes=counts,
+        placement_search=placement.search,
     )
+    if summary.gpus_used:
+        gap = max(0, summary.gpus_used - summary.gpus_lower_bound) / summary.gpus_used
+        summary = replace(summary, gpus_gap=round(gap, 4))
     return Plan(
         deployments=tuple(deployments),
         hosts=tuple(hosts),

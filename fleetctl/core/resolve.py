@@ -86,7 +86,9 @@ def host_spec(host: Host, discovered: tuple[GpuSpec, ...] | None = None) -> Host
             GpuSpec(index=i, memory_gb=host.gpus.memory_gb, reserve_gb=host.reserve_gb, model=host.gpus.model)
             for i in range(host.gpus.count)
         )
-    return HostSpec(name=host.name, gpus=gpus, labels=dict(host.labels), simulated=host.simulated)
+    return HostSpec(
+        name=host.name, gpus=gpus, labels=dict(host.labels), simulated=host.simulated, max_containers=host.max_containers
+    )
 
 
 def host_specs(inventory: Inventory, discovered: Mapping[str, tuple[GpuSpec, ...]] | None = None) -> list[HostSpec]:

@@ -21,12 +21,17 @@ reported apart, as "at the limit": they share with no headroom.
 
 Only pairs are checked: a GPU of three tenants can break an SLA that no pair breaks,
 and placement checks that on every GPU; this list explains the pairwise decisions.
+
+Not every pair is judged (that is quadratic: minutes for a thousand models): for each
+deployment with an SLA the neighbours are scanned from the most demanding down, and
+the scan stops where the rest leave its SLA comfortable, after SCAN_LIMIT candidates,
+or after PER_DEPLOYMENT findings (see `sla_findings`). A pair whose least demanding GPU
+kind has no memory room for both may therefore go unlisted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import combinations
 from typing import Sequence
 
 from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
@@ -94,11 +99,26 @@ def _findings_on(a: Deployment, b: Deployment, g: GpuSpec) -> list[PairFinding]:
     return out
 
 
-def pair_findings(a: Deployment, b: Deployment, hosts: Sequence[HostSpec]) -> tuple[list[PairFinding], list[PairFinding]]:
-    """(conflicts, at-the-limit findings) for one pair; both empty when nothing to say."""
+KindCache = dict[tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]], list[GpuSpec]]
+
+
+def pair_findings(
+    a: Deployment, b: Deployment, hosts: Sequence[HostSpec], kinds: KindCache | None = None
+) -> tuple[list[PairFinding], list[PairFinding]]:
+    """(conflicts, at-the-limit findings) for one pair; both empty when nothing to say.
+
+    `kinds` caches the GPU kinds per pair of selectors, so a fleet's pairs do not each
+    scan every host."""
     if a.exclusive or b.exclusive or not (_reachable_alone(a) and _reachable_alone(b)):
         return [], []
-    fitting = [g for g in _kinds(hosts, a, b) if a.memory_per_gpu_gb + b.memory_per_gpu_gb <= g.usable_gb + EPS]
+    if kinds is None:
+        candidates = _kinds(hosts, a, b)
+    else:
+        key = (tuple(sorted(a.selector.items())), tuple(sorted(b.selector.items())))
+        candidates = kinds.get(key)  # type: ignore[assignment]
+        if candidates is None:
+            candidates = kinds[key] = _kinds(hosts, a, b)
+    fitting = [g for g in candidates if a.memory_per_gpu_gb + b.memory_per_gpu_gb <= g.usable_gb + EPS]
     if not fitting:
         return [], []
     scored = []
@@ -113,15 +133,60 @@ def pair_findings(a: Deployment, b: Deployment, hosts: Sequence[HostSpec]) -> tu
     return [], [f for f in found if f.predicted_p95_ms >= AT_LIMIT_RATIO * f.sla_ms]
 
 
+# Per deployment: the findings listed (its SLA broken or at the limit beside another),
+# and the candidates examined before the scan gives up. Bounds that keep `report` at
+# plan speed on fleets of thousands, where the pairs number in millions.
+PER_DEPLOYMENT = 5
+SCAN_LIMIT = 256
+
+
 def sla_findings(deployments: Sequence[Deployment], hosts: Sequence[HostSpec]) -> Findings:
-    conflicts: list[PairFinding] = []
-    at_limit: list[PairFinding] = []
+    """For each deployment x with an SLA, the others beside which x breaks its SLA (or
+    sits at the limit): the neighbours are scanned from the most demanding (by their
+    smallest utilisation over the fleet's GPU kinds) down to the first that leaves x
+    within AT_LIMIT_RATIO of its SLA on that kind, at most SCAN_LIMIT of them, and at
+    most PER_DEPLOYMENT findings are listed per x. Each pair is judged exactly
+    (pair_findings)."""
     live = [d for d in deployments if d.replicas > 0]
-    for a, b in combinations(live, 2):
-        c, lim = pair_findings(a, b, hosts)
-        conflicts.extend(c)
-        at_limit.extend(lim)
-    return Findings(tuple(sorted(conflicts, key=_order)), tuple(sorted(at_limit, key=_order)))
+    kinds_all: dict[tuple[float, float, str], GpuSpec] = {}
+    for h in hosts:
+        for g in h.gpus:
+            kinds_all.setdefault((g.memory_gb, g.reserve_gb, g.model), g)
+    gpu_kinds = list(kinds_all.values())
+    if not gpu_kinds:
+        return Findings((), ())
+    from fleetctl.core.sla import util_of
+
+    pressure = sorted(((min(util_of(d, g) for g in gpu_kinds), d.name, d) for d in live), key=lambda t: (-t[0], t[1]))
+    kinds: KindCache = {}
+    judged: dict[tuple[str, str], tuple[list[PairFinding], list[PairFinding]]] = {}
+    conflicts: dict[tuple[str, str], PairFinding] = {}
+    at_limit: dict[tuple[str, str], PairFinding] = {}
+    for x in live:
+        latency = latency_of(x)
+        if x.sla_ms is None or latency is None or x.exclusive:
+            continue
+        floor = 1.0 - latency / (AT_LIMIT_RATIO * x.sla_ms)  # neighbours' util below: x is comfortable
+        listed = scanned = 0
+        for util, name, y in pressure:
+            if util < floor - EPS or scanned >= SCAN_LIMIT or listed >= PER_DEPLOYMENT:
+                break
+            if y is x:
+                continue
+            scanned += 1
+            key = (x.name, y.name) if x.name < y.name else (y.name, x.name)
+            found = judged.get(key)
+            if found is None:
+                found = judged[key] = pair_findings(x, y, hosts, kinds)
+            for f in found[0]:
+                if f.deployment == x.name:
+                    conflicts[(f.deployment, f.beside)] = f
+                    listed += 1
+            for f in found[1]:
+                if f.deployment == x.name:
+                    at_limit[(f.deployment, f.beside)] = f
+                    listed += 1
+    return Findings(tuple(sorted(conflicts.values(), key=_order)), tuple(sorted(at_limit.values(), key=_order)))
 
 
 def _order(f: PairFinding) -> tuple[str, str]:

@@ -83,6 +83,7 @@ def build_plan(
     wanted: list[Deployment] | None = None,
     *,
     holds: Sequence[Hold] = (),
+    placement_budget: float | None = None,
 ) -> Plan:
     """Plan the inventory's deployments, with `holds` honoured (or exactly `wanted`, as
     rollback does) against `observed`. The holds' notes go on the plan."""
@@ -106,11 +107,31 @@ def build_plan(
     hosts = host_specs(inv, discovered_gpus(observed))
     ranges = {h.name: h.port_range for h in inv.hosts}
     try:
-        plan = make_plan(wanted, hosts, observed, ranges, front_door.reserved_ports(inv))
+        budget = {} if placement_budget is None else {"placement_budget": placement_budget}
+        plan = make_plan(wanted, hosts, observed, ranges, front_door.reserved_ports(inv), **budget)
     except ValueError as exc:  # port ranges exhausted
         raise FleetctlError(str(exc)) from None
     plan = front_door.with_front_doors(plan, inv, observed)
+    if not plan.placement.feasible:
+        plan = with_inventory_lines(plan, loaded)
     return replace(plan, notes=plan.notes + notes) if notes else plan
+
+
+def with_inventory_lines(plan: Plan, loaded: LoadedInventory) -> Plan:
+    """Each unplaced replica's reasons end with where its model is in the inventory."""
+    from fleetctl.core.fleet import Unplaced
+
+    where: dict[str, str] = {}
+    for i, m in enumerate(loaded.inventory.models):
+        if m.name not in where:
+            line, col = loaded.positions.locate(("models", i))
+            where[m.name] = f"inventory: {loaded.path}:{line}:{col}: models[{i}] ({m.name})"
+    by_name = {d.name: d.model for d in plan.deployments}
+    unplaced = tuple(
+        Unplaced(u.deployment, u.replica, u.reasons + ((where[by_name[u.deployment]],) if by_name.get(u.deployment) in where else ()))
+        for u in plan.placement.unplaced
+    )
+    return replace(plan, placement=replace(plan.placement, unplaced=unplaced))
 
 
 def plan_inventory(
@@ -118,6 +139,7 @@ def plan_inventory(
     observe: Observer | None,
     known_runtimes: list[str] | None = None,
     state_path: Path | None = None,
+    placement_budget: float | None = None,
 ) -> PlanResult:
     """Load the inventory, observe the hosts (unless offline) and compute the plan,
     honouring the holds recorded in the state at `state_path` (offline too)."""
@@ -125,5 +147,5 @@ def plan_inventory(
     refuse_secret_values(loaded)  # a secret's value spelled out in the inventory
     inv = loaded.inventory
     observed = observe(with_retired_hosts(inv, state_path)) if observe is not None else ObservedFleet.empty([h.name for h in inv.hosts])
-    plan = build_plan(loaded, observed, holds=read_holds(state_path))
+    plan = build_plan(loaded, observed, holds=read_holds(state_path), placement_budget=placement_budget)
     return PlanResult(loaded, observed, plan, inventory_digest(path))

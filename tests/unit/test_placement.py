@@ -81,6 +81,7 @@ def test_chat_and_safety_are_kept_apart_by_sla() -> None:
     # The chat is placed first (larger); beside it the safety model would see 10 / 0.4.
     assert one.unplaced[0].reasons == (
         "SLA: would break its own on 1 GPU(s) with room (safety-guard@1 itself 25.0 ms > 20 ms on h GPU 0)",
+        "proven infeasible by the exact search: latency SLAs of the tenants together with chat-llm@1 admit no placement",
     )
 
 
@@ -91,7 +92,10 @@ def test_neighbour_sla_reason_names_the_victim() -> None:
     plan = place([safety, chat], [host("h", 1)], running)
     (u,) = plan.unplaced
     assert u.deployment == "chat-llm@1"
-    assert u.reasons == ("SLA: would break on 1 GPU(s) with room (safety-guard@1 25.0 ms > 20 ms on h GPU 0)",)
+    assert u.reasons == (
+        "SLA: would break on 1 GPU(s) with room (safety-guard@1 25.0 ms > 20 ms on h GPU 0)",
+        "proven infeasible by the exact search: latency SLAs of the tenants together with safety-guard@1 admit no placement",
+    )
 
 
 def test_small_models_share_a_gpu() -> None:
@@ -132,12 +136,18 @@ def test_exclusive_gets_a_gpu_of_its_own() -> None:
     crowded = place([dep("a", 5), dep("solo", 10, exclusive=True)], [host("h", 1)])
     (u,) = crowded.unplaced  # exclusive replicas are placed first
     assert u.deployment == "a@1"
-    assert u.reasons == ("exclusive: 1 GPU(s) with room are held exclusively (solo@1#0 on h GPU 0)",)
+    assert u.reasons == (
+        "exclusive: 1 GPU(s) with room are held exclusively (solo@1#0 on h GPU 0)",
+        "proven infeasible by the exact search: exclusive GPUs together with solo@1 admit no placement",
+    )
     running = [Assignment("a@1", 0, "h", (0,))]
     taken = place([dep("a", 5), dep("solo", 10, exclusive=True)], [host("h", 1)], running)
     (u,) = taken.unplaced
     assert u.deployment == "solo@1"
-    assert u.reasons == ("exclusive: needs an empty GPU, 1 GPU(s) with room are shared",)
+    assert u.reasons == (
+        "exclusive: needs an empty GPU, 1 GPU(s) with room are shared",
+        "proven infeasible by the exact search: exclusive GPUs together with a@1 admit no placement",
+    )
 
 
 def test_selector_restricts_hosts() -> None:
@@ -158,7 +168,10 @@ def test_too_big_for_any_gpu() -> None:
 def test_memory_full_reason() -> None:
     plan = place([dep("a", 60), dep("b", 30)], [host("h", 1)])
     (u,) = plan.unplaced
-    assert u.reasons == ("memory: full on 1 GPU(s) (needs 30.0 GB per GPU, most free is 20.0 GB)",)
+    assert u.reasons == (
+        "memory: full on 1 GPU(s) (needs 30.0 GB per GPU, most free is 20.0 GB)",
+        "proven infeasible by the exact search: GPU memory together with a@1 admit no placement",
+    )
 
 
 def test_replicas_never_share_a_gpu_and_spread_over_hosts() -> None:
