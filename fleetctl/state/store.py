@@ -29,11 +29,12 @@ from typing import Any, Iterator, Sequence
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from fleetctl.state.db import open_engine, reader, secure_sidecars
+from fleetctl.state.db import as_location, open_engine, reader, secure_sidecars
 from fleetctl.state.guard import refuse_forbidden
 from fleetctl.state.hold_store import HoldsMixin
 from fleetctl.state.migrations import migrate
 from fleetctl.state.models import Revision, Rollout, RolloutStep
+from fleetctl.state.paths import DatabaseURL
 from fleetctl.state.records import (
     REVISION_OUTCOMES,
     ROLLOUT_OUTCOMES,
@@ -71,10 +72,11 @@ def current_user() -> str:
 
 
 class StateStore(HoldsMixin):
-    """The state database at `path`, created and migrated on open (holds: `HoldsMixin`)."""
+    """The state database at `path` (a SQLite file or a PostgreSQL `DatabaseURL`),
+    created and migrated on open (holds: `HoldsMixin`)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
+    def __init__(self, path: Path | str | DatabaseURL) -> None:
+        self.path = as_location(path)
         self._engine = open_engine(self.path)
         self._reader = reader(self._engine)
         self._write_lock = threading.Lock()
