@@ -24,7 +24,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from fleetctl.errors import FleetctlError, StateError
+from fleetctl.errors import FleetctlError
+from fleetctl.state.faults import os_state_error, sqlite_state_error
 from fleetctl.state.paths import DEFAULT_STATE_PATH, STATE_ENV, DatabaseURL, StateLocation, resolve_state_path  # noqa: F401 (re-exported)
 
 BUSY_TIMEOUT_MS = 5000
@@ -66,25 +67,6 @@ def ensure_private_file(path: Path) -> None:
         raise os_state_error(path, exc) from None
     os.close(fd)
     _tighten(path)
-
-
-def os_state_error(path: Path, exc: OSError) -> StateError:
-    """`state PATH: cannot be written (Read-only file system)`, and the like."""
-    reason = exc.strerror or type(exc).__name__
-    return StateError(f"state {path}: cannot be written ({reason}); free space or permissions, or set --state or ${STATE_ENV}")
-
-
-_SQLITE_MEDIUM_ERRORS = ("readonly", "read-only", "disk is full", "unable to open", "disk i/o error", "out of memory")
-
-
-def sqlite_state_error(path: Path, exc: BaseException) -> StateError | None:
-    """The one-line error for a SQLite failure of the medium, else None (bugs keep theirs)."""
-    if not isinstance(exc, sqlite3.OperationalError):
-        return None
-    text = str(exc)
-    if not any(marker in text.lower() for marker in _SQLITE_MEDIUM_ERRORS):
-        return None
-    return StateError(f"state {path}: {text}; free space or permissions, or set --state or ${STATE_ENV}")
 
 
 def secure_sidecars(path: StateLocation) -> None:

@@ -160,3 +160,4 @@ def resolve_state_path(option: str | None, inventory: Path | str | None = None) 
     if env:
         return parse_state_location(env, origin=f"${STATE_ENV}")
     return default_state_path(inventory)
+
