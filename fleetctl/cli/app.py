@@ -50,9 +50,9 @@ def plan(
     from fleetctl.ops import downtime
 
     observe = None if offline else observer()
-    result = plan_inventory(inventory, observe, known_runtimes(), state_path(state))
+    result = plan_inventory(inventory, observe, known_runtimes(), state_path(state, inventory))
     # A stop-first replacement shows, before anyone applies it, for about how long.
-    result = replace(result, plan=downtime.with_estimates(result.plan, state_path(state)))
+    result = replace(result, plan=downtime.with_estimates(result.plan, state_path(state, inventory)))
     p = result.plan
     if out is not None:
         save_plan(out, result)

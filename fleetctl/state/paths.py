@@ -155,7 +155,9 @@ def resolve_state_path(option: str | None, inventory: Path | str | None = None) 
     is created here; the store and the lock create the parent directory when they open it.
     """
     if option:
-        return parse_state_location(str(option), origin="--state")
+        # The CLI hands the environment's value over as the option's: name where it came from.
+        came_from = f"${STATE_ENV}" if str(option) == os.environ.get(STATE_ENV) else "--state"
+        return parse_state_location(str(option), origin=came_from)
     env = os.environ.get(STATE_ENV, "").strip()
     if env:
         return parse_state_location(env, origin=f"${STATE_ENV}")
