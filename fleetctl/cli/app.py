@@ -152,6 +152,10 @@ hold_cmds.register(app)
 health_cmd.register(app)
 decide_cmds.register(app)
 
+from fleetctl.cli import state_cmds  # noqa: E402
+
+state_cmds.register(app)
+
 
 def main() -> None:
     """Entry point: run the app behind the single error boundary."""
