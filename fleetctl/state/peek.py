@@ -14,6 +14,7 @@ SQLAlchemy); a database not migrated that far yet reads as empty, like a missing
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import statistics
 from dataclasses import dataclass
@@ -51,17 +52,28 @@ def _select(state_path: StateLocation, sql: str, params: tuple[Any, ...] = ()) -
         return _select_pg(state_path, sql, params)
     if not Path(state_path).exists():
         return []
-    uri = f"file:{Path(state_path).resolve()}?mode=ro"
+    path = Path(state_path).resolve()
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=5)
         try:
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
+            return _query(f"file:{path}?mode=ro", sql, params)
+        except sqlite3.OperationalError as exc:
+            # A WAL database on a read-only medium cannot make its -shm file; nobody can
+            # write there either, so reading it as immutable is exact.
+            if "unable to open" not in str(exc) or os.access(path.parent, os.W_OK):
+                raise
+            return _query(f"file:{path}?mode=ro&immutable=1", sql, params)
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return []  # created but not migrated (that far) yet
         raise (sqlite_state_error(Path(state_path), exc) or exc) from None
+
+
+def _query(uri: str, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(uri, uri=True, timeout=5)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
 
 
 def _select_pg(url: DatabaseURL, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
