@@ -418,11 +418,15 @@ class FleetUnderTest:
 
     canary = CANARY
 
-    def __init__(self, tmp_path: Path, testbed: Testbed, hosts: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, testbed: Testbed, hosts: dict[str, str] | None = None, state: str | None = None
+    ) -> None:
         self.tmp = tmp_path
         self.testbed = testbed
         self.path = tmp_path / "fleet.yaml"
-        self.state = tmp_path / "state.db"
+        # A state URL (postgresql://…) is also every CLI call's $FLEETCTL_STATE.
+        self.state: Path | str = state or tmp_path / "state.db"
+        self.state_env = {"FLEETCTL_STATE": state} if state else {}
         self.prom = tmp_path / "textfile" / "fleetctl.prom"
         self.hosts = hosts or {"host-a": testbed.host_a}
         self.ranges = {name: next(_fleet_ports) for name in self.hosts}
@@ -495,6 +499,8 @@ class FleetUnderTest:
 
     def cli(self, *args: str, inventory: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
         self.write()
+        if self.state_env:
+            kw["env"] = {**self.state_env, **(kw.get("env") or {})}
         r = run_fleetctl(*args, *(["-f", str(self.path)] if inventory else []), **kw)
         self.outputs.append(r.stdout + r.stderr)
         return r
@@ -582,8 +588,9 @@ def steady_load():
 
 @pytest.fixture
 def make_fleet(tmp_path: Path, testbed: Testbed, docker_cleanup: Testbed):
-    """`make_fleet(hosts={name: docker_url})`: a fleet on chosen engines (default: a)."""
-    return lambda hosts=None: FleetUnderTest(tmp_path, testbed, hosts)
+    """`make_fleet(hosts={name: docker_url}, state=URL)`: a fleet on chosen engines
+    (default: a), with its state in a SQLite file or at a state URL."""
+    return lambda hosts=None, state=None: FleetUnderTest(tmp_path, testbed, hosts, state)
 
 
 @pytest.fixture
