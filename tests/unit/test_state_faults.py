@@ -146,3 +146,16 @@ def test_a_read_only_directory_for_a_new_state(small_disk: Path) -> None:
     state = small_disk / "state" / "fleetctl.db"
     _one_line(_fleetctl("apply", "-f", str(SEED), "--yes", "--state", str(state)), 1, "Read-only file system")
     _one_line(_fleetctl("release", "chat-llm", "-f", str(SEED), "--state", str(state)), 12, "has no hold")
+
+
+def test_an_unreachable_postgresql_state_is_one_line_not_a_hang() -> None:
+    import socket
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://fleet@127.0.0.1:{port}/fleet"
+    t0 = time.monotonic()
+    for args in (("history", "--state", url), ("apply", "-f", str(SEED), "--yes", "--state", url), ("plan", "--offline", "-f", str(SEED), "--state", url)):
+        _one_line(_fleetctl(*args), 1, f"state {url}: cannot connect")
+    assert time.monotonic() - t0 < 30
