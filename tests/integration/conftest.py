@@ -425,7 +425,9 @@ class FleetUnderTest:
         self.testbed = testbed
         self.path = tmp_path / "fleet.yaml"
         # A state URL (postgresql://…) is also every CLI call's $FLEETCTL_STATE.
-        self.state: Path | str = state or tmp_path / "state.db"
+        from fleetctl.state.paths import parse_state_location
+
+        self.state: Any = parse_state_location(state) if state else tmp_path / "state.db"
         self.state_env = {"FLEETCTL_STATE": state} if state else {}
         self.prom = tmp_path / "textfile" / "fleetctl.prom"
         self.hosts = hosts or {"host-a": testbed.host_a}
@@ -586,11 +588,23 @@ def steady_load():
     return SteadyLoad
 
 
+# FLEETCTL_TEST_STATE=postgresql runs every fleet of the suite on a PostgreSQL state
+# (a fresh database each) instead of a SQLite file: the suite on the other backend.
+STATE_BACKEND = os.environ.get("FLEETCTL_TEST_STATE", "sqlite")
+
+
 @pytest.fixture
-def make_fleet(tmp_path: Path, testbed: Testbed, docker_cleanup: Testbed):
+def make_fleet(tmp_path: Path, testbed: Testbed, docker_cleanup: Testbed, request: pytest.FixtureRequest):
     """`make_fleet(hosts={name: docker_url}, state=URL)`: a fleet on chosen engines
     (default: a), with its state in a SQLite file or at a state URL."""
-    return lambda hosts=None, state=None: FleetUnderTest(tmp_path, testbed, hosts, state)
+
+    def make(hosts: dict[str, str] | None = None, state: str | None = None) -> FleetUnderTest:
+        if state is None and STATE_BACKEND == "postgresql":
+            server = request.getfixturevalue("postgres_server")
+            state = server.url(server.new_database())
+        return FleetUnderTest(tmp_path, testbed, hosts, state)
+
+    return make
 
 
 @pytest.fixture
