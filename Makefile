@@ -50,6 +50,7 @@ bench: venv
 	$(BIN)/python tests/benchmarks/bench_placement.py
 	$(BIN)/python tests/benchmarks/bench_plan_cli.py
 	$(BIN)/python tests/benchmarks/bench_health.py
+	$(BIN)/python tests/benchmarks/bench_state.py
 	bash tests/testbed/setup.sh
 	$(BIN)/python tests/benchmarks/bench_apply.py
 	$(BIN)/python tests/benchmarks/bench_front_door.py

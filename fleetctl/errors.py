@@ -90,3 +90,10 @@ class UnstableRevisionError(FleetctlError):
 
 class DowntimeRefusedError(FleetctlError):
     exit_code = ExitCode.DOWNTIME_REFUSED
+
+
+class StateError(FleetctlError):
+    """The state cannot be read or written (read-only, disk full, database unreachable):
+    one line naming the state and the reason, exit 1."""
+
+    exit_code = ExitCode.ERROR

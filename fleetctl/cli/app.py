@@ -56,9 +56,9 @@ def plan(
     from fleetctl.ops import downtime
 
     observe = None if offline else observer()
-    result = plan_inventory(inventory, observe, known_runtimes(), state_path(state), placement_budget)
+    result = plan_inventory(inventory, observe, known_runtimes(), state_path(state, inventory), placement_budget)
     # A stop-first replacement shows, before anyone applies it, for about how long.
-    result = replace(result, plan=downtime.with_estimates(result.plan, state_path(state)))
+    result = replace(result, plan=downtime.with_estimates(result.plan, state_path(state, inventory)))
     p = result.plan
     if out is not None:
         save_plan(out, result)
@@ -165,6 +165,10 @@ rollout_cmds.register(app)
 hold_cmds.register(app)
 health_cmd.register(app)
 decide_cmds.register(app)
+
+from fleetctl.cli import state_cmds  # noqa: E402
+
+state_cmds.register(app)
 
 
 def main() -> None:

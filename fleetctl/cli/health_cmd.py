@@ -98,9 +98,9 @@ def health(
     if heal:
         from fleetctl.ops.health.heal import sweep_and_heal
 
-        report = sweep_and_heal(inventory, observe_fleet, state_path=state_path(state), heal_timeout_s=heal_timeout, **options)
+        report = sweep_and_heal(inventory, observe_fleet, state_path=state_path(state, inventory), heal_timeout_s=heal_timeout, **options)
     else:
-        report = run_sweep(inventory, observe_fleet, state_path=state_path(state), **options).report  # type: ignore[arg-type]
+        report = run_sweep(inventory, observe_fleet, state_path=state_path(state, inventory), **options).report  # type: ignore[arg-type]
     if output is Output.json:
         render.print_json(report_to_json(report))
     else:
@@ -204,9 +204,9 @@ def show_history(inventory: Path, name: str, output: Output, state: Optional[Pat
     from fleetctl.runtimes.registry import runtime_names
 
     inv = load(inventory, runtime_names()).inventory
-    events = HealthMemory(state_path(state), inv.fleet).events(name, limit=200)
+    events = HealthMemory(state_path(state, inventory), inv.fleet).events(name, limit=200)
     if not events:
-        raise NotFoundError(f"no health history of {name} in {state_path(state)} (sweeps record verdict changes there)")
+        raise NotFoundError(f"no health history of {name} in {state_path(state, inventory)} (sweeps record verdict changes there)")
     rows = [
         {
             "at": datetime.fromtimestamp(e.at, timezone.utc).isoformat(timespec="seconds"),

@@ -20,7 +20,7 @@ def release(
     """Delete a model's hold: the next apply follows the inventory again (exit 12: no hold)."""
     from fleetctl.ops.holds import release as do_release
 
-    done = do_release(inventory, model, state_path(state))
+    done = do_release(inventory, model, state_path(state, inventory))
     if output is Output.json:
         render.print_json(done.to_json())
         return
@@ -38,7 +38,7 @@ def pins(
     """Every customer pinned to a version, and every hold: route, replicas and health."""
     from fleetctl.ops.holds import pins as list_pins
 
-    rows = list_pins(inventory, state_path(state), observer())
+    rows = list_pins(inventory, state_path(state, inventory), observer())
     if output is Output.json:
         render.print_json([r.to_json() for r in rows])
     else:

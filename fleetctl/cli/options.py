@@ -23,7 +23,14 @@ InventoryOpt = typer.Option(
     DEFAULT_INVENTORY, "-f", "--inventory", help="Inventory file (YAML).", envvar="FLEETCTL_INVENTORY"
 )
 OutputOpt = typer.Option(Output.table, "--output", help="table for people, json for machines.")
-StateOpt = typer.Option(None, "--state", help="State database (default state/fleetctl.db).", envvar="FLEETCTL_STATE")
+# parser=str: a postgresql:// URL must reach `resolve_state_path` as typed (a Path would fold its "//").
+StateOpt = typer.Option(
+    None,
+    "--state",
+    help="State: a SQLite file or postgresql://USER@HOST:PORT/DB (default: state/fleetctl.db beside the inventory).",
+    envvar="FLEETCTL_STATE",
+    parser=str,
+)
 YesOpt = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation.")
 AllowDowntimeOpt = typer.Option(
     False, "--allow-downtime", help="Permit stop-first replacements where no GPU can hold the old and new replica."
@@ -42,10 +49,12 @@ def observer() -> Callable:  # type: ignore[type-arg]
     return observe_fleet
 
 
-def state_path(state: Optional[Path]) -> Path:
+def state_path(state: Optional[Path | str], inventory: Optional[Path] = None):  # type: ignore[no-untyped-def]
+    """The state location (a SQLite `Path` or a PostgreSQL `DatabaseURL`); by default
+    beside `inventory`."""
     from fleetctl.state.paths import resolve_state_path
 
-    return resolve_state_path(str(state) if state else None)
+    return resolve_state_path(str(state) if state else None, inventory)
 
 
 def confirm(question: str, yes: bool) -> bool:

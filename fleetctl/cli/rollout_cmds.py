@@ -84,7 +84,7 @@ def apply(
         with interrupt.graceful(lambda: _stopping(console)):
             result = applying.apply(
                 inventory,
-                state_path=state_path(state),
+                state_path=state_path(state, inventory),
                 observe=observer(),
                 confirm=confirm,
                 reporter=progress,
@@ -136,7 +136,7 @@ def rollback(
                 target,
                 to=number_wanted,
                 force=force,
-                state_path=state_path(state),
+                state_path=state_path(state, inventory),
                 observe=observer(),
                 confirm=confirm,
                 reporter=progress,
@@ -173,11 +173,12 @@ def history(
     limit: int = typer.Option(20, "--limit", help="How many rollouts to show."),
     output: Output = OutputOpt,
     state: Optional[Path] = StateOpt,
+    inventory: Path = InventoryOpt,
 ) -> None:
-    """Past rollouts, or the revisions of one deployment."""
+    """Past rollouts, or the revisions of one deployment (of the state beside the inventory, or --state)."""
     from fleetctl.ops.rollback import history as read_history
 
-    data = read_history(state_path(state), deployment, limit)
+    data = read_history(state_path(state, inventory), deployment, limit)
     if output is Output.json:
         render.print_json(data)
     else:
@@ -265,7 +266,7 @@ def status(inventory: Path = InventoryOpt, output: Output = OutputOpt, state: Op
     observed = observer()(with_retired_hosts(loaded.inventory, state_path(state)))
     try:
         # Against what should run: the inventory, with rollback holds honoured.
-        plan = build_plan(loaded, observed, holds=read_holds(state_path(state)))
+        plan = build_plan(loaded, observed, holds=read_holds(state_path(state, inventory)))
         routes_hash: str | None = plan.routes_hash
         wanted = list(plan.deployments)
     except FleetctlError:
@@ -294,7 +295,7 @@ def down(
                 console.print(f"[red]remove[/red] {a.container} ({a.deployment}#{a.replica}) on {a.host}")
         return ask(f"Remove {len(removals)} container(s)?", yes)
 
-    result = applying.down(inventory, state_path=state_path(state), observe=observer(), confirm=confirm)
+    result = applying.down(inventory, state_path=state_path(state, inventory), observe=observer(), confirm=confirm)
     if output is Output.json:
         render.print_json({"removed": [o.action.container for o in result.outcomes if o.ok], "failed": [o.detail for o in result.failed]})
     else:

@@ -250,7 +250,9 @@ def history(state_path: Path, deployment: str | None, limit: int = 20) -> dict[s
     and log tail), as plain data for rendering."""
     from fleetctl.state.store import StateStore
 
-    if not Path(state_path).exists():
+    from fleetctl.state.paths import DatabaseURL
+
+    if not isinstance(state_path, DatabaseURL) and not Path(state_path).exists():
         raise FleetctlError(f"no state at {state_path}: nothing has been applied yet (or pass --state)")
     with StateStore(state_path) as store:
         if deployment:

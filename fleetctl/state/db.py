@@ -6,6 +6,10 @@ WAL lets readers run beside the single writer; `busy_timeout` makes a second wri
 instead of failing; `BEGIN IMMEDIATE` takes the write lock up front, because a deferred
 transaction that later tries to write in WAL mode fails at once with SQLITE_BUSY, with
 no retry from the busy handler.
+
+A PostgreSQL state (`DatabaseURL`) gets its engine from `pg.py`; the rest of the store
+is the same SQL on both. Failures of the medium (a read-only or full disk, a file that
+cannot be opened, an unreachable server) become one-line `StateError`s here.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from fleetctl.errors import FleetctlError
-from fleetctl.state.paths import DEFAULT_STATE_PATH, STATE_ENV, resolve_state_path  # noqa: F401 (re-exported)
+from fleetctl.state.faults import os_state_error, sqlite_state_error
+from fleetctl.state.paths import DEFAULT_STATE_PATH, STATE_ENV, DatabaseURL, StateLocation, resolve_state_path  # noqa: F401 (re-exported)
 
 BUSY_TIMEOUT_MS = 5000
 FILE_MODE = 0o600
@@ -55,14 +60,19 @@ def ensure_private_file(path: Path) -> None:
     Done before SQLite opens the file because SQLite would create it with the umask's
     mode, and later creates its -wal/-shm files with the main file's mode.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    except OSError as exc:
+        raise os_state_error(path, exc) from None
     os.close(fd)
     _tighten(path)
 
 
-def secure_sidecars(path: Path) -> None:
+def secure_sidecars(path: StateLocation) -> None:
     """Tighten SQLite's -wal/-shm files, which an older or foreign writer may have left 0644."""
+    if isinstance(path, DatabaseURL):
+        return
     _tighten(path)
     for suffix in SIDECAR_SUFFIXES:
         _tighten(path.with_name(path.name + suffix))
@@ -97,12 +107,20 @@ def _on_begin(conn: Connection) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def open_engine(path: Path, **engine_kwargs: Any) -> Engine:
+def as_location(location: StateLocation | str) -> StateLocation:
+    return location if isinstance(location, DatabaseURL) else Path(location)
+
+
+def open_engine(path: StateLocation, **engine_kwargs: Any) -> Engine:
     """An engine on the state file with the pragmas and BEGIN IMMEDIATE on every connection.
 
     Transactions are IMMEDIATE unless the connection carries
-    `execution_options(fleetctl_begin="DEFERRED")`.
+    `execution_options(fleetctl_begin="DEFERRED")`. A `DatabaseURL` gets `pg.open_engine`.
     """
+    if isinstance(path, DatabaseURL):
+        from fleetctl.state import pg
+
+        return pg.open_engine(path, **engine_kwargs)
     path = Path(path)
     ensure_private_file(path)
     engine = create_engine(
@@ -113,6 +131,13 @@ def open_engine(path: Path, **engine_kwargs: Any) -> Engine:
     )
     event.listen(engine, "connect", _on_connect)
     event.listen(engine, "begin", _on_begin)
+
+    def on_error(ctx: Any) -> None:
+        err = sqlite_state_error(path, ctx.original_exception)
+        if err is not None:
+            raise err from None
+
+    event.listen(engine, "handle_error", on_error)
     return engine
 
 

@@ -9,17 +9,26 @@ query and writes in one transaction.
 The streaks are read, judged and written inside a single `BEGIN IMMEDIATE` transaction
 (`update`), so two sweeps running at once each count from what the other wrote.
 Events (a replica's verdict changed, a repair was made) are kept `retention_days`.
+
+On a PostgreSQL state the same SQL runs through psycopg (`_PgConn` turns the `?`
+placeholders into `%s`, and `BEGIN IMMEDIATE` into a transaction that first takes the
+store's write lock, `pg.WRITE_KEY`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence, TypeVar
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+
+from fleetctl.state.faults import sqlite_state_error
+from fleetctl.state.paths import DatabaseURL, StateLocation
 
 HEALTH_SCHEMA_VERSION = 4
 BUSY_TIMEOUT_S = 5.0
@@ -27,6 +36,7 @@ DEFAULT_RETENTION_DAYS = 30.0
 
 ReplicaKey = tuple[str, int]
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,55 @@ def _epoch(text: str | None) -> float | None:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
 
 
-def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
+class _PgConn:
+    """The few `sqlite3.Connection` calls this module makes, on a psycopg connection."""
+
+    def __init__(self, url: DatabaseURL) -> None:
+        from fleetctl.state.pg import connect
+
+        self.url = url
+        self._conn = connect(url, autocommit=True)
+
+    def _run(self, fn: Callable[[], Any]) -> Any:
+        import psycopg
+
+        from fleetctl.state.pg import state_error
+
+        try:
+            return fn()
+        except psycopg.errors.UndefinedTable:
+            raise sqlite3.OperationalError("no such table") from None  # read as "not migrated"
+        except psycopg.Error as exc:
+            raise (state_error(self.url, exc) or exc) from None
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        from fleetctl.state.pg import WRITE_KEY, qmark
+
+        if sql == "BEGIN IMMEDIATE":
+            return self._run(lambda: (self._conn.execute("BEGIN"), self._conn.execute(f"SELECT pg_advisory_xact_lock({WRITE_KEY})")))
+        return self._run(lambda: self._conn.execute(qmark(sql), tuple(params)))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        from fleetctl.state.pg import qmark
+
+        rows = list(rows)
+        if rows:
+            self._run(lambda: self._conn.cursor().executemany(qmark(sql), rows))
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _connect(path: StateLocation, read_only: bool) -> Any:
+    if isinstance(path, DatabaseURL):
+        return _PgConn(path)
+    try:
+        return _connect_sqlite(path, read_only)
+    except sqlite3.OperationalError as exc:
+        raise (sqlite_state_error(path, exc) or exc) from None
+
+
+def _connect_sqlite(path: Path, read_only: bool) -> sqlite3.Connection:
     if read_only:
         conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
     else:
@@ -84,16 +142,36 @@ def _connect(path: Path, read_only: bool) -> sqlite3.Connection:
     return conn
 
 
+@contextmanager
+def _medium(path: StateLocation) -> Iterator[None]:
+    """A SQLite failure of the medium (disk full, read-only) as one line."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if isinstance(path, DatabaseURL):
+            raise
+        raise (sqlite_state_error(path, exc) or exc) from None
+
+
+def _guarded(method: F) -> F:
+    @functools.wraps(method)
+    def run(self: "HealthMemory", *args: Any, **kwargs: Any) -> Any:
+        with _medium(self.path):
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
 class HealthMemory:
     """The health tables of the state at `path`, for the inventory's `fleet`."""
 
-    def __init__(self, path: Path | str, fleet: str) -> None:
-        self.path = Path(path)
+    def __init__(self, path: StateLocation | str, fleet: str) -> None:
+        self.path: StateLocation = path if isinstance(path, DatabaseURL) else Path(path)
         self.fleet = fleet
 
     # -- schema ----------------------------------------------------------------------
     def _migrated(self) -> bool:
-        if not self.path.exists():
+        if not isinstance(self.path, DatabaseURL) and not self.path.exists():
             return False
         try:
             conn = _connect(self.path, read_only=True)
@@ -114,6 +192,7 @@ class HealthMemory:
         StateStore(self.path).close()
 
     # -- reading -----------------------------------------------------------------------
+    @_guarded
     def read(self) -> dict[ReplicaKey, Memory]:
         """Every replica's memory for this fleet (none before the first sweep)."""
         if not self._migrated():
@@ -147,6 +226,7 @@ class HealthMemory:
             )
         return out
 
+    @_guarded
     def events(self, deployment: str | None = None, replica: int | None = None, limit: int = 50) -> list[Event]:
         """The newest events, newest first (of one deployment, or of one model: NAME
         without `@` matches every version)."""
@@ -175,6 +255,7 @@ class HealthMemory:
         return [Event(_epoch(at) or 0.0, d, int(r), h, k, v, det, lat) for at, d, r, h, k, v, det, lat in rows]
 
     # -- writing ---------------------------------------------------------------------
+    @_guarded
     def update(
         self,
         judge: Callable[[Mapping[ReplicaKey, Memory]], tuple[Mapping[ReplicaKey, Memory], Sequence[Event], T]],
@@ -202,6 +283,7 @@ class HealthMemory:
             conn.close()
         return result
 
+    @_guarded
     def record(self, events: Iterable[Event]) -> None:
         """Append events (heal's repairs) in one transaction."""
         events = list(events)

@@ -5,6 +5,9 @@ any reason, including SIGKILL, so there is never a stale lock to clean up. The f
 itself stays; it only carries the holder's pid, command and start time so a refused
 process can say who holds it. Deleting it on release would let a newcomer lock a fresh
 inode while a waiter still locks the old one, and both would proceed.
+
+A PostgreSQL state is locked with a session-level advisory lock instead (`pg_lock.py`),
+with the same refusal (exit 8, the holder's pid, command and start time).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from types import TracebackType
 from typing import Any
 
 from fleetctl.errors import LockedError
+from fleetctl.state.paths import DatabaseURL, StateLocation
+from fleetctl.state.faults import os_state_error as _medium_error
 
 DEFAULT_WAIT_S = 0.5
 POLL_S = 0.05
@@ -54,27 +59,45 @@ class StateLock:
     state in the same process is refused too.
     """
 
-    def __init__(self, state_path: Path, command: str, *, wait_s: float = DEFAULT_WAIT_S) -> None:
-        self.state_path = Path(state_path)
-        self.path = lock_path_for(self.state_path)
+    def __init__(self, state_path: StateLocation, command: str, *, wait_s: float = DEFAULT_WAIT_S) -> None:
         self.command = command
         self.wait_s = wait_s
         self._fd: int | None = None
+        self._advisory = None
+        if isinstance(state_path, DatabaseURL):
+            from fleetctl.state.pg_lock import AdvisoryLock
+
+            self.state_path: StateLocation = state_path
+            self._advisory = AdvisoryLock(state_path, command, wait_s)
+            return
+        self.state_path = Path(state_path)
+        self.path = lock_path_for(self.state_path)
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self._advisory.held if self._advisory is not None else self._fd is not None
 
     def acquire(self) -> None:
+        if self._advisory is not None:
+            if self._advisory.held:
+                raise RuntimeError(f"{self.state_path} is already held by this StateLock")
+            self._advisory.acquire()
+            return
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already held by this StateLock")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # O_CLOEXEC: a child process (ssh, docker CLI) must not inherit the descriptor,
-        # or it would keep the lock alive after this process dies.
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, LOCK_MODE)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # O_CLOEXEC: a child process (ssh, docker CLI) must not inherit the descriptor,
+            # or it would keep the lock alive after this process dies.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, LOCK_MODE)
+        except OSError as exc:
+            raise _medium_error(self.path, exc) from None
         try:
             self._lock(fd)
             self._write_holder(fd)
+        except OSError as exc:
+            os.close(fd)
+            raise _medium_error(self.path, exc) from None
         except BaseException:
             os.close(fd)
             raise
@@ -130,6 +153,9 @@ class StateLock:
             pass
 
     def release(self) -> None:
+        if self._advisory is not None:
+            self._advisory.release()
+            return
         fd, self._fd = self._fd, None
         if fd is None:
             return

@@ -6,11 +6,15 @@ so the SQLAlchemy-based store (about 0.4 s to import and open) can be opened whi
 first containers start, instead of before. `plan` and `apply` read the holds here for
 the same reason: a plan with nothing to change never imports SQLAlchemy. A stop-first
 replacement's estimated time out of service comes from the start times here too.
+
+On a PostgreSQL state the same queries go through psycopg directly (still no
+SQLAlchemy); a database not migrated that far yet reads as empty, like a missing file.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import statistics
 from dataclasses import dataclass
@@ -19,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from fleetctl.core.holds import Hold
+from fleetctl.state.faults import sqlite_state_error
+from fleetctl.state.paths import DatabaseURL, StateLocation
 
 
 @dataclass(frozen=True)
@@ -40,24 +46,51 @@ class PeekRevision:
     spec: dict[str, Any]
 
 
-def _select(state_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+def _select(state_path: StateLocation, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Rows of a read-only query; none when the file or the table does not exist yet."""
+    if isinstance(state_path, DatabaseURL):
+        return _select_pg(state_path, sql, params)
     if not Path(state_path).exists():
         return []
-    uri = f"file:{Path(state_path).resolve()}?mode=ro"
+    path = Path(state_path).resolve()
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=5)
         try:
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
+            return _query(f"file:{path}?mode=ro", sql, params)
+        except sqlite3.OperationalError as exc:
+            # A WAL database on a read-only medium cannot make its -shm file; nobody can
+            # write there either, so reading it as immutable is exact.
+            if "unable to open" not in str(exc) or os.access(path.parent, os.W_OK):
+                raise
+            return _query(f"file:{path}?mode=ro&immutable=1", sql, params)
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return []  # created but not migrated (that far) yet
-        raise
+        raise (sqlite_state_error(Path(state_path), exc) or exc) from None
 
 
-def revisions(state_path: Path, deployment: str) -> list[PeekRevision]:
+def _query(uri: str, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(uri, uri=True, timeout=5)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def _select_pg(url: DatabaseURL, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    from fleetctl.state.pg import connect, qmark, state_error
+
+    with connect(url, autocommit=True) as conn:
+        try:
+            return list(conn.execute(qmark(sql), params).fetchall())
+        except psycopg.errors.UndefinedTable:
+            return []  # created but not migrated (that far) yet
+        except psycopg.Error as exc:
+            raise (state_error(url, exc) or exc) from None
+
+
+def revisions(state_path: StateLocation, deployment: str) -> list[PeekRevision]:
     """One deployment's revisions, newest first: rollback chooses among them before the
     store (and SQLAlchemy) is needed, so a rollback to a running pin switches sooner."""
     rows = _select(
@@ -68,7 +101,7 @@ def revisions(state_path: Path, deployment: str) -> list[PeekRevision]:
     return [PeekRevision(deployment, int(n), h, o, json.loads(spec)) for n, h, o, spec in rows]
 
 
-def revision_keys(state_path: Path) -> dict[str, list[RevisionKey]]:
+def revision_keys(state_path: StateLocation) -> dict[str, list[RevisionKey]]:
     """Every revision's (number, spec hash, outcome) per deployment, newest first."""
     rows = _select(state_path, "SELECT deployment, number, spec_hash, outcome FROM revision ORDER BY deployment, number DESC")
     out: dict[str, list[RevisionKey]] = {}
@@ -91,7 +124,7 @@ def next_numbers(keys: dict[str, list[RevisionKey]], wanted: dict[str, str]) -> 
     return out
 
 
-def read_holds(state_path: Path) -> list[Hold]:
+def read_holds(state_path: StateLocation) -> list[Hold]:
     """Every hold in the state, by model (none without a state file or a hold table)."""
     rows = _select(
         state_path,
@@ -122,7 +155,7 @@ def _utc(text: str) -> datetime:
 RECENT_STARTS = 5
 
 
-def start_seconds(state_path: Path, deployments: list[str]) -> dict[str, float]:
+def start_seconds(state_path: StateLocation, deployments: list[str]) -> dict[str, float]:
     """deployment -> median seconds of its last successful create or recreate steps."""
     out: dict[str, float] = {}
     for dep in deployments:

@@ -30,11 +30,12 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from fleetctl.crashpoints import mutation
-from fleetctl.state.db import open_engine, reader, secure_sidecars
+from fleetctl.state.db import as_location, open_engine, reader, secure_sidecars
 from fleetctl.state.guard import refuse_forbidden
 from fleetctl.state.hold_store import HoldsMixin
 from fleetctl.state.migrations import migrate
 from fleetctl.state.models import KnownHost, Revision, Rollout, RolloutStep
+from fleetctl.state.paths import DatabaseURL
 from fleetctl.state.records import (
     REVISION_OUTCOMES,
     ROLLOUT_OUTCOMES,
@@ -77,10 +78,11 @@ def current_user() -> str:
 
 
 class StateStore(HoldsMixin):
-    """The state database at `path`, created and migrated on open (holds: `HoldsMixin`)."""
+    """The state database at `path` (a SQLite file or a PostgreSQL `DatabaseURL`),
+    created and migrated on open (holds: `HoldsMixin`)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
+    def __init__(self, path: Path | str | DatabaseURL) -> None:
+        self.path = as_location(path)
         self._engine = open_engine(self.path)
         self._reader = reader(self._engine)
         self._write_lock = threading.Lock()
@@ -136,7 +138,7 @@ class StateStore(HoldsMixin):
         # SQLite would serialize these too, but threads of one process would then spin
         # on busy_timeout against each other; a mutex queues them fairly and cheaply.
         with self._write_lock, Session(self._engine, expire_on_commit=False) as session:
-            with mutation("commit", str(self.path.name)), session.begin():
+            with mutation("commit", getattr(self.path, "name", "state")), session.begin():
                 yield session
 
     @contextmanager

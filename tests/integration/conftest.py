@@ -418,11 +418,17 @@ class FleetUnderTest:
 
     canary = CANARY
 
-    def __init__(self, tmp_path: Path, testbed: Testbed, hosts: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, testbed: Testbed, hosts: dict[str, str] | None = None, state: str | None = None
+    ) -> None:
         self.tmp = tmp_path
         self.testbed = testbed
         self.path = tmp_path / "fleet.yaml"
-        self.state = tmp_path / "state.db"
+        # A state URL (postgresql://…) is also every CLI call's $FLEETCTL_STATE.
+        from fleetctl.state.paths import parse_state_location
+
+        self.state: Any = parse_state_location(state) if state else tmp_path / "state.db"
+        self.state_env = {"FLEETCTL_STATE": state} if state else {}
         self.prom = tmp_path / "textfile" / "fleetctl.prom"
         self.hosts = hosts or {"host-a": testbed.host_a}
         self.ranges = {name: next(_fleet_ports) for name in self.hosts}
@@ -495,6 +501,8 @@ class FleetUnderTest:
 
     def cli(self, *args: str, inventory: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
         self.write()
+        if self.state_env:
+            kw["env"] = {**self.state_env, **(kw.get("env") or {})}
         r = run_fleetctl(*args, *(["-f", str(self.path)] if inventory else []), **kw)
         self.outputs.append(r.stdout + r.stderr)
         return r
@@ -580,15 +588,24 @@ def steady_load():
     return SteadyLoad
 
 
-@pytest.fixture
-def make_fleet(tmp_path: Path, testbed: Testbed, docker_cleanup: Testbed):
-    """`make_fleet(hosts={name: docker_url}, tmp=DIR)`: a fleet on chosen engines (default:
-    a), its files in DIR (default: the test's tmp_path; give each fleet of a test its own)."""
+# FLEETCTL_TEST_STATE=postgresql runs every fleet of the suite on a PostgreSQL state
+# (a fresh database each) instead of a SQLite file: the suite on the other backend.
+STATE_BACKEND = os.environ.get("FLEETCTL_TEST_STATE", "sqlite")
 
-    def make(hosts: dict[str, str] | None = None, tmp: Path | None = None) -> FleetUnderTest:
+
+@pytest.fixture
+def make_fleet(tmp_path: Path, testbed: Testbed, docker_cleanup: Testbed, request: pytest.FixtureRequest):
+    """`make_fleet(hosts={name: docker_url}, tmp=DIR, state=URL)`: a fleet on chosen
+    engines (default: a), its files in DIR (default: the test's tmp_path; give each fleet
+    of a test its own), with its state in a SQLite file or at a state URL."""
+
+    def make(hosts: dict[str, str] | None = None, tmp: Path | None = None, state: str | None = None) -> FleetUnderTest:
         if tmp is not None:
             tmp.mkdir(parents=True, exist_ok=True)
-        return FleetUnderTest(tmp or tmp_path, testbed, hosts)
+        if state is None and STATE_BACKEND == "postgresql":
+            server = request.getfixturevalue("postgres_server")
+            state = server.url(server.new_database())
+        return FleetUnderTest(tmp or tmp_path, testbed, hosts, state)
 
     return make
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 from pathlib import Path
 
 from fleetctl.core.inventory import Inventory
@@ -117,7 +118,7 @@ def test_gpus_auto_cannot_be_planned_offline(tmp_path: Path) -> None:
 # -- rollback, holds, release, pins, history ----------------------------------------
 
 
-def _seed_state(db: Path, *, hold_at: str | None = "v3", inventory_version: str = "v4") -> None:
+def _seed_state(db: Any, *, hold_at: str | None = "v3", inventory_version: str = "v4") -> None:
     """A state as a few applies and a rollback of the seed fleet would leave it."""
     from dataclasses import asdict
 
@@ -141,8 +142,8 @@ def _seed_state(db: Path, *, hold_at: str | None = "v3", inventory_version: str 
                            rollout_id=rid, command=f"rollback chat-llm@{hold_at}")
 
 
-def test_plan_honours_a_hold_from_the_state_offline_too(tmp_path: Path) -> None:
-    db = tmp_path / "state.db"
+def test_plan_honours_a_hold_from_the_state_offline_too(tmp_path: Path, state_location: Any) -> None:
+    db = state_location  # on SQLite, then on PostgreSQL
     _seed_state(db)
     data = json.loads(fleetctl("plan", "--offline", "-f", str(SEED), "--state", str(db), "--output", "json").stdout)
     (note,) = data["notes"]
@@ -157,16 +158,16 @@ def test_plan_honours_a_hold_from_the_state_offline_too(tmp_path: Path) -> None:
     assert not (tmp_path / "none.db").exists()  # reading holds creates no state file
 
 
-def test_a_hold_the_inventory_moved_past_is_lifted_in_the_plan(tmp_path: Path) -> None:
-    db = tmp_path / "state.db"
+def test_a_hold_the_inventory_moved_past_is_lifted_in_the_plan(tmp_path: Path, state_location: Any) -> None:
+    db = state_location  # on SQLite, then on PostgreSQL
     _seed_state(db, inventory_version="v2")
     data = json.loads(fleetctl("plan", "--offline", "-f", str(SEED), "--state", str(db), "--output", "json").stdout)
     assert data["notes"] == ["hold on chat-llm lifted: the inventory now asks v4 (the hold was at v3)"]
     assert "chat-llm@v4" in {p["deployment"] for p in data["placements"]}
 
 
-def test_release_deletes_the_hold_and_says_what_the_next_apply_does(tmp_path: Path) -> None:
-    db = tmp_path / "state.db"
+def test_release_deletes_the_hold_and_says_what_the_next_apply_does(tmp_path: Path, state_location: Any) -> None:
+    db = state_location  # on SQLite, then on PostgreSQL
     _seed_state(db)
     r = fleetctl("release", "chat-llm", "-f", str(SEED), "--state", str(db), "--output", "json")
     assert r.returncode == 0, r.stderr
@@ -179,8 +180,8 @@ def test_release_deletes_the_hold_and_says_what_the_next_apply_does(tmp_path: Pa
     assert not (tmp_path / "none.db").exists()
 
 
-def test_history_shows_a_failed_revisions_reason_and_log_tail(tmp_path: Path) -> None:
-    db = tmp_path / "state.db"
+def test_history_shows_a_failed_revisions_reason_and_log_tail(tmp_path: Path, state_location: Any) -> None:
+    db = state_location  # on SQLite, then on PostgreSQL
     _seed_state(db)
     data = json.loads(fleetctl("history", "chat-llm@v3", "--state", str(db), "--output", "json").stdout)
     failed, ok = data["revisions"]
@@ -195,8 +196,8 @@ def test_history_shows_a_failed_revisions_reason_and_log_tail(tmp_path: Path) ->
     assert "CUDA out of memory" in table and "chat-llm is held at chat-llm@v3 (revision 1)" in table
 
 
-def test_pins_lists_every_pinned_customer_and_the_holds(tmp_path: Path) -> None:
-    db = tmp_path / "state.db"
+def test_pins_lists_every_pinned_customer_and_the_holds(tmp_path: Path, state_location: Any) -> None:
+    db = state_location  # on SQLite, then on PostgreSQL
     _seed_state(db)
     r = fleetctl("pins", "-f", str(SEED), "--state", str(db), "--output", "json")  # the seed's host is not running
     assert r.returncode == 0, r.stderr
@@ -210,8 +211,8 @@ def test_pins_lists_every_pinned_customer_and_the_holds(tmp_path: Path) -> None:
     assert "acme-corp" in table and "X-Customer: acme-corp" in table and "everyone else (hold)" in table
 
 
-def test_rollback_wiring_refusals(tmp_path: Path) -> None:
-    db = tmp_path / "state.db"
+def test_rollback_wiring_refusals(tmp_path: Path, state_location: Any) -> None:
+    db = state_location  # on SQLite, then on PostgreSQL
     _seed_state(db, hold_at=None)
     nothing = fleetctl("rollback", "chat-llm@v9", "-f", str(SEED), "--state", str(db))
     assert nothing.returncode == 12 and "no revision of chat-llm@v9" in nothing.stderr

@@ -237,8 +237,8 @@ def test_facts_that_fail_or_hang_leave_the_verdict_to_the_probe(tmp_path: Path, 
 
 
 # -- memory between sweeps (a real state file) ---------------------------------------------
-def test_streaks_are_kept_in_the_state_between_sweeps(tmp_path: Path) -> None:
-    path, state = write_inventory(tmp_path), tmp_path / "state.db"
+def test_streaks_are_kept_in_the_state_between_sweeps(tmp_path: Path, state_location: Any) -> None:
+    path, state = write_inventory(tmp_path), state_location
     down = edit(applied(path), "embed@1#0", lambda c: replace(c, state="exited"))
     seen = []
     for _ in range(3):
@@ -256,8 +256,8 @@ def test_streaks_are_kept_in_the_state_between_sweeps(tmp_path: Path) -> None:
     assert events[1].detail.startswith("failing -> critical: container fleetctl-hx-embed-1-0 is exited")
 
 
-def test_a_crash_loop_is_seen_across_sweeps_even_when_the_probe_passes(tmp_path: Path) -> None:
-    path, state = write_inventory(tmp_path), tmp_path / "state.db"
+def test_a_crash_loop_is_seen_across_sweeps_even_when_the_probe_passes(tmp_path: Path, state_location: Any) -> None:
+    path, state = write_inventory(tmp_path), state_location
     restarts = iter([2, 4, 7])
 
     def facts(t: Target, memory: Any) -> ContainerFacts:

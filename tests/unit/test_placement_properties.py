@@ -121,7 +121,10 @@ def test_adding_a_model_moves_nothing(fleet: tuple[list[Deployment], list[HostSp
     before = place(deps, hosts)
     after = place([*deps, extra], hosts, before.assignments)
     assert_valid([*deps, extra], hosts, after)
-    assert set(before.assignments) <= set(after.assignments)
+    # A move is allowed only when the new model cannot be placed around what runs (the
+    # heuristic keeps every running replica, so when it succeeds nothing had to move).
+    if place([*deps, extra], hosts, before.assignments, budget=0).feasible:
+        assert set(before.assignments) <= set(after.assignments)
 
 
 @PROPS

@@ -1,4 +1,9 @@
-"""The state store against real SQLite files."""
+"""The state store against real SQLite files and a real PostgreSQL 15 server.
+
+`db_path` is a fresh state on each backend in turn (the `state_location` fixture);
+`sqlite_path` is for what only SQLite has (files, modes, pragmas, BEGIN IMMEDIATE), and
+those tests have PostgreSQL counterparts where the property exists there.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from fleetctl.errors import FleetctlError
 from fleetctl.state import models
 from fleetctl.state.db import open_engine, reader, resolve_state_path
 from fleetctl.state.migrations import MIGRATIONS, latest_version
+from fleetctl.state.paths import DatabaseURL, parse_state_location
 from fleetctl.state.store import StateStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -28,13 +34,30 @@ PRAGMAS = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")  # syn
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
+def db_path(state_location: Any) -> Any:
+    """A fresh state, once on SQLite and once on PostgreSQL."""
+    return state_location
+
+
+@pytest.fixture
+def sqlite_path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "fleetctl.db"
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[StateStore]:
+def pg_url(postgres_server: Any) -> DatabaseURL:
+    return parse_state_location(postgres_server.url(postgres_server.new_database()))  # type: ignore[return-value]
+
+
+@pytest.fixture
+def store(db_path: Any) -> Iterator[StateStore]:
     with StateStore(db_path) as s:
+        yield s
+
+
+@pytest.fixture
+def sqlite_store(sqlite_path: Path) -> Iterator[StateStore]:
+    with StateStore(sqlite_path) as s:
         yield s
 
 
@@ -59,8 +82,14 @@ def _revision(store: StateStore, rollout_id: int, **overrides: Any) -> Any:
     return store.record_revision(**fields)
 
 
-def _query(db_path: Path, sql: str) -> list[Any]:
-    """Read the file with plain sqlite3, bypassing the store."""
+def _query(db_path: Any, sql: str) -> list[Any]:
+    """Read the state with plain sqlite3 or psycopg, bypassing the store."""
+    if isinstance(db_path, DatabaseURL):
+        from fleetctl.state.pg import connect
+
+        with connect(db_path, autocommit=True) as pg:
+            cur = pg.execute(sql)
+            return cur.fetchall() if cur.description else []
     conn = sqlite3.connect(db_path)
     try:
         rows = conn.execute(sql).fetchall()
@@ -100,21 +129,96 @@ def _rollout(store: StateStore, command: str = "apply") -> int:
 
 def test_resolve_state_path_prefers_option_then_env_then_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FLEETCTL_STATE", raising=False)
-    assert resolve_state_path(None) == Path("state/fleetctl.db")
+    assert resolve_state_path(None) == Path.cwd() / "state/fleetctl.db"  # beside inventory/fleet.yaml
     monkeypatch.setenv("FLEETCTL_STATE", "/tmp/elsewhere.db")
     assert resolve_state_path(None) == Path("/tmp/elsewhere.db")
     assert resolve_state_path("mine.db") == Path("mine.db")
+    monkeypatch.setenv("FLEETCTL_STATE", "postgresql://fleet@db.internal:5432/fleet")
+    assert resolve_state_path(None) == DatabaseURL("postgresql://fleet@db.internal:5432/fleet")
 
 
-def test_default_path_is_relative_to_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_state_lives_beside_the_inventory_whatever_the_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FLEETCTL_STATE", raising=False)
-    monkeypatch.chdir(tmp_path)
-    with StateStore(resolve_state_path(None)):
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    # The repository's layout: inventory/demo.yaml keeps its state in the top-level state/.
+    assert resolve_state_path(None, REPO_ROOT / "inventory" / "demo.yaml") == REPO_ROOT / "state" / "fleetctl.db"
+    # Any other folder: state/ in the inventory's own folder.
+    fleet = tmp_path / "team" / "fleet.yaml"
+    assert resolve_state_path(None, fleet) == tmp_path / "team" / "state" / "fleetctl.db"
+    with StateStore(resolve_state_path(None, fleet)):
         pass
-    assert (tmp_path / "state" / "fleetctl.db").is_file()
+    assert (tmp_path / "team" / "state" / "fleetctl.db").is_file()
+    assert not (elsewhere / "state").exists()
+    # A relative inventory is taken from the current directory, then made absolute.
+    monkeypatch.chdir(tmp_path)
+    assert resolve_state_path(None, Path("team/fleet.yaml")) == tmp_path / "team" / "state" / "fleetctl.db"
 
 
-def test_files_are_private(store: StateStore, db_path: Path) -> None:
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("postgresql://fleet@db:5432/fleet", DatabaseURL("postgresql://fleet@db:5432/fleet")),
+        ("postgres://fleet@db/fleet?sslmode=require", DatabaseURL("postgresql://fleet@db/fleet?sslmode=require")),
+        ("postgresql+psycopg://fleet@db/fleet", DatabaseURL("postgresql://fleet@db/fleet")),
+        ("sqlite:///relative/s.db", Path("relative/s.db")),
+        ("sqlite:////abs/s.db", Path("/abs/s.db")),
+        ("state/fleetctl.db", Path("state/fleetctl.db")),
+        ("./postgresql:weird", Path("postgresql:weird")),
+    ],
+)
+def test_state_locations_parse(text: str, expected: Any) -> None:
+    assert parse_state_location(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("mysql://root@db/fleet", "neither a path nor a supported database URL"),
+        ("redis://cache:6379", "neither a path nor a supported database URL"),
+        ("postgresql://fleet:hunter2-pass@db/fleet", "must not carry a password"),
+        ("postgresql://fleet@db/fleet?password=hunter2-pass", "must not carry a password"),
+        ("postgresql://fleet@db:notaport/fleet", "not a valid URL"),
+        ("sqlite://", "a SQLite URL names a file"),
+    ],
+)
+def test_unsupported_or_secret_bearing_locations_are_refused_with_exit_3(text: str, needle: str) -> None:
+    from fleetctl.errors import ExitCode
+
+    with pytest.raises(FleetctlError) as info:
+        parse_state_location(text)
+    assert needle in info.value.message and "\n" not in info.value.message
+    assert info.value.exit_code is ExitCode.INVENTORY
+    assert "hunter2" not in info.value.message
+
+
+def test_a_password_comes_from_its_file_only_at_connect_time(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    url = parse_state_location(f"postgresql://fleet@db/fleet?password_file={secret}&sslmode=disable")
+    assert isinstance(url, DatabaseURL)
+    secret.write_text("s3cret-from-file\n")
+    conninfo, extra = url.conninfo()
+    assert extra["password"] == "s3cret-from-file" and "s3cret" not in conninfo and "password_file" not in conninfo
+    assert "sslmode=disable" in conninfo and "s3cret" not in str(url)
+    secret.unlink()
+    with pytest.raises(FleetctlError, match="password_file .* cannot be read"):
+        url.conninfo()
+
+
+def test_a_bad_state_url_from_the_environment_is_one_line_exit_3_and_creates_nothing(tmp_path: Path) -> None:
+    import os
+
+    env = dict(os.environ, FLEETCTL_STATE="mysql://root@db/fleet")
+    fleetctl = str(Path(sys.executable).with_name("fleetctl"))
+    done = subprocess.run([fleetctl, "history"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.count("\n") == 1 and "$FLEETCTL_STATE: mysql://" in done.stderr and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []  # no directory named "mysql:"
+
+
+def test_files_are_private(sqlite_store: StateStore, sqlite_path: Path) -> None:
+    store, db_path = sqlite_store, sqlite_path
     rid = _rollout(store)
     store.record_step(rid, deployment="d@1", replica=0, host="h", action="create", container="c", outcome="ok")
     # The store is still open, so the WAL and shared-memory files exist.
@@ -124,7 +228,8 @@ def test_files_are_private(store: StateStore, db_path: Path) -> None:
         assert _mode(f) == 0o600, f
 
 
-def test_existing_wide_files_are_tightened(db_path: Path) -> None:
+def test_existing_wide_files_are_tightened(sqlite_path: Path) -> None:
+    db_path = sqlite_path
     db_path.parent.mkdir(parents=True)
     db_path.touch(mode=0o644)
     db_path.chmod(0o644)
@@ -133,7 +238,8 @@ def test_existing_wide_files_are_tightened(db_path: Path) -> None:
     assert _mode(db_path) == 0o600
 
 
-def test_pragmas_on_every_connection(db_path: Path) -> None:
+def test_pragmas_on_every_connection(sqlite_path: Path) -> None:
+    db_path = sqlite_path
     engine = open_engine(db_path)
     try:
         for eng in (engine, reader(engine)):
@@ -144,7 +250,8 @@ def test_pragmas_on_every_connection(db_path: Path) -> None:
         engine.dispose()
 
 
-def test_transactions_begin_immediate(store: StateStore, db_path: Path) -> None:
+def test_transactions_begin_immediate(sqlite_store: StateStore, sqlite_path: Path) -> None:
+    db_path = sqlite_path
     engine = open_engine(db_path)
     try:
         with engine.begin():
@@ -159,7 +266,37 @@ def test_transactions_begin_immediate(store: StateStore, db_path: Path) -> None:
         engine.dispose()
 
 
-def test_reads_do_not_wait_for_a_writer(store: StateStore, db_path: Path) -> None:
+def test_pg_write_transactions_take_the_write_lock_up_front(pg_url: DatabaseURL) -> None:
+    """PostgreSQL's counterpart of BEGIN IMMEDIATE: the advisory write lock, before any statement."""
+    from fleetctl.state.pg import WRITE_KEY, connect
+
+    StateStore(pg_url).close()
+    engine = open_engine(pg_url)
+    try:
+        with engine.begin():
+            with connect(pg_url, autocommit=True) as other:
+                assert other.execute("SELECT pg_try_advisory_lock(%s)", (WRITE_KEY,)).fetchone()[0] is False
+        with engine.connect().execution_options(fleetctl_begin="DEFERRED") as conn, conn.begin():
+            with connect(pg_url, autocommit=True) as other:  # reads take nothing
+                assert other.execute("SELECT pg_try_advisory_lock(%s)", (WRITE_KEY,)).fetchone()[0] is True
+    finally:
+        engine.dispose()
+
+
+def test_pg_reads_do_not_wait_for_a_writer(pg_url: DatabaseURL) -> None:
+    from fleetctl.state.pg import WRITE_KEY, connect
+
+    with StateStore(pg_url) as store, connect(pg_url) as other:
+        _rollout(store)
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_KEY,))  # a writer mid-transaction
+        t0 = time.monotonic()
+        assert len(store.rollouts()) == 1
+        assert time.monotonic() - t0 < 1.0
+        other.rollback()
+
+
+def test_reads_do_not_wait_for_a_writer(sqlite_store: StateStore, sqlite_path: Path) -> None:
+    store, db_path = sqlite_store, sqlite_path
     _rollout(store)
     other = sqlite3.connect(db_path, isolation_level=None)
     try:
@@ -182,7 +319,7 @@ def test_foreign_keys_enforced(store: StateStore) -> None:
 # -- migrations --------------------------------------------------------------------
 
 
-def test_migrations_are_idempotent(db_path: Path) -> None:
+def test_migrations_are_idempotent(db_path: Any) -> None:
     for _ in range(2):
         with StateStore(db_path) as s:
             assert s.schema_version == latest_version()
@@ -190,13 +327,13 @@ def test_migrations_are_idempotent(db_path: Path) -> None:
     assert versions == [m.version for m in MIGRATIONS]
 
 
-def test_concurrent_first_opens_migrate_once(db_path: Path) -> None:
+def test_concurrent_first_opens_migrate_once(db_path: Any) -> None:
     # Separate stores have separate engines, so they contend like separate processes.
     _in_threads(4, lambda _: StateStore(db_path).close())
     assert _query(db_path, "SELECT count(*) FROM schema_migrations") == [(len(MIGRATIONS),)]
 
 
-def test_data_survives_reopen(db_path: Path) -> None:
+def test_data_survives_reopen(db_path: Any) -> None:
     with StateStore(db_path) as s:
         rid = _rollout(s)
         _revision(s, rid)
@@ -208,10 +345,14 @@ def test_migration_versions_are_contiguous() -> None:
     assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
 
 
-def test_models_match_migrated_schema(store: StateStore, db_path: Path) -> None:
+def test_models_match_migrated_schema(store: StateStore, db_path: Any) -> None:
     for table in (models.Rollout, models.RolloutStep, models.Revision, models.Hold, models.HealthStreak, models.HealthEvent):
         name = str(table.__tablename__)
-        in_db = {row[1]: bool(row[3]) for row in _query(db_path, f"PRAGMA table_info({name})")}
+        if isinstance(db_path, DatabaseURL):
+            rows = _query(db_path, f"SELECT column_name, is_nullable FROM information_schema.columns WHERE table_name = '{name}'")
+            in_db = {col: nullable == "NO" for col, nullable in rows}
+        else:
+            in_db = {row[1]: bool(row[3]) for row in _query(db_path, f"PRAGMA table_info({name})")}
         in_model = {c.name: not c.nullable for c in SQLModel.metadata.tables[name].columns}
         # SQLite reports INTEGER PRIMARY KEY as nullable; compare the other columns.
         in_db.pop("id")
@@ -219,7 +360,7 @@ def test_models_match_migrated_schema(store: StateStore, db_path: Path) -> None:
         assert in_db == in_model, name
 
 
-def test_newer_schema_is_refused(db_path: Path) -> None:
+def test_newer_schema_is_refused(db_path: Any) -> None:
     with StateStore(db_path):
         pass
     _query(db_path, "INSERT INTO schema_migrations VALUES (999, 'later')")
@@ -343,7 +484,7 @@ def test_revision_numbering(store: StateStore) -> None:
     ],
 )
 def test_forbidden_values_refused_without_echo(
-    store: StateStore, db_path: Path, overrides: dict[str, Any], path: str
+    store: StateStore, db_path: Any, overrides: dict[str, Any], path: str
 ) -> None:
     rid = _rollout(store)
     with pytest.raises(ValueError) as info:
@@ -352,6 +493,9 @@ def test_forbidden_values_refused_without_echo(
     assert path in message
     assert SECRET not in message
     assert store.revisions() == []
+    if isinstance(db_path, DatabaseURL):
+        assert not any(SECRET in str(row) for t in ("rollout", "revision") for row in _query(db_path, f"SELECT * FROM {t}"))
+        return
     for f in db_path.parent.iterdir():
         assert SECRET.encode() not in f.read_bytes(), f
 
@@ -388,7 +532,8 @@ def _hold(store: StateStore, rollout_id: int | None, **overrides: Any) -> Any:
     return store.set_hold(**fields)
 
 
-def test_migration_3_adds_holds_to_a_database_made_before_it(db_path: Path) -> None:
+def test_migration_3_adds_holds_to_a_database_made_before_it(sqlite_path: Path) -> None:
+    db_path = sqlite_path
     from fleetctl.state.migrations import migrate
 
     engine = open_engine(db_path)
@@ -441,7 +586,7 @@ def test_invalid_holds_refused(store: StateStore) -> None:
     assert store.holds() == []
 
 
-def test_holds_are_read_without_sqlalchemy(store: StateStore, db_path: Path, tmp_path: Path) -> None:
+def test_holds_are_read_without_sqlalchemy(store: StateStore, db_path: Any, tmp_path: Path) -> None:
     from fleetctl.state.peek import read_holds
 
     assert read_holds(tmp_path / "missing.db") == []
@@ -449,15 +594,16 @@ def test_holds_are_read_without_sqlalchemy(store: StateStore, db_path: Path, tmp
     held = _hold(store, _rollout(store))
     assert read_holds(db_path) == [held]  # the same value the store hands out
     code = (
-        "import sys; from pathlib import Path; from fleetctl.state.peek import read_holds; "
-        f"hs = read_holds(Path({str(db_path)!r})); "
+        "import sys; from fleetctl.state.paths import parse_state_location; from fleetctl.state.peek import read_holds; "
+        f"hs = read_holds(parse_state_location({str(db_path)!r})); "
         "assert [h.version for h in hs] == ['v3'], hs; "
         "assert not any(m.startswith(('sqlalchemy', 'sqlmodel')) for m in sys.modules), 'imported SQLAlchemy'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
 
 
-def test_a_state_file_from_before_holds_reads_as_no_holds(db_path: Path) -> None:
+def test_a_state_file_from_before_holds_reads_as_no_holds(sqlite_path: Path) -> None:
+    db_path = sqlite_path
     from fleetctl.state.peek import read_holds
 
     db_path.parent.mkdir(parents=True)
@@ -491,8 +637,9 @@ def test_concurrent_writes_from_threads(store: StateStore) -> None:
 
 _WRITER = """
 import sys
+from fleetctl.state.paths import parse_state_location
 from fleetctl.state.store import StateStore
-with StateStore(sys.argv[1]) as s:
+with StateStore(parse_state_location(sys.argv[1])) as s:
     for i in range(int(sys.argv[2])):
         s.record_step(int(sys.argv[3]), deployment="proc@v1", replica=i, host="h", action="keep",
                       container=f"c{i}", outcome="ok")
@@ -502,7 +649,7 @@ with StateStore(sys.argv[1]) as s:
 """
 
 
-def test_concurrent_writes_from_two_processes(store: StateStore, db_path: Path) -> None:
+def test_concurrent_writes_from_two_processes(store: StateStore, db_path: Any) -> None:
     rid = _rollout(store)
     n = 40
     child = subprocess.Popen([sys.executable, "-c", _WRITER, str(db_path), str(n), str(rid)], cwd=REPO_ROOT)
