@@ -1,9 +1,9 @@
 """SIGKILL at every mutation point of an apply and of a rollback, on real engines.
 
 fleetctl numbers each call that changes a host and each commit of the state
-(fleetctl.crashpoints). One traced run of the change counts them; then, for every point,
-before and after its call, the change is run again from the same starting fleet and
-killed there. After each kill:
+(fleetctl.crashpoints). One traced run of the change (and one of the change back)
+counts them; then, for every point, before and after its call, the change is run again
+from its starting fleet and killed there. After each kill:
 
 - the next apply converges (exit 0) to exactly the target containers: no orphan, no
   duplicate, no `-next` or `-old` leftover, every replica running under its final name;
@@ -190,9 +190,106 @@ def test_a_kill_at_every_mutation_point_of_an_apply_converges_on_the_next_run(
     problems = [p for _, ps in results for p in ps]
     killed = sum(d for d, _ in results)
     report = Path(os.environ.get("FLEETCTL_CRASH_REPORT", tmp_path / "crash-report.txt"))
-    report.write_text(
-        f"points {points[True]} + {points[False]} cases {killed} problems {len(problems)}\n" + "\n".join(problems)
-    )
+    with report.open("a") as out:
+        out.write(f"apply: points {points[True]} + {points[False]} cases {killed} problems {len(problems)}\n"
+                  + "\n".join(problems) + "\n")
     print(f"\nkill matrix (apply): {points[True]} + {points[False]} mutation points, {killed} kills, "
           f"{len(problems)} problems")
+    assert not problems, "\n".join(problems[:20])
+
+
+# -- a rollback, killed at every point -----------------------------------------------------
+
+def _chat(f: Any, image: str) -> None:
+    f.models = []
+    f.nim("chat", image=image, memory=30, timeout=30, replicas=2)
+
+
+def _rollback(f: Any, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return f.cli("rollback", "chat@1", "--to-revision", "1", "--yes", "--allow-downtime", "--state", str(f.state),
+                 env=env, timeout=240)
+
+
+def _roll_forward(f: Any) -> None:
+    """Release the hold and apply the inventory's newer image (the start of each case)."""
+    f.cli("release", "chat", "--state", str(f.state))
+    _chat(f, f.testbed.images.nim_standin_v2)
+    r = _apply(f)
+    assert r.returncode == 0, r.stdout[-800:] + r.stderr[-800:]
+
+
+def _check_rolled_back(f: Any, what: str) -> list[str]:
+    problems = []
+    found = _containers(f)
+    replicas = {n: c for (_, n), c in found.items() if c["labels"].get("io.fleetctl.role") != "front-door"}
+    want = {f.container("chat@1", 0), f.container("chat@1", 1)}
+    if set(replicas) != want or len(replicas) != 2:
+        problems.append(f"{what}: replicas {sorted(found)}")
+    images = {c["labels"].get("io.fleetctl.image") for c in replicas.values()}
+    if images != {f.testbed.images.nim_standin}:
+        problems.append(f"{what}: images {images}")
+    if any(c["state"] != "running" for c in found.values()):
+        problems.append(f"{what}: not all running")
+    db = sqlite3.connect(f.state)
+    try:
+        if db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+            problems.append(f"{what}: integrity_check failed")
+        if db.execute("SELECT count(*) FROM rollout WHERE outcome = 'running'").fetchone()[0]:
+            problems.append(f"{what}: a rollout is still running")
+        hold = db.execute("SELECT revision FROM hold WHERE model = 'chat'").fetchone()
+        if hold is None or hold[0] != 1:
+            problems.append(f"{what}: hold {hold}")
+        for c in replicas.values():
+            labels = c["labels"]
+            row = db.execute(
+                "SELECT outcome FROM revision WHERE deployment = 'chat@1' AND number = ?", (int(labels["io.fleetctl.revision"]),)
+            ).fetchone()
+            if row is None or row[0] != "applied":
+                problems.append(f"{what}: runs revision {labels['io.fleetctl.revision']}, state has {row}")
+    finally:
+        db.close()
+    return problems
+
+
+def test_a_kill_at_every_mutation_point_of_a_rollback_converges_when_it_is_run_again(
+    tmp_path: Path, testbed: Any, make_fleet: Any
+) -> None:
+    fleets = [_new_fleet(make_fleet, tmp_path / f"r{i}", testbed) for i in range(WORKERS)]
+    for f in fleets:  # revision 1 (the image to go back to), then the newer image
+        _chat(f, testbed.images.nim_standin)
+        assert _apply(f).returncode == 0
+        _roll_forward(f)
+    trace = tmp_path / "rollback.trace"
+    counted = _rollback(fleets[0], env={"FLEETCTL_CRASH_TRACE": str(trace)})
+    assert counted.returncode == 0, counted.stdout[-800:] + counted.stderr[-800:]
+    points = len(trace.read_text().splitlines())
+    assert {"create", "rename", "remove", "put_file", "commit"} <= {ln.split()[1] for ln in trace.read_text().splitlines()}
+    _roll_forward(fleets[0])
+    cases = [(n, ph) for n in range(1, points + 1) for ph in ("before", "after")]
+
+    def work(i: int) -> tuple[int, list[str]]:
+        f, problems, done = fleets[i], [], 0
+        for n, phase in cases[i::WORKERS]:
+            what = f"rollback: kill {phase} point {n}"
+            killed = _rollback(f, env={"FLEETCTL_CRASH_AT": f"{n}:{phase}"})
+            if killed.returncode not in (0, -9):
+                problems.append(f"{what}: exited {killed.returncode}: {killed.stderr[-400:]}")
+            elif killed.returncode == -9:
+                again = _rollback(f)
+                if again.returncode != 0:
+                    problems.append(f"{what}: run again, exited {again.returncode}: {again.stdout[-500:]} {again.stderr[-500:]}")
+                else:
+                    problems += _check_rolled_back(f, what) + _noop_makes_no_call(f, what)
+                done += 1
+            _roll_forward(f)
+        return done, problems
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        results = list(pool.map(work, range(WORKERS)))
+    problems = [p for _, ps in results for p in ps]
+    killed = sum(d for d, _ in results)
+    report = Path(os.environ.get("FLEETCTL_CRASH_REPORT", tmp_path / "crash-report.txt"))
+    with report.open("a") as out:
+        out.write(f"rollback: points {points} cases {killed} problems {len(problems)}\n" + "\n".join(problems) + "\n")
+    print(f"\nkill matrix (rollback): {points} mutation points, {killed} kills, {len(problems)} problems")
     assert not problems, "\n".join(problems[:20])
