@@ -125,6 +125,7 @@ def apply(
         _refuse_infeasible(plan)
         if not plan.has_changes:
             forget_holds(state_path, lifted)  # writes only when there are lifted holds
+            settle_abandoned(state_path, observed)  # writes only after a killed run
             return ApplyResult(plan)  # nothing to do: no Docker mutation, no state write
         host_apis = hosts(reach)
         with fleet_lease(reach, host_apis, command):
@@ -139,6 +140,7 @@ def apply(
             _refuse_infeasible(plan)
             if not plan.has_changes:
                 forget_holds(state_path, lifted)
+                settle_abandoned(state_path, observed)
                 return ApplyResult(plan)
             plan = downtime.gate(plan, inv, state_path, allow_downtime)  # before asking: it would be refused
             result = PlanResult(loaded, observed, plan, inventory_digest(inventory_path))
@@ -150,6 +152,29 @@ def apply(
         if not outcome.failed:
             forget_holds(state_path, lifted)
         return outcome
+
+
+def settle_abandoned(state_path: Path, observed: ObservedFleet) -> None:
+    """A run killed after its last change but before its last commit left its rollout
+    "running" and its revisions marked failed: close the one, mark the others applied
+    (their containers run under final names, so they passed their gates)."""
+    from fleetctl.state.peek import abandoned_rollouts
+
+    if not abandoned_rollouts(state_path):
+        return
+    from fleetctl.state.store import StateStore
+
+    with StateStore(state_path) as store, store.batch():
+        store.fail_abandoned_rollouts()
+        store.confirm_running(_verified_revisions(observed))
+
+
+def _verified_revisions(observed: ObservedFleet) -> list[tuple[str, int]]:
+    return [
+        (c.deployment, c.revision)
+        for c in observed.containers()
+        if c.running and not (c.temporary or c.parked) and c.revision is not None
+    ]
 
 
 def _refuse_infeasible(plan: Plan) -> None:
@@ -280,11 +305,7 @@ def _intend_revisions(
     """Record (as failed, until the end says otherwise) the revision of each deployment
     this rollout changes, and return their numbers. Revisions that verified containers
     run but a killed rollout left marked failed are marked applied first."""
-    running = [
-        (c.deployment, c.revision)
-        for c in observed.containers()
-        if c.running and not (c.temporary or c.parked) and c.revision is not None
-    ]
+    running = _verified_revisions(observed)
     numbers: dict[str, int] = {}
     with store.batch():
         store.confirm_running(running)

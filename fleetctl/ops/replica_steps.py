@@ -118,8 +118,13 @@ class ReplicaSteps:
 
     # -- recipes --------------------------------------------------------------------------
     def remove(self, a: Action) -> StepOutcome:
-        self.router.drain(self.router.withdraw(a.deployment, a.replica, a.host, a.port))
-        self.hosts[a.host].remove(a.container or "")
+        name = a.container or ""
+        # A rollout's leftover (`-next`, `-old`) is never in the routes, and it may share
+        # its port with the replica that is (a stop-first successor keeps the port):
+        # withdrawing by port would take the live replica out of service.
+        if not name.endswith((L.TEMP_SUFFIX, L.OLD_SUFFIX)):
+            self.router.drain(self.router.withdraw(a.deployment, a.replica, a.host, a.port))
+        self.hosts[a.host].remove(name)
         return StepOutcome(a, True, "removed", a.container)
 
     def create(self, a: Action, r: Rendered, secrets: Mapping[str, str]) -> StepOutcome:

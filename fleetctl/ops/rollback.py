@@ -33,7 +33,7 @@ from fleetctl.core.resolve import deployments
 from fleetctl.errors import AbortedError, FleetctlError, InfeasibleError, NotFoundError, UnstableRevisionError
 from fleetctl.ops import downtime
 from fleetctl.core.recovery import recoveries
-from fleetctl.ops.applying import ApplyResult, HostFactory, Observer, docker_hosts, execute_plan
+from fleetctl.ops.applying import ApplyResult, HostFactory, Observer, docker_hosts, execute_plan, settle_abandoned
 from fleetctl.ops.fleet_lock import fleet_lease
 from fleetctl.ops.recovery import finish_interrupted
 from fleetctl.ops.secrets import refuse_secret_values
@@ -207,6 +207,8 @@ def rollback(
                 )
         if outcome.failed:
             return RollbackResult(outcome, model, name, chosen.number, None)
+        if not plan.has_changes:
+            settle_abandoned(state_path, observed)  # a killed earlier run's records
         from fleetctl.state.store import StateStore
 
         with StateStore(state_path) as store:

@@ -175,3 +175,9 @@ def known_hosts(state_path: Path, fleet: str) -> list[dict[str, Any]]:
     """The inventory entries of the hosts `fleet`'s rollouts changed (none without a state)."""
     rows = _select(state_path, "SELECT host_json FROM known_host WHERE fleet = ? ORDER BY name", (fleet,))
     return [json.loads(h) for (h,) in rows]
+
+
+def abandoned_rollouts(state_path: StateLocation) -> int:
+    """How many rollouts are still marked running (under the lock: killed ones)."""
+    rows = _select(state_path, "SELECT count(*) FROM rollout WHERE outcome = 'running'")
+    return int(rows[0][0]) if rows else 0
