@@ -27,6 +27,7 @@ def requested() -> bool:
 @contextmanager
 def graceful(on_first: Callable[[], None] = lambda: None) -> Iterator[None]:
     """Handle SIGINT and SIGTERM as described above while the block runs (main thread only)."""
+    _requested.clear()  # a new change starts unasked
     if threading.current_thread() is not threading.main_thread():
         yield
         return
