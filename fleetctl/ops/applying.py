@@ -128,7 +128,7 @@ def apply(
             settle_abandoned(state_path, observed)  # writes only after a killed run
             return ApplyResult(plan)  # nothing to do: no Docker mutation, no state write
         host_apis = hosts(reach)
-        with fleet_lease(reach, host_apis, command):
+        with fleet_lease(reach, host_apis, command, unreachable={h.name for h in observed.unreachable()}):
             # Under the fleet's lease the fleet is ours: plan once more from what it is now.
             observed = observe(reach)
             plan = build_plan(loaded, observed, holds=holds)
@@ -484,7 +484,8 @@ def down(
         from fleetctl.state.store import StateStore
 
         host_apis = hosts(reach)
-        with fleet_lease(reach, host_apis, "down"), StateStore(state_path) as store:
+        lease = fleet_lease(reach, host_apis, "down", unreachable={h.name for h in observed.unreachable()})
+        with lease, StateStore(state_path) as store:
             rid = store.begin_rollout("down", str(inventory_path), inventory_digest(inventory_path), {"actions": [a.to_json() for a in removals]})
             ex = Executor(host_apis, {}, {}, reporter or SilentReporter(), {h.name: h.max_parallel for h in reach.hosts})
             outcomes = ex.run(removals)

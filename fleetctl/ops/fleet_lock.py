@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import Iterator, Mapping
+from typing import Collection, Iterator, Mapping
 
 from fleetctl.adapters.docker_host import HostAPI
 from fleetctl.adapters.lease import Holder, HostLease, LeaseHeld
@@ -26,12 +26,22 @@ LEASE_TTL_S = 30.0
 
 
 @contextmanager
-def fleet_lease(inv: Inventory, hosts: Mapping[str, HostAPI], command: str, ttl_s: float = LEASE_TTL_S) -> Iterator[None]:
-    """Hold the fleet's lease on each reachable host while the block runs."""
+def fleet_lease(
+    inv: Inventory,
+    hosts: Mapping[str, HostAPI],
+    command: str,
+    ttl_s: float = LEASE_TTL_S,
+    unreachable: Collection[str] = (),
+) -> Iterator[None]:
+    """Hold the fleet's lease on each reachable host while the block runs; hosts the
+    observation found `unreachable` are skipped (their steps are blocked anyway, and a
+    call to them could only wait for its timeout)."""
     me = Holder.me(command)
     taken: list[HostLease] = []
     try:
         for h in sorted(inv.hosts, key=lambda h: (h.docker, h.name)):
+            if h.name in unreachable:
+                continue
             make = getattr(hosts.get(h.name), "lease", None)
             lease = make(inv.fleet, ttl_s) if make else None
             if lease is None:

@@ -187,7 +187,8 @@ def rollback(
         restored = deployment_from_record(chosen.spec)
         reach = with_retired_hosts(inv, state_path)
         host_apis = hosts(reach)
-        with fleet_lease(reach, host_apis, command):
+        seen = observe(reach)  # which hosts answer: the lease skips the others
+        with fleet_lease(reach, host_apis, command, unreachable={h.name for h in seen.unreachable()}):
             observed = observe(reach)
             if recoveries(observed):  # a killed run's replicas first: finished forward or restored
                 observed, _ = finish_interrupted(
