@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +87,7 @@ def _on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEnt
     try:
         # busy_timeout first, so switching to WAL waits for a concurrent opener too.
         cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA journal_mode=WAL")
-        mode = str(cur.fetchone()[0]).lower()
+        mode = _switch_to_wal(cur)
         if mode != "wal":
             raise FleetctlError(
                 f"state database cannot use WAL journaling (got {mode!r}); "
@@ -98,6 +98,27 @@ def _on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEnt
         cur.execute("PRAGMA foreign_keys=ON")
     finally:
         cur.close()
+
+
+def _switch_to_wal(cur: sqlite3.Cursor) -> str:
+    """`PRAGMA journal_mode=WAL`, retried while another first opener holds the file.
+
+    The switch upgrades a shared lock to an exclusive one; when two connections do that at
+    once SQLite answers SQLITE_BUSY at once instead of calling the busy handler (waiting
+    would deadlock), so the wait is done here, up to the same busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return str(cur.fetchone()[0]).lower()
+        except sqlite3.OperationalError as exc:
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            if not busy or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def _on_begin(conn: Connection) -> None:
