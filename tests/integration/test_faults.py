@@ -126,3 +126,79 @@ def test_a_crash_looping_replica_is_reported_by_plan_status_and_health(fleet: An
         time.sleep(0.2)
     second = fleet.cli("health", "--output", "json", "--state", str(fleet.state))
     assert second.returncode in (ExitCode.UNHEALTHY, ExitCode.DEGRADED), second.stdout + second.stderr
+
+
+def _mount_small_disk(where: Path, size: str) -> bool:
+    if os.geteuid() != 0:
+        return False
+    where.mkdir()
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)], capture_output=True).returncode == 0
+
+
+def _fill(disk: Path) -> None:
+    """Write until the kernel answers ENOSPC, down to the last byte."""
+    for size in (65536, 4096, 512, 1):
+        try:
+            with open(disk / "filler", "ab", buffering=0) as fh:
+                while True:
+                    fh.write(b"\0" * size)
+        except OSError:
+            pass
+
+
+def test_a_disk_filling_mid_rollout_ends_in_one_line_and_the_next_apply_reconciles(make_fleet: Any, testbed: Any, tmp_path: Path) -> None:
+    import json
+    import sqlite3
+
+    import pytest
+
+    disk = tmp_path / "disk"
+    if not _mount_small_disk(disk, "3m"):
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        fleet = make_fleet(state=None)
+        fleet.state = disk / "state.db"
+        fleet.nim("chat", memory=10, replicas=2, env={"STANDIN_START_DELAY_S": "2"}, timeout=30)
+        fleet.front_door = {"enabled": False}
+        assert fleet.apply().returncode == 0
+        fleet.models[0]["env"] = {"STANDIN_START_DELAY_S": "2", "CHANGED": "1"}
+        fleet.write()
+        env = {**os.environ, "NGC_API_KEY": fleet.canary, "COLUMNS": "200"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fleetctl", "apply", "-f", str(fleet.path), "--yes", "--state", str(fleet.state)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while not any(n.endswith("-next") for n in fleet.ids()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        _fill(disk)
+        out, err = proc.communicate(timeout=180)
+        # One line, the documented exit code for a state fault, no traceback.
+        assert proc.returncode == ExitCode.ERROR, out + err
+        assert "Traceback" not in out + err
+        assert err.count("\n") == 1 and "state" in err and ("full" in err or "No space" in err), err
+        # Space is back: the next apply reconciles what the killed write left and converges.
+        (disk / "filler").unlink()
+        again = fleet.apply()
+        assert again.returncode == 0, again.stdout + again.stderr
+        ids = fleet.ids()
+        assert sorted(ids) == sorted(n for n in ids if not n.endswith(("-next", "-old"))) and len(ids) == 2
+        assert fleet.apply().stdout.count("nothing to do") == 1
+        db = sqlite3.connect(fleet.state)
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT count(*) FROM rollout WHERE outcome = 'running'").fetchone() == (0,)
+        api = testbed.client().api
+        for name in ids:
+            labels = api.inspect_container(name)["Config"]["Labels"]
+            row = db.execute(
+                "SELECT outcome FROM revision WHERE deployment = ? AND number = ?",
+                (labels["io.fleetctl.deployment"], int(labels["io.fleetctl.revision"])),
+            ).fetchone()
+            assert row == ("applied",), (name, labels["io.fleetctl.revision"], row)
+        # The rollout the full disk stopped is in the history, not lost or left running.
+        history = json.loads(fleet.cli("history", "--output", "json", "--state", str(fleet.state)).stdout)
+        stopped = [r for r in history["rollouts"] if r["outcome"] != "succeeded"]
+        assert [(r["outcome"], r["summary"]) for r in stopped] == [("failed", "interrupted before it finished")], history
+        assert len(history["rollouts"]) == 3
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
