@@ -10,6 +10,7 @@ import re
 from typing import Mapping
 
 from fleetctl.core.observed import ObservedContainer, ObservedFrontDoor
+from fleetctl.core.triton_servers import parse_member_labels
 from fleetctl.core.recovery import OLD_SUFFIX, TEMP_SUFFIX  # noqa: F401 (re-exported: the names' contract)
 
 PREFIX = "io.fleetctl."
@@ -30,6 +31,9 @@ ENDPOINT = PREFIX + "endpoint"
 RUNTIME = PREFIX + "runtime"
 ROLE = PREFIX + "role"
 ROLE_FRONT_DOOR = "front-door"
+# A shared Triton server: the members it started with (`model=deployment/hash,…`); the
+# models fleetctl loads later record their member in their own config.
+TRITON_MEMBERS = PREFIX + "triton-members"
 
 OWNER_FILTER = f"{OWNER}={OWNER_VALUE}"
 
@@ -152,4 +156,5 @@ def observed_from(host: str, cid: str, name: str, state: str, image: str, labels
         parked=name.lstrip("/").endswith(OLD_SUFFIX),
         endpoint=labels.get(ENDPOINT, ""),
         runtime=labels.get(RUNTIME, ""),
+        triton_members=parse_member_labels(labels[TRITON_MEMBERS]) if TRITON_MEMBERS in labels else None,
     )

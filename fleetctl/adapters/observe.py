@@ -7,9 +7,10 @@ from dataclasses import replace
 
 from fleetctl.adapters.docker_host import OBSERVE_TIMEOUT_S, DockerHost
 from fleetctl.adapters.gpus import discover_local_gpus
-from fleetctl.adapters.probes import triton_ready_models
+from fleetctl.adapters.probes import triton_member_of, triton_ready_models
 from fleetctl.core.inventory import Host, Inventory
 from fleetctl.core.observed import ObservedFleet, ObservedHost
+from fleetctl.core.triton_servers import with_observed_members
 from fleetctl.errors import FleetctlError
 
 
@@ -22,6 +23,18 @@ def with_triton_models(observed: ObservedHost) -> ObservedHost:
     with ThreadPoolExecutor(max_workers=min(16, len(servers))) as pool:
         ready = dict(zip((c.id for c in servers), pool.map(lambda c: triton_ready_models(c.endpoint), servers)))
     containers = tuple(replace(c, triton_ready=ready[c.id]) if c.id in ready else c for c in observed.containers)
+    # A shared server: which member loaded each ready model (one config read per model).
+    asks = [(c, m) for c in containers if c.triton_members is not None and c.triton_ready for m in c.triton_ready]
+    if asks:
+        with ThreadPoolExecutor(max_workers=min(16, len(asks))) as pool:
+            found = list(pool.map(lambda cm: triton_member_of(cm[0].endpoint, cm[1]), asks))
+        configs: dict[str, dict[str, str | None]] = {}
+        for (c, m), member in zip(asks, found):
+            configs.setdefault(c.id, {})[m] = member
+        containers = tuple(
+            with_observed_members(c, configs.get(c.id, {}), c.triton_members or {}) if c.triton_members is not None else c
+            for c in containers
+        )
     return replace(observed, containers=containers)
 
 

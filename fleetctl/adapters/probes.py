@@ -136,6 +136,23 @@ def triton_ready_models(endpoint: str, timeout_s: float = 1.0) -> tuple[str, ...
     return tuple(sorted({str(m.get("name")) for m in rows if isinstance(m, dict) and m.get("state") == "READY"}))
 
 
+MEMBER_PARAMETER = "fleetctl.member"
+
+
+def triton_member_of(endpoint: str, model: str, timeout_s: float = 1.0) -> str | None:
+    """The member a loaded model records in its config (`fleetctl.member`), if any."""
+    import httpx
+
+    try:
+        r = httpx.get(f"{endpoint.rstrip('/')}/v2/models/{model}/config", timeout=timeout_s)
+        doc = r.json() if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    params = (doc or {}).get("parameters") if isinstance(doc, dict) else None
+    value = (params or {}).get(MEMBER_PARAMETER) if isinstance(params, dict) else None
+    return str(value.get("string_value")) if isinstance(value, dict) and value.get("string_value") else None
+
+
 def loaded_routes(
     url: str | None,
     read_loaded: Callable[[], bytes | None],

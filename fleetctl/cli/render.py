@@ -25,6 +25,9 @@ ACTION_STYLE = {
     ActionKind.RECREATE: "yellow",
     ActionKind.REMOVE: "red",
     ActionKind.KEEP: "dim",
+    ActionKind.LOAD: "green",
+    ActionKind.RELOAD: "yellow",
+    ActionKind.UNLOAD: "red",
 }
 
 

@@ -141,6 +141,9 @@ class TritonConfig(Strict):
     server_binary: str = Field("tritonserver", description="Entrypoint of the image's server")
     backend_directory: str = "/opt/tritonserver/backends"
     shm_size: str | None = None
+    dedicated: bool = Field(
+        False, description="Serve this model in a Triton server of its own, never shared with co-located models"
+    )
 
 
 class HealthSample(Strict):

@@ -35,6 +35,9 @@ class ObservedContainer:
     # Triton only: the models the running server reports READY (None: not asked or no
     # answer); a declared model missing from it is drift that apply repairs.
     triton_ready: tuple[str, ...] | None = None
+    # A shared Triton server only (fleetctl.core.triton_servers): per ready model, the
+    # member that loaded it (`deployment/hash`); None for any other container.
+    triton_members: Mapping[str, str] | None = None
     # Restarts by Docker's restart policy, read for a container that is restarting or was
     # (re)started seconds ago (0 otherwise): above 0 it is crash-looping.
     restarts: int = 0

@@ -18,6 +18,7 @@ from fleetctl.core.observed import ObservedContainer, ObservedFleet
 from fleetctl.core.placement import DEFAULT_BUDGET, lower_bound, naive_gpus, place
 from fleetctl.core.recovery import Recovery, assume_recovered, recoveries
 from fleetctl.core.sla import predicted_p95, util_of
+from fleetctl.core.triton_servers import is_server, model_changes, server_spec_view
 
 PORTS_PER_REPLICA = 4  # a runtime may use port .. port+3 (Triton: http, grpc, metrics)
 
@@ -27,6 +28,14 @@ class ActionKind(str, Enum):
     RECREATE = "recreate"
     REMOVE = "remove"
     KEEP = "keep"
+    # A model in a running shared Triton server (fleetctl.core.triton_servers); the
+    # server's container is untouched.
+    LOAD = "load"
+    RELOAD = "reload"
+    UNLOAD = "unload"
+
+
+MODEL_KINDS = frozenset({ActionKind.LOAD, ActionKind.RELOAD, ActionKind.UNLOAD})
 
 
 @dataclass(frozen=True)
@@ -49,10 +58,17 @@ class Action:
     # starts (only with permission); `unavailable_s` is the estimate shown before asking.
     downtime: bool = False
     unavailable_s: float | None = None
+    # load, reload and unload only: the Triton model, and the member identity it records.
+    model: str = ""
+    member: str = ""
 
     @property
     def mutating(self) -> bool:
         return self.kind is not ActionKind.KEEP
+
+    @property
+    def model_change(self) -> bool:
+        return self.kind in MODEL_KINDS
 
     def to_json(self) -> dict[str, Any]:
         # Written out rather than dataclasses.asdict: asdict deep-copies and costs ~1 s
@@ -72,6 +88,7 @@ class Action:
             "strategy": self.strategy,
             "downtime": self.downtime,
             "unavailable_s": self.unavailable_s,
+            **({"model": self.model, "member": self.member} if self.model else {}),
         }
 
 
@@ -130,18 +147,22 @@ class Plan:
 
 
 def spec_hash(d: Deployment, host: str, gpus: Sequence[int], port: int | None) -> str:
-    """Hash of a canonical form of the desired spec: never image ids or timestamps."""
+    """Hash of a canonical form of the desired spec: never image ids or timestamps.
+
+    A shared Triton server's hash leaves out its members and its memory: they change
+    in the running server (fleetctl.core.triton_servers)."""
+    server = is_server(d)
     canonical = {
         "deployment": d.name,
         "runtime": d.runtime,
         "image": d.image,
-        "memory_gb": d.memory_gb,
+        "memory_gb": None if server else d.memory_gb,
         "gpus": list(gpus),
         "host": host,
         "port": port,
         # Not the customers: who is routed to a version is the front door's business,
         # so pinning or un-pinning a customer never restarts a container.
-        "settings": d.settings,
+        "settings": server_spec_view(d) if server else d.settings,
     }
     blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -253,7 +274,7 @@ def _recreate_reason(c: ObservedContainer, a: Assignment, d: Deployment, h: str)
         return f"drift: container is {c.state}" + (f" (crash-looping: {c.restarts} restarts)" if c.restarts else "")
     if c.restarts:
         return f"drift: container is crash-looping ({c.restarts} restarts)"
-    if c.triton_ready is not None and d.runtime == "triton":
+    if c.triton_ready is not None and d.runtime == "triton" and not is_server(d):
         declared = (d.settings.get("triton") or {}).get("models") or [d.model]
         missing = sorted(set(declared) - set(c.triton_ready))
         if missing:
@@ -312,7 +333,13 @@ def make_plan(
         primary, extras = existing[0], existing[1:]
         why = _recreate_reason(primary, a, d, h)
         if why is None:
+            changes = model_changes(d, primary) if is_server(d) else []
             actions.append(Action(ActionKind.KEEP, reason="up to date", container=primary.name, **base))
+            for ch in changes:
+                actions.append(
+                    Action(ActionKind(ch.kind), reason=ch.reason, container=primary.name, model=ch.model, member=ch.identity,
+                           blocked=blocked, **base)
+                )
         else:
             old_host = primary.host if primary.host != a.host else None
             blocked = blocked or unreachable.get(primary.host)

@@ -212,6 +212,7 @@ def execute_plan(
     plan = result.plan
     downtime.check_permitted(plan, inv, allow_downtime)
     changing = [a for a in plan.actions if a.kind in (ActionKind.CREATE, ActionKind.RECREATE)]
+    model_changes = [a for a in plan.actions if a.model_change]
     shared = shared_gpus(plan)
     # Secrets are read before anything is recorded or changed: a missing one stops here.
     secrets_by_replica = resolve_secrets(
@@ -222,7 +223,7 @@ def execute_plan(
     with store:
         try:
             numbers = _intend_revisions(
-                store, rollout_id, plan, {a.deployment for a in changing}, result.observed, secret_values
+                store, rollout_id, plan, {a.deployment for a in [*changing, *model_changes]}, result.observed, secret_values
             )
         except BaseException:
             store.finish_rollout(rollout_id, "failed", "stopped before any change")
@@ -247,7 +248,12 @@ def execute_plan(
             # clients here, at once.
             door_outcomes = router.converge_front_doors(plan.front_doors)
             router.push()
-            outcomes = executor.run(plan.actions, plan.deployments, policies(inv))
+            outcomes = executor.run([a for a in plan.actions if not a.model_change], plan.deployments, policies(inv))
+            if model_changes:  # models in running shared Triton servers, once the containers stand
+                from fleetctl.ops.triton_models import run_model_changes
+
+                addresses = {h.name: h.address for h in inv.hosts}
+                outcomes += run_model_changes(model_changes, addresses, journal, stop_requested=interrupt.requested)
             router.push()  # the routes once more, as they end
         except BaseException:
             store.finish_rollout(rollout_id, "failed", "interrupted")
@@ -271,7 +277,7 @@ class Journal:
     def step_started(self, action: Action) -> None:
         step = self.store.begin_step(
             self.rollout_id, deployment=action.deployment, replica=action.replica, host=action.host,
-            action=action.kind.value, container=action.container or "",
+            action=step_action(action), container=action.container or "",
         )
         self._open.setdefault(_key(action), []).append(step)
         self.inner.step_started(action)
@@ -292,6 +298,12 @@ class Journal:
             )
             self.recorded.add(id(outcome))
         self.inner.step_finished(outcome)
+
+
+def step_action(a: Action) -> str:
+    """The step's action as the state records it: a model loaded, reloaded or unloaded in
+    a shared Triton server is a `reload` of that server (its detail says which)."""
+    return "reload" if a.model_change else a.kind.value
 
 
 def _key(a: Action) -> tuple[str, int, str, str]:
@@ -375,7 +387,7 @@ def _record_steps(store: StateStore, rollout_id: int, outcomes: Sequence[StepOut
             deployment=a.deployment,
             replica=a.replica,
             host=a.host,
-            action=a.kind.value,
+            action=step_action(a),
             container=o.container or a.container or "",
             outcome="ok" if o.ok else ("skipped" if a.blocked else "failed"),
             detail=o.detail,

@@ -14,6 +14,7 @@ from fleetctl.core.loader import LoadedInventory, load
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import Plan, make_plan
 from fleetctl.core.resolve import deployments, host_specs
+from fleetctl.core.triton_servers import serve_together
 from fleetctl.errors import FleetctlError
 
 # Observing is injected so that the planning steps stay testable without Docker.
@@ -105,6 +106,8 @@ def build_plan(
     from fleetctl.ops import front_door
 
     hosts = host_specs(inv, discovered_gpus(observed))
+    # Co-located Triton models share one server (fleetctl.core.triton_servers).
+    wanted = serve_together(wanted, hosts)
     ranges = {h.name: h.port_range for h in inv.hosts}
     try:
         budget = {} if placement_budget is None else {"placement_budget": placement_budget}

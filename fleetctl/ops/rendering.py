@@ -8,6 +8,7 @@ from typing import Mapping
 from fleetctl.adapters import labels as L
 from fleetctl.core.inventory import Inventory
 from fleetctl.core.plan import Action, Plan
+from fleetctl.core.triton_servers import is_server, member_labels
 from fleetctl.runtimes.registry import get_runtime
 from fleetctl.runtimes.spec import ContainerSpec, RenderContext
 
@@ -62,4 +63,6 @@ def render_action(plan: Plan, inventory: Inventory, action: Action, revision: in
         endpoint=spec.endpoint,
         revision=revision,
     )
+    if is_server(d):
+        labels[L.TRITON_MEMBERS] = member_labels(d)
     return Rendered(L.container_name(d.name, action.replica, inventory.fleet), spec, labels)

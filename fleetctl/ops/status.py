@@ -135,7 +135,10 @@ def fleet_status(
             )
         )
     out = []
-    for d in deployments(inv) if wanted is None else wanted:
+    from fleetctl.core.resolve import host_specs
+    from fleetctl.core.triton_servers import serve_together
+
+    for d in serve_together(deployments(inv) if wanted is None else wanted, host_specs(inv)):
         reps = tuple(by_dep.pop(d.name, []))
         running = sum(r.state == "running" for r in reps)
         out.append(

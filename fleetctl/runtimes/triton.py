@@ -8,6 +8,7 @@ model reports ready through tritonclient.
 from __future__ import annotations
 
 from fleetctl.core.fleet import Deployment
+from fleetctl.core.triton_servers import is_server, repositories_of, repository_mount
 from fleetctl.runtimes.hookspecs import hookimpl
 from fleetctl.runtimes.spec import (
     ContainerSpec,
@@ -40,8 +41,13 @@ class TritonRuntime:
         host_net = ctx.network == "host"
         http, grpc, metrics = (ctx.port, ctx.port + 1, ctx.port + 2) if host_net else (HTTP, GRPC, METRICS)
         models = list(cfg.get("models") or [d.model])
+        if is_server(d):  # a shared server: every member's repository, each at its own path
+            repos = repositories_of(d)
+            volumes = tuple(Volume(r, repository_mount(r), read_only=True) for r in repos)
+        else:
+            volumes = (Volume(cfg["model_repository"], REPO_TARGET, read_only=True),)
         cmd = [
-            f"--model-repository={REPO_TARGET}",
+            *[f"--model-repository={v.target}" for v in volumes],
             "--model-control-mode=explicit",
             *[f"--load-model={m}" for m in models],
             f"--backend-directory={cfg.get('backend_directory') or '/opt/tritonserver/backends'}",
@@ -49,6 +55,10 @@ class TritonRuntime:
             f"--grpc-port={grpc}",
             f"--metrics-port={metrics}",
         ]
+        if is_server(d):
+            # A shared server stays ready (for the front door's checks) while one of its
+            # models loads, reloads or unloads; each model's readiness is gated on its own.
+            cmd.append("--strict-readiness=false")
         if host_net:
             bind = ctx.bind_address
             cmd += [f"--http-address={bind}", f"--grpc-address={bind}", f"--metrics-address={bind}"]
@@ -69,7 +79,7 @@ class TritonRuntime:
             command=tuple(cmd),
             env=merged_env(d.settings.get("env")),
             secret_env=secret_env_from(d.settings.get("secrets") or {}),
-            volumes=(Volume(cfg["model_repository"], REPO_TARGET, read_only=True),),
+            volumes=volumes,
             ports=ports_for(ctx.network, [(HTTP, ctx.port), (GRPC, ctx.port + 1), (METRICS, ctx.port + 2)]),
             network_mode=ctx.network,
             shm_size=cfg.get("shm_size"),

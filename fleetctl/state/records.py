@@ -16,7 +16,9 @@ from fleetctl.state.models import Hold as HoldRow
 from fleetctl.state.models import Revision, Rollout, RolloutStep
 
 ROLLOUT_OUTCOMES = ("running", "succeeded", "failed", "partial", "noop")
-STEP_ACTIONS = ("create", "recreate", "remove", "keep", "reload")  # reload: a front door's routes
+STEP_ACTIONS = ("create", "recreate", "remove", "keep", "reload")
+# reload: a front door's routes, or a model in a shared Triton server (its detail says
+# whether the model was loaded, reloaded or unloaded)
 STEP_OUTCOMES = ("ok", "failed", "skipped")
 REVISION_OUTCOMES = ("applied", "failed", "rolled_back")
 

@@ -1,0 +1,67 @@
+"""Triton's model repository API on a running server, through tritonclient: load,
+reload and unload one model without touching the others.
+
+A model fleetctl loads records the member that loaded it in its own configuration (the
+`fleetctl.member` parameter), so that observation can tell which version a server
+holds, the way container labels tell it for containers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fleetctl.adapters.probes import MEMBER_PARAMETER
+
+
+class TritonControlError(Exception):
+    """Triton refused a repository call; the message is Triton's reason."""
+
+
+def _client(endpoint: str, timeout_s: float) -> Any:
+    import tritonclient.http as tc
+
+    url = endpoint.split("://", 1)[-1].rstrip("/")
+    return tc.InferenceServerClient(url, connection_timeout=timeout_s, network_timeout=timeout_s)
+
+
+def _reason(exc: Exception) -> str:
+    msg = getattr(exc, "message", None)
+    text = msg() if callable(msg) else str(exc)
+    return " ".join(str(text).split()).rstrip(";") or type(exc).__name__
+
+
+def load(endpoint: str, model: str, member: str, timeout_s: float = 300.0) -> None:
+    """Load (or reload) `model` from the server's repositories, then record `member` in
+    its configuration. When the load fails Triton keeps any version already loaded
+    serving; the error carries Triton's reason."""
+    from tritonclient.utils import InferenceServerException
+
+    client = _client(endpoint, timeout_s)
+    try:
+        try:
+            client.load_model(model)
+        except InferenceServerException as exc:
+            raise TritonControlError(_reason(exc)) from None
+        try:
+            config = client.get_model_config(model)
+            config.setdefault("parameters", {})[MEMBER_PARAMETER] = {"string_value": member}
+            client.load_model(model, config=json.dumps(config))
+            if not client.is_model_ready(model):
+                raise TritonControlError(f"model {model} is not ready after loading")
+        except InferenceServerException as exc:
+            raise TritonControlError(_reason(exc)) from None
+    finally:
+        client.close()
+
+
+def unload(endpoint: str, model: str, timeout_s: float = 60.0) -> None:
+    from tritonclient.utils import InferenceServerException
+
+    client = _client(endpoint, timeout_s)
+    try:
+        client.unload_model(model)
+    except InferenceServerException as exc:
+        raise TritonControlError(_reason(exc)) from None
+    finally:
+        client.close()

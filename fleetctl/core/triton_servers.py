@@ -1,0 +1,261 @@
+"""Co-located Triton models share one Triton server (pure).
+
+Triton is a multi-model server: its explicit model control loads, unloads and reloads
+one model without touching the others, and keeps the old version serving when a reload
+fails. So the Triton deployments that can share a server (same image, same server
+settings, same host selector, GPU count and replica count, no pin, not `dedicated`) are
+grouped into one *server deployment* before placement. Placement then puts the whole
+group on one GPU set (its memory is the sum of its members'), and each replica of the
+group is one Triton container with every member's models.
+
+The server's identity is its group: image, server settings and repositories. Its
+members (which models it holds) and its memory are not part of its container's spec, so
+adding, removing or changing a member never restarts it: the plan loads, unloads or
+reloads that model in the running server (`model_actions`). A new image or a new model
+repository is a new container, rolled start-first like any other.
+
+Members that could not share a GPU under their SLAs (the rule of fleetctl.core.sla
+applied inside the group) are split into several servers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Iterable, Mapping, Sequence
+
+from fleetctl.core.fleet import Deployment, HostSpec
+from fleetctl.core.observed import ObservedContainer
+from fleetctl.core.sla import latency_of
+
+SERVER_KEY = "triton_server"  # the settings key that marks a server deployment
+MODEL_PREFIX = "triton-"
+# Server-level settings: they must agree for deployments to share a server.
+SERVER_FIELDS = ("server_binary", "backend_directory", "args", "shm_size")
+REPO_ROOT = "/models"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One deployment served by a shared server: its models and where they come from."""
+
+    deployment: str
+    models: tuple[str, ...]
+    repository: str
+
+    def identity(self) -> str:
+        """What a loaded model records of the member that loaded it (its config's
+        `fleetctl.member` parameter): the deployment and a hash of its definition."""
+        blob = json.dumps([self.deployment, self.repository], separators=(",", ":"))
+        return f"{self.deployment}/{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
+def is_server(d: Deployment) -> bool:
+    return SERVER_KEY in d.settings
+
+
+def members_of(d: Deployment) -> tuple[Member, ...]:
+    return tuple(
+        Member(m["deployment"], tuple(m["models"]), m["repository"]) for m in (d.settings.get(SERVER_KEY) or {}).get("members", ())
+    )
+
+
+def repositories_of(d: Deployment) -> tuple[str, ...]:
+    return tuple((d.settings.get(SERVER_KEY) or {}).get("repositories", ()))
+
+
+def repository_mount(path: str) -> str:
+    """Where a repository is mounted in the server: stable per host path."""
+    return f"{REPO_ROOT}/{hashlib.sha256(path.encode()).hexdigest()[:8]}"
+
+
+def shareable(d: Deployment) -> bool:
+    cfg = d.settings.get("triton") or {}
+    return d.runtime == "triton" and not d.pinned and not d.exclusive and not cfg.get("dedicated") and not is_server(d)
+
+
+def _group_key(d: Deployment) -> str:
+    cfg = d.settings.get("triton") or {}
+    key = {
+        "server": {f: cfg.get(f) for f in SERVER_FIELDS},
+        "env": d.settings.get("env") or {},
+        "secrets": d.settings.get("secrets") or {},
+        "selector": dict(d.selector),
+        "gpus": d.gpus,
+        "replicas": d.replicas,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:6]
+
+
+def _util(d: Deployment, gpu_memory_gb: float) -> float:
+    if d.gpu_util is not None:
+        return d.gpu_util
+    return d.memory_per_gpu_gb / gpu_memory_gb if gpu_memory_gb > 0 else math.inf
+
+
+def _slack(members: Sequence[Deployment], gpu_memory_gb: float) -> float:
+    """How much compute tenants outside the group may take on its GPU while every member
+    keeps its SLA: min over members of (its slack - what the other members take)."""
+    total = sum(_util(m, gpu_memory_gb) for m in members)
+    slack = math.inf
+    for m in members:
+        latency = latency_of(m)
+        if m.sla_ms is None or latency is None:
+            continue
+        slack = min(slack, 1.0 - latency / m.sla_ms - (total - _util(m, gpu_memory_gb)))
+    return slack
+
+
+def _split(members: Sequence[Deployment], gpu_memory_gb: float) -> list[list[Deployment]]:
+    """Members in name order, a new server whenever the next one would break an SLA."""
+    groups: list[list[Deployment]] = []
+    for d in sorted(members, key=lambda d: d.name):
+        for g in groups:
+            if _slack([*g, d], gpu_memory_gb) >= 0:
+                g.append(d)
+                break
+        else:
+            groups.append([d])
+    return groups
+
+
+def _server(members: Sequence[Deployment], model: str, gpu_memory_gb: float) -> Deployment:
+    first = members[0]
+    cfg = dict(first.settings.get("triton") or {})
+    repositories = sorted({(m.settings.get("triton") or {}).get("model_repository", "") for m in members})
+    member_rows = [
+        {
+            "deployment": m.name,
+            "models": list((m.settings.get("triton") or {}).get("models") or [m.model]),
+            "repository": (m.settings.get("triton") or {}).get("model_repository", ""),
+        }
+        for m in members
+    ]
+    models = [n for row in member_rows for n in row["models"]]
+    cfg.update(
+        models=models,
+        model_repository=repositories[0] if repositories else "",
+        startup_timeout_s=max((m.settings.get("triton") or {}).get("startup_timeout_s") or 0 for m in members) or None,
+    )
+    slack = _slack(members, gpu_memory_gb)
+    sla = min((m.sla_ms for m in members if m.sla_ms is not None), default=None)
+    utils = [m.gpu_util for m in members]
+    settings = {
+        **first.settings,
+        "triton": cfg,
+        SERVER_KEY: {"repositories": repositories, "members": member_rows},
+    }
+    return Deployment(
+        model=model,
+        version=hashlib.sha256(first.image.encode()).hexdigest()[:6],
+        runtime="triton",
+        image=first.image,
+        memory_gb=sum(m.memory_gb for m in members),
+        gpus=first.gpus,
+        replicas=first.replicas,
+        sla_ms=sla,
+        # Encodes the group's slack for the SLA rule: 1 - latency/sla = slack.
+        latency_ms=None if sla is None or slack == math.inf else sla * (1.0 - slack),
+        gpu_util=sum(u for u in utils if u is not None) if all(u is not None for u in utils) else None,
+        selector=first.selector,
+        settings=settings,
+    )
+
+
+def serve_together(deployments: Iterable[Deployment], hosts: Sequence[HostSpec]) -> list[Deployment]:
+    """The deployments with each group of Triton deployments that can share a server
+    replaced by one server deployment. Hosts give the GPU size the SLA rule is checked
+    on (the smallest: the most conservative)."""
+    deployments = list(deployments)
+    sizes = [g.memory_gb for h in hosts for g in h.gpus]
+    gpu_memory_gb = min(sizes) if sizes else 80.0
+    groups: dict[tuple[str, str], list[Deployment]] = {}
+    out: list[Deployment] = []
+    for d in deployments:
+        if shareable(d):
+            groups.setdefault((_group_key(d), d.image), []).append(d)
+        else:
+            out.append(d)
+    names: dict[str, int] = {}
+    for (key, image), members in sorted(groups.items()):
+        for i, part in enumerate(_split(members, gpu_memory_gb)):
+            model = f"{MODEL_PREFIX}{key}" + (f"-{i + 1}" if i else "")
+            # Two images with the same server settings: told apart by their image.
+            if model in names:
+                model += "-" + hashlib.sha256(image.encode()).hexdigest()[:4]
+            names[model] = 1
+            out.append(_server(part, model, gpu_memory_gb))
+    return out
+
+
+def server_spec_view(d: Deployment) -> dict[str, Any]:
+    """The part of a server deployment that its container is made from: not its members
+    nor its memory, which change without a restart."""
+    settings = dict(d.settings)
+    cfg = dict(settings.get("triton") or {})
+    for k in ("models", "model_repository", "startup_timeout_s"):
+        cfg.pop(k, None)
+    settings["triton"] = cfg
+    settings[SERVER_KEY] = {"repositories": repositories_of(d)}
+    return settings
+
+
+# -- what a running server holds, and what to change in it ---------------------------------
+
+
+@dataclass(frozen=True)
+class ModelChange:
+    kind: str  # "load", "reload" or "unload"
+    model: str
+    member: str  # the member deployment (unload: the one that had it, if known)
+    identity: str  # load/reload: what the loaded model will record
+    reason: str
+
+
+def model_changes(d: Deployment, c: ObservedContainer) -> list[ModelChange]:
+    """What to load, reload and unload in the running server `c` so that it holds
+    exactly the models of `d`'s members (nothing while its readiness is unknown)."""
+    if c.triton_ready is None:
+        return []
+    loaded: Mapping[str, str] = c.triton_members or {}
+    ready = set(c.triton_ready)
+    out: list[ModelChange] = []
+    wanted: dict[str, Member] = {}
+    for m in members_of(d):
+        for name in m.models:
+            wanted.setdefault(name, m)
+    for name in sorted(wanted):
+        m = wanted[name]
+        if name not in ready:
+            out.append(ModelChange("load", name, m.deployment, m.identity(), f"load {name} ({m.deployment})"))
+        elif loaded.get(name) not in (None, m.identity()):
+            was = loaded[name].partition("/")[0]
+            why = f"reload {name}: {was} -> {m.deployment}" if was != m.deployment else f"reload {name} ({m.deployment} changed)"
+            out.append(ModelChange("reload", name, m.deployment, m.identity(), why))
+    for name in sorted(ready - set(wanted)):
+        was = (loaded.get(name) or "").partition("/")[0]
+        out.append(ModelChange("unload", name, was, "", f"unload {name}" + (f" ({was} left the inventory)" if was else " (not declared)")))
+    return out
+
+
+def member_labels(d: Deployment) -> str:
+    """The members a server starts with, for its container's label: `model=identity,…`."""
+    return ",".join(f"{n}={m.identity()}" for m in members_of(d) for n in m.models)
+
+
+def parse_member_labels(value: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in value.split(","):
+        name, sep, ident = part.partition("=")
+        if sep and name:
+            out[name] = ident
+    return out
+
+
+def with_observed_members(c: ObservedContainer, configs: Mapping[str, str | None], initial: Mapping[str, str]) -> ObservedContainer:
+    """`c` with, per ready model, the member that loaded it: its config's parameter when
+    fleetctl loaded it, else the server's starting members (loaded by --load-model)."""
+    members = {name: configs.get(name) or initial.get(name, "") for name in c.triton_ready or ()}
+    return replace(c, triton_members={k: v for k, v in members.items() if v})
