@@ -285,6 +285,11 @@ class Inventory(Strict):
     team: Team = Field(default_factory=Team)
     costs: Costs = Field(default_factory=Costs)
     front_door: FrontDoorConfig = Field(default_factory=FrontDoorConfig)
+    triton_servers: Literal["shared", "dedicated"] = Field(
+        "dedicated",
+        description="shared: co-located Triton models share one Triton server and change in it without a "
+        "restart (docs/triton.md); dedicated: one Triton container per deployment",
+    )
 
     def host(self, name: str) -> Host:
         return next(h for h in self.hosts if h.name == name)

@@ -129,6 +129,9 @@ class Plan:
     # Replicas an interrupted rollout left under temporary names: finished forward or
     # restored before anything else (fleetctl.core.recovery); the actions assume they are.
     recovery: tuple[Recovery, ...] = ()
+    # Shared Triton servers: each server deployment's members as the inventory declares
+    # them (fleetctl.core.triton_servers), for what counts per model (report, advise).
+    server_members: Mapping[str, tuple[Deployment, ...]] = field(default_factory=dict)
 
     @property
     def changes(self) -> list[Action]:
@@ -551,3 +554,23 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "unreachable_hosts": dict(plan.unreachable),
         "observed_fingerprint": plan.observed_fingerprint,
     }
+
+
+def per_model(plan: Plan) -> Plan:
+    """The plan as the inventory's models see it: each shared Triton server's replicas
+    stand for its members' replicas on the same GPUs (for counting, never for acting)."""
+    if not plan.server_members:
+        return plan
+    from fleetctl.core.fleet import Unplaced
+
+    members = plan.server_members
+    deps = [m for d in plan.deployments for m in members.get(d.name, (d,))]
+    assignments = tuple(
+        replace(a, deployment=m.name) for a in plan.placement.assignments for m in members.get(a.deployment, ())
+    ) + tuple(a for a in plan.placement.assignments if a.deployment not in members)
+    unplaced = tuple(
+        Unplaced(m.name, u.replica, u.reasons) for u in plan.placement.unplaced for m in members.get(u.deployment, ())
+    ) + tuple(u for u in plan.placement.unplaced if u.deployment not in members)
+    return replace(
+        plan, deployments=tuple(deps), placement=replace(plan.placement, assignments=assignments, unplaced=unplaced), server_members={}
+    )

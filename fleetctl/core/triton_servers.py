@@ -168,6 +168,11 @@ def serve_together(deployments: Iterable[Deployment], hosts: Sequence[HostSpec])
     """The deployments with each group of Triton deployments that can share a server
     replaced by one server deployment. Hosts give the GPU size the SLA rule is checked
     on (the smallest: the most conservative)."""
+    return grouped(deployments, hosts)[0]
+
+
+def grouped(deployments: Iterable[Deployment], hosts: Sequence[HostSpec]) -> tuple[list[Deployment], dict[str, tuple[Deployment, ...]]]:
+    """`serve_together`, and each server deployment's members."""
     deployments = list(deployments)
     sizes = [g.memory_gb for h in hosts for g in h.gpus]
     gpu_memory_gb = min(sizes) if sizes else 80.0
@@ -179,6 +184,7 @@ def serve_together(deployments: Iterable[Deployment], hosts: Sequence[HostSpec])
         else:
             out.append(d)
     names: dict[str, int] = {}
+    members_of_server: dict[str, tuple[Deployment, ...]] = {}
     for (key, image), members in sorted(groups.items()):
         for i, part in enumerate(_split(members, gpu_memory_gb)):
             model = f"{MODEL_PREFIX}{key}" + (f"-{i + 1}" if i else "")
@@ -186,8 +192,10 @@ def serve_together(deployments: Iterable[Deployment], hosts: Sequence[HostSpec])
             if model in names:
                 model += "-" + hashlib.sha256(image.encode()).hexdigest()[:4]
             names[model] = 1
-            out.append(_server(part, model, gpu_memory_gb))
-    return out
+            server = _server(part, model, gpu_memory_gb)
+            out.append(server)
+            members_of_server[server.name] = tuple(part)
+    return out, members_of_server
 
 
 def server_spec_view(d: Deployment) -> dict[str, Any]:

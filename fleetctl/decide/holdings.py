@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fleetctl.core.plan import Plan
+from fleetctl.core.plan import Plan, per_model
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,9 @@ class Holding:
 
 
 def holdings(plan: Plan) -> dict[str, Holding]:
-    """Per model (all its versions), the GPUs it holds in `plan`."""
+    """Per model (all its versions), the GPUs it holds in `plan` (a shared Triton
+    server's GPUs split among its members by memory)."""
+    plan = per_model(plan)
     by_name = {d.name: d for d in plan.deployments}
     tenants: dict[tuple[str, int], list[tuple[str, int]]] = {}
     for a in plan.placement.assignments:

@@ -14,7 +14,7 @@ from fleetctl.core.loader import LoadedInventory, load
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import Plan, make_plan
 from fleetctl.core.resolve import deployments, host_specs
-from fleetctl.core.triton_servers import serve_together
+from fleetctl.core.triton_servers import grouped
 from fleetctl.errors import FleetctlError
 
 # Observing is injected so that the planning steps stay testable without Docker.
@@ -107,13 +107,17 @@ def build_plan(
 
     hosts = host_specs(inv, discovered_gpus(observed))
     # Co-located Triton models share one server (fleetctl.core.triton_servers).
-    wanted = serve_together(wanted, hosts)
+    members: dict[str, tuple[Deployment, ...]] = {}
+    if inv.triton_servers == "shared":
+        wanted, members = grouped(wanted, hosts)
     ranges = {h.name: h.port_range for h in inv.hosts}
     try:
         budget = {} if placement_budget is None else {"placement_budget": placement_budget}
         plan = make_plan(wanted, hosts, observed, ranges, front_door.reserved_ports(inv), **budget)
     except ValueError as exc:  # port ranges exhausted
         raise FleetctlError(str(exc)) from None
+    if members:
+        plan = replace(plan, server_members=members)
     plan = front_door.with_front_doors(plan, inv, observed)
     if not plan.placement.feasible:
         plan = with_inventory_lines(plan, loaded)

@@ -138,7 +138,8 @@ def fleet_status(
     from fleetctl.core.resolve import host_specs
     from fleetctl.core.triton_servers import serve_together
 
-    for d in serve_together(deployments(inv) if wanted is None else wanted, host_specs(inv)):
+    listed = list(deployments(inv) if wanted is None else wanted)
+    for d in serve_together(listed, host_specs(inv)) if inv.triton_servers == "shared" else listed:
         reps = tuple(by_dep.pop(d.name, []))
         running = sum(r.state == "running" for r in reps)
         out.append(

@@ -496,7 +496,7 @@ class FleetUnderTest:
             }
             for name, url in self.hosts.items()
         ]
-        doc = {"fleet": self.name, "front_door": self.front_door, "hosts": hosts, "models": self.models}
+        doc = {"fleet": self.name, "front_door": self.front_door, "hosts": hosts, "models": self.models, **getattr(self, "extra", {})}
         self.path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     def cli(self, *args: str, inventory: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:

@@ -16,6 +16,11 @@ from fleetctl.errors import ExitCode
 TEXT = {"inputs": [{"name": "TEXT", "shape": [1], "datatype": "BYTES", "data": ["hello"]}]}
 
 
+def _shared(fleet: Any) -> Any:
+    fleet.extra = {"triton_servers": "shared"}
+    return fleet
+
+
 def _servers(fleet: Any) -> dict[str, str]:
     return {n: i for n, i in fleet.ids().items() if "-triton-" in n}
 
@@ -36,6 +41,7 @@ def _changes(r: Any) -> list[tuple[str, str]]:
 
 
 def test_three_models_share_one_server_and_leave_and_rejoin_it_without_a_restart(fleet: Any, testbed: Any, steady_load: Any) -> None:
+    _shared(fleet)
     for name in ("embeddings", "reranker", "safety-guard"):
         fleet.triton(name)
     r = fleet.apply()
@@ -71,6 +77,7 @@ def test_three_models_share_one_server_and_leave_and_rejoin_it_without_a_restart
 
 
 def test_a_failing_reload_leaves_the_old_version_serving_and_exits_7(fleet: Any, testbed: Any, tmp_path: Path) -> None:
+    _shared(fleet)
     repo = tmp_path / "models"
     shutil.copytree(testbed.model_repository, repo)
     for name in ("embeddings", "reranker"):
@@ -99,6 +106,7 @@ def test_a_failing_reload_leaves_the_old_version_serving_and_exits_7(fleet: Any,
 
 
 def test_a_dedicated_model_gets_a_server_of_its_own(fleet: Any, testbed: Any) -> None:
+    _shared(fleet)
     fleet.triton("embeddings")["triton"]["dedicated"] = True
     fleet.triton("reranker")
     fleet.triton("safety-guard")
