@@ -84,6 +84,8 @@ def _explain_targets(p, name: str) -> list[str]:  # type: ignore[no-untyped-def]
     from fleetctl.errors import NotFoundError
 
     names = [d.name for d in p.deployments if d.name == name or d.model == name]
+    # A model in a shared Triton server is placed as that server: explain the server.
+    names += [s for s, members in p.server_members.items() if any(m.name == name or m.model == name for m in members)]
     if not names:
         raise NotFoundError(f"no deployment or model named {name!r} in the inventory")
     return names
@@ -104,6 +106,10 @@ def _render_explain(console, p, name: str) -> None:  # type: ignore[no-untyped-d
     from fleetctl.core.explain import explain
 
     for dep in _explain_targets(p, name):
+        for m in p.server_members.get(dep, ()):
+            if name in (m.name, m.model):
+                console.print()
+                console.print(f"{m.name} is served by the shared Triton server {dep}, placed as one:", markup=False)
         for e in explain(dep, p.deployments, p.hosts, p.placement):
             console.print()
             console.print(e.render())

@@ -286,7 +286,7 @@ class Inventory(Strict):
     costs: Costs = Field(default_factory=Costs)
     front_door: FrontDoorConfig = Field(default_factory=FrontDoorConfig)
     triton_servers: Literal["shared", "dedicated"] = Field(
-        "dedicated",
+        "shared",
         description="shared: co-located Triton models share one Triton server and change in it without a "
         "restart (docs/triton.md); dedicated: one Triton container per deployment",
     )

@@ -544,6 +544,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "unplaced": [
             {"deployment": u.deployment, "replica": u.replica, "reasons": list(u.reasons)} for u in plan.placement.unplaced
         ],
+        "triton_servers": {name: [m.name for m in members] for name, members in sorted(plan.server_members.items())},
         "recovery": [r.to_json() for r in plan.recovery],
         "actions": [a.to_json() for a in plan.actions],
         "summary": asdict(plan.summary),

@@ -37,6 +37,8 @@ def render_report(console: Console, r: Report) -> None:
         f"[bold]GPUs: {r.gpus_packed} after packing[/bold] · {r.gpus_naive} with one GPU per replica · "
         f"lower bound {r.gpus_lower_bound} · {r.gpus_total} in the fleet"
     )
+    for line in r.triton_servers:
+        console.print(line)
     console.print()
 
     colors: dict[str, str] = {}

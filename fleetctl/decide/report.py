@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 from fleetctl.core.inventory import Inventory
-from fleetctl.core.plan import Plan, gpu_map
+from fleetctl.core.plan import Plan, gpu_map, per_model
 from fleetctl.decide.conflicts import AT_LIMIT_RATIO, PairFinding, sla_findings
 
 HOURS_PER_MONTH = 730  # 365 x 24 / 12, the usual cloud billing month
@@ -111,6 +111,7 @@ class Report:
     at_limit: tuple[PairFinding, ...]
     costs: CostSheet
     unplaced: tuple[tuple[str, str], ...]  # (replica, reasons)
+    triton_servers: tuple[str, ...] = ()  # one line per shared Triton server replica
 
     @property
     def demanded_gb(self) -> float:
@@ -186,7 +187,23 @@ def _costs(inv: Inventory, plan: Plan, rows: Sequence[GpuRow]) -> CostSheet:
     )
 
 
+def triton_servers(plan: Plan) -> tuple[str, ...]:
+    """One line per shared Triton server replica: `3 models, 1 Triton server on h GPU 1`."""
+    out = []
+    for a in sorted(plan.placement.assignments, key=lambda a: (a.host, a.gpus, a.deployment, a.replica)):
+        members = plan.server_members.get(a.deployment)
+        if members:
+            n = sum(len((m.settings.get("triton") or {}).get("models") or [m.model]) for m in members)
+            gpus = ",".join(str(g) for g in a.gpus)
+            out.append(f"{n} model{'s' if n != 1 else ''}, 1 Triton server on {a.host} GPU {gpus} ({a.deployment}#{a.replica})")
+    return tuple(out)
+
+
 def build_report(inv: Inventory, plan: Plan, inventory_path: str = "") -> Report:
+    """Per model, as the inventory declares them: a shared Triton server's GPUs count
+    for its members (split by memory), and its replicas are listed as servers."""
+    servers = triton_servers(plan)
+    plan = per_model(plan)
     models = inv.models
     by_name = {m.name: m for m in models}
     rows = _gpu_rows(plan)
@@ -219,6 +236,7 @@ def build_report(inv: Inventory, plan: Plan, inventory_path: str = "") -> Report
         at_limit=findings.at_limit,
         costs=_costs(inv, plan, rows),
         unplaced=tuple((f"{u.deployment}#{u.replica}", "; ".join(u.reasons)) for u in plan.placement.unplaced),
+        triton_servers=servers,
     )
 
 
@@ -285,4 +303,5 @@ def report_to_json(r: Report) -> dict[str, Any]:
             "saved_usd_per_month": round(c.saved_usd_month, 2),
         },
         "unplaced": [{"replica": k, "reasons": v} for k, v in r.unplaced],
+        "triton_servers": list(r.triton_servers),
     }

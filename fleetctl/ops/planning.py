@@ -117,7 +117,11 @@ def build_plan(
     except ValueError as exc:  # port ranges exhausted
         raise FleetctlError(str(exc)) from None
     if members:
-        plan = replace(plan, server_members=members)
+        # "One GPU per replica" counts the inventory's models, not the servers they share.
+        from fleetctl.core.placement import naive_gpus
+
+        naive = naive_gpus([m for d in wanted for m in members.get(d.name, (d,))])
+        plan = replace(plan, server_members=members, summary=replace(plan.summary, gpus_naive=naive))
     plan = front_door.with_front_doors(plan, inv, observed)
     if not plan.placement.feasible:
         plan = with_inventory_lines(plan, loaded)

@@ -24,6 +24,8 @@ CANARY = "nvapi-HEALTH-CANARY-0b1c2d"
 NOT_READY = ProbeResult(False, "GET /v1/health/ready: 503", "GET /v1/health/ready answers 200")
 INVENTORY = """
 fleet: hx
+# One container per deployment: these tests are about the sweep, not shared servers.
+triton_servers: dedicated
 hosts:
 {hosts}
 models:

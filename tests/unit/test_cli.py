@@ -27,7 +27,10 @@ def test_plan_json_is_only_json_with_placements_actions_and_summary() -> None:
     assert data["summary"]["gpus_used"] == 2
     assert data["summary"]["gpus_naive"] == 5
     assert data["summary"]["gpus_lower_bound"] == 2
-    assert len(data["placements"]) == 5
+    # chat-llm's two versions, and one Triton server for the three Triton models.
+    assert len(data["placements"]) == 3
+    (server,) = data["triton_servers"]
+    assert data["triton_servers"][server] == ["embeddings@1", "reranker@1", "safety-guard@1"]
     assert {p["host"] for p in data["placements"]} == {"gpu-host-1"}
     assert {a["kind"] for a in data["actions"]} == {"create"}
 

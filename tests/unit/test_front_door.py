@@ -57,8 +57,10 @@ def test_demo_routes_match_the_golden_file() -> None:
     assert chat["customers"] == {"acme-corp": "v3"}
     assert chat["versions"]["v3"]["backends"][0]["url"].startswith("http://127.0.0.1:200")
     kserve = {m["name"]: m for m in doc["models"] if m["protocol"] == "kserve"}
-    assert set(kserve) == {"embeddings", "reranker", "safety-guard"}
-    assert kserve["embeddings"]["versions"]["1"]["health_path"] == "/v2/health/ready"
+    # One shared Triton server serves the three Triton models, each by its name.
+    (server,) = kserve.values()
+    assert server["names"] == ["embeddings", "reranker", "safety-guard"]
+    assert [v["health_path"] for v in server["versions"].values()] == ["/v2/health/ready"]
     assert plan.routes_hash == routes_hash(data)
 
 

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from fleetctl.cli import decide_cmds
 from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
+from fleetctl.core.plan import per_model
 from fleetctl.core.sla import predicted_p95
 from fleetctl.decide.conflicts import pair_findings, sla_findings
 from fleetctl.decide.html import render_html
@@ -79,7 +80,7 @@ def test_seed_reports_safety_guard_beside_chat_llm(cli: typer.Typer) -> None:
     found = [f for f in data["sla_conflicts"] if f["deployment"] == "safety-guard@1" and f["beside"] == "chat-llm@v4"]
     assert len(found) == 1
     result = plan_inventory(SEED, None)
-    by_name = {d.name: d for d in result.plan.deployments}
+    by_name = {d.name: d for d in per_model(result.plan).deployments}  # members, not their shared server
     expected = predicted_p95(by_name["safety-guard@1"], result.plan.hosts[0].gpus[0], [by_name["chat-llm@v4"]])
     assert found[0]["predicted_p95_ms"] == pytest.approx(expected)
     assert found[0]["sla_ms"] == 20
