@@ -256,6 +256,10 @@ def render_status(console: Console, report: Any) -> None:
                 "" if r.revision is None else str(r.revision),
             )
     console.print(table)
+    for d in report.deployments:
+        if d.members:
+            served = ", ".join(f"{n} ({', '.join(ms)})" for n, ms in d.members)
+            console.print(f"{d.deployment} is a shared Triton server for {served}", markup=False, highlight=False)
     if pinned:
         console.print(Text("* pinned: " + "; ".join(pinned), style="dim"))
     urls = [d for d in report.deployments if d.client_url]

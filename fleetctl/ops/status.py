@@ -34,6 +34,8 @@ class DeploymentStatus:
     replicas: tuple[ReplicaStatus, ...]
     managed: bool = True  # False: running but no longer in the inventory
     client_url: str = ""  # what a client calls, through a front door
+    # A shared Triton server: the deployments it serves and their Triton models.
+    members: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def state(self) -> str:
@@ -66,6 +68,7 @@ class StatusReport:
                     "desired": d.desired,
                     "running": d.running,
                     "client_url": d.client_url,
+                    **({"members": [{"deployment": n, "models": list(ms)} for n, ms in d.members]} if d.members else {}),
                     "replicas": [
                         {
                             "replica": r.replica,
@@ -136,14 +139,17 @@ def fleet_status(
         )
     out = []
     from fleetctl.core.resolve import host_specs
-    from fleetctl.core.triton_servers import serve_together
+    from fleetctl.core.triton_servers import members_of, serve_together
 
     listed = list(deployments(inv) if wanted is None else wanted)
     for d in serve_together(listed, host_specs(inv)) if inv.triton_servers == "shared" else listed:
         reps = tuple(by_dep.pop(d.name, []))
         running = sum(r.state == "running" for r in reps)
         out.append(
-            DeploymentStatus(d.name, d.version, d.runtime, d.customers, d.replicas, running, reps, client_url=_client_url(d, door_url))
+            DeploymentStatus(
+                d.name, d.version, d.runtime, d.customers, d.replicas, running, reps, client_url=_client_url(d, door_url),
+                members=tuple((m.deployment, m.models) for m in members_of(d)),
+            )
         )
     for name, reps in sorted(by_dep.items()):
         version = name.partition("@")[2]

@@ -311,7 +311,11 @@ def test_the_demo_inventory_applies_triton_models_answer_and_nim_stand_ins_are_r
 
     status = json.loads(fleetctl_run("status", "-f", str(inv), "--output", "json").stdout)
     states = {d["deployment"]: d["state"] for d in status["deployments"]}
-    assert states == dict.fromkeys(states, "ok") and len(states) == 5
+    assert states == dict.fromkeys(states, "ok") and len(states) == 3
+    # The three Triton models share one Triton server (one container).
+    (server,) = [d for d in status["deployments"] if d.get("members")]
+    assert [m["deployment"] for m in server["members"]] == ["embeddings@1", "reranker@1", "safety-guard@1"]
+    assert len(server["replicas"]) == 1
     assert status["front_doors"][0]["url"] == "http://127.0.0.1:25880"
     assert status["front_doors"][0]["routes_current"] is True
 
