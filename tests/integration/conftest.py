@@ -516,7 +516,12 @@ class FleetUnderTest:
         return json.loads(r.stdout)
 
     def deployment(self, name: str) -> dict[str, Any]:
-        return next(d for d in self.status()["deployments"] if d["deployment"] == name)
+        """A deployment's status, or for a Triton model in a shared server, its server's."""
+        rows = self.status()["deployments"]
+        return next(
+            (d for d in rows if d["deployment"] == name),
+            None,
+        ) or next(d for d in rows if any(m["deployment"] == name for m in d.get("members", ())))
 
     def endpoint(self, name: str, replica: int = 0) -> str:
         return self.deployment(name)["replicas"][replica]["endpoint"]

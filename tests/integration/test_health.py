@@ -77,6 +77,7 @@ def warm_up(endpoint: str) -> None:
 
 
 def test_healthy_then_stopped_nim_and_unloaded_triton_model_are_critical_and_heal_repairs_them(fleet: Any, testbed: Any) -> None:
+    fleet.extra = {"triton_servers": "dedicated"}  # per-deployment verdicts and metrics, one container each
     fleet.nim("chat-llm", sla_ms=2000)
     fleet.triton("embeddings", hosts={"name": "host-a"}, health={"sample": {"inputs": {"TEXT": ["is this healthy?"]}}})
     r = fleet.apply()

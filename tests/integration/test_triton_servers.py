@@ -117,3 +117,24 @@ def test_a_dedicated_model_gets_a_server_of_its_own(fleet: Any, testbed: Any) ->
     shared = names - {fleet.container("embeddings@1")}
     assert len(shared) == 1, names
     assert all(_ready(fleet, m) for m in ("embeddings", "reranker", "safety-guard"))
+
+
+def test_health_checks_every_model_of_a_shared_server(fleet: Any, testbed: Any) -> None:
+    import tritonclient.http as tc
+
+    _shared(fleet)
+    for name in ("embeddings", "reranker"):
+        fleet.triton(name)
+    assert fleet.apply().returncode == 0
+    healthy = fleet.cli("health", "--output", "json", "--state", str(fleet.state))
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    (server,) = _servers(fleet)
+    endpoint = fleet.deployment("reranker@1")["replicas"][0]["endpoint"]
+    tc.InferenceServerClient(endpoint.removeprefix("http://")).unload_model("reranker")
+    testbed.wait_until(lambda: not _ready(fleet, "reranker"), 30, what="reranker unloaded")
+    sick = fleet.cli("health", "--output", "json", "--state", str(fleet.state), "--failures", "1")
+    assert sick.returncode in (ExitCode.UNHEALTHY, ExitCode.DEGRADED), sick.stdout + sick.stderr
+    assert "reranker" in sick.stdout
+    healed = fleet.cli("health", "--heal", "--failures", "1", "--output", "json", "--state", str(fleet.state))
+    assert _ready(fleet, "reranker"), healed.stdout + healed.stderr
+    assert set(_servers(fleet)) == {server}

@@ -89,11 +89,15 @@ def _probe_for(
 
 
 def _sample(inventory: "Inventory", d: Deployment, triton: tuple[str, ...]) -> Sample | None:
-    try:
-        health = inventory.model(d.model).health
-    except (StopIteration, KeyError, ValueError):
+    from fleetctl.core.schedule import model_of
+    from fleetctl.core.triton_servers import members_of
+
+    # A shared Triton server is timed with the first member's sample.
+    names = [model_of(m.deployment) for m in members_of(d)] or [d.model]
+    found = [m for m in inventory.models if m.name in names and m.health.sample is not None]
+    if not found:
         return None
-    s = health.sample
+    s = found[0].health.sample
     if s is None or not triton:
         return None
     return Sample(s.model or triton[0], dict(s.inputs))
