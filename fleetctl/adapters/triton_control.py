@@ -9,7 +9,7 @@ holds, the way container labels tell it for containers.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Mapping
 
 from fleetctl.adapters.probes import MEMBER_PARAMETER
 
@@ -31,10 +31,13 @@ def _reason(exc: Exception) -> str:
     return " ".join(str(text).split()).rstrip(";") or type(exc).__name__
 
 
-def load(endpoint: str, model: str, member: str, timeout_s: float = 300.0) -> None:
-    """Load (or reload) `model` from the server's repositories, then record `member` in
-    its configuration. When the load fails Triton keeps any version already loaded
-    serving; the error carries Triton's reason."""
+def load(endpoint: str, model: str, member: str, overrides: Mapping[str, Any] | None = None, timeout_s: float = 300.0) -> None:
+    """Load (or reload) `model` from the server's repositories, then load it once more
+    with its configuration plus `overrides` and `member` recorded (the load API's config
+    override). When a load fails Triton keeps any version already loaded serving; the
+    error carries Triton's reason."""
+    from fleetctl.core.triton_servers import merged_config
+
     from tritonclient.utils import InferenceServerException
 
     client = _client(endpoint, timeout_s)
@@ -44,7 +47,7 @@ def load(endpoint: str, model: str, member: str, timeout_s: float = 300.0) -> No
         except InferenceServerException as exc:
             raise TritonControlError(_reason(exc)) from None
         try:
-            config = client.get_model_config(model)
+            config = merged_config(client.get_model_config(model), overrides or {})
             config.setdefault("parameters", {})[MEMBER_PARAMETER] = {"string_value": member}
             client.load_model(model, config=json.dumps(config))
             if not client.is_model_ready(model):

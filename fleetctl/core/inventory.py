@@ -133,6 +133,27 @@ class NimConfig(Strict):
     passthrough_args: str | None = Field(None, description="NIM_PASSTHROUGH_ARGS")
 
 
+class DynamicBatching(Strict):
+    """Triton's dynamic batcher for a model (its `max_batch_size` must be above 0)."""
+
+    max_queue_delay_us: int = Field(0, ge=0, description="max_queue_delay_microseconds")
+    preferred_batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
+
+
+class VersionPolicy(Strict):
+    """Which versions of the model Triton serves: exactly one of the three."""
+
+    latest: int | None = Field(None, ge=1, description="the newest N versions")
+    specific: list[Annotated[int, Field(ge=1)]] | None = Field(None, min_length=1)
+    all: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> "VersionPolicy":
+        if sum([self.latest is not None, self.specific is not None, self.all]) != 1:
+            raise ValueError("give exactly one of latest, specific, all")
+        return self
+
+
 class TritonConfig(Strict):
     model_repository: str = Field(description="Host path of the model repository (mounted read-only)")
     models: list[str] = Field(default_factory=list, description="Models loaded with --load-model")
@@ -144,6 +165,11 @@ class TritonConfig(Strict):
     dedicated: bool = Field(
         False, description="Serve this model in a Triton server of its own, never shared with co-located models"
     )
+    # Applied to the model's Triton configuration through the load API's config override
+    # (docs/triton.md), never by editing files on the host.
+    instance_count: int | None = Field(None, ge=1, le=64, description="instance_group count")
+    dynamic_batching: DynamicBatching | None = None
+    version_policy: VersionPolicy | None = None
 
 
 class HealthSample(Strict):

@@ -18,7 +18,7 @@ from fleetctl.core.observed import ObservedContainer, ObservedFleet
 from fleetctl.core.placement import DEFAULT_BUDGET, lower_bound, naive_gpus, place
 from fleetctl.core.recovery import Recovery, assume_recovered, recoveries
 from fleetctl.core.sla import predicted_p95, util_of
-from fleetctl.core.triton_servers import is_server, model_changes, server_spec_view
+from fleetctl.core.triton_servers import configure_at_start, is_server, model_changes, server_spec_view
 
 PORTS_PER_REPLICA = 4  # a runtime may use port .. port+3 (Triton: http, grpc, metrics)
 
@@ -332,6 +332,7 @@ def make_plan(
         base = dict(deployment=a.deployment, replica=a.replica, host=a.host, gpus=a.gpus, port=port, spec_hash=h)
         if not existing:
             actions.append(Action(ActionKind.CREATE, reason="new replica", blocked=blocked, **base))
+            actions += _configure(d, base, None, blocked)
             continue
         primary, extras = existing[0], existing[1:]
         why = _recreate_reason(primary, a, d, h)
@@ -349,6 +350,7 @@ def make_plan(
             actions.append(
                 Action(ActionKind.RECREATE, reason=why, container=primary.name, container_host=old_host, blocked=blocked, **base)
             )
+            actions += _configure(d, base, primary.name, blocked)
         for extra in extras:
             actions.append(_removal(extra, "duplicate or leftover container", unreachable))
     for (dep, _replica), leftovers in sorted(current.items()):
@@ -359,6 +361,13 @@ def make_plan(
     actions, assignments = _with_strategies(
         actions, deployments, hosts, placement.assignments, containers, port_ranges, reserved_ports
     )
+    # A new server's model changes go to where that server ends up (start-first: a fresh port).
+    started = {(x.deployment, x.replica): x for x in actions if x.kind in (ActionKind.CREATE, ActionKind.RECREATE)}
+    actions = [
+        replace(x, host=started[k].host, port=started[k].port, gpus=started[k].gpus, spec_hash=started[k].spec_hash)
+        if x.model_change and (k := (x.deployment, x.replica)) in started else x
+        for x in actions
+    ]
     if assignments != placement.assignments:
         from dataclasses import replace as _replace
 
@@ -387,6 +396,17 @@ def make_plan(
         unreachable=unreachable,
         recovery=recovery,
     )
+
+
+def _configure(d: Deployment, base: Mapping[str, Any], container: str | None, blocked: str | None) -> list[Action]:
+    """A new Triton server's members with configuration overrides: reloaded with them
+    once it is up (the executor runs model changes after every container step)."""
+    if not is_server(d):
+        return []
+    return [
+        Action(ActionKind.RELOAD, reason=ch.reason, container=container, model=ch.model, member=ch.identity, blocked=blocked, **base)
+        for ch in configure_at_start(d)
+    ]
 
 
 START_FIRST = "start-first"

@@ -39,17 +39,58 @@ REPO_ROOT = "/models"
 
 @dataclass(frozen=True)
 class Member:
-    """One deployment served by a shared server: its models and where they come from."""
+    """One deployment served by a shared server: its models, where they come from, and
+    the part of their Triton configuration the inventory sets (`config_overrides`)."""
 
     deployment: str
     models: tuple[str, ...]
     repository: str
+    config_json: str = "{}"  # canonical JSON of the overrides (hashable)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(json.loads(self.config_json))
 
     def identity(self) -> str:
         """What a loaded model records of the member that loaded it (its config's
         `fleetctl.member` parameter): the deployment and a hash of its definition."""
-        blob = json.dumps([self.deployment, self.repository], separators=(",", ":"))
+        blob = json.dumps([self.deployment, self.repository, self.config_json], separators=(",", ":"))
         return f"{self.deployment}/{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
+def config_overrides(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The inventory's per-model Triton settings as fields of Triton's model
+    configuration (JSON), merged into the model's own configuration when it is loaded."""
+    out: dict[str, Any] = {}
+    if cfg.get("instance_count"):
+        out["instance_group_count"] = int(cfg["instance_count"])
+    batching = cfg.get("dynamic_batching")
+    if batching is not None:
+        out["dynamic_batching"] = {
+            "max_queue_delay_microseconds": int(batching.get("max_queue_delay_us") or 0),
+            "preferred_batch_size": list(batching.get("preferred_batch_sizes") or []),
+        }
+    policy = cfg.get("version_policy")
+    if policy is not None:
+        if policy.get("latest") is not None:
+            out["version_policy"] = {"latest": {"num_versions": int(policy["latest"])}}
+        elif policy.get("specific") is not None:
+            out["version_policy"] = {"specific": {"versions": [int(v) for v in policy["specific"]]}}
+        else:
+            out["version_policy"] = {"all": {}}
+    return out
+
+
+def merged_config(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A model's configuration (as Triton returns it) with the overrides applied."""
+    out = dict(config)
+    for key, value in overrides.items():
+        if key == "instance_group_count":
+            groups = [dict(g) for g in out.get("instance_group") or []] or [{"kind": "KIND_AUTO"}]
+            out["instance_group"] = [{**g, "count": value} for g in groups]
+        else:
+            out[key] = value
+    return out
 
 
 def is_server(d: Deployment) -> bool:
@@ -58,7 +99,8 @@ def is_server(d: Deployment) -> bool:
 
 def members_of(d: Deployment) -> tuple[Member, ...]:
     return tuple(
-        Member(m["deployment"], tuple(m["models"]), m["repository"]) for m in (d.settings.get(SERVER_KEY) or {}).get("members", ())
+        Member(m["deployment"], tuple(m["models"]), m["repository"], json.dumps(m.get("config") or {}, sort_keys=True))
+        for m in (d.settings.get(SERVER_KEY) or {}).get("members", ())
     )
 
 
@@ -72,13 +114,16 @@ def repository_mount(path: str) -> str:
 
 
 def shareable(d: Deployment) -> bool:
-    cfg = d.settings.get("triton") or {}
-    return d.runtime == "triton" and not d.pinned and not d.exclusive and not cfg.get("dedicated") and not is_server(d)
+    """Served through a Triton server of fleetctl's (shared, or of its own when
+    `dedicated`); pinned versions and exclusive ones keep a container per deployment."""
+    return d.runtime == "triton" and not d.pinned and not d.exclusive and not is_server(d)
 
 
 def _group_key(d: Deployment) -> str:
     cfg = d.settings.get("triton") or {}
     key = {
+        # A dedicated model is a server of its own: its name keeps it apart.
+        "own": d.model if cfg.get("dedicated") else None,
         "server": {f: cfg.get(f) for f in SERVER_FIELDS},
         "env": d.settings.get("env") or {},
         "secrets": d.settings.get("secrets") or {},
@@ -130,6 +175,7 @@ def _server(members: Sequence[Deployment], model: str, gpu_memory_gb: float) -> 
             "deployment": m.name,
             "models": list((m.settings.get("triton") or {}).get("models") or [m.model]),
             "repository": (m.settings.get("triton") or {}).get("model_repository", ""),
+            "config": config_overrides(m.settings.get("triton") or {}),
         }
         for m in members
     ]
@@ -201,13 +247,14 @@ def grouped(deployments: Iterable[Deployment], hosts: Sequence[HostSpec]) -> tup
 def server_spec_view(d: Deployment) -> dict[str, Any]:
     """The part of a server deployment that its container is made from: not its members
     nor its memory, which change without a restart."""
-    settings = dict(d.settings)
-    cfg = dict(settings.get("triton") or {})
-    for k in ("models", "model_repository", "startup_timeout_s"):
-        cfg.pop(k, None)
-    settings["triton"] = cfg
-    settings[SERVER_KEY] = {"repositories": repositories_of(d)}
-    return settings
+    cfg = d.settings.get("triton") or {}
+    return {
+        # What every member shares (the grouping key), not any member's own settings.
+        "env": d.settings.get("env") or {},
+        "secrets": d.settings.get("secrets") or {},
+        "triton": {f: cfg.get(f) for f in SERVER_FIELDS},
+        SERVER_KEY: {"repositories": repositories_of(d)},
+    }
 
 
 # -- what a running server holds, and what to change in it ---------------------------------
@@ -238,6 +285,8 @@ def model_changes(d: Deployment, c: ObservedContainer) -> list[ModelChange]:
         m = wanted[name]
         if name not in ready:
             out.append(ModelChange("load", name, m.deployment, m.identity(), f"load {name} ({m.deployment})"))
+        elif name not in loaded and m.config:
+            out.append(ModelChange("reload", name, m.deployment, m.identity(), f"reload {name}: apply its configuration"))
         elif loaded.get(name) not in (None, m.identity()):
             was = loaded[name].partition("/")[0]
             why = f"reload {name}: {was} -> {m.deployment}" if was != m.deployment else f"reload {name} ({m.deployment} changed)"
@@ -249,8 +298,21 @@ def model_changes(d: Deployment, c: ObservedContainer) -> list[ModelChange]:
 
 
 def member_labels(d: Deployment) -> str:
-    """The members a server starts with, for its container's label: `model=identity,…`."""
-    return ",".join(f"{n}={m.identity()}" for m in members_of(d) for n in m.models)
+    """The members a server starts with, for its container's label: `model=identity,…`.
+    A member with configuration overrides starts from the repository's configuration,
+    so it is not listed: `configure_at_start` reloads it with its own."""
+    return ",".join(f"{n}={m.identity()}" for m in members_of(d) if not m.config for n in m.models)
+
+
+def configure_at_start(d: Deployment) -> list[ModelChange]:
+    """A new server loads its models from the repository (--load-model); the members
+    whose configuration the inventory sets are reloaded with it once the server is up."""
+    return [
+        ModelChange("reload", n, m.deployment, m.identity(), f"reload {n}: apply its configuration")
+        for m in members_of(d)
+        if m.config
+        for n in m.models
+    ]
 
 
 def parse_member_labels(value: str) -> dict[str, str]:

@@ -253,7 +253,10 @@ def execute_plan(
                 from fleetctl.ops.triton_models import run_model_changes
 
                 addresses = {h.name: h.address for h in inv.hosts}
-                outcomes += run_model_changes(model_changes, addresses, journal, stop_requested=interrupt.requested)
+                failed = [(o.action.deployment, o.action.replica) for o in outcomes if not o.ok]
+                outcomes += run_model_changes(
+                    model_changes, plan, addresses, journal, failed, stop_requested=interrupt.requested
+                )
             router.push()  # the routes once more, as they end
         except BaseException:
             store.finish_rollout(rollout_id, "failed", "interrupted")

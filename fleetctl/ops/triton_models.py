@@ -10,35 +10,44 @@ reason and the rollout reports it (exit 7).
 from __future__ import annotations
 
 import time
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from fleetctl.core.front_door import backend_url
-from fleetctl.core.plan import Action, ActionKind
+from fleetctl.core.plan import Action, ActionKind, Plan
+from fleetctl.core.triton_servers import members_of
 from fleetctl.ops.replica_steps import StepOutcome
 from fleetctl.ops.rollout import Reporter
 
 ORDER = {ActionKind.UNLOAD: 0, ActionKind.RELOAD: 1, ActionKind.LOAD: 2}
 
-Loader = Callable[[str, str, str], None]
+Loader = Callable[[str, str, str, Mapping[str, Any]], None]
 Unloader = Callable[[str, str], None]
 
 
 def run_model_changes(
     actions: Sequence[Action],
+    plan: Plan,
     addresses: Mapping[str, str],
     reporter: Reporter,
+    failed: Sequence[tuple[str, int]] = (),
     load: Loader | None = None,
     unload: Unloader | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
 ) -> list[StepOutcome]:
+    """`failed`: replicas whose container step failed; their model changes are skipped
+    (the server they were for is not there)."""
     from fleetctl.adapters import triton_control
 
     load = load or triton_control.load
     unload = unload or triton_control.unload
+    overrides = {m.identity(): m.config for d in plan.deployments for m in members_of(d)}
     outcomes: list[StepOutcome] = []
-    for a in sorted(actions, key=lambda a: (a.host, a.container or "", ORDER[a.kind], a.model)):
+    for a in sorted(actions, key=lambda a: (a.host, a.deployment, a.replica, ORDER[a.kind], a.model)):
         if a.blocked:
             outcomes.append(StepOutcome(a, False, f"skipped: host unreachable ({a.blocked})"))
+            continue
+        if (a.deployment, a.replica) in failed:
+            outcomes.append(StepOutcome(a, False, "skipped: the server did not start"))
             continue
         if stop_requested():
             break
@@ -50,7 +59,7 @@ def run_model_changes(
                 unload(endpoint, a.model)
                 detail = f"unloaded {a.model}"
             else:
-                load(endpoint, a.model, a.member)
+                load(endpoint, a.model, a.member, overrides.get(a.member, {}))
                 detail = f"{'reloaded' if a.kind is ActionKind.RELOAD else 'loaded'} {a.model} ({a.member.partition('/')[0]})"
             ok = True
         except Exception as exc:  # Triton's refusal, or the server gone: this step fails, not the run

@@ -112,11 +112,36 @@ def test_a_dedicated_model_gets_a_server_of_its_own(fleet: Any, testbed: Any) ->
     fleet.triton("safety-guard")
     r = fleet.apply()
     assert r.returncode == 0, r.stdout + r.stderr
-    names = set(fleet.ids())
-    assert fleet.container("embeddings@1") in names
-    shared = names - {fleet.container("embeddings@1")}
-    assert len(shared) == 1, names
+    assert len(_servers(fleet)) == 2, fleet.ids()
+    servers = [d for d in fleet.status()["deployments"] if d.get("members")]
+    assert sorted([m["deployment"] for m in d["members"]] for d in servers) == [["embeddings@1"], ["reranker@1", "safety-guard@1"]]
     assert all(_ready(fleet, m) for m in ("embeddings", "reranker", "safety-guard"))
+
+
+def test_per_model_settings_reach_triton_through_the_config_override_without_a_restart(fleet: Any, testbed: Any) -> None:
+    import tritonclient.http as tc
+
+    _shared(fleet)
+    fleet.triton("embeddings")["triton"]["instance_count"] = 2
+    fleet.triton("reranker")
+    r = fleet.apply()
+    assert r.returncode == 0, r.stdout + r.stderr
+    (server,) = _servers(fleet)
+    before = _started(testbed, server)
+    client = tc.InferenceServerClient(fleet.deployment("embeddings@1")["replicas"][0]["endpoint"].removeprefix("http://"))
+    assert [g["count"] for g in client.get_model_config("embeddings")["instance_group"]] == [2]
+    assert _changes(fleet.cli("plan", "--output", "json")) == []
+    fleet.models[0]["triton"]["instance_count"] = 3
+    fleet.models[0]["triton"]["version_policy"] = {"latest": 1}
+    fleet.write()
+    assert _changes(fleet.cli("plan", "--output", "json")) == [("reload", "embeddings")]
+    r = fleet.apply()
+    assert r.returncode == 0, r.stdout + r.stderr
+    config = client.get_model_config("embeddings")
+    assert [g["count"] for g in config["instance_group"]] == [3]
+    assert config["version_policy"] == {"latest": {"num_versions": 1}}
+    assert _started(testbed, server) == before
+    assert _changes(fleet.cli("plan", "--output", "json")) == []
 
 
 def test_health_checks_every_model_of_a_shared_server(fleet: Any, testbed: Any) -> None:
