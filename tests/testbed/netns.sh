@@ -38,8 +38,10 @@ SSH_DROPIN=/etc/ssh/ssh_config.d/fleetctl-testbed.conf
 HOSTS=(ssh tls)
 START_TIMEOUT_S="${FLEETCTL_TESTBED_START_TIMEOUT_S:-60}"
 HOST_A="$(host_of a)"
+# The Triton image too, so that the demo fleet runs on these hosts: loaded once per test
+# bed (an image whose id matches is skipped), like the others.
 IMAGES=(fleetctl-testbed/tiny:1 fleetctl-testbed/nim-standin:1 fleetctl-testbed/nim-standin:2
-        fleetctl-testbed/front-door:1)
+        fleetctl-testbed/front-door:1 fleetctl-testbed/tritonserver:2.51)
 
 log() { printf '[netns] %s\n' "$*" >&2; }
 die() { printf '[netns] error: %s\n' "$*" >&2; exit 1; }
