@@ -542,6 +542,24 @@ class FleetUnderTest:
         port = self.front_door.get("port") or self.ranges[name] + 99
         return f"http://127.0.0.1:{port}"
 
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Rows of one read-only statement on the fleet's state, SQLite file or PostgreSQL
+        (`?` placeholders on both), so that tests read the state the same way on either."""
+        from fleetctl.state.paths import is_database
+
+        if is_database(self.state):
+            from fleetctl.state.pg import connect, qmark
+
+            with connect(self.state, autocommit=True) as conn:
+                return [tuple(r) for r in conn.execute(qmark(sql), params).fetchall()]
+        import sqlite3
+
+        db = sqlite3.connect(self.state)
+        try:
+            return db.execute(sql, params).fetchall()
+        finally:
+            db.close()
+
 
 class SteadyLoad:
     """A client sending one request after another (about every `interval_s`) in a thread,
