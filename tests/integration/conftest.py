@@ -641,3 +641,14 @@ def fleetctl_run():
 
 
 from .testbed_hosts import *  # noqa: E402,F401,F403  the registry and namespace-host fixtures
+
+
+@pytest.fixture
+def suite_state(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The state for a test that writes its own inventory instead of using make_fleet: a
+    SQLite file under tmp_path, or, with FLEETCTL_TEST_STATE=postgresql, a fresh
+    PostgreSQL database (as make_fleet gives its fleets)."""
+    if STATE_BACKEND == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        return server.url(server.new_database())
+    return str(tmp_path / "state.db")
