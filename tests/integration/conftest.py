@@ -547,6 +547,24 @@ class FleetUnderTest:
         port = self.front_door.get("port") or self.ranges[name] + 99
         return f"http://127.0.0.1:{port}"
 
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Rows of one read-only statement on the fleet's state, SQLite file or PostgreSQL
+        (`?` placeholders on both), so that tests read the state the same way on either."""
+        from fleetctl.state.paths import is_database
+
+        if is_database(self.state):
+            from fleetctl.state.pg import connect, qmark
+
+            with connect(self.state, autocommit=True) as conn:
+                return [tuple(r) for r in conn.execute(qmark(sql), params).fetchall()]
+        import sqlite3
+
+        db = sqlite3.connect(self.state)
+        try:
+            return db.execute(sql, params).fetchall()
+        finally:
+            db.close()
+
 
 class SteadyLoad:
     """A client sending one request after another (about every `interval_s`) in a thread,
@@ -628,3 +646,14 @@ def fleetctl_run():
 
 
 from .testbed_hosts import *  # noqa: E402,F401,F403  the registry and namespace-host fixtures
+
+
+@pytest.fixture
+def suite_state(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The state for a test that writes its own inventory instead of using make_fleet: a
+    SQLite file under tmp_path, or, with FLEETCTL_TEST_STATE=postgresql, a fresh
+    PostgreSQL database (as make_fleet gives its fleets)."""
+    if STATE_BACKEND == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        return server.url(server.new_database())
+    return str(tmp_path / "state.db")

@@ -288,7 +288,7 @@ def test_rollback_of_a_model_restores_the_previous_revision_of_its_current_versi
 
 
 def test_the_demo_inventory_applies_triton_models_answer_and_nim_stand_ins_are_ready(
-    tmp_path: Path, testbed: Any, docker_cleanup: Any, fleetctl_run: Any
+    tmp_path: Path, testbed: Any, docker_cleanup: Any, fleetctl_run: Any, suite_state: str
 ) -> None:
     """inventory/demo.yaml itself, moved to its own fleet name and port range."""
     repo = Path(__file__).resolve().parents[2]
@@ -305,11 +305,11 @@ def test_the_demo_inventory_applies_triton_models_answer_and_nim_stand_ins_are_r
     doc["front_door"]["port"] = 25880
     inv = tmp_path / "demo.yaml"
     inv.write_text(yaml.safe_dump(doc, sort_keys=False))
-    r = fleetctl_run("apply", "-f", str(inv), "--yes", "--state", str(tmp_path / "state.db"))
+    r = fleetctl_run("apply", "-f", str(inv), "--yes", "--state", suite_state)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "http://127.0.0.1:25880" in r.stdout
 
-    status = json.loads(fleetctl_run("status", "-f", str(inv), "--output", "json").stdout)
+    status = json.loads(fleetctl_run("status", "-f", str(inv), "--output", "json", "--state", suite_state).stdout)
     states = {d["deployment"]: d["state"] for d in status["deployments"]}
     assert states == dict.fromkeys(states, "ok") and len(states) == 3
     # The three Triton models share one Triton server (one container).
@@ -346,7 +346,7 @@ def test_the_demo_inventory_applies_triton_models_answer_and_nim_stand_ins_are_r
         )
         assert reply.status_code == 200 and reply.headers["x-fleetctl-deployment"] == served
         assert reply.json()["choices"][0]["message"]["content"]
-    again = fleetctl_run("apply", "-f", str(inv), "--yes", "--state", str(tmp_path / "state.db"))
+    again = fleetctl_run("apply", "-f", str(inv), "--yes", "--state", suite_state)
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
 

@@ -33,6 +33,16 @@ WORKERS = 6
 # sets FLEETCTL_CRASH_MATRIX=full and kills at every point, before and after.
 FULL = os.environ.get("FLEETCTL_CRASH_MATRIX") == "full"
 
+# The kill matrices stay on SQLite: after each SIGKILL they read the state file itself
+# (PRAGMA integrity_check, and the row behind each container's revision label, with
+# sqlite3). The suite's pass on PostgreSQL (FLEETCTL_TEST_STATE=postgresql, .ci/run)
+# leaves this file out; run that way anyway, it is skipped rather than put on SQLite
+# behind the caller's back (docs/state.md, "Tests on both backends").
+pytestmark = pytest.mark.skipif(
+    os.environ.get("FLEETCTL_TEST_STATE", "sqlite") == "postgresql",
+    reason="the kill matrices read the SQLite state file directly: SQLite only",
+)
+
 
 def _sampled(cases: list[tuple]) -> list[tuple]:  # type: ignore[type-arg]
     if FULL:

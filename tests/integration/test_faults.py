@@ -157,7 +157,9 @@ def test_a_disk_filling_mid_rollout_ends_in_one_line_and_the_next_apply_reconcil
         pytest.skip("mounting a tmpfs needs root")
     try:
         fleet = make_fleet(state=None)
-        fleet.state = disk / "state.db"
+        # A full disk under a SQLite state: SQLite on either pass of the suite (on
+        # FLEETCTL_TEST_STATE=postgresql too), since the file is what fills.
+        fleet.state, fleet.state_env = disk / "state.db", {}
         fleet.nim("chat", memory=10, replicas=2, env={"STANDIN_START_DELAY_S": "2"}, timeout=30)
         fleet.front_door = {"enabled": False}
         assert fleet.apply().returncode == 0

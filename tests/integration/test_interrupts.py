@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -61,10 +60,8 @@ def test_a_first_sigint_finishes_the_steps_in_flight_records_them_and_exits_130(
     names = list(fleet.ids())
     assert names and len(names) < 3, names  # the step in flight finished; the queued ones did not start
     assert not [n for n in names if n.endswith(("-next", "-old"))], names
-    db = sqlite3.connect(fleet.state)
-    rollout_outcome, summary = db.execute("SELECT outcome, summary FROM rollout ORDER BY id DESC LIMIT 1").fetchone()
-    ok_steps = db.execute("SELECT count(*) FROM rollout_step WHERE outcome = 'ok'").fetchone()[0]
-    db.close()
+    ((rollout_outcome, summary),) = fleet.query("SELECT outcome, summary FROM rollout ORDER BY id DESC LIMIT 1")
+    ((ok_steps,),) = fleet.query("SELECT count(*) FROM rollout_step WHERE outcome = 'ok'")
     assert rollout_outcome == "partial" and "interrupted" in summary, (rollout_outcome, summary)
     assert ok_steps == len(names)  # history says what ran
     fleet.path.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import certifi
 import httpx
+import yaml
 
 from fleetctl.errors import ExitCode
 
 CHAT = {"model": "chat-llm", "messages": [{"role": "user", "content": "hello"}]}
+DEMO = Path(__file__).resolve().parents[2] / "inventory" / "demo.yaml"
 
 
 def _served_by(url: str, headers: dict[str, str] | None = None) -> str:
@@ -69,6 +72,73 @@ def test_plan_apply_status_health_and_rollback_converge_a_fleet_on_the_ssh_and_t
     assert _served_by(door) == "chat-llm@1"
     again = fleet.apply()
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
+
+
+def test_the_demo_fleet_converges_on_the_ssh_and_tls_hosts_and_down_removes_it(remote_fleet: Any) -> None:
+    """inventory/demo.yaml itself (its models, pin, front door image and GPUs), with its one
+    host swapped for the two remote ones; the models alternate between them in demo.yaml's
+    order, so both hosts serve and each front door reaches the other's replicas."""
+    fleet = remote_fleet
+    demo = yaml.safe_load(DEMO.read_text())
+    (demo_host,) = demo["hosts"]
+    fleet.gpus = dict(demo_host["gpus"])
+    # The front door's port is the demo host's; here each host's default (the top of its range).
+    fleet.front_door = {k: v for k, v in demo["front_door"].items() if k != "port"}
+    names = list(fleet.hosts)
+    for i, m in enumerate(demo["models"]):
+        m["hosts"] = {"name": names[i % len(names)]}
+        if m.get("triton"):  # relative to demo.yaml, which this inventory is not beside
+            m["triton"]["model_repository"] = str(fleet.testbed.model_repository)
+        if m.get("nim"):
+            m["nim"]["cache_dir"] = str(fleet.tmp / "nim-cache")
+    fleet.models = demo["models"]
+    state = ("--state", str(fleet.state))
+
+    r = fleet.apply(timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    st = fleet.cli("status", "--output", "json", *state)
+    assert st.returncode == 0, st.stdout + st.stderr
+    status = json.loads(st.stdout)
+    assert {h["host"]: h["reachable"] for h in status["hosts"]} == {"ssh-host": True, "tls-host": True}
+    # Every deployment of demo.yaml (each model's version and its pins) runs and is ok.
+    wanted = {f"{m['name']}@{v}" for m in demo["models"] for v in [m["version"], *(p["version"] for p in m.get("pins", []))]}
+    states = {d["deployment"]: d["state"] for d in status["deployments"]}
+    assert states == dict.fromkeys(wanted, "ok"), states
+    hosts_used = {rep["endpoint"].split("//")[1].split(":")[0] for d in status["deployments"] for rep in d["replicas"]}
+    assert hosts_used == set(fleet.address.values()), hosts_used  # spread over both hosts
+    doors = {d["url"]: d["routes_current"] for d in status["front_doors"]}
+    assert doors == {fleet.front_door_url(h): True for h in names}, doors
+
+    # Through each host's front door: every model, the pin by its customer header.
+    chat = next(m for m in demo["models"] if m["runtime"] == "nim")
+    tritons = [name for m in demo["models"] if m.get("triton") for name in m["triton"]["models"]]
+    assert tritons, "demo.yaml has Triton models"
+    for host in names:
+        door = fleet.front_door_url(host)
+        assert _served_by(door) == f"{chat['name']}@{chat['version']}"
+        for pin in chat.get("pins", []):
+            for customer in pin["customers"]:
+                assert _served_by(door, {"X-Customer": customer}) == f"{chat['name']}@{pin['version']}"
+        for name in tritons:
+            ready = httpx.get(f"{door}/v2/models/{name}/ready", timeout=10)
+            assert ready.status_code == 200, (host, name, ready.status_code, ready.text)
+
+    health = fleet.cli("health", "--output", "json", *state)
+    assert health.returncode == 0, health.stdout + health.stderr
+
+    again = fleet.apply()
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
+
+    down = fleet.cli("down", "--yes", *state)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert fleet.remote_ids("ssh") == {} and fleet.remote_ids("tls") == {}
+    for host in names:
+        try:
+            gone = httpx.get(fleet.front_door_url(host) + "/v1/models", timeout=5)
+        except httpx.HTTPError:
+            continue
+        raise AssertionError(f"the front door of {host} still answers after down: {gone.status_code}")
 
 
 def _fault_ends_in_exit_6(fleet: Any, host: str, fault: Any) -> None:

@@ -95,9 +95,25 @@ def _holds(text: str, canary: str) -> bool:
     return canary in joined or any(p in text for p in pieces)
 
 
-def _nowhere(canaries: list[str], outputs: list[str], tmp: Path, labels: list[dict[str, str]]) -> int:
+def _state_rows(fleet: Any) -> str:
+    """Every row of every table of the fleet's state as text: on a PostgreSQL state
+    (FLEETCTL_TEST_STATE=postgresql) the scan of the files under tmp does not see it."""
+    from fleetctl.state.paths import is_database
+
+    if is_database(fleet.state):
+        sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    tables = [t for (t,) in fleet.query(sql)]
+    assert "revision" in tables, tables
+    return "\n".join(f"{t}: {fleet.query(f'SELECT * FROM {t}')}" for t in tables)
+
+
+def _nowhere(canaries: list[str], outputs: list[str], tmp: Path, labels: list[dict[str, str]], fleet: Any) -> int:
     """How many places hold a canary (asserted to be 0 by the caller, with the place)."""
     found = []
+    rows = _state_rows(fleet)
+    found += [f"the state ({fleet.state})" for c in canaries if _holds(rows, c)]
     for i, out in enumerate(outputs):
         found += [f"output of call {i}" for c in canaries if _holds(out, c)]
     for f in sorted(tmp.rglob("*")):
@@ -194,7 +210,7 @@ def test_canaries_reach_their_containers_and_nothing_fleetctl_writes_or_prints(f
     assert down.returncode == 0, down.stdout + down.stderr
     assert fleet.ids() == {}
 
-    assert _nowhere([fleet.canary, HF_CANARY], fleet.outputs, fleet.tmp, labels) == 0
+    assert _nowhere([fleet.canary, HF_CANARY], fleet.outputs, fleet.tmp, labels, fleet) == 0
     print(f"\n{len(fleet.outputs)} fleetctl calls, {len(labels)} container label sets: secrets found 0")
 
 
@@ -213,7 +229,7 @@ def test_an_unreachable_host_and_its_failures_print_no_canary(make_fleet: Any, t
     labels = _labels(testbed, fleet)
     assert labels, "the reachable host's replica runs"
     assert fleet.cli("down", "--yes", *state, env=env).returncode in (0, ExitCode.HOST_UNREACHABLE)
-    assert _nowhere([fleet.canary, HF_CANARY], fleet.outputs, fleet.tmp, labels) == 0
+    assert _nowhere([fleet.canary, HF_CANARY], fleet.outputs, fleet.tmp, labels, fleet) == 0
 
 
 if __name__ == "__main__":  # pragma: no cover

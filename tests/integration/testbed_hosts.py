@@ -152,8 +152,8 @@ class RemoteFleet(FleetUnderTest):
     """A fleet on the ssh host (`ssh-host`) and the TLS host (`tls-host`), each declared
     with its namespace address and, for TLS, the paths of its certificates."""
 
-    def __init__(self, tmp_path: Path, testbed: Any, ns: NamespaceHosts) -> None:
-        super().__init__(tmp_path, testbed, {"ssh-host": ns.ssh, "tls-host": ns.tls})
+    def __init__(self, tmp_path: Path, testbed: Any, ns: NamespaceHosts, state: str | None = None) -> None:
+        super().__init__(tmp_path, testbed, {"ssh-host": ns.ssh, "tls-host": ns.tls}, state)
         self.ns = ns
         self.address = {"ssh-host": ns.addresses["ssh"], "tls-host": ns.addresses["tls"]}
 
@@ -191,7 +191,17 @@ class RemoteFleet(FleetUnderTest):
 
 
 @pytest.fixture
-def remote_fleet(tmp_path: Path, testbed, namespace_hosts: NamespaceHosts) -> Iterator[RemoteFleet]:
-    fleet = RemoteFleet(tmp_path, testbed, namespace_hosts)
+def remote_fleet(
+    tmp_path: Path, testbed, namespace_hosts: NamespaceHosts, request: pytest.FixtureRequest
+) -> Iterator[RemoteFleet]:
+    """A fleet on the two namespace hosts; on FLEETCTL_TEST_STATE=postgresql its state is
+    a fresh PostgreSQL database, as for make_fleet."""
+    from .conftest import STATE_BACKEND
+
+    state = None
+    if STATE_BACKEND == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        state = server.url(server.new_database())
+    fleet = RemoteFleet(tmp_path, testbed, namespace_hosts, state)
     yield fleet
     fleet.remove_all()

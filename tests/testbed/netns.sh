@@ -16,8 +16,9 @@
 # .1 / .5) and routes the rest of 10.201.0.0/24 through it, so the two hosts reach each
 # other through this machine and nothing else: no default route, no NAT. Their dockerd runs
 # with --bridge=none --iptables=false, so containers use host networking inside the
-# namespace and listen on its address. The test bed's small images are copied into both
-# engines (docker save | docker load, through each engine's unix socket on this machine).
+# namespace and listen on its address. The test bed's small images and its Triton image
+# are copied into both engines (docker save | docker load, through each engine's unix
+# socket on this machine).
 #
 # Keys and certificates are generated here: an ed25519 host key, client key and
 # known_hosts for ssh (the client settings go to /etc/ssh/ssh_config.d/fleetctl-testbed.conf,
@@ -38,8 +39,10 @@ SSH_DROPIN=/etc/ssh/ssh_config.d/fleetctl-testbed.conf
 HOSTS=(ssh tls)
 START_TIMEOUT_S="${FLEETCTL_TESTBED_START_TIMEOUT_S:-60}"
 HOST_A="$(host_of a)"
+# The Triton image too, so that the demo fleet runs on these hosts: loaded once per test
+# bed (an image whose id matches is skipped), like the others.
 IMAGES=(fleetctl-testbed/tiny:1 fleetctl-testbed/nim-standin:1 fleetctl-testbed/nim-standin:2
-        fleetctl-testbed/front-door:1)
+        fleetctl-testbed/front-door:1 fleetctl-testbed/tritonserver:2.51)
 
 log() { printf '[netns] %s\n' "$*" >&2; }
 die() { printf '[netns] error: %s\n' "$*" >&2; exit 1; }
