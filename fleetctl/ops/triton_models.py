@@ -1,6 +1,6 @@
 """The plan's model changes in running shared Triton servers: unload, load, reload.
 
-Run after the containers' steps, one at a time per server. The front doors already
+Run after the containers' steps, one at a time, in host and server order. The front doors already
 route the plan's final set of models, so an unloaded model has left the routes before
 it goes; a reload keeps the old version serving until the new one is ready, and a
 failed reload leaves it serving (Triton's own guarantee): the step fails with Triton's
