@@ -26,9 +26,9 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, Sequence
 
-from fleetctl.core.fleet import Deployment, HostSpec
+from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
 from fleetctl.core.observed import ObservedContainer
-from fleetctl.core.sla import latency_of
+from fleetctl.core.sla import util_of, util_slack
 
 SERVER_KEY = "triton_server"  # the settings key that marks a server deployment
 MODEL_PREFIX = "triton-"
@@ -134,23 +134,13 @@ def _group_key(d: Deployment) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:6]
 
 
-def _util(d: Deployment, gpu_memory_gb: float) -> float:
-    if d.gpu_util is not None:
-        return d.gpu_util
-    return d.memory_per_gpu_gb / gpu_memory_gb if gpu_memory_gb > 0 else math.inf
-
-
 def _slack(members: Sequence[Deployment], gpu_memory_gb: float) -> float:
     """How much compute tenants outside the group may take on its GPU while every member
     keeps its SLA: min over members of (its slack - what the other members take)."""
-    total = sum(_util(m, gpu_memory_gb) for m in members)
-    slack = math.inf
-    for m in members:
-        latency = latency_of(m)
-        if m.sla_ms is None or latency is None:
-            continue
-        slack = min(slack, 1.0 - latency / m.sla_ms - (total - _util(m, gpu_memory_gb)))
-    return slack
+    gpu = GpuSpec(0, gpu_memory_gb)
+    total = sum(util_of(m, gpu) for m in members)
+    slacks = [(util_slack(m), m) for m in members]
+    return min((s - (total - util_of(m, gpu)) for s, m in slacks if s != math.inf), default=math.inf)
 
 
 def _split(members: Sequence[Deployment], gpu_memory_gb: float) -> list[list[Deployment]]:
