@@ -70,6 +70,21 @@ class DaemonLink:
         self.path.unlink(missing_ok=True)
 
 
+def _apply_until_a_replacement_starts(fleet: Any) -> subprocess.Popen[str]:
+    """`apply` of the fleet as written, in the background, returned once its first new
+    container (`-next`) exists (or after 60 s)."""
+    fleet.write()
+    env = {**os.environ, "NGC_API_KEY": fleet.canary, "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetctl", "apply", "-f", str(fleet.path), "--yes", "--state", str(fleet.state)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not any(n.endswith("-next") for n in fleet.ids()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return proc
+
+
 def test_a_daemon_lost_mid_apply_ends_in_one_line_and_exit_6_and_the_next_apply_converges(
     make_fleet: Any, testbed: Any
 ) -> None:
@@ -79,15 +94,7 @@ def test_a_daemon_lost_mid_apply_ends_in_one_line_and_exit_6_and_the_next_apply_
     for i in range(3):
         fleet.nim(f"m{i}", testbed.images.nim_standin, memory=10, env={"STANDIN_START_DELAY_S": "4"}, timeout=30)
     fleet.front_door = {"enabled": False}
-    fleet.write()
-    env = {**os.environ, "NGC_API_KEY": fleet.canary, "COLUMNS": "200"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fleetctl", "apply", "-f", str(fleet.path), "--yes", "--state", str(fleet.state)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while not any(n.endswith("-next") for n in fleet.ids()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc = _apply_until_a_replacement_starts(fleet)
     link.cut()
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == ExitCode.HOST_UNREACHABLE, out + err
@@ -164,15 +171,7 @@ def test_a_disk_filling_mid_rollout_ends_in_one_line_and_the_next_apply_reconcil
         fleet.front_door = {"enabled": False}
         assert fleet.apply().returncode == 0
         fleet.models[0]["env"] = {"STANDIN_START_DELAY_S": "2", "CHANGED": "1"}
-        fleet.write()
-        env = {**os.environ, "NGC_API_KEY": fleet.canary, "COLUMNS": "200"}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "fleetctl", "apply", "-f", str(fleet.path), "--yes", "--state", str(fleet.state)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while not any(n.endswith("-next") for n in fleet.ids()) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        proc = _apply_until_a_replacement_starts(fleet)
         _fill(disk)
         out, err = proc.communicate(timeout=180)
         # One line, the documented exit code for a state fault, no traceback.
