@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 _TRACE = os.environ.get("FLEETCTL_CRASH_TRACE") or None
 _AT = os.environ.get("FLEETCTL_CRASH_AT") or None

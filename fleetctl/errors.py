@@ -21,7 +21,9 @@ class ExitCode(IntEnum):
     ROLLOUT_FAILED = 7  # apply: a replica did not become ready, old one kept
     LOCKED = 8  # another fleetctl holds the state lock
     STALE_PLAN = 9  # a saved plan no longer matches the fleet
-    UNHEALTHY = 10  # health: a replica is critical (failed --failures sweeps in a row, or crash-looping)
+    UNHEALTHY = (
+        10  # health: a replica is critical (failed --failures sweeps in a row, or crash-looping)
+    )
     ABORTED = 11  # the user declined a confirmation
     NOT_FOUND = 12  # a named deployment, revision or model does not exist
     DOWNTIME_REFUSED = 13  # a replacement would stop a serving replica and nobody allowed it

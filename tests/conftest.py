@@ -6,8 +6,8 @@ be installed (no root or no apt-get)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Protocol
+from datetime import UTC
+from typing import Any, Protocol
 
 from fleetctl.adapters import labels as L
-from fleetctl.crashpoints import mutation
-from fleetctl.core.inventory import Host
 from fleetctl.core.front_door import LOADED_PATH
+from fleetctl.core.inventory import Host
 from fleetctl.core.observed import ContainerRun, ObservedContainer, ObservedFrontDoor, ObservedHost
+from fleetctl.crashpoints import mutation
 from fleetctl.runtimes.spec import ContainerSpec
 
 OBSERVE_TIMEOUT_S = 10
@@ -37,7 +39,9 @@ class CreateArgs:
     device_ids: tuple[str, ...]  # real GPUs: a device request with exactly these ids
 
 
-def create_args(spec: ContainerSpec, secrets: Mapping[str, str], publish_address: str = "127.0.0.1") -> CreateArgs:
+def create_args(
+    spec: ContainerSpec, secrets: Mapping[str, str], publish_address: str = "127.0.0.1"
+) -> CreateArgs:
     """`publish_address` is the host address published ports bind: loopback unless the
     inventory asks for more (Docker's default would be every interface)."""
     env = {**spec.env, **secrets}
@@ -50,7 +54,10 @@ def create_args(spec: ContainerSpec, secrets: Mapping[str, str], publish_address
         env["NVIDIA_VISIBLE_DEVICES"] = ",".join(str(g) for g in spec.gpus)
     return CreateArgs(
         env=env,
-        binds={v.source: {"bind": v.target, "mode": "ro" if v.read_only else "rw"} for v in spec.volumes},
+        binds={
+            v.source: {"bind": v.target, "mode": "ro" if v.read_only else "rw"}
+            for v in spec.volumes
+        },
         port_bindings={p.container_port: (publish_address, p.host_port) for p in spec.ports},
         device_ids=device_ids,
     )
@@ -125,10 +132,14 @@ def ssh_options(timeout_s: float) -> list[str]:
     for a password or a host key on a terminal (BatchMode). The rest (user, key,
     known_hosts, jump hosts) comes from ssh_config as usual."""
     return [
-        "-o", f"ConnectTimeout={max(1, int(timeout_s))}",
-        "-o", f"ServerAliveInterval={SSH_ALIVE_INTERVAL_S}",
-        "-o", f"ServerAliveCountMax={SSH_ALIVE_COUNT}",
-        "-o", "BatchMode=yes",
+        "-o",
+        f"ConnectTimeout={max(1, int(timeout_s))}",
+        "-o",
+        f"ServerAliveInterval={SSH_ALIVE_INTERVAL_S}",
+        "-o",
+        f"ServerAliveCountMax={SSH_ALIVE_COUNT}",
+        "-o",
+        "BatchMode=yes",
     ]
 
 
@@ -170,7 +181,13 @@ def _bound_ssh_client() -> None:
 
 
 class DockerHost:
-    def __init__(self, host: Host, fleet: str = "default", client: Any | None = None, timeout: int = API_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        host: Host,
+        fleet: str = "default",
+        client: Any | None = None,
+        timeout: int = API_TIMEOUT_S,
+    ) -> None:
         self.host = host
         self.fleet = fleet
         self.name = host.name
@@ -208,19 +225,27 @@ class DockerHost:
                 state = row.get("State", "")
                 url = labels.get(L.ENDPOINT, "")
                 loaded = self._loaded_routes(row["Id"], url) if state == "running" else None
-                front_doors.append(L.observed_front_door(self.name, row["Id"], names[0], state, image, labels, loaded))
+                front_doors.append(
+                    L.observed_front_door(
+                        self.name, row["Id"], names[0], state, image, labels, loaded
+                    )
+                )
                 continue
             labeled = labels.get(L.IMAGE, "")
             if _IMAGE_ID.match(image) and labeled:
                 # The tag moved to a newer build after the container was created; Docker
                 # then shows the old id. That is not drift made by hand.
                 image = labeled
-            c = L.observed_from(self.name, row["Id"], names[0], row.get("State", ""), image, row.get("Labels") or {})
+            c = L.observed_from(
+                self.name, row["Id"], names[0], row.get("State", ""), image, row.get("Labels") or {}
+            )
             if c is not None:
                 if c.state == "restarting" or _JUST_STARTED.match(row.get("Status", "")):
                     c = replace(c, restarts=self._restarts(row["Id"]))
                 containers.append(c)
-        return ObservedHost(self.name, reachable=True, containers=tuple(containers), front_doors=tuple(front_doors))
+        return ObservedHost(
+            self.name, reachable=True, containers=tuple(containers), front_doors=tuple(front_doors)
+        )
 
     def _restarts(self, container: str) -> int:
         """How often the restart policy brought it back (one inspect; 0 if it is gone)."""
@@ -234,7 +259,9 @@ class DockerHost:
         from fleetctl.adapters.probes import front_door_status, loaded_routes
 
         return loaded_routes(
-            url, lambda: self.read_file(container, LOADED_PATH), lambda u: front_door_status(u, timeout_s=0.5)
+            url,
+            lambda: self.read_file(container, LOADED_PATH),
+            lambda u: front_door_status(u, timeout_s=0.5),
         )
 
     def read_file(self, container: str, path: str) -> bytes | None:
@@ -311,7 +338,9 @@ class DockerHost:
         current run), read as a stream and closed as soon as they are in: a long-running
         container's whole log is never fetched."""
         try:
-            stream = self.api.logs(container, stdout=True, stderr=True, stream=True, follow=False, since=since)
+            stream = self.api.logs(
+                container, stdout=True, stderr=True, stream=True, follow=False, since=since
+            )
         except Exception as exc:  # logs are best effort: the container may be gone
             return f"<no logs: {_one_line(exc)}>"
         buf = bytearray()
@@ -361,7 +390,9 @@ class DockerHost:
         if args.device_ids:
             from docker.types import DeviceRequest
 
-            device_requests = [DeviceRequest(device_ids=list(args.device_ids), capabilities=[["gpu"]])]
+            device_requests = [
+                DeviceRequest(device_ids=list(args.device_ids), capabilities=[["gpu"]])
+            ]
         else:
             device_requests = None
         host_config = self.api.create_host_config(
@@ -426,7 +457,9 @@ class DockerHost:
         except _PullFailed as exc:
             raise self._not_had(image, _one_line(exc)) from None
         except requests.exceptions.Timeout:
-            raise self._not_had(image, f"no answer from the engine within {self._timeout} s") from None
+            raise self._not_had(
+                image, f"no answer from the engine within {self._timeout} s"
+            ) from None
         except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
             raise self._not_had(image, _api_reason(exc)) from None
         if not self._has_image(image):
@@ -493,14 +526,14 @@ class DockerHost:
 
 def docker_time(text: str | None) -> float | None:
     """Docker's RFC 3339 time (nanoseconds, "Z") as epoch seconds; None for its zero time."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     if not text or text.startswith("0001-"):
         return None
     stamp = text.rstrip("Z")
     whole, _, frac = stamp.partition(".")
     try:
-        dt = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+        dt = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
     except ValueError:
         return None
     return dt.timestamp() + (float(f"0.{frac[:6]}") if frac.isdigit() else 0.0)
@@ -513,11 +546,13 @@ class _PullFailed(Exception):
 def _api_reason(exc: BaseException) -> str:
     """An engine's answer without the SDK's wrapping ("500 Server Error for http+docker://...")."""
     explanation = getattr(exc, "explanation", None)
-    return _one_line(explanation) if isinstance(explanation, str) and explanation else _one_line(exc)
+    return (
+        _one_line(explanation) if isinstance(explanation, str) and explanation else _one_line(exc)
+    )
 
 
 def _dedup(text: str) -> str:
-    """"manifest unknown: manifest unknown" (the engine repeating the registry) said once."""
+    """ "manifest unknown: manifest unknown" (the engine repeating the registry) said once."""
     parts = text.split(": ")
     return ": ".join(p for i, p in enumerate(parts) if i == 0 or p != parts[i - 1])
 

@@ -24,7 +24,11 @@ def discover_local_gpus(reserve_gb: float = 0.0) -> tuple[GpuSpec, ...]:
             mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
             name = pynvml.nvmlDeviceGetName(handle)
             name = name.decode() if isinstance(name, bytes) else str(name)
-            gpus.append(GpuSpec(index=i, memory_gb=round(mem.total / 1e9, 1), reserve_gb=reserve_gb, model=name))
+            gpus.append(
+                GpuSpec(
+                    index=i, memory_gb=round(mem.total / 1e9, 1), reserve_gb=reserve_gb, model=name
+                )
+            )
         return tuple(gpus)
     finally:
         pynvml.nvmlShutdown()

@@ -7,11 +7,11 @@ container without `io.fleetctl.owner` is never touched.
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from fleetctl.core.observed import ObservedContainer, ObservedFrontDoor
-from fleetctl.core.triton_servers import parse_member_labels
 from fleetctl.core.recovery import OLD_SUFFIX, TEMP_SUFFIX  # noqa: F401 (re-exported: the names' contract)
+from fleetctl.core.triton_servers import parse_member_labels
 
 PREFIX = "io.fleetctl."
 OWNER = PREFIX + "owner"
@@ -90,7 +90,9 @@ def front_door_name(fleet: str = "default") -> str:
     return "fleetctl-front-door" if fleet == "default" else f"fleetctl-{fleet}-front-door"
 
 
-def front_door_labels(*, fleet: str, spec_hash: str, image: str, port: int, url: str) -> dict[str, str]:
+def front_door_labels(
+    *, fleet: str, spec_hash: str, image: str, port: int, url: str
+) -> dict[str, str]:
     return {
         OWNER: OWNER_VALUE,
         FLEET: fleet,
@@ -107,7 +109,13 @@ def is_front_door(labels: Mapping[str, str]) -> bool:
 
 
 def observed_front_door(
-    host: str, cid: str, name: str, state: str, image: str, labels: Mapping[str, str], routes_hash: str | None
+    host: str,
+    cid: str,
+    name: str,
+    state: str,
+    image: str,
+    labels: Mapping[str, str],
+    routes_hash: str | None,
 ) -> ObservedFrontDoor:
     return ObservedFrontDoor(
         host=host,
@@ -129,7 +137,9 @@ def _int(value: str | None) -> int | None:
         return None
 
 
-def observed_from(host: str, cid: str, name: str, state: str, image: str, labels: Mapping[str, str]) -> ObservedContainer | None:
+def observed_from(
+    host: str, cid: str, name: str, state: str, image: str, labels: Mapping[str, str]
+) -> ObservedContainer | None:
     """Read one container's labels; None when it is not fully ours (never touched)."""
     if labels.get(OWNER) != OWNER_VALUE or DEPLOYMENT not in labels:
         return None
@@ -156,5 +166,7 @@ def observed_from(host: str, cid: str, name: str, state: str, image: str, labels
         parked=name.lstrip("/").endswith(OLD_SUFFIX),
         endpoint=labels.get(ENDPOINT, ""),
         runtime=labels.get(RUNTIME, ""),
-        triton_members=parse_member_labels(labels[TRITON_MEMBERS]) if TRITON_MEMBERS in labels else None,
+        triton_members=parse_member_labels(labels[TRITON_MEMBERS])
+        if TRITON_MEMBERS in labels
+        else None,
     )

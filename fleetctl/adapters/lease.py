@@ -61,7 +61,7 @@ class Holder:
     user: str = ""
 
     @classmethod
-    def me(cls, command: str, user: str = "") -> "Holder":
+    def me(cls, command: str, user: str = "") -> Holder:
         machine, pid = socket.gethostname(), os.getpid()
         start = _pid_start(pid)
         return cls(f"{machine}:{pid}:{start}", command, machine, pid, start, user)
@@ -79,10 +79,13 @@ class Holder:
         }
 
     @classmethod
-    def from_labels(cls, labels: dict[str, str]) -> "Holder":
+    def from_labels(cls, labels: dict[str, str]) -> Holder:
         return cls(
-            labels.get(HOLDER, ""), labels.get(COMMAND, ""), labels.get(MACHINE, ""),
-            int(labels.get(PID) or 0), labels.get(PID_START, ""),
+            labels.get(HOLDER, ""),
+            labels.get(COMMAND, ""),
+            labels.get(MACHINE, ""),
+            int(labels.get(PID) or 0),
+            labels.get(PID_START, ""),
         )
 
     def dead_here(self) -> bool:
@@ -100,7 +103,9 @@ class Holder:
 
 class LeaseHeld(Exception):
     def __init__(self, holder: Holder, host: str) -> None:
-        super().__init__(f"{host}: held by {holder.command!r} (pid {holder.pid} on {holder.machine})")
+        super().__init__(
+            f"{host}: held by {holder.command!r} (pid {holder.pid} on {holder.machine})"
+        )
         self.holder, self.host = holder, host
 
 
@@ -132,7 +137,9 @@ class HostLease:
             if holder.token == me.token:
                 self.id = info["Id"]
                 return  # ours already (two inventory hosts on one engine)
-            if not (holder.dead_here() or (not self._fresh(info["Id"]) and self._stale(info["Id"]))):
+            if not (
+                holder.dead_here() or (not self._fresh(info["Id"]) and self._stale(info["Id"]))
+            ):
                 raise LeaseHeld(holder, self.host)
             try:
                 self.api.remove_container(info["Id"], force=True)  # by id: only the stale one
@@ -164,10 +171,14 @@ class HostLease:
         import docker.errors
 
         try:
-            created = self.api.create_container(LEASE_IMAGE, command=["lease"], name=self.name, labels=me.labels)
+            created = self.api.create_container(
+                LEASE_IMAGE, command=["lease"], name=self.name, labels=me.labels
+            )
         except docker.errors.ImageNotFound:
             self._import_image()
-            created = self.api.create_container(LEASE_IMAGE, command=["lease"], name=self.name, labels=me.labels)
+            created = self.api.create_container(
+                LEASE_IMAGE, command=["lease"], name=self.name, labels=me.labels
+            )
         self.id = created["Id"]
         self.renew()
 

@@ -21,10 +21,22 @@ def with_triton_models(observed: ObservedHost) -> ObservedHost:
     if not servers:
         return observed
     with ThreadPoolExecutor(max_workers=min(16, len(servers))) as pool:
-        ready = dict(zip((c.id for c in servers), pool.map(lambda c: triton_ready_models(c.endpoint), servers)))
-    containers = tuple(replace(c, triton_ready=ready[c.id]) if c.id in ready else c for c in observed.containers)
+        ready = dict(
+            zip(
+                (c.id for c in servers),
+                pool.map(lambda c: triton_ready_models(c.endpoint), servers),
+            )
+        )
+    containers = tuple(
+        replace(c, triton_ready=ready[c.id]) if c.id in ready else c for c in observed.containers
+    )
     # A shared server: which member loaded each ready model (one config read per model).
-    asks = [(c, m) for c in containers if c.triton_members is not None and c.triton_ready for m in c.triton_ready]
+    asks = [
+        (c, m)
+        for c in containers
+        if c.triton_members is not None and c.triton_ready
+        for m in c.triton_ready
+    ]
     if asks:
         with ThreadPoolExecutor(max_workers=min(16, len(asks))) as pool:
             found = list(pool.map(lambda cm: triton_member_of(cm[0].endpoint, cm[1]), asks))
@@ -32,7 +44,9 @@ def with_triton_models(observed: ObservedHost) -> ObservedHost:
         for (c, m), member in zip(asks, found):
             configs.setdefault(c.id, {})[m] = member
         containers = tuple(
-            with_observed_members(c, configs.get(c.id, {}), c.triton_members or {}) if c.triton_members is not None else c
+            with_observed_members(c, configs.get(c.id, {}), c.triton_members or {})
+            if c.triton_members is not None
+            else c
             for c in containers
         )
     return replace(observed, containers=containers)

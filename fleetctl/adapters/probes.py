@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 from urllib.parse import urlparse
 
 from fleetctl.runtimes.spec import ContainerSpec, HealthCheck
@@ -44,7 +45,9 @@ def run_check(endpoint: str, check: HealthCheck, timeout_s: float = 2.0) -> Chec
 
         netloc = urlparse(endpoint).netloc
         try:
-            client = tc.InferenceServerClient(netloc, connection_timeout=timeout_s, network_timeout=timeout_s)
+            client = tc.InferenceServerClient(
+                netloc, connection_timeout=timeout_s, network_timeout=timeout_s
+            )
             ready = bool(client.is_model_ready(check.target))
         except Exception as exc:  # tritonclient raises several types; any means "not yet"
             return CheckResult(False, f"model {check.target}: {type(exc).__name__}")
@@ -133,7 +136,11 @@ def triton_ready_models(endpoint: str, timeout_s: float = 1.0) -> tuple[str, ...
         return None
     if not isinstance(rows, list):
         return None
-    return tuple(sorted({str(m.get("name")) for m in rows if isinstance(m, dict) and m.get("state") == "READY"}))
+    return tuple(
+        sorted(
+            {str(m.get("name")) for m in rows if isinstance(m, dict) and m.get("state") == "READY"}
+        )
+    )
 
 
 MEMBER_PARAMETER = "fleetctl.member"
@@ -150,7 +157,11 @@ def triton_member_of(endpoint: str, model: str, timeout_s: float = 1.0) -> str |
         return None
     params = (doc or {}).get("parameters") if isinstance(doc, dict) else None
     value = (params or {}).get(MEMBER_PARAMETER) if isinstance(params, dict) else None
-    return str(value.get("string_value")) if isinstance(value, dict) and value.get("string_value") else None
+    return (
+        str(value.get("string_value"))
+        if isinstance(value, dict) and value.get("string_value")
+        else None
+    )
 
 
 def loaded_routes(

@@ -9,7 +9,8 @@ holds, the way container labels tell it for containers.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from fleetctl.adapters.probes import MEMBER_PARAMETER
 
@@ -31,14 +32,20 @@ def _reason(exc: Exception) -> str:
     return " ".join(str(text).split()).rstrip(";") or type(exc).__name__
 
 
-def load(endpoint: str, model: str, member: str, overrides: Mapping[str, Any] | None = None, timeout_s: float = 300.0) -> None:
+def load(
+    endpoint: str,
+    model: str,
+    member: str,
+    overrides: Mapping[str, Any] | None = None,
+    timeout_s: float = 300.0,
+) -> None:
     """Load (or reload) `model` from the server's repositories, then load it once more
     with its configuration plus `overrides` and `member` recorded (the load API's config
     override). When a load fails Triton keeps any version already loaded serving; the
     error carries Triton's reason."""
-    from fleetctl.core.triton_servers import merged_config
-
     from tritonclient.utils import InferenceServerException
+
+    from fleetctl.core.triton_servers import merged_config
 
     client = _client(endpoint, timeout_s)
     try:

@@ -10,12 +10,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from fleetctl.cli import render
-from fleetctl.cli.options import InventoryOpt, Output, OutputOpt, StateOpt, known_runtimes, observer, state_path
+from fleetctl.cli.options import (
+    InventoryOpt,
+    Output,
+    OutputOpt,
+    StateOpt,
+    known_runtimes,
+    observer,
+    state_path,
+)
 from fleetctl.errors import ExitCode, FleetctlError
 
 app = typer.Typer(
@@ -32,14 +39,22 @@ def plan(
     inventory: Path = InventoryOpt,
     output: Output = OutputOpt,
     offline: bool = typer.Option(False, "--offline", help="Plan without contacting any host."),
-    explain: Optional[str] = typer.Option(None, "--explain", help="Why each replica of NAME (model or name@version) went where it went."),
-    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Save the plan to FILE for `apply`."),
-    detailed_exitcode: bool = typer.Option(
-        False, "--detailed-exitcode", help=f"Exit {int(ExitCode.CHANGES_PENDING)} when the plan has changes."
+    explain: str | None = typer.Option(
+        None,
+        "--explain",
+        help="Why each replica of NAME (model or name@version) went where it went.",
     ),
-    show_all: bool = typer.Option(False, "--all", help="Show every GPU and action, however large the fleet."),
-    state: Optional[Path] = StateOpt,
-    placement_budget: Optional[float] = typer.Option(
+    out: Path | None = typer.Option(None, "-o", "--out", help="Save the plan to FILE for `apply`."),
+    detailed_exitcode: bool = typer.Option(
+        False,
+        "--detailed-exitcode",
+        help=f"Exit {int(ExitCode.CHANGES_PENDING)} when the plan has changes.",
+    ),
+    show_all: bool = typer.Option(
+        False, "--all", help="Show every GPU and action, however large the fleet."
+    ),
+    state: Path | None = StateOpt,
+    placement_budget: float | None = typer.Option(
         None,
         "--placement-budget",
         min=0,
@@ -47,18 +62,21 @@ def plan(
     ),
 ) -> None:
     """Place every replica on GPUs and show the changes, before anything moves (holds honoured)."""
-    from fleetctl.core.plan import plan_to_json
-    from fleetctl.ops.planning import plan_inventory
-    from fleetctl.ops.planfile import save_plan
-
     from dataclasses import replace
 
+    from fleetctl.core.plan import plan_to_json
     from fleetctl.ops import downtime
+    from fleetctl.ops.planfile import save_plan
+    from fleetctl.ops.planning import plan_inventory
 
     observe = None if offline else observer()
-    result = plan_inventory(inventory, observe, known_runtimes(), state_path(state, inventory), placement_budget)
+    result = plan_inventory(
+        inventory, observe, known_runtimes(), state_path(state, inventory), placement_budget
+    )
     # A stop-first replacement shows, before anyone applies it, for about how long.
-    result = replace(result, plan=downtime.with_estimates(result.plan, state_path(state, inventory)))
+    result = replace(
+        result, plan=downtime.with_estimates(result.plan, state_path(state, inventory))
+    )
     p = result.plan
     if out is not None:
         save_plan(out, result)
@@ -85,7 +103,11 @@ def _explain_targets(p, name: str) -> list[str]:  # type: ignore[no-untyped-def]
 
     names = [d.name for d in p.deployments if d.name == name or d.model == name]
     # A model in a shared Triton server is placed as that server: explain the server.
-    names += [s for s, members in p.server_members.items() if any(m.name == name or m.model == name for m in members)]
+    names += [
+        s
+        for s, members in p.server_members.items()
+        if any(m.name == name or m.model == name for m in members)
+    ]
     if not names:
         raise NotFoundError(f"no deployment or model named {name!r} in the inventory")
     return names
@@ -109,7 +131,10 @@ def _render_explain(console, p, name: str) -> None:  # type: ignore[no-untyped-d
         for m in p.server_members.get(dep, ()):
             if name in (m.name, m.model):
                 console.print()
-                console.print(f"{m.name} is served by the shared Triton server {dep}, placed as one:", markup=False)
+                console.print(
+                    f"{m.name} is served by the shared Triton server {dep}, placed as one:",
+                    markup=False,
+                )
         for e in explain(dep, p.deployments, p.hosts, p.placement):
             console.print()
             console.print(e.render())
@@ -118,22 +143,33 @@ def _render_explain(console, p, name: str) -> None:  # type: ignore[no-untyped-d
 @app.command()
 def validate(inventory: Path = InventoryOpt, output: Output = OutputOpt) -> None:
     """Check the inventory: syntax, types, unknown keys, names, sizes, selectors, values that cannot work, secrets by value."""
-    from fleetctl.core.resolve import deployments
     from fleetctl.core.loader import load, problem_json
-    from fleetctl.ops.secrets import refuse_secret_values
+    from fleetctl.core.resolve import deployments
     from fleetctl.errors import InventoryError
+    from fleetctl.ops.secrets import refuse_secret_values
 
     try:
         loaded = load(inventory, known_runtimes())
         refuse_secret_values(loaded)
     except InventoryError as exc:
         if output is Output.json:  # the problems as data on stdout; the lines still on stderr
-            render.print_json({"valid": False, "file": str(inventory), "problems": [problem_json(p) for p in exc.problems]})
+            render.print_json(
+                {
+                    "valid": False,
+                    "file": str(inventory),
+                    "problems": [problem_json(p) for p in exc.problems],
+                }
+            )
         raise
     deps = deployments(loaded.inventory)
     if output is Output.json:
         render.print_json(
-            {"valid": True, "file": str(inventory), "hosts": len(loaded.inventory.hosts), "deployments": [d.name for d in deps]}
+            {
+                "valid": True,
+                "file": str(inventory),
+                "hosts": len(loaded.inventory.hosts),
+                "deployments": [d.name for d in deps],
+            }
         )
     else:
         render.stdout_console().print(
@@ -143,7 +179,12 @@ def validate(inventory: Path = InventoryOpt, output: Output = OutputOpt) -> None
 
 @app.command()
 def schema(
-    out: Path = typer.Option(Path("inventory/fleet.schema.json"), "-o", "--out", help="Where to write the JSON Schema ('-' for stdout)."),
+    out: Path = typer.Option(
+        Path("inventory/fleet.schema.json"),
+        "-o",
+        "--out",
+        help="Where to write the JSON Schema ('-' for stdout).",
+    ),
     output: Output = OutputOpt,
 ) -> None:
     """Write the inventory's JSON Schema so that editors check the YAML as it is typed."""

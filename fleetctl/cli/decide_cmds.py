@@ -7,7 +7,7 @@ carry them alike.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -26,7 +26,7 @@ WeightsOpt = typer.Option(
 )
 
 
-def _offline_plan(inventory: Path) -> "PlanResult":
+def _offline_plan(inventory: Path) -> PlanResult:
     from fleetctl.ops.planning import plan_inventory
     from fleetctl.runtimes.registry import runtime_names
 
@@ -34,10 +34,10 @@ def _offline_plan(inventory: Path) -> "PlanResult":
 
 
 def advise(
-    model: Optional[str] = typer.Argument(None, help="Explain one model step by step."),
+    model: str | None = typer.Argument(None, help="Explain one model step by step."),
     inventory: Path = InventoryOpt,
     output: Output = OutputOpt,
-    weights: Optional[str] = WeightsOpt,
+    weights: str | None = WeightsOpt,
 ) -> None:
     """Rank build, Triton and NIM for each model, with the facts that decided."""
     from fleetctl.decide.advise import advise_all, advise_to_json
@@ -73,7 +73,9 @@ def advise(
 def report(
     inventory: Path = InventoryOpt,
     output: Output = OutputOpt,
-    html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML page to FILE."),
+    html: Path | None = typer.Option(
+        None, "--html", help="Also write a self-contained HTML page to FILE."
+    ),
 ) -> None:
     """What the fleet runs, how it packs, what the SLAs forced and what it costs."""
     from fleetctl.decide.html import render_html

@@ -7,9 +7,9 @@ this module renders its report (a table or JSON) and the history; the textfile i
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -17,7 +17,14 @@ from fleetctl.cli import render
 from fleetctl.cli.health_metrics import metrics_registry, write_textfile
 from fleetctl.cli.options import InventoryOpt, Output, OutputOpt, StateOpt, state_path
 from fleetctl.errors import ExitCode
-from fleetctl.ops.health import DEFAULT_FAILURES, DEFAULT_TIMEOUT_S, DeploymentState, HealthReport, ReplicaState, Verdict
+from fleetctl.ops.health import (
+    DEFAULT_FAILURES,
+    DEFAULT_TIMEOUT_S,
+    DeploymentState,
+    HealthReport,
+    ReplicaState,
+    Verdict,
+)
 from fleetctl.ops.health.heal import DEFAULT_HEAL_TIMEOUT_S
 from fleetctl.ops.health.sweeping import MAX_PROBE_WORKERS
 from fleetctl.state.health_store import DEFAULT_RETENTION_DAYS
@@ -25,7 +32,14 @@ from fleetctl.state.health_store import DEFAULT_RETENTION_DAYS
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["health", "metrics_registry", "register", "render_health", "summary_line", "write_textfile"]
+__all__ = [
+    "health",
+    "metrics_registry",
+    "register",
+    "render_health",
+    "summary_line",
+    "write_textfile",
+]
 
 VERDICT_STYLE = {
     Verdict.OK: "green",
@@ -54,30 +68,54 @@ DEPLOYMENT_STYLE = {
 def health(
     inventory: Path = InventoryOpt,
     output: Output = OutputOpt,
-    textfile: Optional[Path] = typer.Option(
-        None, "--textfile", help="Also write Prometheus textfile-collector metrics to PATH (atomically)."
+    textfile: Path | None = typer.Option(
+        None,
+        "--textfile",
+        help="Also write Prometheus textfile-collector metrics to PATH (atomically).",
     ),
     timeout: float = typer.Option(
-        DEFAULT_TIMEOUT_S, "--timeout", min=0.1, help="Seconds all of one replica's checks may take together."
+        DEFAULT_TIMEOUT_S,
+        "--timeout",
+        min=0.1,
+        help="Seconds all of one replica's checks may take together.",
     ),
     failures: int = typer.Option(
-        DEFAULT_FAILURES, "--failures", min=1, help="Failing sweeps in a row before a replica is critical."
+        DEFAULT_FAILURES,
+        "--failures",
+        min=1,
+        help="Failing sweeps in a row before a replica is critical.",
     ),
-    grace: Optional[float] = typer.Option(
-        None, "--grace", min=0, help="Seconds after a start a replica is 'starting' (default: its start-up budget)."
+    grace: float | None = typer.Option(
+        None,
+        "--grace",
+        min=0,
+        help="Seconds after a start a replica is 'starting' (default: its start-up budget).",
     ),
-    heal: bool = typer.Option(False, "--heal", help="Repair critical replicas: start, recreate, reload models, restart."),
+    heal: bool = typer.Option(
+        False, "--heal", help="Repair critical replicas: start, recreate, reload models, restart."
+    ),
     heal_timeout: float = typer.Option(
-        DEFAULT_HEAL_TIMEOUT_S, "--heal-timeout", min=1, help="Seconds a repaired replica may take to be ready."
+        DEFAULT_HEAL_TIMEOUT_S,
+        "--heal-timeout",
+        min=1,
+        help="Seconds a repaired replica may take to be ready.",
     ),
-    concurrency: int = typer.Option(MAX_PROBE_WORKERS, "--concurrency", min=1, max=512, help="Replicas probed at once."),
-    history: Optional[str] = typer.Option(
-        None, "--history", metavar="NAME", help="Show the recorded verdict changes and repairs of NAME (model or name@version)."
+    concurrency: int = typer.Option(
+        MAX_PROBE_WORKERS, "--concurrency", min=1, max=512, help="Replicas probed at once."
+    ),
+    history: str | None = typer.Option(
+        None,
+        "--history",
+        metavar="NAME",
+        help="Show the recorded verdict changes and repairs of NAME (model or name@version).",
     ),
     keep_days: float = typer.Option(
-        DEFAULT_RETENTION_DAYS, "--keep-days", min=0.01, help="Days the state keeps verdict changes and repairs."
+        DEFAULT_RETENTION_DAYS,
+        "--keep-days",
+        min=0.01,
+        help="Days the state keeps verdict changes and repairs.",
     ),
-    state: Optional[Path] = StateOpt,
+    state: Path | None = StateOpt,
 ) -> None:
     """Sweep every desired replica: container, readiness, served model, profile, latency, drift.
 
@@ -92,15 +130,27 @@ def health(
     if history is not None:
         return show_history(inventory, history, output, state)
     options = dict(
-        timeout_s=timeout, known_runtimes=runtime_names(), failures=failures, grace_s=grace,
-        concurrency=concurrency, retention_days=keep_days,
+        timeout_s=timeout,
+        known_runtimes=runtime_names(),
+        failures=failures,
+        grace_s=grace,
+        concurrency=concurrency,
+        retention_days=keep_days,
     )
     if heal:
         from fleetctl.ops.health.heal import sweep_and_heal
 
-        report = sweep_and_heal(inventory, observe_fleet, state_path=state_path(state, inventory), heal_timeout_s=heal_timeout, **options)
+        report = sweep_and_heal(
+            inventory,
+            observe_fleet,
+            state_path=state_path(state, inventory),
+            heal_timeout_s=heal_timeout,
+            **options,
+        )
     else:
-        report = run_sweep(inventory, observe_fleet, state_path=state_path(state, inventory), **options).report  # type: ignore[arg-type]
+        report = run_sweep(
+            inventory, observe_fleet, state_path=state_path(state, inventory), **options
+        ).report  # type: ignore[arg-type]
     if output is Output.json:
         render.print_json(report_to_json(report))
     else:
@@ -119,17 +169,29 @@ def _ms(seconds: float | None) -> str:
     return "" if seconds is None else f"{seconds * 1000:.0f}"
 
 
-def render_health(console: "Console", report: HealthReport) -> None:
+def render_health(console: Console, report: HealthReport) -> None:
     from rich.table import Table
     from rich.text import Text
 
     dark = [h for h in report.hosts if not h.reachable]
     for h in dark:
-        console.print(Text.assemble(("host unreachable: ", "red"), f"{h.host}: {h.error or 'unreachable'}"))
+        console.print(
+            Text.assemble(("host unreachable: ", "red"), f"{h.host}: {h.error or 'unreachable'}")
+        )
     if dark:
         console.print()
     table = Table(title="Health", title_justify="left", show_edge=False, pad_edge=False)
-    for col in ("deployment", "state", "serving", "replica", "host", "verdict", "seen", "endpoint", "latency ms / SLA"):
+    for col in (
+        "deployment",
+        "state",
+        "serving",
+        "replica",
+        "host",
+        "verdict",
+        "seen",
+        "endpoint",
+        "latency ms / SLA",
+    ):
         table.add_column(col, no_wrap=True)
     table.add_column("reasons", overflow="fold")
     for d in report.deployments:
@@ -144,8 +206,14 @@ def render_health(console: "Console", report: HealthReport) -> None:
                 verdict += f" ({r.failures} sweeps)"
             reasons = Text("; ".join(r.reasons) or r.detail)
             if r.drift:
-                reasons.append(f" · plan would recreate ({r.drift.removeprefix('drift: ')})", style="yellow")
-            sla = f" / {r.sla_ms:g}" if r.sla_ms is not None and r.request_latency_s is not None else ""
+                reasons.append(
+                    f" · plan would recreate ({r.drift.removeprefix('drift: ')})", style="yellow"
+                )
+            sla = (
+                f" / {r.sla_ms:g}"
+                if r.sla_ms is not None and r.request_latency_s is not None
+                else ""
+            )
             table.add_row(
                 d.deployment if i == 0 else "",
                 dep_state if i == 0 else Text(""),
@@ -161,7 +229,15 @@ def render_health(console: "Console", report: HealthReport) -> None:
     console.print(table)
     for f in report.front_doors:
         style = REPLICA_STYLE[f.state]
-        console.print(Text.assemble("front door ", (f.host, "bold"), f" {f.url}: ", (f.state.value, style), f" ({f.detail})"))
+        console.print(
+            Text.assemble(
+                "front door ",
+                (f.host, "bold"),
+                f" {f.url}: ",
+                (f.state.value, style),
+                f" ({f.detail})",
+            )
+        )
     if report.healing:
         console.print()
         if report.heal_note:
@@ -169,10 +245,23 @@ def render_health(console: "Console", report: HealthReport) -> None:
         elif not report.healed:
             console.print("heal: nothing critical to repair")
         for a in report.healed:
-            mark = ("ok", "green") if a.ok else (("skipped", "yellow") if a.action == "none" else ("failed", "red"))
+            mark = (
+                ("ok", "green")
+                if a.ok
+                else (("skipped", "yellow") if a.action == "none" else ("failed", "red"))
+            )
             what = a.action if a.action != "none" else "left alone"
-            console.print(Text.assemble("heal ", (f"{a.deployment}#{a.replica}", "bold"), f" on {a.host}: {what} ",
-                                        (a.target, "bold"), " ", mark, f": {a.detail}"))
+            console.print(
+                Text.assemble(
+                    "heal ",
+                    (f"{a.deployment}#{a.replica}", "bold"),
+                    f" on {a.host}: {what} ",
+                    (a.target, "bold"),
+                    " ",
+                    mark,
+                    f": {a.detail}",
+                )
+            )
     console.print()
     console.print(summary_line(report))
 
@@ -180,10 +269,18 @@ def render_health(console: "Console", report: HealthReport) -> None:
 def summary_line(report: HealthReport) -> str:
     replicas = report.replicas
     parts = [f"{report.count_verdict(Verdict.OK)}/{len(replicas)} replicas ok"]
-    others = [f"{report.count_verdict(v)} {v.value}" for v in Verdict if v is not Verdict.OK and report.count_verdict(v)]
+    others = [
+        f"{report.count_verdict(v)} {v.value}"
+        for v in Verdict
+        if v is not Verdict.OK and report.count_verdict(v)
+    ]
     if others:
         parts[0] += f" ({', '.join(others)})"
-    states = [f"{n} {s.value}" for s in DeploymentState if (n := sum(d.state is s for d in report.deployments))]
+    states = [
+        f"{n} {s.value}"
+        for s in DeploymentState
+        if (n := sum(d.state is s for d in report.deployments))
+    ]
     parts.append(f"deployments: {', '.join(states) or 'none'}")
     drifting = sum(bool(d.drift) for d in report.deployments)
     if drifting:
@@ -197,19 +294,21 @@ def summary_line(report: HealthReport) -> str:
     return " · ".join(parts)
 
 
-def show_history(inventory: Path, name: str, output: Output, state: Optional[Path]) -> None:
+def show_history(inventory: Path, name: str, output: Output, state: Path | None) -> None:
     from fleetctl.core.loader import load
     from fleetctl.errors import NotFoundError
-    from fleetctl.state.health_store import HealthMemory
     from fleetctl.runtimes.registry import runtime_names
+    from fleetctl.state.health_store import HealthMemory
 
     inv = load(inventory, runtime_names()).inventory
     events = HealthMemory(state_path(state, inventory), inv.fleet).events(name, limit=200)
     if not events:
-        raise NotFoundError(f"no health history of {name} in {state_path(state, inventory)} (sweeps record verdict changes there)")
+        raise NotFoundError(
+            f"no health history of {name} in {state_path(state, inventory)} (sweeps record verdict changes there)"
+        )
     rows = [
         {
-            "at": datetime.fromtimestamp(e.at, timezone.utc).isoformat(timespec="seconds"),
+            "at": datetime.fromtimestamp(e.at, UTC).isoformat(timespec="seconds"),
             "deployment": e.deployment,
             "replica": e.replica,
             "host": e.host,
@@ -226,15 +325,28 @@ def show_history(inventory: Path, name: str, output: Output, state: Optional[Pat
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=f"Health history · {name} (newest first)", title_justify="left", show_edge=False, pad_edge=False)
+    table = Table(
+        title=f"Health history · {name} (newest first)",
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+    )
     for col in ("at", "replica", "host", "kind", "verdict"):
         table.add_column(col, no_wrap=True)
     table.add_column("detail", overflow="fold")
     for row in rows:
         verdict = row["verdict"]
-        style = VERDICT_STYLE.get(Verdict(verdict), "") if verdict in Verdict._value2member_map_ else ""
-        table.add_row(row["at"], f"{row['deployment']}#{row['replica']}", row["host"], row["kind"], Text(verdict, style=style),
-                      row["detail"])
+        style = (
+            VERDICT_STYLE.get(Verdict(verdict), "") if verdict in Verdict._value2member_map_ else ""
+        )
+        table.add_row(
+            row["at"],
+            f"{row['deployment']}#{row['replica']}",
+            row["host"],
+            row["kind"],
+            Text(verdict, style=style),
+            row["detail"],
+        )
     render.stdout_console().print(table)
 
 

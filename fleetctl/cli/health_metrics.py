@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
 
-def metrics_registry(report: HealthReport) -> "CollectorRegistry":
-    from prometheus_client import CollectorRegistry, Enum as EnumMetric, Gauge
+def metrics_registry(report: HealthReport) -> CollectorRegistry:
+    from prometheus_client import CollectorRegistry, Gauge
+    from prometheus_client import Enum as EnumMetric
 
     reg = CollectorRegistry()
     rep = ["deployment", "replica", "host"]
@@ -33,33 +34,105 @@ def metrics_registry(report: HealthReport) -> "CollectorRegistry":
     def enum(name: str, doc: str, labels: list[str], states: list[str]) -> EnumMetric:
         return EnumMetric(name, doc, labels, states=states, registry=reg)
 
-    up = gauge("fleetctl_replica_up", "1 when the replica serves (healthy or degraded), else 0.", rep)
-    healthy = gauge("fleetctl_replica_healthy", "1 when the replica passed every check with nothing amiss.", rep)
-    state = enum("fleetctl_replica_state", "What the last sweep saw of the replica.", rep, [s.value for s in ReplicaState])
-    verdict = enum("fleetctl_replica_verdict", "The verdict on the replica, with the memory of earlier sweeps.", rep,
-                   [v.value for v in Verdict])
-    failures = gauge("fleetctl_replica_consecutive_failures", "Sweeps in a row the replica failed.", rep)
-    restarts = gauge("fleetctl_replica_container_restarts", "Restarts of the replica's container by Docker's restart policy.", rep)
-    crash = gauge("fleetctl_replica_crash_loop", "1 when the container's restart count rose since the last sweep.", rep)
-    probe_s = gauge("fleetctl_probe_duration_seconds", "Time every check of a running replica took together.", ["deployment", "replica"])
-    latency = gauge("fleetctl_probe_latency_seconds", "Latency of the one real request the sweep timed (NIM: a one-token "
-                    "chat completion; Triton: the health.sample inference, else a model-ready call).", rep)
-    violation = gauge("fleetctl_sla_violation", "1 when the timed request took longer than the model's sla_ms.", rep)
-    fallback = gauge("fleetctl_nim_fallback_profile", "1 when a NIM runs a generic or unexpected profile.", rep)
-    drift = gauge("fleetctl_triton_model_drift", "1 per declared model missing or not READY, or loaded model not declared.",
-                  [*rep, "model", "kind"])
+    up = gauge(
+        "fleetctl_replica_up", "1 when the replica serves (healthy or degraded), else 0.", rep
+    )
+    healthy = gauge(
+        "fleetctl_replica_healthy", "1 when the replica passed every check with nothing amiss.", rep
+    )
+    state = enum(
+        "fleetctl_replica_state",
+        "What the last sweep saw of the replica.",
+        rep,
+        [s.value for s in ReplicaState],
+    )
+    verdict = enum(
+        "fleetctl_replica_verdict",
+        "The verdict on the replica, with the memory of earlier sweeps.",
+        rep,
+        [v.value for v in Verdict],
+    )
+    failures = gauge(
+        "fleetctl_replica_consecutive_failures", "Sweeps in a row the replica failed.", rep
+    )
+    restarts = gauge(
+        "fleetctl_replica_container_restarts",
+        "Restarts of the replica's container by Docker's restart policy.",
+        rep,
+    )
+    crash = gauge(
+        "fleetctl_replica_crash_loop",
+        "1 when the container's restart count rose since the last sweep.",
+        rep,
+    )
+    probe_s = gauge(
+        "fleetctl_probe_duration_seconds",
+        "Time every check of a running replica took together.",
+        ["deployment", "replica"],
+    )
+    latency = gauge(
+        "fleetctl_probe_latency_seconds",
+        "Latency of the one real request the sweep timed (NIM: a one-token "
+        "chat completion; Triton: the health.sample inference, else a model-ready call).",
+        rep,
+    )
+    violation = gauge(
+        "fleetctl_sla_violation",
+        "1 when the timed request took longer than the model's sla_ms.",
+        rep,
+    )
+    fallback = gauge(
+        "fleetctl_nim_fallback_profile", "1 when a NIM runs a generic or unexpected profile.", rep
+    )
+    drift = gauge(
+        "fleetctl_triton_model_drift",
+        "1 per declared model missing or not READY, or loaded model not declared.",
+        [*rep, "model", "kind"],
+    )
     sla = gauge("fleetctl_deployment_sla_seconds", "The deployment's latency target (sla_ms).", dep)
-    dep_healthy = gauge("fleetctl_deployment_healthy_replicas", "Replicas of the deployment that are healthy.", dep)
-    dep_serving = gauge("fleetctl_deployment_serving_replicas", "Replicas of the deployment that serve (healthy or degraded).", dep)
-    dep_desired = gauge("fleetctl_deployment_desired_replicas", "Replicas the inventory asks for.", dep)
-    dep_state = enum("fleetctl_deployment_state", "State of the deployment at the last sweep.", dep, [s.value for s in DeploymentState])
-    dep_drift = gauge("fleetctl_deployment_drift", "1 when the plan would recreate a replica of the deployment.", dep)
-    host_up = gauge("fleetctl_host_reachable", "1 when the host's Docker engine answered.", ["host"])
-    door_up = gauge("fleetctl_front_door_healthy", "1 when the host's front door runs, answers and serves the planned routes.", ["host"])
-    heals = gauge("fleetctl_heal_actions", "Repairs health --heal made in the last sweep.", ["action", "outcome"])
-    ts = gauge("fleetctl_health_sweep_timestamp_seconds", "When the last sweep started (epoch seconds).")
+    dep_healthy = gauge(
+        "fleetctl_deployment_healthy_replicas", "Replicas of the deployment that are healthy.", dep
+    )
+    dep_serving = gauge(
+        "fleetctl_deployment_serving_replicas",
+        "Replicas of the deployment that serve (healthy or degraded).",
+        dep,
+    )
+    dep_desired = gauge(
+        "fleetctl_deployment_desired_replicas", "Replicas the inventory asks for.", dep
+    )
+    dep_state = enum(
+        "fleetctl_deployment_state",
+        "State of the deployment at the last sweep.",
+        dep,
+        [s.value for s in DeploymentState],
+    )
+    dep_drift = gauge(
+        "fleetctl_deployment_drift",
+        "1 when the plan would recreate a replica of the deployment.",
+        dep,
+    )
+    host_up = gauge(
+        "fleetctl_host_reachable", "1 when the host's Docker engine answered.", ["host"]
+    )
+    door_up = gauge(
+        "fleetctl_front_door_healthy",
+        "1 when the host's front door runs, answers and serves the planned routes.",
+        ["host"],
+    )
+    heals = gauge(
+        "fleetctl_heal_actions",
+        "Repairs health --heal made in the last sweep.",
+        ["action", "outcome"],
+    )
+    ts = gauge(
+        "fleetctl_health_sweep_timestamp_seconds", "When the last sweep started (epoch seconds)."
+    )
     took = gauge("fleetctl_health_sweep_duration_seconds", "How long the last sweep took.")
-    code = gauge("fleetctl_health_exit_code", "The exit code of the last sweep (0 ok, 14 degraded, 10 critical, 6 hosts unreachable).")
+    code = gauge(
+        "fleetctl_health_exit_code",
+        "The exit code of the last sweep (0 ok, 14 degraded, 10 critical, 6 hosts unreachable).",
+    )
 
     for d in report.deployments:
         dep_healthy.labels(d.deployment).set(d.healthy)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,7 +14,7 @@ def release(
     model: str = typer.Argument(..., help="The held model (see `fleetctl pins`)."),
     inventory: Path = InventoryOpt,
     output: Output = OutputOpt,
-    state: Optional[Path] = StateOpt,
+    state: Path | None = StateOpt,
 ) -> None:
     """Delete a model's hold: the next apply follows the inventory again (exit 12: no hold)."""
     from fleetctl.ops.holds import release as do_release
@@ -26,14 +25,17 @@ def release(
         return
     h = done.hold
     console = render.stdout_console()
-    console.print(f"released {model} (it was held at {h.deployment}, revision {h.revision}, by `{h.command}`)", markup=False)
+    console.print(
+        f"released {model} (it was held at {h.deployment}, revision {h.revision}, by `{h.command}`)",
+        markup=False,
+    )
     console.print(done.next_apply, markup=False)
 
 
 def pins(
     inventory: Path = InventoryOpt,
     output: Output = OutputOpt,
-    state: Optional[Path] = StateOpt,
+    state: Path | None = StateOpt,
 ) -> None:
     """Every customer pinned to a version, and every hold: route, replicas and health."""
     from fleetctl.ops.holds import pins as list_pins

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import typer
 
@@ -20,7 +20,11 @@ class Output(str, enum.Enum):
 
 
 InventoryOpt = typer.Option(
-    DEFAULT_INVENTORY, "-f", "--inventory", help="Inventory file (YAML).", envvar="FLEETCTL_INVENTORY"
+    DEFAULT_INVENTORY,
+    "-f",
+    "--inventory",
+    help="Inventory file (YAML).",
+    envvar="FLEETCTL_INVENTORY",
 )
 OutputOpt = typer.Option(Output.table, "--output", help="table for people, json for machines.")
 # parser=str: a postgresql:// URL must reach `resolve_state_path` as typed (a Path would fold its "//").
@@ -33,7 +37,9 @@ StateOpt = typer.Option(
 )
 YesOpt = typer.Option(False, "-y", "--yes", help="Do not ask for confirmation.")
 AllowDowntimeOpt = typer.Option(
-    False, "--allow-downtime", help="Permit stop-first replacements where no GPU can hold the old and new replica."
+    False,
+    "--allow-downtime",
+    help="Permit stop-first replacements where no GPU can hold the old and new replica.",
 )
 
 
@@ -49,7 +55,7 @@ def observer() -> Callable:  # type: ignore[type-arg]
     return observe_fleet
 
 
-def state_path(state: Optional[Path | str], inventory: Optional[Path] = None):  # type: ignore[no-untyped-def]
+def state_path(state: Path | str | None, inventory: Path | None = None):  # type: ignore[no-untyped-def]
     """The state location (a SQLite `Path` or a PostgreSQL `DatabaseURL`); by default
     beside `inventory`."""
     from fleetctl.state.paths import resolve_state_path
@@ -62,5 +68,8 @@ def confirm(question: str, yes: bool) -> bool:
     if yes:
         return True
     if not sys.stdin.isatty():
-        raise FleetctlError(f"{question} needs confirmation: rerun with --yes (stdin is not a terminal)", exit_code=ExitCode.ABORTED)
+        raise FleetctlError(
+            f"{question} needs confirmation: rerun with --yes (stdin is not a terminal)",
+            exit_code=ExitCode.ABORTED,
+        )
     return typer.confirm(question, default=False)

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from fleetctl.core.plan import Action
 from fleetctl.ops.rollout import StepOutcome
@@ -36,7 +43,7 @@ class RichReporter:
         for dep, n in totals.items():
             self._tasks[dep] = self.progress.add_task(dep, total=n, status="waiting")
 
-    def __enter__(self) -> "RichReporter":
+    def __enter__(self) -> RichReporter:
         self.progress.start()
         return self
 
@@ -45,8 +52,12 @@ class RichReporter:
 
     def step_started(self, action: Action) -> None:
         with self._lock:
-            verb = {"create": "starting", "recreate": "replacing", "remove": "removing"}.get(action.kind.value, "")
-            self.progress.update(self._tasks[action.deployment], status=f"{verb} #{action.replica} on {action.host}")
+            verb = {"create": "starting", "recreate": "replacing", "remove": "removing"}.get(
+                action.kind.value, ""
+            )
+            self.progress.update(
+                self._tasks[action.deployment], status=f"{verb} #{action.replica} on {action.host}"
+            )
 
     def step_finished(self, outcome: StepOutcome) -> None:
         with self._lock:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -49,7 +50,9 @@ def print_json(data: Any) -> None:
     sys.stdout.write(text + "\n")
 
 
-def memory_bar(used: float, total: float, tenants: Sequence[dict[str, Any]], colors: dict[str, str]) -> Text:
+def memory_bar(
+    used: float, total: float, tenants: Sequence[dict[str, Any]], colors: dict[str, str]
+) -> Text:
     bar = Text()
     filled = 0
     for t in tenants:
@@ -64,8 +67,19 @@ def memory_bar(used: float, total: float, tenants: Sequence[dict[str, Any]], col
 def render_host_summary(console: Console, plan: Plan, limit: int | None) -> None:
     """One line per host for fleets too large for a GPU-by-GPU map."""
     hosts = gpu_map(plan)
-    table = Table(title=f"GPU map by host ({len(hosts)} hosts)", title_justify="left", show_edge=False, pad_edge=False)
-    for col, just in (("host", "left"), ("memory", "left"), ("GPUs used", "right"), ("used", "right"), ("replicas", "right")):
+    table = Table(
+        title=f"GPU map by host ({len(hosts)} hosts)",
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+    )
+    for col, just in (
+        ("host", "left"),
+        ("memory", "left"),
+        ("GPUs used", "right"),
+        ("used", "right"),
+        ("replicas", "right"),
+    ):
         table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
     shown = hosts if limit is None else hosts[:limit]
     for host in shown:
@@ -74,11 +88,17 @@ def render_host_summary(console: Console, plan: Plan, limit: int | None) -> None
         cells = round(BAR_WIDTH * used / cap) if cap else 0
         bar = Text("█" * cells, style="cyan").append("░" * (BAR_WIDTH - cells), style="grey37")
         busy = sum(1 for g in host["gpus"] if g["tenants"])
-        replicas = len({(t["deployment"], t["replica"]) for g in host["gpus"] for t in g["tenants"]})
-        table.add_row(host["host"], bar, f"{busy}/{len(host['gpus'])}", f"{used:g}/{cap:g} GB", str(replicas))
+        replicas = len(
+            {(t["deployment"], t["replica"]) for g in host["gpus"] for t in g["tenants"]}
+        )
+        table.add_row(
+            host["host"], bar, f"{busy}/{len(host['gpus'])}", f"{used:g}/{cap:g} GB", str(replicas)
+        )
     console.print(table)
     if len(shown) < len(hosts):
-        console.print(f"[dim]… {len(hosts) - len(shown)} more hosts (--all shows them, --output json has every GPU)[/dim]")
+        console.print(
+            f"[dim]… {len(hosts) - len(shown)} more hosts (--all shows them, --output json has every GPU)[/dim]"
+        )
 
 
 def render_gpu_map(console: Console, plan: Plan, show_all: bool = False) -> None:
@@ -119,7 +139,9 @@ def render_gpu_map(console: Console, plan: Plan, show_all: bool = False) -> None
         console.print(table)
 
 
-def render_actions(console: Console, plan: Plan, *, show_keep: bool = True, show_all: bool = False) -> None:
+def render_actions(
+    console: Console, plan: Plan, *, show_keep: bool = True, show_all: bool = False
+) -> None:
     table = Table(title="Actions", title_justify="left", show_edge=False, pad_edge=False)
     for col in ("action", "replica", "host", "GPUs", "port", "why"):
         table.add_column(col, no_wrap=col != "why")
@@ -131,7 +153,11 @@ def render_actions(console: Console, plan: Plan, *, show_keep: bool = True, show
     for a in rows[: len(rows) - len(hidden)]:
         why = a.reason + (f" [blocked: {a.blocked}]" if a.blocked else "")
         if a.downtime:
-            took = f"about {a.unavailable_s:g} s" if a.unavailable_s is not None else "until its successor is ready"
+            took = (
+                f"about {a.unavailable_s:g} s"
+                if a.unavailable_s is not None
+                else "until its successor is ready"
+            )
             why += f" [stop-first: out of service for {took}]"
         table.add_row(
             Text(a.kind.value, style=ACTION_STYLE[a.kind]),
@@ -145,12 +171,25 @@ def render_actions(console: Console, plan: Plan, *, show_keep: bool = True, show
         if not show_keep and not f.mutating:
             continue
         why = f.reason + (f" [blocked: {f.blocked}]" if f.blocked else "")
-        style = {"create": "green", "recreate": "yellow", "reload": "cyan", "remove": "red"}.get(f.kind.value, "dim")
-        table.add_row(Text(f.kind.value, style=style), "front door", f.host, "", "" if f.port is None else str(f.port), why)
+        style = {"create": "green", "recreate": "yellow", "reload": "cyan", "remove": "red"}.get(
+            f.kind.value, "dim"
+        )
+        table.add_row(
+            Text(f.kind.value, style=style),
+            "front door",
+            f.host,
+            "",
+            "" if f.port is None else str(f.port),
+            why,
+        )
     console.print(table)
     if hidden:
-        counts = ", ".join(f"{n} {k.value}" for k in ActionKind if (n := sum(1 for a in hidden if a.kind is k)))
-        console.print(f"[dim]… {len(hidden)} more actions ({counts}); --all shows them, --output json has every one[/dim]")
+        counts = ", ".join(
+            f"{n} {k.value}" for k in ActionKind if (n := sum(1 for a in hidden if a.kind is k))
+        )
+        console.print(
+            f"[dim]… {len(hidden)} more actions ({counts}); --all shows them, --output json has every one[/dim]"
+        )
 
 
 def render_summary(console: Console, plan: Plan) -> None:
@@ -163,7 +202,9 @@ def render_summary(console: Console, plan: Plan) -> None:
         f"[green]{ch['create']} to create[/green], [yellow]{ch['recreate']} to recreate[/yellow], "
         f"[red]{ch['remove']} to remove[/red], {ch['keep']} unchanged"
     )
-    console.print(f"[dim]placement: {s.placement_search} · gap to the lower bound {s.gpus_gap:.1%}[/dim]")
+    console.print(
+        f"[dim]placement: {s.placement_search} · gap to the lower bound {s.gpus_gap:.1%}[/dim]"
+    )
     doors = plan.front_door_changes
     if plan.front_door_sites:
         console.print(
@@ -175,7 +216,9 @@ def render_summary(console: Console, plan: Plan) -> None:
     for host, why in sorted(plan.unreachable.items()):
         console.print(f"[red]host {host} unreachable:[/red] {why}")
     for u in plan.placement.unplaced:
-        console.print(f"[red]cannot place {u.deployment}#{u.replica}:[/red] " + "; ".join(u.reasons))
+        console.print(
+            f"[red]cannot place {u.deployment}#{u.replica}:[/red] " + "; ".join(u.reasons)
+        )
 
 
 def render_notes(console: Console, plan: Plan) -> None:
@@ -188,7 +231,9 @@ def render_recovery(console: Console, plan: Plan) -> None:
     """What an interrupted rollout left, and how apply ends it before the actions below."""
     if not plan.recovery:
         return
-    console.print("[yellow]An interrupted rollout left replicas under temporary names; apply first:[/yellow]")
+    console.print(
+        "[yellow]An interrupted rollout left replicas under temporary names; apply first:[/yellow]"
+    )
     for r in plan.recovery:
         how = (
             f"gate {r.container} again and rename it {r.final_name}"
@@ -196,7 +241,11 @@ def render_recovery(console: Console, plan: Plan) -> None:
             if r.kind.value == "finish"
             else f"rename {r.container} back to {r.final_name} and start it"
         )
-        console.print(f"  {r.kind.value:8} {r.deployment}#{r.replica} on {r.host}: {how}", markup=False, highlight=False)
+        console.print(
+            f"  {r.kind.value:8} {r.deployment}#{r.replica} on {r.host}: {how}",
+            markup=False,
+            highlight=False,
+        )
     console.print()
 
 
@@ -221,7 +270,9 @@ def render_status(console: Console, report: Any) -> None:
         gpus = g if isinstance(g, str) else f"{g['count']} x {g['memory_gb']:g} GB"
         if h["simulated"]:
             gpus += " (sim)"
-        reach = Text("yes", style="green") if h["reachable"] else Text(f"no: {h['error']}", style="red")
+        reach = (
+            Text("yes", style="green") if h["reachable"] else Text(f"no: {h['error']}", style="red")
+        )
         hosts.add_row(h["host"], reach, gpus, str(h["containers"]), h["docker"])
     console.print(hosts)
     console.print()
@@ -259,7 +310,11 @@ def render_status(console: Console, report: Any) -> None:
     for d in report.deployments:
         if d.members:
             served = ", ".join(f"{n} ({', '.join(ms)})" for n, ms in d.members)
-            console.print(f"{d.deployment} is a shared Triton server for {served}", markup=False, highlight=False)
+            console.print(
+                f"{d.deployment} is a shared Triton server for {served}",
+                markup=False,
+                highlight=False,
+            )
     if pinned:
         console.print(Text("* pinned: " + "; ".join(pinned), style="dim"))
     urls = [d for d in report.deployments if d.client_url]
@@ -268,19 +323,36 @@ def render_status(console: Console, report: Any) -> None:
         console.print("Clients use the front door:")
         for d in urls:
             who = f" with {report.customer_header}: {', '.join(d.customers)}" if d.customers else ""
-            console.print(f"  {d.deployment:<28} {d.client_url}{who}", markup=False, highlight=False)
+            console.print(
+                f"  {d.deployment:<28} {d.client_url}{who}", markup=False, highlight=False
+            )
 
 
-OUTCOME_STYLE = {"succeeded": "green", "applied": "green", "failed": "red", "partial": "yellow", "rolled_back": "magenta", "running": "cyan"}
+OUTCOME_STYLE = {
+    "succeeded": "green",
+    "applied": "green",
+    "failed": "red",
+    "partial": "yellow",
+    "rolled_back": "magenta",
+    "running": "cyan",
+}
 
 
 def render_history(console: Console, data: dict[str, Any]) -> None:
     if "revisions" in data:
-        table = Table(title=f"Revisions of {data['deployment']}", title_justify="left", show_edge=False, pad_edge=False)
+        table = Table(
+            title=f"Revisions of {data['deployment']}",
+            title_justify="left",
+            show_edge=False,
+            pad_edge=False,
+        )
         for col in ("rev", "created (UTC)", "outcome", "image", "placement", "rollout"):
             table.add_column(col, no_wrap=col != "placement")
         for r in data["revisions"]:
-            where = ", ".join(f"#{p['replica']} {p['host']} GPU {','.join(str(g) for g in p['gpus'])}" for p in r["placement"])
+            where = ", ".join(
+                f"#{p['replica']} {p['host']} GPU {','.join(str(g) for g in p['gpus'])}"
+                for p in r["placement"]
+            )
             table.add_row(
                 str(r["number"]),
                 r["created_at"],
@@ -293,8 +365,16 @@ def render_history(console: Console, data: dict[str, Any]) -> None:
         for r in data["revisions"]:
             if r.get("reason") or r.get("log_tail"):
                 step = r.get("failed_step") or {}
-                where = f" ({step.get('action')} of replica {step.get('replica')} on {step.get('host')})" if step else ""
-                console.print(Text.assemble((f"revision {r['number']} failed{where}: ", "red"), r.get("reason") or ""))
+                where = (
+                    f" ({step.get('action')} of replica {step.get('replica')} on {step.get('host')})"
+                    if step
+                    else ""
+                )
+                console.print(
+                    Text.assemble(
+                        (f"revision {r['number']} failed{where}: ", "red"), r.get("reason") or ""
+                    )
+                )
                 for line in (r.get("log_tail") or "").rstrip().splitlines()[-15:]:
                     console.print(Text("  " + line, style="dim"))
         hold = data.get("hold")
@@ -310,7 +390,12 @@ def render_history(console: Console, data: dict[str, Any]) -> None:
         table.add_column(col, no_wrap=col != "summary")
     for r in data["rollouts"]:
         table.add_row(
-            str(r["id"]), r["started_at"], r["command"], r["user"], Text(r["outcome"], style=OUTCOME_STYLE.get(r["outcome"], "")), r["summary"]
+            str(r["id"]),
+            r["started_at"],
+            r["command"],
+            r["user"],
+            Text(r["outcome"], style=OUTCOME_STYLE.get(r["outcome"], "")),
+            r["summary"],
         )
     console.print(table)
 
@@ -322,7 +407,10 @@ def render_pins(console: Console, rows: Sequence[Any]) -> None:
         table.add_column(col, no_wrap=col != "route")
     for r in rows:
         if r.kind == "hold":
-            who = Text("everyone else (hold)" if r.in_force else "hold, lifted", style="magenta" if r.in_force else "dim")
+            who = Text(
+                "everyone else (hold)" if r.in_force else "hold, lifted",
+                style="magenta" if r.in_force else "dim",
+            )
             route = r.url or "(no front door)"
         else:
             who = Text(r.customer or "")

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from fleetctl.cli import render
-from fleetctl.cli.options import AllowDowntimeOpt, InventoryOpt, Output, OutputOpt, StateOpt, YesOpt, observer, state_path
+from fleetctl.cli.options import (
+    AllowDowntimeOpt,
+    InventoryOpt,
+    Output,
+    OutputOpt,
+    StateOpt,
+    YesOpt,
+    observer,
+    state_path,
+)
 from fleetctl.cli.options import confirm as ask
 from fleetctl.errors import ExitCode
 from fleetctl.ops import interrupt
@@ -42,7 +50,9 @@ class _Progress:
         took = outcome.finished_at - outcome.started_at
         status = "ok    " if outcome.ok else "FAILED"
         self.console.print(
-            f"{status} {a.kind.value} {a.deployment}#{a.replica} on {a.host} ({took:.1f} s)", markup=False, highlight=False
+            f"{status} {a.kind.value} {a.deployment}#{a.replica} on {a.host} ({took:.1f} s)",
+            markup=False,
+            highlight=False,
         )
 
     def close(self) -> None:
@@ -53,16 +63,19 @@ class _Progress:
 def _stopping(console) -> None:  # type: ignore[no-untyped-def]
     render.stderr_console().print(
         "stopping: the steps in flight finish and are recorded; no new step starts (again to exit at once)",
-        markup=False, highlight=False,
+        markup=False,
+        highlight=False,
     )
 
 
 def apply(
     inventory: Path = InventoryOpt,
-    plan_file: Optional[Path] = typer.Option(None, "--plan", help="Apply a plan saved by `plan -o FILE` (refused if the fleet changed)."),
+    plan_file: Path | None = typer.Option(
+        None, "--plan", help="Apply a plan saved by `plan -o FILE` (refused if the fleet changed)."
+    ),
     output: Output = OutputOpt,
     yes: bool = YesOpt,
-    state: Optional[Path] = StateOpt,
+    state: Path | None = StateOpt,
     allow_downtime: bool = AllowDowntimeOpt,
 ) -> None:
     """Converge the hosts: launch, replace and remove containers, health-gated."""
@@ -98,24 +111,32 @@ def apply(
 
 def rollback(
     target: str = typer.Argument(
-        ..., metavar="MODEL[@VERSION]", help="MODEL@VERSION: that version for every customer; MODEL: one stable revision back."
+        ...,
+        metavar="MODEL[@VERSION]",
+        help="MODEL@VERSION: that version for every customer; MODEL: one stable revision back.",
     ),
-    to_revision: Optional[int] = typer.Option(
-        None, "--to-revision", help="Revision number of the deployment to restore (see `history MODEL@VERSION`)."
+    to_revision: int | None = typer.Option(
+        None,
+        "--to-revision",
+        help="Revision number of the deployment to restore (see `history MODEL@VERSION`).",
     ),
-    to: Optional[int] = typer.Option(None, "--to", hidden=True, help="Old name of --to-revision."),
-    force: bool = typer.Option(False, "--force", help="Also restore a revision that is not stable (failed or rolled back)."),
+    to: int | None = typer.Option(None, "--to", hidden=True, help="Old name of --to-revision."),
+    force: bool = typer.Option(
+        False, "--force", help="Also restore a revision that is not stable (failed or rolled back)."
+    ),
     inventory: Path = InventoryOpt,
     output: Output = OutputOpt,
     yes: bool = YesOpt,
-    state: Optional[Path] = StateOpt,
+    state: Path | None = StateOpt,
     allow_downtime: bool = AllowDowntimeOpt,
 ) -> None:
     """Make one recorded revision the version every customer of a model gets, and hold it there."""
     from fleetctl.ops.rollback import rollback as do_rollback
 
     if to is not None and to_revision is not None and to != to_revision:
-        raise typer.BadParameter(f"--to {to} and --to-revision {to_revision} disagree", param_hint="--to-revision")
+        raise typer.BadParameter(
+            f"--to {to} and --to-revision {to_revision} disagree", param_hint="--to-revision"
+        )
     number_wanted = to_revision if to_revision is not None else to
     console = render.stderr_console() if output is Output.json else render.stdout_console()
     progress = _Progress(console)
@@ -156,7 +177,9 @@ def rollback(
         return
     try:
         if result.noop:
-            console.print(f"nothing to change: {done.deployment} revision {done.revision} already serves {done.model}")
+            console.print(
+                f"nothing to change: {done.deployment} revision {done.revision} already serves {done.model}"
+            )
         else:
             _report_apply(console, result, output)
     finally:
@@ -169,10 +192,12 @@ def rollback(
 
 
 def history(
-    deployment: Optional[str] = typer.Argument(None, help="NAME@VERSION: its revisions instead of the rollouts."),
+    deployment: str | None = typer.Argument(
+        None, help="NAME@VERSION: its revisions instead of the rollouts."
+    ),
     limit: int = typer.Option(20, "--limit", help="How many rollouts to show."),
     output: Output = OutputOpt,
-    state: Optional[Path] = StateOpt,
+    state: Path | None = StateOpt,
     inventory: Path = InventoryOpt,
 ) -> None:
     """Past rollouts, or the revisions of one deployment (of the state beside the inventory, or --state)."""
@@ -196,7 +221,13 @@ def _report_apply(console, result, output: Output, extra: dict | None = None) ->
                 "changed": not result.noop,
                 "rollout_id": result.rollout_id,
                 "front_doors": [
-                    {"action": o.action.kind.value, "host": o.action.host, "url": o.action.url, "ok": o.ok, "detail": o.detail}
+                    {
+                        "action": o.action.kind.value,
+                        "host": o.action.host,
+                        "url": o.action.url,
+                        "ok": o.ok,
+                        "detail": o.detail,
+                    }
                     for o in result.front_doors
                 ],
                 "routing_problems": list(result.routing_problems),
@@ -222,7 +253,9 @@ def _report_apply(console, result, output: Output, extra: dict | None = None) ->
         render.render_notes(console, result.plan)
     else:
         for o in failed:
-            console.print(f"[red]✗ {o.action.kind.value} {o.action.deployment}#{o.action.replica} on {o.action.host}:[/red] {o.detail}")
+            console.print(
+                f"[red]✗ {o.action.kind.value} {o.action.deployment}#{o.action.replica} on {o.action.host}:[/red] {o.detail}"
+            )
             if o.log_tail:
                 console.print("[dim]  last log lines of the new container:[/dim]")
                 for line in o.log_tail.rstrip().splitlines()[-15:]:
@@ -241,7 +274,9 @@ def _report_apply(console, result, output: Output, extra: dict | None = None) ->
     if interrupt.requested():
         render.stderr_console().print(
             f"interrupted: the steps in flight finished and rollout {result.rollout_id} records what ran; "
-            "apply again to finish", markup=False, highlight=False
+            "apply again to finish",
+            markup=False,
+            highlight=False,
         )
         raise typer.Exit(interrupt.EXIT_INTERRUPTED)
     if doors_failed and not failed:
@@ -255,7 +290,9 @@ def _report_apply(console, result, output: Output, extra: dict | None = None) ->
         raise typer.Exit(int(ExitCode.ROLLOUT_FAILED))
 
 
-def status(inventory: Path = InventoryOpt, output: Output = OutputOpt, state: Optional[Path] = StateOpt) -> None:
+def status(
+    inventory: Path = InventoryOpt, output: Output = OutputOpt, state: Path | None = StateOpt
+) -> None:
     """Deployments, versions, hosts and GPUs, container state and endpoints."""
     from fleetctl.core.loader import load
     from fleetctl.errors import FleetctlError
@@ -282,7 +319,7 @@ def down(
     inventory: Path = InventoryOpt,
     output: Output = OutputOpt,
     yes: bool = YesOpt,
-    state: Optional[Path] = StateOpt,
+    state: Path | None = StateOpt,
 ) -> None:
     """Remove every managed container on the inventory's hosts."""
     from fleetctl.ops import applying
@@ -292,12 +329,21 @@ def down(
     def confirm(removals) -> bool:  # type: ignore[no-untyped-def]
         if output is Output.table:
             for a in removals:
-                console.print(f"[red]remove[/red] {a.container} ({a.deployment}#{a.replica}) on {a.host}")
+                console.print(
+                    f"[red]remove[/red] {a.container} ({a.deployment}#{a.replica}) on {a.host}"
+                )
         return ask(f"Remove {len(removals)} container(s)?", yes)
 
-    result = applying.down(inventory, state_path=state_path(state, inventory), observe=observer(), confirm=confirm)
+    result = applying.down(
+        inventory, state_path=state_path(state, inventory), observe=observer(), confirm=confirm
+    )
     if output is Output.json:
-        render.print_json({"removed": [o.action.container for o in result.outcomes if o.ok], "failed": [o.detail for o in result.failed]})
+        render.print_json(
+            {
+                "removed": [o.action.container for o in result.outcomes if o.ok],
+                "failed": [o.detail for o in result.failed],
+            }
+        )
     else:
         n = sum(1 for o in result.outcomes if o.ok)
         console.print(f"removed {n} container(s)" if result.outcomes else "nothing to remove")

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from fleetctl.cli import render
 from fleetctl.cli.options import InventoryOpt, Output, OutputOpt, StateOpt, state_path
 
-state_app = typer.Typer(help="The state itself: copy a SQLite state into PostgreSQL.", no_args_is_help=True)
+state_app = typer.Typer(
+    help="The state itself: copy a SQLite state into PostgreSQL.", no_args_is_help=True
+)
 
 
 @state_app.command("migrate")
 def migrate(
-    to: str = typer.Option(..., "--to", help="The PostgreSQL state to copy into: postgresql://USER@HOST:PORT/DB (empty)."),
+    to: str = typer.Option(
+        ...,
+        "--to",
+        help="The PostgreSQL state to copy into: postgresql://USER@HOST:PORT/DB (empty).",
+    ),
     inventory: Path = InventoryOpt,
     output: Output = OutputOpt,
-    state: Optional[Path] = StateOpt,
+    state: Path | None = StateOpt,
 ) -> None:
     """Copy the SQLite state (--state, or the one beside the inventory) into an empty PostgreSQL state, ids kept."""
     from fleetctl.state.paths import parse_state_location
@@ -30,8 +35,13 @@ def migrate(
         return
     console = render.stdout_console()
     counted = ", ".join(f"{n} {t}" for t, n in done.rows.items())
-    console.print(f"copied {done.source} into {done.target} (schema version {done.schema_version}): {counted}", markup=False)
-    console.print(f"use it with --state {done.target} or FLEETCTL_STATE={done.target}", markup=False)
+    console.print(
+        f"copied {done.source} into {done.target} (schema version {done.schema_version}): {counted}",
+        markup=False,
+    )
+    console.print(
+        f"use it with --state {done.target} or FLEETCTL_STATE={done.target}", markup=False
+    )
 
 
 def register(app: typer.Typer) -> None:

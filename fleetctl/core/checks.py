@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from fleetctl.core.fleet import Deployment
 from fleetctl.core.host_checks import host_problems, replica_blocks
@@ -39,13 +40,18 @@ class _Eligibility:
         if key not in self._cache:
             matching = [h for h in self.hosts if all(h.labels.get(k) == v for k, v in key)]
             declared = [h.gpus for h in matching if isinstance(h.gpus, GpuDecl)]
-            largest = max((h.gpus.memory_gb - h.reserve_gb for h in matching if isinstance(h.gpus, GpuDecl)), default=0.0)
+            largest = max(
+                (h.gpus.memory_gb - h.reserve_gb for h in matching if isinstance(h.gpus, GpuDecl)),
+                default=0.0,
+            )
             most = max((g.count for g in declared), default=0)
             self._cache[key] = (len(matching), len(declared) == len(matching), largest, most)
         return self._cache[key]
 
 
-def semantic_problems(inv: Inventory, pos: "Positions", known_runtimes: Iterable[str] | None = None) -> list[str]:
+def semantic_problems(
+    inv: Inventory, pos: Positions, known_runtimes: Iterable[str] | None = None
+) -> list[str]:
     problems: list[str] = []
 
     for kind, items in (("host", inv.hosts), ("model", inv.models)):
@@ -53,7 +59,9 @@ def semantic_problems(inv: Inventory, pos: "Positions", known_runtimes: Iterable
         seen: set[str] = set()
         for i, x in enumerate(items):
             if x.name in dups and x.name in seen:
-                problems.append(pos.problem((f"{kind}s", i, "name"), f"duplicate {kind} name {x.name!r}"))
+                problems.append(
+                    pos.problem((f"{kind}s", i, "name"), f"duplicate {kind} name {x.name!r}")
+                )
             seen.add(x.name)
 
     problems.extend(host_problems(inv, pos))
@@ -63,13 +71,26 @@ def semantic_problems(inv: Inventory, pos: "Positions", known_runtimes: Iterable
     for i, m in enumerate(inv.models):
         if runtimes is not None and m.runtime not in runtimes:
             known = ", ".join(sorted(runtimes))
-            problems.append(pos.problem(("models", i, "runtime"), f"unknown runtime {m.runtime!r} (known: {known})"))
+            problems.append(
+                pos.problem(
+                    ("models", i, "runtime"), f"unknown runtime {m.runtime!r} (known: {known})"
+                )
+            )
         if m.runtime == "triton" and m.triton is None:
-            problems.append(pos.problem(("models", i), "runtime triton needs a 'triton:' block with model_repository"))
+            problems.append(
+                pos.problem(
+                    ("models", i), "runtime triton needs a 'triton:' block with model_repository"
+                )
+            )
         versions = [m.version] + [p.version for p in m.pins]
         for j, p in enumerate(m.pins):
             if versions.count(p.version) > 1:
-                problems.append(pos.problem(("models", i, "pins", j, "version"), f"version {p.version!r} is declared twice"))
+                problems.append(
+                    pos.problem(
+                        ("models", i, "pins", j, "version"),
+                        f"version {p.version!r} is declared twice",
+                    )
+                )
 
         matching, all_declared, largest, most = eligibility.of(m.hosts)
         if not matching:
@@ -78,7 +99,9 @@ def semantic_problems(inv: Inventory, pos: "Positions", known_runtimes: Iterable
             continue
         if not all_declared:  # sizes of `gpus: auto` hosts are only known once discovered
             for j, d in enumerate(deployments_of(m)):
-                late = _latency_problem(d, ("models", i) if j == 0 else ("models", i, "pins", j - 1), pos)
+                late = _latency_problem(
+                    d, ("models", i) if j == 0 else ("models", i, "pins", j - 1), pos
+                )
                 problems.extend([late] if late else [])
             continue
         for j, d in enumerate(deployments_of(m)):
@@ -94,14 +117,17 @@ def semantic_problems(inv: Inventory, pos: "Positions", known_runtimes: Iterable
                 continue
             if d.gpus > most:
                 problems.append(
-                    pos.problem(path + ("gpus",), f"{d.name} needs {d.gpus} GPUs on one host; its hosts have at most {most}")
+                    pos.problem(
+                        path + ("gpus",),
+                        f"{d.name} needs {d.gpus} GPUs on one host; its hosts have at most {most}",
+                    )
                 )
                 continue
             problems.extend(_capacity_problems(inv, d, eligibility.matching(m.hosts), path, pos))
     return problems
 
 
-def _latency_problem(d: Deployment, path: tuple[str | int, ...], pos: "Positions") -> str | None:
+def _latency_problem(d: Deployment, path: tuple[str | int, ...], pos: Positions) -> str | None:
     if d.sla_ms is not None and d.latency_ms is not None and d.latency_ms >= d.sla_ms:
         return pos.problem(
             path + ("latency_ms",),
@@ -118,13 +144,19 @@ def gpu_capacity(d: Deployment, hosts: list[Host]) -> int:
         if not isinstance(h.gpus, GpuDecl):
             continue
         usable = h.gpus.memory_gb - h.reserve_gb
-        per_gpu = 1 if d.exclusive else int((usable + 1e-9) // d.memory_per_gpu_gb) if d.memory_per_gpu_gb > 0 else 0
+        per_gpu = (
+            1
+            if d.exclusive
+            else int((usable + 1e-9) // d.memory_per_gpu_gb)
+            if d.memory_per_gpu_gb > 0
+            else 0
+        )
         total += (h.gpus.count * per_gpu) // d.gpus
     return total
 
 
 def _capacity_problems(
-    inv: Inventory, d: Deployment, hosts: list[Host], path: tuple[str | int, ...], pos: "Positions"
+    inv: Inventory, d: Deployment, hosts: list[Host], path: tuple[str | int, ...], pos: Positions
 ) -> list[str]:
     out: list[str] = []
     late = _latency_problem(d, path, pos)

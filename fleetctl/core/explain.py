@@ -7,8 +7,8 @@ GPUs with the same verdict are reported together.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from fleetctl.core.fleet import Deployment, HostSpec, Placement
 from fleetctl.core.placement_reasons import blockers, why_here
@@ -70,7 +70,8 @@ def explain(
 ) -> list[ReplicaExplanation]:
     """Explain every replica of `deployment_name` (name@version, or a model: all versions)."""
     targets = sorted(
-        (d for d in deployments if d.name == deployment_name or d.model == deployment_name), key=lambda d: d.name
+        (d for d in deployments if d.name == deployment_name or d.model == deployment_name),
+        key=lambda d: d.name,
     )
     if not targets:
         raise NotFoundError(f"no deployment or model named {deployment_name!r}")
@@ -86,7 +87,11 @@ def explain(
                 gs = [st.gpus[gid] for gid in it.gids]
                 here = (placement.reasons.get(key) or why_here(st, it),)
                 indexes = tuple(sorted(g.index for g in gs))
-                out.append(ReplicaExplanation(d.name, r, gs[0].host_name, indexes, here, _elsewhere(st, it.dep, it)))
+                out.append(
+                    ReplicaExplanation(
+                        d.name, r, gs[0].host_name, indexes, here, _elsewhere(st, it.dep, it)
+                    )
+                )
             else:
                 why = failed.get(key, ("not in the plan",))
                 out.append(ReplicaExplanation(d.name, r, None, (), why, _elsewhere(st, dep, None)))

@@ -7,8 +7,9 @@ they never see pydantic models, ORM rows, Docker objects or HTTP clients.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from fleetctl.core.fleet import Deployment
 from fleetctl.core.observed import ObservedFrontDoor
@@ -55,7 +56,12 @@ class FrontDoorSite:
         return f"http://{_url_host(self.address)}:{self.port}"
 
     def spec_hash(self) -> str:
-        canonical = {"image": self.image, "listen": self.listen, "port": self.port, "routes": ROUTES_PATH}
+        canonical = {
+            "image": self.image,
+            "listen": self.listen,
+            "port": self.port,
+            "routes": ROUTES_PATH,
+        }
         blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -105,7 +111,14 @@ def routes_document(
             continue
         entry = models.setdefault(
             d.model,
-            {"name": d.model, "protocol": r.protocol, "names": [], "current": None, "customers": {}, "versions": {}},
+            {
+                "name": d.model,
+                "protocol": r.protocol,
+                "names": [],
+                "current": None,
+                "customers": {},
+                "versions": {},
+            },
         )
         for n in r.names:
             if n not in entry["names"]:
@@ -119,7 +132,10 @@ def routes_document(
             "deployment": d.name,
             "health_path": r.health_path,
             "served_name": r.served_name,
-            "backends": [{"url": b.url, "replica": f"{b.deployment}#{b.replica}"} for b in by_deployment.get(d.name, [])],
+            "backends": [
+                {"url": b.url, "replica": f"{b.deployment}#{b.replica}"}
+                for b in by_deployment.get(d.name, [])
+            ],
         }
     for model, version in (current or {}).items():
         if model in models:
@@ -204,22 +220,62 @@ def front_door_actions(
         blocked = unreachable.get(host)
         extras = seen if site is None else seen[1:]
         if site is not None:
-            base = dict(host=host, url=site.url, port=site.port, spec_hash=site.spec_hash(), blocked=blocked)
+            base = dict(
+                host=host, url=site.url, port=site.port, spec_hash=site.spec_hash(), blocked=blocked
+            )
             current = seen[0] if seen else None
             if current is None:
-                out.append(FrontDoorAction(FrontDoorActionKind.CREATE, reason="new front door", **base))
+                out.append(
+                    FrontDoorAction(FrontDoorActionKind.CREATE, reason="new front door", **base)
+                )
             elif current.spec_hash != site.spec_hash():
-                why = f"port {current.port} -> {site.port}" if current.port != site.port else "spec changed"
-                out.append(FrontDoorAction(FrontDoorActionKind.RECREATE, reason=why, container=current.name, **base))
+                why = (
+                    f"port {current.port} -> {site.port}"
+                    if current.port != site.port
+                    else "spec changed"
+                )
+                out.append(
+                    FrontDoorAction(
+                        FrontDoorActionKind.RECREATE, reason=why, container=current.name, **base
+                    )
+                )
             elif not current.running:
                 out.append(
-                    FrontDoorAction(FrontDoorActionKind.RECREATE, reason=f"drift: container is {current.state}", container=current.name, **base)
+                    FrontDoorAction(
+                        FrontDoorActionKind.RECREATE,
+                        reason=f"drift: container is {current.state}",
+                        container=current.name,
+                        **base,
+                    )
                 )
             elif current.routes_hash != desired_routes_hash:
-                out.append(FrontDoorAction(FrontDoorActionKind.RELOAD, reason="routes changed", container=current.name, **base))
+                out.append(
+                    FrontDoorAction(
+                        FrontDoorActionKind.RELOAD,
+                        reason="routes changed",
+                        container=current.name,
+                        **base,
+                    )
+                )
             else:
-                out.append(FrontDoorAction(FrontDoorActionKind.KEEP, reason="up to date", container=current.name, **base))
+                out.append(
+                    FrontDoorAction(
+                        FrontDoorActionKind.KEEP,
+                        reason="up to date",
+                        container=current.name,
+                        **base,
+                    )
+                )
         for c in extras:
             why = "front door disabled or host has none" if site is None else "duplicate front door"
-            out.append(FrontDoorAction(FrontDoorActionKind.REMOVE, host=host, port=c.port, reason=why, container=c.name, blocked=blocked))
+            out.append(
+                FrontDoorAction(
+                    FrontDoorActionKind.REMOVE,
+                    host=host,
+                    port=c.port,
+                    reason=why,
+                    container=c.name,
+                    blocked=blocked,
+                )
+            )
     return out

@@ -13,9 +13,10 @@ state's business (`fleetctl.state.peek.read_holds`, `StateStore.set_hold`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from fleetctl.core.fleet import Deployment
 
@@ -57,12 +58,14 @@ class HeldDeployments:
     deployments: tuple[Deployment, ...]
     notes: tuple[str, ...] = ()
     held: tuple[str, ...] = ()  # models whose hold is in force
-    lifted: tuple[str, ...] = ()  # models whose hold no longer applies (a successful apply deletes it)
+    lifted: tuple[
+        str, ...
+    ] = ()  # models whose hold no longer applies (a successful apply deletes it)
 
 
 def stamp(t: datetime) -> str:
     """A hold's time as people read it in notes: UTC, to the second, `Z`."""
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def deployment_from_record(spec: Mapping[str, Any]) -> Deployment:
@@ -79,7 +82,9 @@ def current_deployment(deployments: Sequence[Deployment], model: str) -> Deploym
     return next((d for d in deployments if d.model == model and not d.pinned), None)
 
 
-def hold_model(deployments: Sequence[Deployment], model: str, restored: Deployment) -> list[Deployment]:
+def hold_model(
+    deployments: Sequence[Deployment], model: str, restored: Deployment
+) -> list[Deployment]:
     """`deployments` with `restored` as the current version of `model`.
 
     The model's current deployment is replaced, in place, by `restored` with no customers
@@ -161,6 +166,17 @@ def release_note(hold: Hold, deployments: Sequence[Deployment]) -> str:
             f"the next apply takes {current.name} from revision {hold.revision} to the inventory's spec "
             "(`fleetctl plan` shows the changes, if any)"
         )
-    pin = next((d for d in deployments if d.model == hold.model and d.pinned and d.version == hold.version), None)
-    kept = f"{hold.deployment} stays for {', '.join(pin.customers)}" if pin else f"{hold.deployment} is removed"
+    pin = next(
+        (
+            d
+            for d in deployments
+            if d.model == hold.model and d.pinned and d.version == hold.version
+        ),
+        None,
+    )
+    kept = (
+        f"{hold.deployment} stays for {', '.join(pin.customers)}"
+        if pin
+        else f"{hold.deployment} is removed"
+    )
     return f"the next apply makes {current.name} the version every customer gets again; {kept}"

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from fleetctl.core.inventory import GpuDecl, Host, Inventory
@@ -17,7 +18,9 @@ from fleetctl.core.plan import PORTS_PER_REPLICA
 if TYPE_CHECKING:
     from fleetctl.core.loader import Positions
 
-_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
 _USER_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 
 Report = Callable[[tuple[str | int, ...], str], None]
@@ -33,7 +36,9 @@ def is_ip(text: str) -> bool:
 
 def is_host_name(text: str) -> bool:
     """An IP address (IPv6 in brackets or not) or a DNS name."""
-    return is_ip(text.strip("[]") if text.startswith("[") else text) or bool(_HOSTNAME_RE.match(text))
+    return is_ip(text.strip("[]") if text.startswith("[") else text) or bool(
+        _HOSTNAME_RE.match(text)
+    )
 
 
 def endpoint_problem(url: str) -> str | None:
@@ -100,7 +105,7 @@ def replica_blocks(inv: Inventory, host: Host) -> int:
     return sum(1 for p in starts if door is None or not (p <= door < p + PORTS_PER_REPLICA))
 
 
-def host_problems(inv: Inventory, pos: "Positions") -> list[str]:
+def host_problems(inv: Inventory, pos: Positions) -> list[str]:
     problems: list[str] = []
 
     def report(path: tuple[str | int, ...], message: str) -> None:
@@ -133,7 +138,9 @@ def _one_host(inv: Inventory, i: int, h: Host, report: Report) -> None:
     if not is_ip(h.publish_address):
         report(("hosts", i, "publish_address"), f"{h.publish_address!r} is not an IP address")
     if h.front_door.listen is not None and not is_ip(h.front_door.listen):
-        report(("hosts", i, "front_door", "listen"), f"{h.front_door.listen!r} is not an IP address")
+        report(
+            ("hosts", i, "front_door", "listen"), f"{h.front_door.listen!r} is not an IP address"
+        )
     if isinstance(h.gpus, GpuDecl) and h.reserve_gb >= h.gpus.memory_gb:
         report(
             ("hosts", i, "reserve_gb"),

@@ -29,7 +29,7 @@ class SecretRef(Strict):
     file: str | None = Field(None, description="Path of a file holding the secret")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "SecretRef":
+    def _one_source(self) -> SecretRef:
         if (self.env is None) == (self.file is None):
             raise ValueError("give exactly one of 'env' or 'file'")
         return self
@@ -52,7 +52,7 @@ class TlsConfig(Strict):
     verify: bool = True
 
     @model_validator(mode="after")
-    def _cert_with_key(self) -> "TlsConfig":
+    def _cert_with_key(self) -> TlsConfig:
         if (self.client_cert is None) != (self.client_key is None):
             raise ValueError("give client_cert and client_key together")
         return self
@@ -61,29 +61,44 @@ class TlsConfig(Strict):
 class HostFrontDoor(Strict):
     """Per-host overrides of the fleet's front door."""
 
-    port: int | None = Field(None, ge=1, le=65535, description="Overrides front_door.port on this host")
+    port: int | None = Field(
+        None, ge=1, le=65535, description="Overrides front_door.port on this host"
+    )
     listen: str | None = Field(None, description="Overrides the address the front door listens on")
 
 
 class Host(Strict):
     name: Annotated[str, Field(pattern=NAME_RE)]
-    docker: str = Field("unix:///var/run/docker.sock", description="unix://, ssh://user@host or tcp:// (TLS)")
+    docker: str = Field(
+        "unix:///var/run/docker.sock", description="unix://, ssh://user@host or tcp:// (TLS)"
+    )
     tls: TlsConfig | None = None
     allow_insecure_tcp: bool = Field(False, description="Accept plain tcp:// without TLS")
     gpus: Literal["auto"] | GpuDecl = "auto"
-    simulated: bool = Field(False, description="Declared GPUs are not real (tests, demos, planning)")
+    simulated: bool = Field(
+        False, description="Declared GPUs are not real (tests, demos, planning)"
+    )
     reserve_gb: float = Field(0.0, ge=0, description="GPU memory per GPU kept free")
     labels: dict[str, str] = Field(default_factory=dict)
-    ports: str = Field("20000-20999", pattern=r"^\d{1,5}-\d{1,5}$", description="Port range for endpoints")
+    ports: str = Field(
+        "20000-20999", pattern=r"^\d{1,5}-\d{1,5}$", description="Port range for endpoints"
+    )
     network: Literal["bridge", "host"] = "bridge"
-    address: str = Field("127.0.0.1", description="Address clients use to reach this host's endpoints")
-    max_parallel: int = Field(4, ge=1, le=64, description="Container operations at once on this host")
+    address: str = Field(
+        "127.0.0.1", description="Address clients use to reach this host's endpoints"
+    )
+    max_parallel: int = Field(
+        4, ge=1, le=64, description="Container operations at once on this host"
+    )
     publish_address: str = Field(
-        "127.0.0.1", description="Host address that published replica ports bind (bridge networking)"
+        "127.0.0.1",
+        description="Host address that published replica ports bind (bridge networking)",
     )
     front_door: HostFrontDoor = Field(default_factory=HostFrontDoor)
     max_containers: int | None = Field(
-        None, ge=0, description="Replicas the host may run at most (placement also counts its port blocks)"
+        None,
+        ge=0,
+        description="Replicas the host may run at most (placement also counts its port blocks)",
     )
 
     @field_validator("docker")
@@ -102,7 +117,7 @@ class Host(Strict):
         return v
 
     @model_validator(mode="after")
-    def _tcp_needs_tls(self) -> "Host":
+    def _tcp_needs_tls(self) -> Host:
         if self.docker.startswith("tcp://") and self.tls is None and not self.allow_insecure_tcp:
             raise ValueError(
                 "plain tcp:// exposes the Docker API unencrypted: add a 'tls:' block "
@@ -111,7 +126,7 @@ class Host(Strict):
         return self
 
     @model_validator(mode="after")
-    def _tls_is_for_tcp(self) -> "Host":
+    def _tls_is_for_tcp(self) -> Host:
         if self.tls is not None and not self.docker.startswith("tcp://"):
             raise ValueError("'tls:' applies to tcp:// endpoints only (ssh:// uses ssh's own keys)")
         return self
@@ -127,8 +142,12 @@ class NimConfig(Strict):
     served_model_name: str | None = Field(None, description="NIM_SERVED_MODEL_NAME")
     cache_dir: str = Field("/var/cache/nim", description="Host path mounted at /opt/nim/.cache")
     shm_size: str | None = Field(None, description="Default 16g for multi-GPU replicas")
-    startup_timeout_s: float = Field(1200, gt=0, description="Readiness budget (real NIMs need minutes)")
-    kvcache_percent: float | None = Field(None, gt=0, le=1, description="Override NIM_KVCACHE_PERCENT")
+    startup_timeout_s: float = Field(
+        1200, gt=0, description="Readiness budget (real NIMs need minutes)"
+    )
+    kvcache_percent: float | None = Field(
+        None, gt=0, le=1, description="Override NIM_KVCACHE_PERCENT"
+    )
     ngc_api_key: SecretRef = Field(default_factory=lambda: SecretRef(env="NGC_API_KEY"))
     passthrough_args: str | None = Field(None, description="NIM_PASSTHROUGH_ARGS")
 
@@ -148,14 +167,16 @@ class VersionPolicy(Strict):
     all: bool = False
 
     @model_validator(mode="after")
-    def _one(self) -> "VersionPolicy":
+    def _one(self) -> VersionPolicy:
         if sum([self.latest is not None, self.specific is not None, self.all]) != 1:
             raise ValueError("give exactly one of latest, specific, all")
         return self
 
 
 class TritonConfig(Strict):
-    model_repository: str = Field(description="Host path of the model repository (mounted read-only)")
+    model_repository: str = Field(
+        description="Host path of the model repository (mounted read-only)"
+    )
     models: list[str] = Field(default_factory=list, description="Models loaded with --load-model")
     startup_timeout_s: float = Field(300, gt=0)
     args: list[str] = Field(default_factory=list, description="Extra tritonserver arguments")
@@ -163,7 +184,8 @@ class TritonConfig(Strict):
     backend_directory: str = "/opt/tritonserver/backends"
     shm_size: str | None = None
     dedicated: bool = Field(
-        False, description="Serve this model in a Triton server of its own, never shared with co-located models"
+        False,
+        description="Serve this model in a Triton server of its own, never shared with co-located models",
     )
     # Applied to the model's Triton configuration through the load API's config override
     # (docs/triton.md), never by editing files on the host.
@@ -175,27 +197,38 @@ class TritonConfig(Strict):
 class HealthSample(Strict):
     """One small inference `fleetctl health` sends to time a Triton replica against its SLA."""
 
-    model: str | None = Field(None, description="Triton model to call (default: the first of triton.models)")
+    model: str | None = Field(
+        None, description="Triton model to call (default: the first of triton.models)"
+    )
     inputs: dict[str, list[Any]] = Field(
-        min_length=1, description="Input name -> values (nested lists give the shape); datatypes from the model"
+        min_length=1,
+        description="Input name -> values (nested lists give the shape); datatypes from the model",
     )
 
 
 class HealthConfig(Strict):
-    startup_timeout_s: float | None = Field(None, gt=0, description="Overrides the runtime's budget")
+    startup_timeout_s: float | None = Field(
+        None, gt=0, description="Overrides the runtime's budget"
+    )
     interval_s: float = Field(1.0, gt=0)
     sample: HealthSample | None = Field(
-        None, description="Triton: the inference `fleetctl health` times (else it times a model-ready call)"
+        None,
+        description="Triton: the inference `fleetctl health` times (else it times a model-ready call)",
     )
 
 
 class RolloutConfig(Strict):
     """How a model's replicas are replaced (see docs/rollouts.md)."""
 
-    max_surge: int = Field(1, ge=1, le=64, description="Replacements in flight at once for one deployment")
-    max_unavailable: int = Field(0, ge=0, le=64, description="Replicas that may be out of service at once")
+    max_surge: int = Field(
+        1, ge=1, le=64, description="Replacements in flight at once for one deployment"
+    )
+    max_unavailable: int = Field(
+        0, ge=0, le=64, description="Replicas that may be out of service at once"
+    )
     allow_downtime: bool = Field(
-        False, description="Permit stop-first replacements when no GPU anywhere can hold the old and new replica"
+        False,
+        description="Permit stop-first replacements when no GPU anywhere can hold the old and new replica",
     )
 
 
@@ -228,12 +261,16 @@ class Model(Strict):
     version: str = Field(min_length=1)
     runtime: str = Field(min_length=1, description="nim, triton or a plugin runtime")
     image: str = Field(min_length=1)
-    gpu_memory_gb: float = Field(gt=0, description="One replica's total GPU memory, split over its GPUs")
+    gpu_memory_gb: float = Field(
+        gt=0, description="One replica's total GPU memory, split over its GPUs"
+    )
     gpus: int = Field(1, ge=1, le=16, description="GPUs per replica (tensor parallel), on one host")
     replicas: int = Field(1, ge=0)
     sla_ms: float | None = Field(None, gt=0, description="p95 latency target")
     latency_ms: float | None = Field(None, gt=0, description="p95 when alone on a GPU")
-    gpu_util: float | None = Field(None, gt=0, le=1, description="Share of GPU compute at target load")
+    gpu_util: float | None = Field(
+        None, gt=0, le=1, description="Share of GPU compute at target load"
+    )
     exclusive: bool = False
     hosts: dict[str, str] = Field(default_factory=dict, description="Label selector")
     pins: list[Pin] = Field(default_factory=list)
@@ -241,12 +278,16 @@ class Model(Strict):
     secrets: dict[str, SecretRef] = Field(default_factory=dict, description="Env name -> reference")
     nim: NimConfig | None = None
     triton: TritonConfig | None = None
-    options: dict[str, Any] = Field(default_factory=dict, description="Settings for a plugin runtime")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Settings for a plugin runtime"
+    )
     health: HealthConfig = Field(default_factory=HealthConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     # Facts for `fleetctl advise` and `report`.
     framework: str | None = Field(None, description="e.g. vllm, tensorrt-llm, onnx, pytorch")
-    origin: Origin = Field("catalog", description="catalog model, LoRA on a catalog base, or custom")
+    origin: Origin = Field(
+        "catalog", description="catalog model, LoRA on a catalog base, or custom"
+    )
     base_model: str | None = None
     portability_required: bool = Field(False, description="Must also run off NVIDIA hardware")
     custom_quantization: bool = Field(False, description="A quantization the team must control")
@@ -287,24 +328,39 @@ class FrontDoorConfig(Strict):
 
     enabled: bool = Field(True, description="Run a front door on every host")
     port: int | None = Field(
-        None, ge=1, le=65535, description="Port of every host's front door (default: the top of the host's port range)"
+        None,
+        ge=1,
+        le=65535,
+        description="Port of every host's front door (default: the top of the host's port range)",
     )
-    image: str = Field("fleetctl/front-door:0.1.0", min_length=1, description="The front door image")
+    image: str = Field(
+        "fleetctl/front-door:0.1.0", min_length=1, description="The front door image"
+    )
     customer_header: str = Field(
-        "X-Customer", pattern=r"^[A-Za-z0-9-]+$", description="Request header that names the customer"
+        "X-Customer",
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="Request header that names the customer",
     )
     api_keys: dict[str, SecretRef] = Field(
-        default_factory=dict, description="Customer -> API key reference (Authorization: Bearer KEY)"
+        default_factory=dict,
+        description="Customer -> API key reference (Authorization: Bearer KEY)",
     )
-    check_interval_s: float = Field(1.0, gt=0, le=60, description="Active health check interval per replica")
+    check_interval_s: float = Field(
+        1.0, gt=0, le=60, description="Active health check interval per replica"
+    )
     check_timeout_s: float = Field(1.0, gt=0, le=60)
-    check_fall: int = Field(2, ge=1, le=10, description="Failed checks in a row that take a replica out")
-    drain_timeout_s: float = Field(30.0, ge=0, description="How long a replaced replica may finish its requests")
+    check_fall: int = Field(
+        2, ge=1, le=10, description="Failed checks in a row that take a replica out"
+    )
+    drain_timeout_s: float = Field(
+        30.0, ge=0, description="How long a replaced replica may finish its requests"
+    )
 
 
 class Inventory(Strict):
     fleet: Annotated[str, Field(pattern=NAME_RE)] = Field(
-        "default", description="Name of this fleet: containers of other fleets on the same hosts are never touched"
+        "default",
+        description="Name of this fleet: containers of other fleets on the same hosts are never touched",
     )
     hosts: list[Host] = Field(min_length=1)
     models: list[Model] = Field(default_factory=list)

@@ -7,9 +7,10 @@ every problem points at the exact line and column.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -52,7 +53,9 @@ def _pydantic_problems(exc: ValidationError, positions: Positions) -> list[str]:
         # pydantic adds the union branch / validator name to loc; keep only data keys.
         loc: list[str | int] = []
         for part in err["loc"]:
-            if isinstance(part, str) and (part.startswith("function-") or part in ("literal['auto']", "GpuDecl")):
+            if isinstance(part, str) and (
+                part.startswith("function-") or part in ("literal['auto']", "GpuDecl")
+            ):
                 continue
             loc.append(part)
         path = tuple(loc)
@@ -67,7 +70,9 @@ def _pydantic_problems(exc: ValidationError, positions: Positions) -> list[str]:
         others.append((path, _plain_message(err)))
     # A typo leads its error; the key it stands for is not reported missing as well.
     problems = typos + [
-        positions.problem(path, msg) for path, msg in others if not (path in suggested and msg == "Field required")
+        positions.problem(path, msg)
+        for path, msg in others
+        if not (path in suggested and msg == "Field required")
     ]
     # One problem per line is enough; unions can repeat the same location.
     return list(dict.fromkeys(problems))
@@ -90,7 +95,9 @@ def load_text(
 
     data, positions = parse_yaml(text, file)
     if not isinstance(data, dict):
-        raise InventoryError([positions.problem((), "the inventory must be a mapping with 'hosts' and 'models'")])
+        raise InventoryError(
+            [positions.problem((), "the inventory must be a mapping with 'hosts' and 'models'")]
+        )
     try:
         inventory = Inventory.model_validate(data)
     except ValidationError as exc:
@@ -113,7 +120,9 @@ def _absolute_paths(inv: Inventory, base: Path) -> Inventory:
     for m in inv.models:
         update: dict[str, Any] = {}
         if m.triton is not None:
-            update["triton"] = m.triton.model_copy(update={"model_repository": fix(m.triton.model_repository)})
+            update["triton"] = m.triton.model_copy(
+                update={"model_repository": fix(m.triton.model_repository)}
+            )
         if m.nim is not None:
             update["nim"] = m.nim.model_copy(update={"cache_dir": fix(m.nim.cache_dir)})
         models.append(m.model_copy(update=update) if update else m)

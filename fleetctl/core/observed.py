@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from fleetctl.core.fleet import Assignment, GpuSpec
 
@@ -92,7 +92,7 @@ class ObservedFleet:
     offline: bool = False
 
     @classmethod
-    def empty(cls, host_names: list[str] | None = None, *, offline: bool = True) -> "ObservedFleet":
+    def empty(cls, host_names: list[str] | None = None, *, offline: bool = True) -> ObservedFleet:
         return cls({n: ObservedHost(n) for n in host_names or []}, offline=offline)
 
     def containers(self) -> list[ObservedContainer]:
@@ -109,22 +109,34 @@ class ObservedFleet:
         finished container before a rollout's temporary or parked one, a running one before a
         stopped one; any others are duplicates or leftovers."""
         out: dict[tuple[str, int], list[ObservedContainer]] = {}
-        for c in sorted(self.containers(), key=lambda c: (c.temporary or c.parked, not c.running, c.host, c.name)):
+        for c in sorted(
+            self.containers(),
+            key=lambda c: (c.temporary or c.parked, not c.running, c.host, c.name),
+        ):
             out.setdefault((c.deployment, c.replica), []).append(c)
         return out
 
     def previous_assignments(self) -> list[Assignment]:
         """Where replicas run now: the stable starting point for placement."""
-        return [Assignment(c.deployment, c.replica, c.host, c.gpus) for c, *_ in self.by_replica().values()]
+        return [
+            Assignment(c.deployment, c.replica, c.host, c.gpus)
+            for c, *_ in self.by_replica().values()
+        ]
 
     def fingerprint(self) -> str:
         """A digest of what was observed, to refuse a saved plan when the fleet moved."""
         items = sorted(
-            (c.host, c.name, c.deployment, c.replica, c.spec_hash, c.state, c.image) for c in self.containers()
+            (c.host, c.name, c.deployment, c.replica, c.spec_hash, c.state, c.image)
+            for c in self.containers()
         )
         doors = sorted(
-            (f.host, f.name, f.spec_hash, f.state, f.routes_hash or "") for h in self.hosts.values() for f in h.front_doors
+            (f.host, f.name, f.spec_hash, f.state, f.routes_hash or "")
+            for h in self.hosts.values()
+            for f in h.front_doors
         )
         unreachable = sorted(h.name for h in self.unreachable())
-        blob = json.dumps({"containers": items, "front_doors": doors, "unreachable": unreachable}, separators=(",", ":"))
+        blob = json.dumps(
+            {"containers": items, "front_doors": doors, "unreachable": unreachable},
+            separators=(",", ":"),
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from typing import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
-from fleetctl.core.fleet import Assignment, Deployment, HostSpec, Placement, Unplaced
 from fleetctl.core import placement_exact as exact
+from fleetctl.core.fleet import Assignment, Deployment, HostSpec, Placement, Unplaced
 from fleetctl.core.placement_reasons import Diagnoser, why_here
 from fleetctl.core.placement_repack import improve
 from fleetctl.core.placement_state import Dep, Item, State
@@ -114,17 +114,23 @@ def place(
     deps: dict[str, Dep] = {}
     for d in sorted(deployments, key=lambda d: d.name):
         deps.setdefault(d.name, Dep.of(d))
-    items = {f"{dep.name}#{r}": Item(dep, r) for dep in deps.values() for r in range(dep.spec.replicas)}
+    items = {
+        f"{dep.name}#{r}": Item(dep, r) for dep in deps.values() for r in range(dep.spec.replicas)
+    }
     _readmit(st, items, previous, set(changed))
 
-    pending = sorted((it for it in items.values() if not it.fixed), key=lambda it: _order_key(st, it))
+    pending = sorted(
+        (it for it in items.values() if not it.fixed), key=lambda it: _order_key(st, it)
+    )
     unplaced = _place_all(st, pending)
     movable = [it for it in pending if it.gids and it.movable]
     freed = 0
     target = lower_bound(deployments, hosts)
     if movable:
         n = len(movable)
-        repack_budget = _REPACK_THOROUGH * min(n, _REPACK_THOROUGH_UP_TO) // n + _REPACK_PER_ITEM * n
+        repack_budget = (
+            _REPACK_THOROUGH * min(n, _REPACK_THOROUGH_UP_TO) // n + _REPACK_PER_ITEM * n
+        )
         freed = improve(st, movable, repack_budget, target)
     if unplaced and freed:
         unplaced = _place_all(st, unplaced)  # the freed GPUs may take some
@@ -156,16 +162,29 @@ def place(
             if it.dep.name not in summaries:
                 summaries[it.dep.name] = diagnoser.reasons(it.dep) + proven.get(it.dep.name, ())
             failures.append(Unplaced(it.dep.name, it.replica, summaries[it.dep.name]))
-    return Placement(tuple(assignments), tuple(failures), reasons, lower_bound=target, search=search)
+    return Placement(
+        tuple(assignments), tuple(failures), reasons, lower_bound=target, search=search
+    )
 
 
 # -- phases ----------------------------------------------------------------------------
 
 
-def _readmit(st: State, items: dict[str, Item], previous: Sequence[Assignment], changed: set[str]) -> None:
+def _readmit(
+    st: State, items: dict[str, Item], previous: Sequence[Assignment], changed: set[str]
+) -> None:
     """Keep every previous assignment that is still valid, checked as it is re-added:
     unchanged replicas first, so a changed one that no longer fits is the one to move."""
-    order = sorted(previous, key=lambda a: (f"{a.deployment}#{a.replica}" in changed, a.deployment, a.replica, a.host, a.gpus))
+    order = sorted(
+        previous,
+        key=lambda a: (
+            f"{a.deployment}#{a.replica}" in changed,
+            a.deployment,
+            a.replica,
+            a.host,
+            a.gpus,
+        ),
+    )
     for a in order:
         it = items.get(f"{a.deployment}#{a.replica}")
         if it is None or it.fixed:

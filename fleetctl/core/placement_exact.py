@@ -61,7 +61,11 @@ def _possible(st: State, it: Item) -> bool:
     for h, gids in enumerate(st.host_gpus):
         if not ok[h] or st.host_cap[h] <= 0:
             continue
-        fit = sum(1 for g in gids if dep.mem <= st.gpus[g].usable + EPS and dep.util(st.gpus[g]) <= 1 + EPS)
+        fit = sum(
+            1
+            for g in gids
+            if dep.mem <= st.gpus[g].usable + EPS and dep.util(st.gpus[g]) <= 1 + EPS
+        )
         if fit >= dep.k:
             n_ok += 1
     return n_ok > 0
@@ -88,7 +92,9 @@ def _var_count(st: State, items: list[Item], gids: object) -> int:
     return total
 
 
-def _decide(st: State, items: list[Item], unplaced: list[Item], budget: float) -> tuple[str, dict[str, tuple[str, ...]]]:
+def _decide(
+    st: State, items: list[Item], unplaced: list[Item], budget: float
+) -> tuple[str, dict[str, tuple[str, ...]]]:
     todo = [it for it in unplaced if _possible(st, it)]
     if not todo:
         return "heuristic", {}
@@ -115,9 +121,8 @@ def _decide(st: State, items: list[Item], unplaced: list[Item], budget: float) -
         return "solved", {}
     if out.status == "infeasible" and whole:
         return "infeasible", _proof(out, todo)
-    note = (
-        "the exact search found no placement within --placement-budget; a larger budget may "
-        + ("find one" if whole else "find one (the fleet was too large to search whole)")
+    note = "the exact search found no placement within --placement-budget; a larger budget may " + (
+        "find one" if whole else "find one (the fleet was too large to search whole)"
     )
     return "unknown", {it.dep.name: (note,) for it in todo}
 
@@ -128,8 +133,14 @@ def _proof(out, todo: list[Item]) -> dict[str, tuple[str, ...]]:  # type: ignore
     reasons: dict[str, tuple[str, ...]] = {}
     for it in todo:
         others = [n for n in names if n != it.dep.name]
-        with_ = f" together with {', '.join(others[:5])}{', ...' if len(others) > 5 else ''}" if others else ""
-        reasons[it.dep.name] = (f"proven infeasible by the exact search: {rules}{with_} admit no placement",)
+        with_ = (
+            f" together with {', '.join(others[:5])}{', ...' if len(others) > 5 else ''}"
+            if others
+            else ""
+        )
+        reasons[it.dep.name] = (
+            f"proven infeasible by the exact search: {rules}{with_} admit no placement",
+        )
     return reasons
 
 
@@ -144,7 +155,11 @@ def _improve_whole(st: State, items: list[Item], budget: float) -> tuple[str, in
     nothing_runs = all(not it.fixed for it in items)
     if out.bound is not None and nothing_runs and len(free) == len(items):
         bound = int(-(-out.bound // 1) if out.bound % 1 > 1e-6 else round(out.bound))
-    if out.status in ("optimal", "feasible") and out.objective is not None and out.objective < before - 0.5:
+    if (
+        out.status in ("optimal", "feasible")
+        and out.objective is not None
+        and out.objective < before - 0.5
+    ):
         snapshot = {id(it): list(it.gids) for it in free}
         if apply_outcome(st, free, out):
             for it in free:
@@ -158,7 +173,11 @@ def _improve_regions(st: State, items: list[Item], budget: float) -> None:
     share = budget / _REGIONS
     tried: set[int] = set()
     for _ in range(_REGIONS):
-        used = [g for g in st.gpus if g.tenants and g.gid not in tried and all(t.movable for t in g.tenants)]
+        used = [
+            g
+            for g in st.gpus
+            if g.tenants and g.gid not in tried and all(t.movable for t in g.tenants)
+        ]
         if len(used) < 2:
             return
         used.sort(key=lambda g: (max(g.used / g.usable if g.usable > 0 else 1.0, g.util), g.gid))
@@ -171,7 +190,11 @@ def _improve_regions(st: State, items: list[Item], budget: float) -> None:
         before = sum(1 for gid in region if st.gpus[gid].tenants)
         hint = {id(it): list(it.gids) for it in free}
         out = solve_region(st, region, free, share, hint=hint)
-        if out.status in ("optimal", "feasible") and out.objective is not None and out.objective < before - 0.5:
+        if (
+            out.status in ("optimal", "feasible")
+            and out.objective is not None
+            and out.objective < before - 0.5
+        ):
             if apply_outcome(st, free, out):
                 for it in free:
                     if hint[id(it)] != it.gids:

@@ -15,7 +15,16 @@ from fleetctl.core.placement_state import Dep, Gpu, Item, SelectorKey, State
 from fleetctl.core.sla import EPS, fmt_ms, fmt_num, p95_with_load
 
 # The order reasons are listed in, from the most structural to the most situational.
-KINDS = ("selector", "exclusive-held", "needs-empty", "sibling", "memory", "compute", "sla-other", "sla-self")
+KINDS = (
+    "selector",
+    "exclusive-held",
+    "needs-empty",
+    "sibling",
+    "memory",
+    "compute",
+    "sla-other",
+    "sla-self",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +60,18 @@ def blockers(st: State, dep: Dep, g: Gpu, ignore: Item | None = None) -> list[Bl
     free = g.usable - used
     if used + dep.mem > g.usable + EPS:
         out.append(
-            Blocker("memory", f"memory: needs {dep.mem:.1f} GB, {max(free, 0.0):.1f} GB free", f"{max(free, 0.0):.1f}")
+            Blocker(
+                "memory",
+                f"memory: needs {dep.mem:.1f} GB, {max(free, 0.0):.1f} GB free",
+                f"{max(free, 0.0):.1f}",
+            )
         )
     u = dep.util(g)
     total = sum(t.dep.util(g) for t in tenants) + u
     if total > 1 + EPS:
-        out.append(Blocker("compute", f"compute: utilisation would reach {total:.2f} > 1", f"{total:.2f}"))
+        out.append(
+            Blocker("compute", f"compute: utilisation would reach {total:.2f} > 1", f"{total:.2f}")
+        )
     worst: tuple[float, str, str] | None = None
     for t in tenants:
         td = t.dep
@@ -74,7 +89,9 @@ def blockers(st: State, dep: Dep, g: Gpu, ignore: Item | None = None) -> list[Bl
     if dep.sla is not None and dep.latency is not None and total > dep.slack + u + EPS:
         seen = p95_with_load(dep.latency, total - u)
         text = f"{fmt_ms(seen)} ms > {fmt_num(dep.sla)} ms"
-        out.append(Blocker("sla-self", f"SLA: this replica would see {text}", f"{dep.name} itself {text}"))
+        out.append(
+            Blocker("sla-self", f"SLA: this replica would see {text}", f"{dep.name} itself {text}")
+        )
     return out
 
 
@@ -139,7 +156,9 @@ class Diagnoser:
         if dep.k > 1:
             most = max(free_on.values(), default=0)
             if most < dep.k:
-                reasons.append(f"tensor parallel: needs {dep.k} GPUs on one host, most free on one host is {most}")
+                reasons.append(
+                    f"tensor parallel: needs {dep.k} GPUs on one host, most free on one host is {most}"
+                )
         return tuple(reasons) or ("no GPU satisfies every rule at once",)
 
     def _scope(self, sel: SelectorKey) -> tuple[list[int], list[Gpu], float, int]:
@@ -222,11 +241,17 @@ def _structural(dep: Dep, largest: float, widest: int) -> tuple[str, ...]:
     """Reasons that hold even on an idle fleet: no amount of moving things would help."""
     out: list[str] = []
     if dep.mem > largest + EPS:
-        out.append(f"memory: needs {dep.mem:.1f} GB per GPU, largest usable GPU has {largest:.1f} GB")
+        out.append(
+            f"memory: needs {dep.mem:.1f} GB per GPU, largest usable GPU has {largest:.1f} GB"
+        )
     if dep.slack < -EPS and dep.sla is not None and dep.latency is not None:
-        out.append(f"SLA: latency {fmt_num(dep.latency)} ms alone already exceeds the {fmt_num(dep.sla)} ms SLA")
+        out.append(
+            f"SLA: latency {fmt_num(dep.latency)} ms alone already exceeds the {fmt_num(dep.sla)} ms SLA"
+        )
     if dep.k > widest:
-        out.append(f"tensor parallel: needs {dep.k} GPUs on one host, the largest matching host has {widest}")
+        out.append(
+            f"tensor parallel: needs {dep.k} GPUs on one host, the largest matching host has {widest}"
+        )
     return tuple(out)
 
 
@@ -237,7 +262,9 @@ def _summary(dep: Dep, kind: str, n: str, g: Gpu, b: Blocker) -> str:
     if kind == "sla-self":
         return f"SLA: would break its own on {n} GPU(s) with room ({b.detail} on {where})"
     if kind == "compute":
-        return f"compute: utilisation would exceed 1 on {n} GPU(s) with room ({b.detail} on {where})"
+        return (
+            f"compute: utilisation would exceed 1 on {n} GPU(s) with room ({b.detail} on {where})"
+        )
     if kind == "exclusive-held":
         return f"exclusive: {n} GPU(s) with room are held exclusively ({b.detail} on {where})"
     if kind == "needs-empty":
@@ -261,7 +288,9 @@ def why_here(st: State, it: Item) -> str:
     elif it.dep.exclusive:
         head = f"exclusive on {where}"
     else:
-        head = f"{it.how} on {where}: {max(tight.free, 0.0):.1f} of {tight.usable:.1f} GB free after"
+        head = (
+            f"{it.how} on {where}: {max(tight.free, 0.0):.1f} of {tight.usable:.1f} GB free after"
+        )
     parts = [head]
     dep = it.dep
     if dep.sla is not None and dep.latency is not None:

@@ -88,7 +88,9 @@ def _eliminate(st: State, target: Gpu, left: _Budget, steps: int) -> bool:
         for g in receivers:
             if _allowed(st, g, (), (it,)):
                 u = it.dep.util(g)
-                rise = _overflow(g, g.used + it.dep.mem, g.util + u, min(g.cap, it.dep.slack + u)) - _overflow_now(g)
+                rise = _overflow(
+                    g, g.used + it.dep.mem, g.util + u, min(g.cap, it.dep.slack + u)
+                ) - _overflow_now(g)
                 if best is None or (rise, -g.free, g.gid) < best:
                     best = (rise, -g.free, g.gid)
         if best is None:
@@ -109,7 +111,9 @@ def _roomiest(st: State, target: Gpu, left: _Budget) -> list[Gpu]:
     """
     left.left -= len(st.open_idx) // 4 + 1
     gpus = [st.gpus[gid] for _, gid in st.open_idx if gid != target.gid]
-    gpus.sort(key=lambda g: (-min(g.free / g.usable if g.usable > 0 else 0.0, g.cap - g.util), g.gid))
+    gpus.sort(
+        key=lambda g: (-min(g.free / g.usable if g.usable > 0 else 0.0, g.cap - g.util), g.gid)
+    )
     return gpus[:_RECEIVERS]
 
 
@@ -173,7 +177,11 @@ def _stats(items: tuple[Item, ...], size_gb: float) -> Subset:
     budget = math.inf
     for t in items:
         d = t.dep
-        u = d.fixed_util if d.fixed_util is not None else (d.mem / size_gb if size_gb > 0 else math.inf)
+        u = (
+            d.fixed_util
+            if d.fixed_util is not None
+            else (d.mem / size_gb if size_gb > 0 else math.inf)
+        )
         mem += d.mem
         util += u
         budget = min(budget, d.slack + u)
@@ -201,8 +209,12 @@ def _clear_overflow(st: State, gpus: list[Gpu], left: _Budget, steps: int) -> bo
                     continue
                 in_here = cache.subsets_of(b, b.memory_gb)
                 rest_b = cache.rests_of(b)
-                out_there = out_here if b.memory_gb == a.memory_gb else cache.subsets_of(a, b.memory_gb)
-                in_there = in_here if b.memory_gb == a.memory_gb else cache.subsets_of(b, a.memory_gb)
+                out_there = (
+                    out_here if b.memory_gb == a.memory_gb else cache.subsets_of(a, b.memory_gb)
+                )
+                in_there = (
+                    in_here if b.memory_gb == a.memory_gb else cache.subsets_of(b, a.memory_gb)
+                )
                 left.left -= len(out_here) * len(in_here)
                 before = over_a + _overflow_now(b)
                 # The overflow of both GPUs after each exchange, written out inline:

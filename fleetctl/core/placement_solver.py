@@ -28,8 +28,8 @@ safety net. Figures are scaled to integers (millionths), and a solution is appli
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from fleetctl.core.placement_state import Item, State
 from fleetctl.core.sla import EPS
@@ -91,7 +91,6 @@ def solve_region(
     from ortools.sat.python import cp_model
 
     region = sorted(set(gids))
-    in_region = set(region)
     gpus = [st.gpus[g] for g in region]
     item_ids = {id(it) for it in items}
     # What the rest of the fleet leaves on these GPUs and hosts: the fixed tenants.
@@ -118,7 +117,12 @@ def solve_region(
         ok = st.eligible(dep.sel)
         mine = []
         for g in gpus:
-            if not ok[g.host] or dep.mem > g.usable + EPS or dep.util(g) > 1 + EPS or dep.slack < -EPS:
+            if (
+                not ok[g.host]
+                or dep.mem > g.usable + EPS
+                or dep.util(g) > 1 + EPS
+                or dep.slack < -EPS
+            ):
                 continue
             if g.excl and any(t.dep.exclusive for t in fixed_on[g.gid]):
                 continue  # a fixed exclusive tenant holds it
@@ -280,9 +284,11 @@ def solve_region(
     p.max_deterministic_time = max(budget, 0.01)
     p.max_time_in_seconds = max(budget, 0.01) * _WALL_FACTOR + _WALL_EXTRA
     code = solver.Solve(m)
-    name = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible", cp_model.INFEASIBLE: "infeasible"}.get(
-        code, "unknown"
-    )
+    name = {
+        cp_model.OPTIMAL: "optimal",
+        cp_model.FEASIBLE: "feasible",
+        cp_model.INFEASIBLE: "infeasible",
+    }.get(code, "unknown")
     out = Outcome(name)
     if name in ("optimal", "feasible"):
         for n, it in enumerate(items):
@@ -304,7 +310,9 @@ def _smallest_core(m, solver, assumptions: list, budget: float) -> set[int]:  # 
     """
     from ortools.sat.python import cp_model
 
-    core = [v for v in assumptions if v.Index() in set(solver.SufficientAssumptionsForInfeasibility())]
+    core = [
+        v for v in assumptions if v.Index() in set(solver.SufficientAssumptionsForInfeasibility())
+    ]
     share = max(budget / max(1, len(core)), 0.01)
     # Later families first, so the most structural rule (memory) is the one kept when
     # two would each do; deployments before families, so the set of them is smallest.
@@ -364,7 +372,9 @@ def _break_symmetry(m, st, gpus, items, cand, x, used, fixed_on, hint):  # type:
         h = st.hosts[g.host]
         if fixed_on[g.gid] or st.host_cap[g.host] - st.host_count[g.host] < n_items:
             continue
-        classes.setdefault((g.usable, g.memory_gb, tuple(sorted(h.labels.items()))), []).append(g.gid)
+        classes.setdefault((g.usable, g.memory_gb, tuple(sorted(h.labels.items()))), []).append(
+            g.gid
+        )
     # The model order of replicas: by name, so the same input gives the same model.
     order = sorted(range(n_items), key=lambda n: (items[n].dep.name, items[n].replica))
     rank = {n: r for r, n in enumerate(order)}

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
 from fleetctl.core.sla import EPS, latency_of, util_slack
@@ -139,7 +139,9 @@ class State:
             for spec in sorted(h.gpus, key=lambda s: s.index):
                 if (h.name, spec.index) in self.gpu_at:
                     continue  # a duplicate index would let two GPUs share one device
-                g = Gpu(len(self.gpus), hi, h.name, spec.index, spec, spec.memory_gb, spec.usable_gb)
+                g = Gpu(
+                    len(self.gpus), hi, h.name, spec.index, spec, spec.memory_gb, spec.usable_gb
+                )
                 self.gpus.append(g)
                 self.gpu_at[(h.name, spec.index)] = g.gid
                 gids.append(g.gid)
@@ -265,7 +267,11 @@ class State:
         u = dep.fixed_util if dep.fixed_util is not None else dep.mem / (self.max_memory_gb or 1.0)
         low = _level(u - EPS)
         high = _level(dep.slack + EPS)
-        return [lst for key, lst in self.buckets.items() if key // _LEVELS_1 >= low and key % _LEVELS_1 <= high]
+        return [
+            lst
+            for key, lst in self.buckets.items()
+            if key // _LEVELS_1 >= low and key % _LEVELS_1 <= high
+        ]
 
     def _unindex(self, g: Gpu) -> None:
         if g.entry is None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from fleetctl.core.fleet import Assignment, Deployment, HostSpec, Placement
 from fleetctl.core.front_door import FrontDoorAction, FrontDoorSettings, FrontDoorSite
@@ -18,7 +19,12 @@ from fleetctl.core.observed import ObservedContainer, ObservedFleet
 from fleetctl.core.placement import DEFAULT_BUDGET, lower_bound, naive_gpus, place
 from fleetctl.core.recovery import Recovery, assume_recovered, recoveries
 from fleetctl.core.sla import predicted_p95, util_of
-from fleetctl.core.triton_servers import configure_at_start, is_server, model_changes, server_spec_view
+from fleetctl.core.triton_servers import (
+    configure_at_start,
+    is_server,
+    model_changes,
+    server_spec_view,
+)
 
 PORTS_PER_REPLICA = 4  # a runtime may use port .. port+3 (Triton: http, grpc, metrics)
 
@@ -181,7 +187,9 @@ def reserved_blocks(
         lo, hi = port_ranges.get(host, (20000, 20999))
         for p in ports:
             if lo <= p <= hi:
-                out.setdefault(host, set()).add(lo + (p - lo) // PORTS_PER_REPLICA * PORTS_PER_REPLICA)
+                out.setdefault(host, set()).add(
+                    lo + (p - lo) // PORTS_PER_REPLICA * PORTS_PER_REPLICA
+                )
     return out
 
 
@@ -208,13 +216,19 @@ def host_slots(
     return out
 
 
-def changed_replicas(deployments: Sequence[Deployment], observed: Sequence[ObservedContainer]) -> set[str]:
+def changed_replicas(
+    deployments: Sequence[Deployment], observed: Sequence[ObservedContainer]
+) -> set[str]:
     """Replica keys whose running container was started from another spec."""
     by_name = {d.name: d for d in deployments}
     out: set[str] = set()
     for c in observed:
         d = by_name.get(c.deployment)
-        if d is not None and not c.temporary and spec_hash(d, c.host, c.gpus, c.port) != c.spec_hash:
+        if (
+            d is not None
+            and not c.temporary
+            and spec_hash(d, c.host, c.gpus, c.port) != c.spec_hash
+        ):
             out.add(f"{c.deployment}#{c.replica}")
     return out
 
@@ -228,11 +242,15 @@ def assign_ports(
     """Give each replica a block of ports on its host, keeping the ones it already has
     (unless `reserved` now claims them)."""
     kept: dict[tuple[str, int], tuple[str, int]] = {}
-    for c in sorted(observed, key=lambda c: (c.temporary or c.parked, not c.running, c.host, c.name)):
+    for c in sorted(
+        observed, key=lambda c: (c.temporary or c.parked, not c.running, c.host, c.name)
+    ):
         if c.port is not None and not (c.temporary or c.parked):
             kept.setdefault((c.deployment, c.replica), (c.host, c.port))
     ports: dict[tuple[str, int], int] = {}
-    taken: dict[str, set[int]] = {h: set(b) for h, b in reserved_blocks(reserved or {}, port_ranges).items()}
+    taken: dict[str, set[int]] = {
+        h: set(b) for h, b in reserved_blocks(reserved or {}, port_ranges).items()
+    }
     # A container that goes away (an older version, a replica no longer wanted, a
     # duplicate, a rollout's leftover) may still serve while its successors start: its
     # port is not handed to anyone in this plan.
@@ -274,7 +292,9 @@ def _recreate_reason(c: ObservedContainer, a: Assignment, d: Deployment, h: str)
     if c.labeled_image and c.image != c.labeled_image:
         return f"drift: container runs {c.image}, not {c.labeled_image}"
     if not c.running:
-        return f"drift: container is {c.state}" + (f" (crash-looping: {c.restarts} restarts)" if c.restarts else "")
+        return f"drift: container is {c.state}" + (
+            f" (crash-looping: {c.restarts} restarts)" if c.restarts else ""
+        )
     if c.restarts:
         return f"drift: container is crash-looping ({c.restarts} restarts)"
     if c.triton_ready is not None and d.runtime == "triton" and not is_server(d):
@@ -329,7 +349,14 @@ def make_plan(
         h = spec_hash(d, a.host, a.gpus, port)
         existing = current.pop((a.deployment, a.replica), [])
         blocked = unreachable.get(a.host)
-        base = dict(deployment=a.deployment, replica=a.replica, host=a.host, gpus=a.gpus, port=port, spec_hash=h)
+        base = dict(
+            deployment=a.deployment,
+            replica=a.replica,
+            host=a.host,
+            gpus=a.gpus,
+            port=port,
+            spec_hash=h,
+        )
         if not existing:
             actions.append(Action(ActionKind.CREATE, reason="new replica", blocked=blocked, **base))
             actions += _configure(d, base, None, blocked)
@@ -338,17 +365,33 @@ def make_plan(
         why = _recreate_reason(primary, a, d, h)
         if why is None:
             changes = model_changes(d, primary) if is_server(d) else []
-            actions.append(Action(ActionKind.KEEP, reason="up to date", container=primary.name, **base))
+            actions.append(
+                Action(ActionKind.KEEP, reason="up to date", container=primary.name, **base)
+            )
             for ch in changes:
                 actions.append(
-                    Action(ActionKind(ch.kind), reason=ch.reason, container=primary.name, model=ch.model, member=ch.identity,
-                           blocked=blocked, **base)
+                    Action(
+                        ActionKind(ch.kind),
+                        reason=ch.reason,
+                        container=primary.name,
+                        model=ch.model,
+                        member=ch.identity,
+                        blocked=blocked,
+                        **base,
+                    )
                 )
         else:
             old_host = primary.host if primary.host != a.host else None
             blocked = blocked or unreachable.get(primary.host)
             actions.append(
-                Action(ActionKind.RECREATE, reason=why, container=primary.name, container_host=old_host, blocked=blocked, **base)
+                Action(
+                    ActionKind.RECREATE,
+                    reason=why,
+                    container=primary.name,
+                    container_host=old_host,
+                    blocked=blocked,
+                    **base,
+                )
             )
             actions += _configure(d, base, primary.name, blocked)
         for extra in extras:
@@ -362,10 +405,21 @@ def make_plan(
         actions, deployments, hosts, placement.assignments, containers, port_ranges, reserved_ports
     )
     # A new server's model changes go to where that server ends up (start-first: a fresh port).
-    started = {(x.deployment, x.replica): x for x in actions if x.kind in (ActionKind.CREATE, ActionKind.RECREATE)}
+    started = {
+        (x.deployment, x.replica): x
+        for x in actions
+        if x.kind in (ActionKind.CREATE, ActionKind.RECREATE)
+    }
     actions = [
-        replace(x, host=started[k].host, port=started[k].port, gpus=started[k].gpus, spec_hash=started[k].spec_hash)
-        if x.model_change and (k := (x.deployment, x.replica)) in started else x
+        replace(
+            x,
+            host=started[k].host,
+            port=started[k].port,
+            gpus=started[k].gpus,
+            spec_hash=started[k].spec_hash,
+        )
+        if x.model_change and (k := (x.deployment, x.replica)) in started
+        else x
         for x in actions
     ]
     if assignments != placement.assignments:
@@ -375,7 +429,9 @@ def make_plan(
     counts = {k.value: sum(1 for x in actions if x.kind is k) for k in ActionKind}
     summary = Summary(
         gpus_used=placement.gpus_used(),
-        gpus_lower_bound=placement.lower_bound if placement.lower_bound is not None else lower_bound(deployments, hosts),
+        gpus_lower_bound=placement.lower_bound
+        if placement.lower_bound is not None
+        else lower_bound(deployments, hosts),
         gpus_naive=naive_gpus(deployments),
         gpus_total=sum(len(h.gpus) for h in hosts),
         deployments=len(deployments),
@@ -398,13 +454,23 @@ def make_plan(
     )
 
 
-def _configure(d: Deployment, base: Mapping[str, Any], container: str | None, blocked: str | None) -> list[Action]:
+def _configure(
+    d: Deployment, base: Mapping[str, Any], container: str | None, blocked: str | None
+) -> list[Action]:
     """A new Triton server's members with configuration overrides: reloaded with them
     once it is up (the executor runs model changes after every container step)."""
     if not is_server(d):
         return []
     return [
-        Action(ActionKind.RELOAD, reason=ch.reason, container=container, model=ch.model, member=ch.identity, blocked=blocked, **base)
+        Action(
+            ActionKind.RELOAD,
+            reason=ch.reason,
+            container=container,
+            model=ch.model,
+            member=ch.identity,
+            blocked=blocked,
+            **base,
+        )
         for ch in configure_at_start(d)
     ]
 
@@ -462,13 +528,22 @@ def _with_strategies(
         d = by_name[x.deployment]
         # The planned load counts the successor on its GPUs already; the old replica, if
         # it sits there too, is the extra both need at once.
-        fits = all(load.used_gb((x.host, g)) + (d.memory_per_gpu_gb if g in old.gpus else 0.0)
-                   <= load.gpus[(x.host, g)].usable_gb + 1e-9 for g in x.gpus)
+        fits = all(
+            load.used_gb((x.host, g)) + (d.memory_per_gpu_gb if g in old.gpus else 0.0)
+            <= load.gpus[(x.host, g)].usable_gb + 1e-9
+            for g in x.gpus
+        )
         port = fresh_port(x.host) if fits else None
         if port is not None:
-            out.append(replace(x, strategy=START_FIRST, port=port, spec_hash=spec_hash(d, x.host, x.gpus, port)))
+            out.append(
+                replace(
+                    x, strategy=START_FIRST, port=port, spec_hash=spec_hash(d, x.host, x.gpus, port)
+                )
+            )
             continue
-        target = surge_target(load, d, x.replica, Assignment(x.deployment, x.replica, old.host, tuple(old.gpus)))
+        target = surge_target(
+            load, d, x.replica, Assignment(x.deployment, x.replica, old.host, tuple(old.gpus))
+        )
         port = fresh_port(target.host) if target else None
         if target is None or port is None:
             out.append(replace(x, strategy=STOP_FIRST, downtime=True))
@@ -562,9 +637,12 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             for a in sorted(plan.placement.assignments, key=lambda a: (a.deployment, a.replica))
         ],
         "unplaced": [
-            {"deployment": u.deployment, "replica": u.replica, "reasons": list(u.reasons)} for u in plan.placement.unplaced
+            {"deployment": u.deployment, "replica": u.replica, "reasons": list(u.reasons)}
+            for u in plan.placement.unplaced
         ],
-        "triton_servers": {name: [m.name for m in members] for name, members in sorted(plan.server_members.items())},
+        "triton_servers": {
+            name: [m.name for m in members] for name, members in sorted(plan.server_members.items())
+        },
         "recovery": [r.to_json() for r in plan.recovery],
         "actions": [a.to_json() for a in plan.actions],
         "summary": asdict(plan.summary),
@@ -587,11 +665,18 @@ def per_model(plan: Plan) -> Plan:
     members = plan.server_members
     deps = [m for d in plan.deployments for m in members.get(d.name, (d,))]
     assignments = tuple(
-        replace(a, deployment=m.name) for a in plan.placement.assignments for m in members.get(a.deployment, ())
+        replace(a, deployment=m.name)
+        for a in plan.placement.assignments
+        for m in members.get(a.deployment, ())
     ) + tuple(a for a in plan.placement.assignments if a.deployment not in members)
     unplaced = tuple(
-        Unplaced(m.name, u.replica, u.reasons) for u in plan.placement.unplaced for m in members.get(u.deployment, ())
+        Unplaced(m.name, u.replica, u.reasons)
+        for u in plan.placement.unplaced
+        for m in members.get(u.deployment, ())
     ) + tuple(u for u in plan.placement.unplaced if u.deployment not in members)
     return replace(
-        plan, deployments=tuple(deps), placement=replace(plan.placement, assignments=assignments, unplaced=unplaced), server_members={}
+        plan,
+        deployments=tuple(deps),
+        placement=replace(plan.placement, assignments=assignments, unplaced=unplaced),
+        server_members={},
     )

@@ -79,7 +79,9 @@ def recoveries(observed: ObservedFleet) -> list[Recovery]:
     for (dep, replica), found in sorted(groups.items()):
         if any(not (c.temporary or c.parked) for c in found):
             continue  # verified and final: leftovers beside it are the plan's removals
-        nexts = sorted((c for c in found if c.temporary), key=lambda c: (not c.running, c.host, c.name))
+        nexts = sorted(
+            (c for c in found if c.temporary), key=lambda c: (not c.running, c.host, c.name)
+        )
         olds = sorted((c for c in found if c.parked), key=lambda c: (not c.running, c.host, c.name))
         if nexts:
             n = nexts[0]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
 from fleetctl.core.inventory import Host, Inventory, Model, Pin
@@ -83,14 +84,25 @@ def host_spec(host: Host, discovered: tuple[GpuSpec, ...] | None = None) -> Host
         )
     else:
         gpus = tuple(
-            GpuSpec(index=i, memory_gb=host.gpus.memory_gb, reserve_gb=host.reserve_gb, model=host.gpus.model)
+            GpuSpec(
+                index=i,
+                memory_gb=host.gpus.memory_gb,
+                reserve_gb=host.reserve_gb,
+                model=host.gpus.model,
+            )
             for i in range(host.gpus.count)
         )
     return HostSpec(
-        name=host.name, gpus=gpus, labels=dict(host.labels), simulated=host.simulated, max_containers=host.max_containers
+        name=host.name,
+        gpus=gpus,
+        labels=dict(host.labels),
+        simulated=host.simulated,
+        max_containers=host.max_containers,
     )
 
 
-def host_specs(inventory: Inventory, discovered: Mapping[str, tuple[GpuSpec, ...]] | None = None) -> list[HostSpec]:
+def host_specs(
+    inventory: Inventory, discovered: Mapping[str, tuple[GpuSpec, ...]] | None = None
+) -> list[HostSpec]:
     discovered = discovered or {}
     return [host_spec(h, discovered.get(h.name)) for h in inventory.hosts]

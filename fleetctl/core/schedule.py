@@ -13,8 +13,8 @@ model away from its clients:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 from fleetctl.core.fleet import Deployment
 from fleetctl.core.plan import Action, ActionKind
@@ -73,7 +73,9 @@ def schedule(
     wanted = {d.name: d for d in deployments}
     models = {d.model for d in deployments}
     runnable = [a for a in actions if a.mutating and not a.blocked]
-    running_now = {a.deployment for a in actions if a.kind in (ActionKind.KEEP, ActionKind.RECREATE)}
+    running_now = {
+        a.deployment for a in actions if a.kind in (ActionKind.KEEP, ActionKind.RECREATE)
+    }
     first: list[Action] = []
     retiring: dict[str, list[Action]] = {}
     by_deployment: dict[str, list[Action]] = {}

@@ -11,7 +11,8 @@ well-known credentials (`nvapi-…`, `hf_…`). Messages never repeat the value.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from fleetctl.core.inventory import SECRET_KEY_RE, Inventory, Model
 
@@ -35,8 +36,24 @@ CREDENTIAL_SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 # Words in a command-line flag that say its value is a credential. Whole words only:
 # `--max-num-batched-tokens` and `--tokenizer` are not.
-_SECRET_WORDS = {"token", "secret", "password", "passwd", "pwd", "credential", "credentials", "apikey", "passphrase"}
-_SECRET_PAIRS = {("api", "key"), ("access", "key"), ("secret", "key"), ("private", "key"), ("auth", "key")}
+_SECRET_WORDS = {
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "credential",
+    "credentials",
+    "apikey",
+    "passphrase",
+}
+_SECRET_PAIRS = {
+    ("api", "key"),
+    ("access", "key"),
+    ("secret", "key"),
+    ("private", "key"),
+    ("auth", "key"),
+}
 
 BY_REFERENCE = "give it under 'secrets:' by reference ({env: NAME} or {file: PATH}), never by value"
 
@@ -93,14 +110,16 @@ def strings_in(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
             yield from strings_in(v, path + (i,))
 
 
-def _runtime_blocks(m: Model, base: Path_, nim: Any, triton: Any) -> Iterator[tuple[Path_, list[str]]]:
+def _runtime_blocks(
+    m: Model, base: Path_, nim: Any, triton: Any
+) -> Iterator[tuple[Path_, list[str]]]:
     if nim is not None and nim.passthrough_args:
         yield base + ("nim", "passthrough_args"), split_args(nim.passthrough_args)
     if triton is not None and triton.args:
         yield base + ("triton", "args"), list(triton.args)
 
 
-def secret_problems(inv: Inventory, pos: "Positions") -> list[str]:
+def secret_problems(inv: Inventory, pos: Positions) -> list[str]:
     problems: list[str] = []
 
     def shaped(path: Path_, text: str) -> None:
@@ -119,7 +138,13 @@ def secret_problems(inv: Inventory, pos: "Positions") -> list[str]:
             pbase = base + ("pins", j)
             for key, value in (pin.env or {}).items():
                 if SECRET_KEY_RE.search(key):
-                    problems.append(pos.problem(pbase + ("env", key), f"{key} looks like a secret: {BY_REFERENCE}", key=True))
+                    problems.append(
+                        pos.problem(
+                            pbase + ("env", key),
+                            f"{key} looks like a secret: {BY_REFERENCE}",
+                            key=True,
+                        )
+                    )
                 else:
                     shaped(pbase + ("env", key), value)
             scopes.append((pbase, pin.nim, pin.triton))

@@ -15,7 +15,7 @@ comparison.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from fleetctl.core.fleet import Deployment, GpuSpec
 

@@ -9,8 +9,8 @@ no GPU anywhere can hold it does a replacement have to stop the old replica firs
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from fleetctl.core.fleet import Assignment, Deployment, GpuSpec, HostSpec
 from fleetctl.core.sla import EPS, predicted_p95, util_of
@@ -28,8 +28,15 @@ class GpuLoad:
     replicas: dict[GpuKey, set[tuple[str, int]]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, hosts: Sequence[HostSpec], assignments: Sequence[Assignment], by_name: dict[str, Deployment]) -> "GpuLoad":
-        load = cls({(h.name, g.index): g for h in hosts for g in h.gpus}, {h.name: h for h in hosts})
+    def of(
+        cls,
+        hosts: Sequence[HostSpec],
+        assignments: Sequence[Assignment],
+        by_name: dict[str, Deployment],
+    ) -> GpuLoad:
+        load = cls(
+            {(h.name, g.index): g for h in hosts for g in h.gpus}, {h.name: h for h in hosts}
+        )
         for a in assignments:
             for g in a.gpus:
                 load.add((a.host, g), by_name[a.deployment], a.replica)
@@ -54,7 +61,10 @@ class GpuLoad:
             return False
         everyone = [*here, d]
         for t in everyone:
-            if t.sla_ms is not None and predicted_p95(t, g, [o for o in everyone if o is not t]) > t.sla_ms + EPS:
+            if (
+                t.sla_ms is not None
+                and predicted_p95(t, g, [o for o in everyone if o is not t]) > t.sla_ms + EPS
+            ):
                 return False
         return True
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
 from fleetctl.core.observed import ObservedContainer
@@ -54,7 +55,9 @@ class Member:
     def identity(self) -> str:
         """What a loaded model records of the member that loaded it (its config's
         `fleetctl.member` parameter): the deployment and a hash of its definition."""
-        blob = json.dumps([self.deployment, self.repository, self.config_json], separators=(",", ":"))
+        blob = json.dumps(
+            [self.deployment, self.repository, self.config_json], separators=(",", ":")
+        )
         return f"{self.deployment}/{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
 
@@ -99,7 +102,12 @@ def is_server(d: Deployment) -> bool:
 
 def members_of(d: Deployment) -> tuple[Member, ...]:
     return tuple(
-        Member(m["deployment"], tuple(m["models"]), m["repository"], json.dumps(m.get("config") or {}, sort_keys=True))
+        Member(
+            m["deployment"],
+            tuple(m["models"]),
+            m["repository"],
+            json.dumps(m.get("config") or {}, sort_keys=True),
+        )
         for m in (d.settings.get(SERVER_KEY) or {}).get("members", ())
     )
 
@@ -140,7 +148,9 @@ def _slack(members: Sequence[Deployment], gpu_memory_gb: float) -> float:
     gpu = GpuSpec(0, gpu_memory_gb)
     total = sum(util_of(m, gpu) for m in members)
     slacks = [(util_slack(m), m) for m in members]
-    return min((s - (total - util_of(m, gpu)) for s, m in slacks if s != math.inf), default=math.inf)
+    return min(
+        (s - (total - util_of(m, gpu)) for s, m in slacks if s != math.inf), default=math.inf
+    )
 
 
 def _split(members: Sequence[Deployment], gpu_memory_gb: float) -> list[list[Deployment]]:
@@ -159,7 +169,9 @@ def _split(members: Sequence[Deployment], gpu_memory_gb: float) -> list[list[Dep
 def _server(members: Sequence[Deployment], model: str, gpu_memory_gb: float) -> Deployment:
     first = members[0]
     cfg = dict(first.settings.get("triton") or {})
-    repositories = sorted({(m.settings.get("triton") or {}).get("model_repository", "") for m in members})
+    repositories = sorted(
+        {(m.settings.get("triton") or {}).get("model_repository", "") for m in members}
+    )
     member_rows = [
         {
             "deployment": m.name,
@@ -173,7 +185,10 @@ def _server(members: Sequence[Deployment], model: str, gpu_memory_gb: float) -> 
     cfg.update(
         models=models,
         model_repository=repositories[0] if repositories else "",
-        startup_timeout_s=max((m.settings.get("triton") or {}).get("startup_timeout_s") or 0 for m in members) or None,
+        startup_timeout_s=max(
+            (m.settings.get("triton") or {}).get("startup_timeout_s") or 0 for m in members
+        )
+        or None,
     )
     slack = _slack(members, gpu_memory_gb)
     sla = min((m.sla_ms for m in members if m.sla_ms is not None), default=None)
@@ -194,20 +209,26 @@ def _server(members: Sequence[Deployment], model: str, gpu_memory_gb: float) -> 
         sla_ms=sla,
         # Encodes the group's slack for the SLA rule: 1 - latency/sla = slack.
         latency_ms=None if sla is None or slack == math.inf else sla * (1.0 - slack),
-        gpu_util=sum(u for u in utils if u is not None) if all(u is not None for u in utils) else None,
+        gpu_util=sum(u for u in utils if u is not None)
+        if all(u is not None for u in utils)
+        else None,
         selector=first.selector,
         settings=settings,
     )
 
 
-def serve_together(deployments: Iterable[Deployment], hosts: Sequence[HostSpec]) -> list[Deployment]:
+def serve_together(
+    deployments: Iterable[Deployment], hosts: Sequence[HostSpec]
+) -> list[Deployment]:
     """The deployments with each group of Triton deployments that can share a server
     replaced by one server deployment. Hosts give the GPU size the SLA rule is checked
     on (the smallest: the most conservative)."""
     return grouped(deployments, hosts)[0]
 
 
-def grouped(deployments: Iterable[Deployment], hosts: Sequence[HostSpec]) -> tuple[list[Deployment], dict[str, tuple[Deployment, ...]]]:
+def grouped(
+    deployments: Iterable[Deployment], hosts: Sequence[HostSpec]
+) -> tuple[list[Deployment], dict[str, tuple[Deployment, ...]]]:
     """`serve_together`, and each server deployment's members."""
     deployments = list(deployments)
     sizes = [g.memory_gb for h in hosts for g in h.gpus]
@@ -274,16 +295,40 @@ def model_changes(d: Deployment, c: ObservedContainer) -> list[ModelChange]:
     for name in sorted(wanted):
         m = wanted[name]
         if name not in ready:
-            out.append(ModelChange("load", name, m.deployment, m.identity(), f"load {name} ({m.deployment})"))
+            out.append(
+                ModelChange(
+                    "load", name, m.deployment, m.identity(), f"load {name} ({m.deployment})"
+                )
+            )
         elif name not in loaded and m.config:
-            out.append(ModelChange("reload", name, m.deployment, m.identity(), f"reload {name}: apply its configuration"))
+            out.append(
+                ModelChange(
+                    "reload",
+                    name,
+                    m.deployment,
+                    m.identity(),
+                    f"reload {name}: apply its configuration",
+                )
+            )
         elif loaded.get(name) not in (None, m.identity()):
             was = loaded[name].partition("/")[0]
-            why = f"reload {name}: {was} -> {m.deployment}" if was != m.deployment else f"reload {name} ({m.deployment} changed)"
+            why = (
+                f"reload {name}: {was} -> {m.deployment}"
+                if was != m.deployment
+                else f"reload {name} ({m.deployment} changed)"
+            )
             out.append(ModelChange("reload", name, m.deployment, m.identity(), why))
     for name in sorted(ready - set(wanted)):
         was = (loaded.get(name) or "").partition("/")[0]
-        out.append(ModelChange("unload", name, was, "", f"unload {name}" + (f" ({was} left the inventory)" if was else " (not declared)")))
+        out.append(
+            ModelChange(
+                "unload",
+                name,
+                was,
+                "",
+                f"unload {name}" + (f" ({was} left the inventory)" if was else " (not declared)"),
+            )
+        )
     return out
 
 
@@ -314,7 +359,9 @@ def parse_member_labels(value: str) -> dict[str, str]:
     return out
 
 
-def with_observed_members(c: ObservedContainer, configs: Mapping[str, str | None], initial: Mapping[str, str]) -> ObservedContainer:
+def with_observed_members(
+    c: ObservedContainer, configs: Mapping[str, str | None], initial: Mapping[str, str]
+) -> ObservedContainer:
     """`c` with, per ready model, the member that loaded it: its config's parameter when
     fleetctl loaded it, else the server's starting members (loaded by --load-model)."""
     members = {name: configs.get(name) or initial.get(name, "") for name in c.triton_ready or ()}

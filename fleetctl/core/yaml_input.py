@@ -37,7 +37,9 @@ MAX_INVENTORY_BYTES = 16 * 1024 * 1024
 MAX_ALIAS_EXPANSION = 100_000  # values produced by aliases beyond the document's own
 MAX_DEPTH = 64  # nested mappings and sequences
 
-_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
+_PLAIN_TAGS = {
+    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")
+}
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
 
@@ -50,7 +52,7 @@ class Problem(str):
     path: str
     message: str
 
-    def __new__(cls, file: str, line: int, col: int, path: str, message: str) -> "Problem":
+    def __new__(cls, file: str, line: int, col: int, path: str, message: str) -> Problem:
         # One line, whatever the file held: a key or value quoted in it keeps no line break
         # or control character (str.splitlines alone knows eight line separators).
         file, path, message = _printable(file), _printable(path), _printable(message)
@@ -59,7 +61,13 @@ class Problem(str):
         return self
 
     def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "col": self.col, "path": self.path, "message": self.message}
+        return {
+            "file": self.file,
+            "line": self.line,
+            "col": self.col,
+            "path": self.path,
+            "message": self.message,
+        }
 
 
 def _printable(text: str) -> str:
@@ -68,7 +76,9 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-_LINE_RE = re.compile(r"^(?P<file>.*?):(?P<line>\d+):(?P<col>\d+): (?P<path>.*?): (?P<message>.*)$", re.S)
+_LINE_RE = re.compile(
+    r"^(?P<file>.*?):(?P<line>\d+):(?P<col>\d+): (?P<path>.*?): (?P<message>.*)$", re.S
+)
 
 
 def problem_json(text: str) -> dict[str, Any]:
@@ -151,18 +161,28 @@ class _Walker:
             self._expanded += 1
             if self._expanded > MAX_ALIAS_EXPANSION:
                 raise _TooMuch(
-                    self._problem_at(node, path, f"aliases expand to more than {MAX_ALIAS_EXPANSION:,} values; write the values out")
+                    self._problem_at(
+                        node,
+                        path,
+                        f"aliases expand to more than {MAX_ALIAS_EXPANSION:,} values; write the values out",
+                    )
                 )
         else:
             self._seen.add(id(node))
         self.pos.at.setdefault(path, _at(node))
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
             if id(node) in self._open:
-                raise _TooMuch(self._problem_at(node, path, "recursive alias: this value contains itself"))
+                raise _TooMuch(
+                    self._problem_at(node, path, "recursive alias: this value contains itself")
+                )
             if len(path) >= MAX_DEPTH:
-                raise _TooMuch(self._problem_at(node, path, f"nested deeper than {MAX_DEPTH} levels"))
+                raise _TooMuch(
+                    self._problem_at(node, path, f"nested deeper than {MAX_DEPTH} levels")
+                )
             if node.tag not in _PLAIN_TAGS:
-                self.problems.append(self._problem_at(node, path, f"YAML tag {node.tag} is not supported"))
+                self.problems.append(
+                    self._problem_at(node, path, f"YAML tag {node.tag} is not supported")
+                )
                 return None
             self._open.add(id(node))
             try:
@@ -184,13 +204,17 @@ class _Walker:
     def _key(self, key_node: yaml.Node, path: Path_) -> str | None:
         """Keys are text: a number or boolean as a key is taken as written ('1', 'on')."""
         if not isinstance(key_node, yaml.ScalarNode):
-            self.problems.append(self._problem_at(key_node, path, "a key must be plain text, not a list or mapping"))
+            self.problems.append(
+                self._problem_at(key_node, path, "a key must be plain text, not a list or mapping")
+            )
             return None
         if key_node.tag == "tag:yaml.org,2002:null" or key_node.value == "":
             self.problems.append(self._problem_at(key_node, path, "empty or null key"))
             return None
         if key_node.tag not in _PLAIN_TAGS and key_node.tag != _TIMESTAMP_TAG:
-            self.problems.append(self._problem_at(key_node, path, f"YAML tag {key_node.tag} is not supported"))
+            self.problems.append(
+                self._problem_at(key_node, path, f"YAML tag {key_node.tag} is not supported")
+            )
             return None
         return key_node.value
 
@@ -198,7 +222,9 @@ class _Walker:
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                self.problems.append(self.pos.problem(path, "YAML merge keys (<<) are not supported"))
+                self.problems.append(
+                    self.pos.problem(path, "YAML merge keys (<<) are not supported")
+                )
                 continue
             key = self._key(key_node, path)
             if key is None:
@@ -208,7 +234,13 @@ class _Walker:
                 line, col = _at(key_node)
                 first = self.pos.key_at.get(child, (line, col))[0]
                 self.problems.append(
-                    Problem(self.pos.file, line, col, format_path(child), f"duplicate key (first at line {first})")
+                    Problem(
+                        self.pos.file,
+                        line,
+                        col,
+                        format_path(child),
+                        f"duplicate key (first at line {first})",
+                    )
                 )
                 continue
             self.pos.key_at.setdefault(child, _at(key_node))
@@ -220,14 +252,27 @@ def _decode(data: bytes, file: str) -> str:
     """UTF-8 text, or one problem at the first byte that is not."""
     import codecs
 
-    for bom, name in ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"), (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16")):
+    for bom, name in (
+        (codecs.BOM_UTF32_LE, "UTF-32"),
+        (codecs.BOM_UTF32_BE, "UTF-32"),
+        (codecs.BOM_UTF16_LE, "UTF-16"),
+        (codecs.BOM_UTF16_BE, "UTF-16"),
+    ):
         if data.startswith(bom):
-            raise InventoryError([Problem(file, 1, 1, "<file>", f"{name} text; save the file as UTF-8")])
+            raise InventoryError(
+                [Problem(file, 1, 1, "<file>", f"{name} text; save the file as UTF-8")]
+            )
     nul = data.find(b"\0")
     if nul >= 0:
         line = data.count(b"\n", 0, nul) + 1
         col = nul - (data.rfind(b"\n", 0, nul) + 1) + 1
-        raise InventoryError([Problem(file, line, col, "<file>", "this is a binary file, not YAML text (a NUL byte)")])
+        raise InventoryError(
+            [
+                Problem(
+                    file, line, col, "<file>", "this is a binary file, not YAML text (a NUL byte)"
+                )
+            ]
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -235,7 +280,15 @@ def _decode(data: bytes, file: str) -> str:
         line = data.count(b"\n", 0, at) + 1
         col = at - (data.rfind(b"\n", 0, at) + 1) + 1
         raise InventoryError(
-            [Problem(file, line, col, "<file>", f"not UTF-8 text (byte 0x{data[at]:02x}); save the file as UTF-8")]
+            [
+                Problem(
+                    file,
+                    line,
+                    col,
+                    "<file>",
+                    f"not UTF-8 text (byte 0x{data[at]:02x}); save the file as UTF-8",
+                )
+            ]
         ) from None
 
 
@@ -243,13 +296,17 @@ def parse_yaml(text: str, file: str) -> tuple[Any, Positions]:
     """Parse YAML text into plain values and their positions; raise InventoryError."""
     positions = Positions(file)
     if len(text) > MAX_INVENTORY_BYTES:
-        raise InventoryError([Problem(file, 1, 1, "<file>", _too_large(len(text.encode("utf-8", "replace"))))])
+        raise InventoryError(
+            [Problem(file, 1, 1, "<file>", _too_large(len(text.encode("utf-8", "replace"))))]
+        )
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise InventoryError([Problem(file, line, col, "<yaml>", str(exc.problem or exc).strip())]) from None
+        raise InventoryError(
+            [Problem(file, line, col, "<yaml>", str(exc.problem or exc).strip())]
+        ) from None
     except yaml.YAMLError as exc:
         line, col = 1, 1
         position = getattr(exc, "position", None)  # a reader error: a character YAML refuses
@@ -288,12 +345,16 @@ def read_inventory(path: str | Path) -> str:
     except FileNotFoundError:
         raise InventoryError([Problem(str(p), 1, 1, "<file>", "no such inventory file")]) from None
     except OSError as exc:
-        raise InventoryError([Problem(str(p), 1, 1, "<file>", f"cannot read: {exc.strerror or exc}")]) from None
+        raise InventoryError(
+            [Problem(str(p), 1, 1, "<file>", f"cannot read: {exc.strerror or exc}")]
+        ) from None
     st = os.fstat(fd)
     why = (
         "is a directory, not an inventory file"
         if stat.S_ISDIR(st.st_mode)
-        else None if stat.S_ISREG(st.st_mode) else "not a regular file"
+        else None
+        if stat.S_ISREG(st.st_mode)
+        else "not a regular file"
     )
     if why is None and st.st_size > MAX_INVENTORY_BYTES:
         why = _too_large(st.st_size)
@@ -304,7 +365,9 @@ def read_inventory(path: str | Path) -> str:
         try:
             data = f.read(MAX_INVENTORY_BYTES + 1)
         except OSError as exc:
-            raise InventoryError([Problem(str(p), 1, 1, "<file>", f"cannot read: {exc.strerror or exc}")]) from None
+            raise InventoryError(
+                [Problem(str(p), 1, 1, "<file>", f"cannot read: {exc.strerror or exc}")]
+            ) from None
     if len(data) > MAX_INVENTORY_BYTES:  # it grew while being read
         raise InventoryError([Problem(str(p), 1, 1, "<file>", _too_large(len(data)))])
     return _decode(data, str(p))

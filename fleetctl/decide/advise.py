@@ -11,8 +11,9 @@ Everything here is pure: values in, values out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from fleetctl.core.inventory import Costs, Model
 from fleetctl.decide.holdings import Holding
@@ -136,15 +137,29 @@ def adjustments_for(model: Model) -> list[Adjustment]:
     """The facts that override the arithmetic, in the order they are printed."""
     out: list[Adjustment] = []
     if model.origin == "custom":
-        out.append(Adjustment("nim", "exclude", "NIM out: origin custom, the model is in no NIM catalog"))
+        out.append(
+            Adjustment("nim", "exclude", "NIM out: origin custom, the model is in no NIM catalog")
+        )
     if model.portability_required:
         out.append(
-            Adjustment("nim", "exclude", "NIM out: portability_required, it must also run off NVIDIA hardware")
+            Adjustment(
+                "nim",
+                "exclude",
+                "NIM out: portability_required, it must also run off NVIDIA hardware",
+            )
         )
     if model.origin == "lora":
-        base = f"catalog base {model.base_model}" if model.base_model else "a catalog base (base_model not declared)"
+        base = (
+            f"catalog base {model.base_model}"
+            if model.base_model
+            else "a catalog base (base_model not declared)"
+        )
         out.append(
-            Adjustment("nim", "note", f"NIM still possible: a LoRA adapter on {base} is served by the base model's NIM")
+            Adjustment(
+                "nim",
+                "note",
+                f"NIM still possible: a LoRA adapter on {base} is served by the base model's NIM",
+            )
         )
     if model.origin == "catalog" and model.api == "openai":
         out.append(
@@ -251,7 +266,9 @@ def advise_model(model: Model, weights: Weights, costs: Costs, holding: Holding)
     )
 
 
-def advise_all(models: Sequence[Model], weights: Weights, costs: Costs, holdings: Mapping[str, Holding]) -> list[Advice]:
+def advise_all(
+    models: Sequence[Model], weights: Weights, costs: Costs, holdings: Mapping[str, Holding]
+) -> list[Advice]:
     return [advise_model(m, weights, costs, holdings.get(m.name, Holding.none())) for m in models]
 
 
@@ -285,14 +302,20 @@ def advice_to_json(advice: Advice) -> dict[str, Any]:
                 "bonus": round(s.bonus, 4),
                 "excluded": s.excluded,
                 "terms": [
-                    {"dimension": t.dimension, "baseline": t.baseline, "weight": t.weight, "value": t.value}
+                    {
+                        "dimension": t.dimension,
+                        "baseline": t.baseline,
+                        "weight": t.weight,
+                        "value": t.value,
+                    }
                     for t in s.terms
                 ],
             }
             for s in advice.ranking
         ],
         "adjustments": [
-            {"option": a.option, "kind": a.kind, "points": a.points, "reason": a.reason} for a in advice.adjustments
+            {"option": a.option, "kind": a.kind, "points": a.points, "reason": a.reason}
+            for a in advice.adjustments
         ],
         "pricing": None
         if advice.pricing is None

@@ -31,8 +31,8 @@ kind has no memory room for both may therefore go unlisted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
 from fleetctl.core.sla import EPS, fmt_ms, fmt_num, latency_of, predicted_p95
@@ -53,7 +53,9 @@ class PairFinding:
         return self.predicted_p95_ms > self.sla_ms + EPS
 
     def message(self) -> str:
-        op = ">" if self.breaks else "=" if abs(self.predicted_p95_ms - self.sla_ms) <= EPS else "<="
+        op = (
+            ">" if self.breaks else "=" if abs(self.predicted_p95_ms - self.sla_ms) <= EPS else "<="
+        )
         return (
             f"{self.deployment} beside {self.beside}: predicted {fmt_ms(self.predicted_p95_ms)} ms "
             f"{op} {fmt_num(self.sla_ms)} ms SLA"
@@ -118,13 +120,18 @@ def pair_findings(
         candidates = kinds.get(key)  # type: ignore[assignment]
         if candidates is None:
             candidates = kinds[key] = _kinds(hosts, a, b)
-    fitting = [g for g in candidates if a.memory_per_gpu_gb + b.memory_per_gpu_gb <= g.usable_gb + EPS]
+    fitting = [
+        g for g in candidates if a.memory_per_gpu_gb + b.memory_per_gpu_gb <= g.usable_gb + EPS
+    ]
     if not fitting:
         return [], []
     scored = []
     for g in fitting:
         found = _findings_on(a, b, g)
-        worst = max((_ratio(a if f.deployment == a.name else b, f.predicted_p95_ms) for f in found), default=0.0)
+        worst = max(
+            (_ratio(a if f.deployment == a.name else b, f.predicted_p95_ms) for f in found),
+            default=0.0,
+        )
         scored.append((worst, found))
     # The most favourable GPU decides: if the pair can share anywhere, it is no conflict.
     worst, found = min(scored, key=lambda s: s[0])
@@ -157,7 +164,10 @@ def sla_findings(deployments: Sequence[Deployment], hosts: Sequence[HostSpec]) -
         return Findings((), ())
     from fleetctl.core.sla import util_of
 
-    pressure = sorted(((min(util_of(d, g) for g in gpu_kinds), d.name, d) for d in live), key=lambda t: (-t[0], t[1]))
+    pressure = sorted(
+        ((min(util_of(d, g) for g in gpu_kinds), d.name, d) for d in live),
+        key=lambda t: (-t[0], t[1]),
+    )
     kinds: KindCache = {}
     judged: dict[tuple[str, str], tuple[list[PairFinding], list[PairFinding]]] = {}
     conflicts: dict[tuple[str, str], PairFinding] = {}
@@ -166,9 +176,11 @@ def sla_findings(deployments: Sequence[Deployment], hosts: Sequence[HostSpec]) -
         latency = latency_of(x)
         if x.sla_ms is None or latency is None or x.exclusive:
             continue
-        floor = 1.0 - latency / (AT_LIMIT_RATIO * x.sla_ms)  # neighbours' util below: x is comfortable
+        floor = 1.0 - latency / (
+            AT_LIMIT_RATIO * x.sla_ms
+        )  # neighbours' util below: x is comfortable
         listed = scanned = 0
-        for util, name, y in pressure:
+        for util, _name, y in pressure:
             if util < floor - EPS or scanned >= SCAN_LIMIT or listed >= PER_DEPLOYMENT:
                 break
             if y is x:
@@ -186,7 +198,9 @@ def sla_findings(deployments: Sequence[Deployment], hosts: Sequence[HostSpec]) -
                 if f.deployment == x.name:
                     at_limit[(f.deployment, f.beside)] = f
                     listed += 1
-    return Findings(tuple(sorted(conflicts.values(), key=_order)), tuple(sorted(at_limit.values(), key=_order)))
+    return Findings(
+        tuple(sorted(conflicts.values(), key=_order)), tuple(sorted(at_limit.values(), key=_order))
+    )
 
 
 def _order(f: PairFinding) -> tuple[str, str]:

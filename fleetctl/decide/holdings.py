@@ -30,7 +30,7 @@ class Holding:
     unplaced_gpus: int = 0
 
     @classmethod
-    def none(cls, model: str = "") -> "Holding":
+    def none(cls, model: str = "") -> Holding:
         return cls(model)
 
     @property
@@ -48,7 +48,9 @@ class Holding:
             parts.append(f"{whole} GPU{'s' if whole != 1 else ''} alone")
         if shared:
             share_text = " + ".join(f"{s.share:.2f}" for s in shared)
-            parts.append(f"memory share of {len(shared)} shared GPU{'s' if len(shared) != 1 else ''} ({share_text})")
+            parts.append(
+                f"memory share of {len(shared)} shared GPU{'s' if len(shared) != 1 else ''} ({share_text})"
+            )
         if self.unplaced_gpus:
             parts.append(f"{self.unplaced_gpus} unplaced replica-GPU(s) counted whole")
         return "; ".join(parts)

@@ -7,8 +7,8 @@ in it may reach out: no fonts, no stylesheets, no images but inline SVG.
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Mapping, Sequence
 from html import escape
-from typing import Mapping, Sequence
 
 from fleetctl.decide.advise import usd
 from fleetctl.decide.conflicts import PairFinding
@@ -78,7 +78,7 @@ footer{color:#9ca3af;font-size:12px;text-align:center;margin-top:8px}
 
 def _hex(h: float, light: float, sat: float = 0.68) -> str:
     r, g, b = colorsys.hls_to_rgb(h / 360, light, sat)
-    return "#{:02x}{:02x}{:02x}".format(round(r * 255), round(g * 255), round(b * 255))
+    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
 
 
 def colours(report: Report) -> dict[str, str]:
@@ -131,7 +131,9 @@ def gpu_svg(g: GpuRow, fills: dict[str, str]) -> str:
     x = 0.0
     scale = BAR_W / g.capacity_gb if g.capacity_gb else 0.0
     clip = f"clip-{_e(g.key).replace('/', '-')}"
-    parts.append(f'<clipPath id="{clip}"><rect x="0" y="0" width="{BAR_W}" height="{BAR_H}" rx="7"/></clipPath>')
+    parts.append(
+        f'<clipPath id="{clip}"><rect x="0" y="0" width="{BAR_W}" height="{BAR_H}" rx="7"/></clipPath>'
+    )
     parts.append(f'<g clip-path="url(#{clip})">')
     for t in g.tenants:
         w = min(t.memory_gb * scale, BAR_W - x)
@@ -163,7 +165,9 @@ def gpu_svg(g: GpuRow, fills: dict[str, str]) -> str:
         )
     cy = BAR_H + 4
     util_w = min(g.util, 1.0) * BAR_W
-    parts.append(f'<rect x="0" y="{cy}" width="{BAR_W}" height="{COMPUTE_H}" rx="3" fill="#eef1f6"/>')
+    parts.append(
+        f'<rect x="0" y="{cy}" width="{BAR_W}" height="{COMPUTE_H}" rx="3" fill="#eef1f6"/>'
+    )
     parts.append(
         f'<rect x="0" y="{cy}" width="{util_w:.2f}" height="{COMPUTE_H}" rx="3" fill="#475569">'
         f"<title>compute {100 * g.util:.0f}%</title></rect>"
@@ -199,19 +203,40 @@ def _gpu_rows(report: Report, fills: dict[str, str]) -> str:
 def _cards(r: Report) -> str:
     c = r.costs
     n = len(r.unplaced)
-    placed = f"{n} replica{'s' if n != 1 else ''} could not be placed" if n else "the plan's placement"
+    placed = (
+        f"{n} replica{'s' if n != 1 else ''} could not be placed" if n else "the plan's placement"
+    )
     cards = [
-        ("accent", "GPUs after packing", f"{r.gpus_packed} <small>of {r.gpus_total}</small>", placed),
+        (
+            "accent",
+            "GPUs after packing",
+            f"{r.gpus_packed} <small>of {r.gpus_total}</small>",
+            placed,
+        ),
         ("", "One GPU per replica", str(r.gpus_naive), "no sharing at all"),
         ("", "Lower bound", str(r.gpus_lower_bound), "no placement can use fewer"),
-        ("", "Memory demanded", f"{_gb(r.demanded_gb)} <small>GB</small>", f"of {_gb(r.capacity_gb)} GB usable"),
-        ("", "Cost per month", usd(c.total_packed_usd_month), f"saves {usd(c.saved_usd_month)} vs one per replica"),
+        (
+            "",
+            "Memory demanded",
+            f"{_gb(r.demanded_gb)} <small>GB</small>",
+            f"of {_gb(r.capacity_gb)} GB usable",
+        ),
+        (
+            "",
+            "Cost per month",
+            usd(c.total_packed_usd_month),
+            f"saves {usd(c.saved_usd_month)} vs one per replica",
+        ),
     ]
-    return '<section class="cards">' + "".join(
-        f'<div class="card {cls}"><div class="label">{label}</div><div class="value">{value}</div>'
-        f'<div class="note">{_e(note)}</div></div>'
-        for cls, label, value, note in cards
-    ) + "</section>"
+    return (
+        '<section class="cards">'
+        + "".join(
+            f'<div class="card {cls}"><div class="label">{label}</div><div class="value">{value}</div>'
+            f'<div class="note">{_e(note)}</div></div>'
+            for cls, label, value, note in cards
+        )
+        + "</section>"
+    )
 
 
 def _findings(conflicts: Sequence[PairFinding], at_limit: Sequence[PairFinding]) -> str:
@@ -221,7 +246,9 @@ def _findings(conflicts: Sequence[PairFinding], at_limit: Sequence[PairFinding])
         for f in conflicts
     ]
     if not conflicts:
-        items.append('<li class="none">No pair that fits one GPU by memory is kept apart by its SLAs.</li>')
+        items.append(
+            '<li class="none">No pair that fits one GPU by memory is kept apart by its SLAs.</li>'
+        )
     out = '<ul class="find">' + "".join(items) + "</ul>"
     if at_limit:
         rows = "".join(
@@ -251,7 +278,9 @@ def _costs(r: Report) -> str:
                 f"{usd(c.nim_licence_naive_usd_month)} <span class='note'>({c.nim_gpus_naive} GPU)</span>",
             )
         )
-    body = "".join(f"<tr><td>{a}</td><td class='n'>{b}</td><td class='n'>{d}</td></tr>" for a, b, d in rows)
+    body = "".join(
+        f"<tr><td>{a}</td><td class='n'>{b}</td><td class='n'>{d}</td></tr>" for a, b, d in rows
+    )
     body += (
         f"<tr class='total'><td>Total</td><td class='n'>{usd(c.total_packed_usd_month)}</td>"
         f"<td class='n'>{usd(c.total_naive_usd_month)}</td></tr>"
@@ -325,7 +354,8 @@ def _deployments(r: Report, fills: dict[str, str]) -> str:
 
 def _groups(title: str, groups: Mapping[str, Sequence[str]]) -> str:
     inner = "".join(
-        f"<div><div class='note'>{_e(k)} · {len(v)}</div>{', '.join(_e(n) for n in v)}</div>" for k, v in groups.items()
+        f"<div><div class='note'>{_e(k)} · {len(v)}</div>{', '.join(_e(n) for n in v)}</div>"
+        for k, v in groups.items()
     )
     return f"<div><h2>{title}</h2><div class='groups'>{inner}</div></div>"
 
@@ -334,9 +364,11 @@ def render_html(r: Report) -> str:
     fills = colours(r)
     unplaced = ""
     if r.unplaced:
-        unplaced = '<section class="panel"><h2>Unplaced</h2><ul class="find">' + "".join(
-            f"<li>{_e(k)}: {_e(v)}</li>" for k, v in r.unplaced
-        ) + "</ul></section>"
+        unplaced = (
+            '<section class="panel"><h2>Unplaced</h2><ul class="find">'
+            + "".join(f"<li>{_e(k)}: {_e(v)}</li>" for k, v in r.unplaced)
+            + "</ul></section>"
+        )
     source = f" · {_e(r.inventory)}" if r.inventory else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -25,11 +25,18 @@ def advise_table(advices: Sequence[Advice]) -> Group:
     table.add_column("winner", no_wrap=True)
     reasons: list[RenderableType] = [Text("")]
     for a in advices:
-        table.add_row(a.model, a.runtime, ranking_text(a), Text(a.winner, style=f"bold {WINNER_STYLE.get(a.winner, '')}"))
+        table.add_row(
+            a.model,
+            a.runtime,
+            ranking_text(a),
+            Text(a.winner, style=f"bold {WINNER_STYLE.get(a.winner, '')}"),
+        )
         reasons.append(Text(a.model, style="bold"))
         for r in a.reasons() or ["baseline arithmetic only"]:
             reasons.append(Text(f"  • {r}"))
-    reasons.append(Text("\n`fleetctl advise MODEL` shows the arithmetic step by step.", style="dim"))
+    reasons.append(
+        Text("\n`fleetctl advise MODEL` shows the arithmetic step by step.", style="dim")
+    )
     return Group(table, *reasons)
 
 
@@ -42,9 +49,13 @@ def explain(advice: Advice, costs: Costs) -> Group:
     w = advice.weights
     f = advice.facts
     parts: list[RenderableType] = []
-    facts = ", ".join(k if v is True else f"{k} {v}" for k, v in f.items() if v not in (None, False))
+    facts = ", ".join(
+        k if v is True else f"{k} {v}" for k, v in f.items() if v not in (None, False)
+    )
     parts.append(Text.assemble((advice.model, "bold"), f"  ({facts})"))
-    parts.append(Text(f"weights from {w.source}: {w.describe()}; total {_fmt(w.total)}", style="dim"))
+    parts.append(
+        Text(f"weights from {w.source}: {w.describe()}; total {_fmt(w.total)}", style="dim")
+    )
 
     parts.append(Text("\n1. Baseline score x weight, per dimension", style="bold"))
     grid = Table(show_edge=False, pad_edge=False, box=None)
@@ -71,9 +82,15 @@ def explain(advice: Advice, costs: Costs) -> Group:
 
     parts.append(Text("\n3. Scores after the facts", style="bold"))
     for i, s in enumerate(advice.ranking, 1):
-        total = f"{_fmt(s.weighted)} + {_fmt(s.bonus)} bonus = {_fmt(s.score)}" if s.bonus else _fmt(s.score)
+        total = (
+            f"{_fmt(s.weighted)} + {_fmt(s.bonus)} bonus = {_fmt(s.score)}"
+            if s.bonus
+            else _fmt(s.score)
+        )
         line = f"   {i}. {s.option}: {total}  ({s.normalised:.2f} of 5)"
-        parts.append(Text(line + ("  OUT" if s.excluded else ""), style="dim" if s.excluded else ""))
+        parts.append(
+            Text(line + ("  OUT" if s.excluded else ""), style="dim" if s.excluded else "")
+        )
 
     parts.append(Text("\n4. Pricing NIM", style="bold"))
     p = advice.pricing
@@ -95,10 +112,17 @@ def explain(advice: Advice, costs: Costs) -> Group:
                 f"{usd(p.engineering_saved_usd)} once"
             )
         )
-        larger = {"engineering": "the engineering saved", "licence": "the licence", "equal": "neither"}[p.larger]
+        larger = {
+            "engineering": "the engineering saved",
+            "licence": "the licence",
+            "equal": "neither",
+        }[p.larger]
         parts.append(Text(f"   larger: {larger}"))
 
     winner = advice.winner
-    parts.append(Text.assemble(("\n5. Winner: ", "bold"), (LABELS[winner], f"bold {WINNER_STYLE.get(winner, '')}")))
+    parts.append(
+        Text.assemble(
+            ("\n5. Winner: ", "bold"), (LABELS[winner], f"bold {WINNER_STYLE.get(winner, '')}")
+        )
+    )
     return Group(*parts)
-

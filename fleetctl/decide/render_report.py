@@ -27,9 +27,13 @@ def render_report(console: Console, r: Report) -> None:
     console.print(Text(f"Fleet report{': ' + r.inventory if r.inventory else ''}", style="bold"))
     console.print(
         f"{r.models} models, {len(r.deployments)} deployments · "
-        "by runtime: " + ", ".join(f"{k} {len(v)} ({', '.join(v)})" for k, v in r.by_runtime.items())
+        "by runtime: "
+        + ", ".join(f"{k} {len(v)} ({', '.join(v)})" for k, v in r.by_runtime.items())
     )
-    console.print("by framework: " + ", ".join(f"{k} {len(v)} ({', '.join(v)})" for k, v in r.by_framework.items()))
+    console.print(
+        "by framework: "
+        + ", ".join(f"{k} {len(v)} ({', '.join(v)})" for k, v in r.by_framework.items())
+    )
     console.print(
         f"GPU memory demanded {r.demanded_gb:g} GB over all replicas (fleet usable {r.capacity_gb:g} GB)"
     )
@@ -46,7 +50,11 @@ def render_report(console: Console, r: Report) -> None:
         colors.setdefault(d.name, PALETTE[len(colors) % len(PALETTE)])
     table = Table(title="Per GPU", title_justify="left", show_edge=False, pad_edge=False)
     for col in ("host / GPU", "memory", "used", "memory %", "compute %", "tenants"):
-        table.add_column(col, no_wrap=col != "tenants", justify="right" if "%" in col or col == "used" else "left")
+        table.add_column(
+            col,
+            no_wrap=col != "tenants",
+            justify="right" if "%" in col or col == "used" else "left",
+        )
     for g in r.gpu_rows:
         tenants = Text()
         for i, t in enumerate(g.tenants):
@@ -92,7 +100,9 @@ def render_report(console: Console, r: Report) -> None:
             f"{usd(c.nim_licence_packed_usd_month)} ({c.nim_gpus_packed} GPU)",
             f"{usd(c.nim_licence_naive_usd_month)} ({c.nim_gpus_naive} GPU)",
         )
-    costs.add_row(Text("total", style="bold"), usd(c.total_packed_usd_month), usd(c.total_naive_usd_month))
+    costs.add_row(
+        Text("total", style="bold"), usd(c.total_packed_usd_month), usd(c.total_naive_usd_month)
+    )
     console.print(costs)
     console.print(f"[green]packing saves {usd(c.saved_usd_month)} per month[/green]")
     for replica, why in r.unplaced:

@@ -6,8 +6,9 @@ as a table, written as JSON and drawn as an HTML page.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from fleetctl.core.inventory import Inventory
 from fleetctl.core.plan import Plan, gpu_map, per_model
@@ -190,12 +191,18 @@ def _costs(inv: Inventory, plan: Plan, rows: Sequence[GpuRow]) -> CostSheet:
 def triton_servers(plan: Plan) -> tuple[str, ...]:
     """One line per shared Triton server replica: `3 models, 1 Triton server on h GPU 1`."""
     out = []
-    for a in sorted(plan.placement.assignments, key=lambda a: (a.host, a.gpus, a.deployment, a.replica)):
+    for a in sorted(
+        plan.placement.assignments, key=lambda a: (a.host, a.gpus, a.deployment, a.replica)
+    ):
         members = plan.server_members.get(a.deployment)
         if members:
-            n = sum(len((m.settings.get("triton") or {}).get("models") or [m.model]) for m in members)
+            n = sum(
+                len((m.settings.get("triton") or {}).get("models") or [m.model]) for m in members
+            )
             gpus = ",".join(str(g) for g in a.gpus)
-            out.append(f"{n} model{'s' if n != 1 else ''}, 1 Triton server on {a.host} GPU {gpus} ({a.deployment}#{a.replica})")
+            out.append(
+                f"{n} model{'s' if n != 1 else ''}, 1 Triton server on {a.host} GPU {gpus} ({a.deployment}#{a.replica})"
+            )
     return tuple(out)
 
 
@@ -235,7 +242,9 @@ def build_report(inv: Inventory, plan: Plan, inventory_path: str = "") -> Report
         conflicts=findings.conflicts,
         at_limit=findings.at_limit,
         costs=_costs(inv, plan, rows),
-        unplaced=tuple((f"{u.deployment}#{u.replica}", "; ".join(u.reasons)) for u in plan.placement.unplaced),
+        unplaced=tuple(
+            (f"{u.deployment}#{u.replica}", "; ".join(u.reasons)) for u in plan.placement.unplaced
+        ),
         triton_servers=servers,
     )
 
@@ -244,7 +253,9 @@ def _finding_json(f: PairFinding) -> dict[str, Any]:
     return {
         "deployment": f.deployment,
         "beside": f.beside,
-        "predicted_p95_ms": None if f.predicted_p95_ms == float("inf") else round(f.predicted_p95_ms, 3),
+        "predicted_p95_ms": None
+        if f.predicted_p95_ms == float("inf")
+        else round(f.predicted_p95_ms, 3),
         "sla_ms": f.sla_ms,
         "gpu": f.gpu,
         "message": f.message(),

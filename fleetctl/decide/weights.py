@@ -46,7 +46,9 @@ def from_team(team: TeamWeights) -> Weights:
 
 def _usage(message: str) -> FleetctlError:
     example = "control=1,time_to_prod=3,eng_cost=2,lock_in_freedom=1"
-    return FleetctlError(f"--weights: {message} (expected e.g. {example})", exit_code=ExitCode.USAGE)
+    return FleetctlError(
+        f"--weights: {message} (expected e.g. {example})", exit_code=ExitCode.USAGE
+    )
 
 
 def parse_weights(text: str, base: Weights) -> Weights:
@@ -89,6 +91,9 @@ def resolve_weights(option: str | None, team: TeamWeights) -> Weights:
     base = from_team(team)
     if option is None:
         if base.total <= 0:
-            raise FleetctlError("team.weights add up to 0: give at least one weight above 0", exit_code=ExitCode.INVENTORY)
+            raise FleetctlError(
+                "team.weights add up to 0: give at least one weight above 0",
+                exit_code=ExitCode.INVENTORY,
+            )
         return base
     return parse_weights(option, base)

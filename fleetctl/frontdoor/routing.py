@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 Key = tuple[str, str, str, str]  # url, replica, deployment, health path: one backend
 
@@ -62,9 +63,15 @@ class Backend:
         self.checked, self.ready, self.oks = True, False, 0
 
     def status(self) -> dict[str, Any]:
-        return {"url": self.url, "replica": self.replica, "deployment": self.deployment,
-                "in_routes": self.in_routes, "ready": self.ready, "checked": self.checked,
-                "outstanding": self.outstanding}
+        return {
+            "url": self.url,
+            "replica": self.replica,
+            "deployment": self.deployment,
+            "in_routes": self.in_routes,
+            "ready": self.ready,
+            "checked": self.checked,
+            "outstanding": self.outstanding,
+        }
 
 
 @dataclass(eq=False)
@@ -136,11 +143,18 @@ def parse_routes(raw: bytes, known: Callable[[Key], Backend | None]) -> Routes:
         if doc.get("format") != 1:
             raise ValueError(f"unsupported format {doc.get('format')!r}")
         c = doc.get("check") or {}
-        routes = Routes(hash=hashlib.sha256(raw).hexdigest()[:16], loaded_at=time.time(),
-                        customer_header=str(doc.get("customer_header") or "X-Customer"),
-                        api_keys={str(k).lower(): str(v) for k, v in (doc.get("api_keys") or {}).items()},
-                        check=Check(float(c.get("interval_s", 1.0)), float(c.get("timeout_s", 1.0)),
-                                    int(c.get("fall", 2)), int(c.get("rise", 1))))
+        routes = Routes(
+            hash=hashlib.sha256(raw).hexdigest()[:16],
+            loaded_at=time.time(),
+            customer_header=str(doc.get("customer_header") or "X-Customer"),
+            api_keys={str(k).lower(): str(v) for k, v in (doc.get("api_keys") or {}).items()},
+            check=Check(
+                float(c.get("interval_s", 1.0)),
+                float(c.get("timeout_s", 1.0)),
+                int(c.get("fall", 2)),
+                int(c.get("rise", 1)),
+            ),
+        )
         seen: dict[Key, Backend] = {}
         for m in doc["models"]:
             model = _parse_model(m, known, seen)
@@ -151,25 +165,39 @@ def parse_routes(raw: bytes, known: Callable[[Key], Backend | None]) -> Routes:
             routes.models.append(model)
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"malformed routes: {type(exc).__name__}: {exc}") from None
-    if min(routes.check.interval_s, routes.check.timeout_s) <= 0 or min(routes.check.fall, routes.check.rise) < 1:
+    if (
+        min(routes.check.interval_s, routes.check.timeout_s) <= 0
+        or min(routes.check.fall, routes.check.rise) < 1
+    ):
         raise ValueError(f"bad check settings {routes.check}")
     return routes
 
 
-def _parse_model(m: dict[str, Any], known: Callable[[Key], Backend | None],
-                 seen: dict[Key, Backend]) -> Model:
+def _parse_model(
+    m: dict[str, Any], known: Callable[[Key], Backend | None], seen: dict[Key, Backend]
+) -> Model:
     if m["protocol"] not in ("openai", "kserve"):
         raise ValueError(f"model {m['name']!r}: unknown protocol {m['protocol']!r}")
     versions = {}
     for vname, v in m["versions"].items():
         backends = []
         for b in v["backends"]:
-            new = Backend(str(b["url"]).rstrip("/"), str(b["replica"]), str(v["deployment"]), str(v["health_path"]))
+            new = Backend(
+                str(b["url"]).rstrip("/"),
+                str(b["replica"]),
+                str(v["deployment"]),
+                str(v["health_path"]),
+            )
             backends.append(seen.setdefault(new.key, known(new.key) or new))
         versions[str(vname)] = Version(str(v["deployment"]), v.get("served_name") or None, backends)
-    model = Model(str(m["name"]), m["protocol"], [str(n) for n in m["names"]],
-                  None if m["current"] is None else str(m["current"]),
-                  {str(k): str(v) for k, v in (m.get("customers") or {}).items()}, versions)
+    model = Model(
+        str(m["name"]),
+        m["protocol"],
+        [str(n) for n in m["names"]],
+        None if m["current"] is None else str(m["current"]),
+        {str(k): str(v) for k, v in (m.get("customers") or {}).items()},
+        versions,
+    )
     for version in [model.current, *model.customers.values()]:
         if version is not None and version not in versions:
             raise ValueError(f"model {model.name!r}: version {version!r} is not in its versions")

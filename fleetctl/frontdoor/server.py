@@ -32,8 +32,19 @@ OPENAI_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 DEPLOYMENT_HEADER = "x-fleetctl-deployment"
 # Hop-by-hop headers describe one connection, not the message: never forwarded. Host and
 # Content-Length are set again by the upstream client; Expect is answered by this server.
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-                        "trailer", "trailers", "transfer-encoding", "upgrade"})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect"}
 NOT_FORWARDED_WITH_KEY = NOT_FORWARDED | {"authorization"}  # the key was this door's credential
 HOP_BY_HOP_AND_LENGTH = HOP_BY_HOP | {"content-length"}
@@ -46,8 +57,14 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def error(status: int, message: str, code: str, kind: str = "invalid_request_error",
-          param: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
+def error(
+    status: int,
+    message: str,
+    code: str,
+    kind: str = "invalid_request_error",
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     """An OpenAI-style error, the shape OpenAI clients know how to show."""
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return web.json_response(body, status=status, headers=headers)
@@ -55,7 +72,9 @@ def error(status: int, message: str, code: str, kind: str = "invalid_request_err
 
 def no_ready_replica(message: str) -> web.Response:
     """Known model, nothing to serve it now: a client may retry in a second."""
-    return error(503, message, "no_ready_replica", kind="service_unavailable", headers={"Retry-After": "1"})
+    return error(
+        503, message, "no_ready_replica", kind="service_unavailable", headers={"Retry-After": "1"}
+    )
 
 
 async def read_body(request: web.Request) -> bytes | web.Response:
@@ -80,7 +99,9 @@ class FrontDoor:
         self.routes_path = routes_path
         self.routes = Routes()
         self.backends: dict[Key, Backend] = {}  # in routes, or draining
-        self.checks: dict[Key, asyncio.Task[None]] = {}  # one health check loop per backend in routes
+        self.checks: dict[
+            Key, asyncio.Task[None]
+        ] = {}  # one health check loop per backend in routes
         self.session: aiohttp.ClientSession | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -92,8 +113,10 @@ class FrontDoor:
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
             timeout=aiohttp.ClientTimeout(total=None, connect=2.0, sock_connect=2.0),
-            auto_decompress=False, skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-            cookie_jar=aiohttp.DummyCookieJar())
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
         self.reload()
 
     async def stop(self, _app: web.Application | None = None) -> None:
@@ -108,14 +131,24 @@ class FrontDoor:
             raw = self.routes_path.read_bytes()
             routes = parse_routes(raw, self.backends.get)
         except (OSError, ValueError) as exc:
-            LOG.error("routes: %s not loaded, keeping routes %s: %s", self.routes_path, self.routes.hash, exc)
+            LOG.error(
+                "routes: %s not loaded, keeping routes %s: %s",
+                self.routes_path,
+                self.routes.hash,
+                exc,
+            )
             return False
         self._install(routes)
         try:
             write_atomically(self.routes_path.with_name("loaded"), routes.hash or "")
         except OSError as exc:
             LOG.error("routes: cannot write %s: %s", self.routes_path.with_name("loaded"), exc)
-        LOG.info("routes: loaded %s (%d models, %d backends)", routes.hash, len(routes.models), len(routes.backends()))
+        LOG.info(
+            "routes: loaded %s (%d models, %d backends)",
+            routes.hash,
+            len(routes.models),
+            len(routes.backends()),
+        )
         return True
 
     def _install(self, routes: Routes) -> None:
@@ -146,13 +179,17 @@ class FrontDoor:
             check = self.routes.check
             ok = await self._probe(b, check.timeout_s)
             if b.in_routes and b.record(ok, check):
-                LOG.info("backend %s (%s) is %s", b.replica, b.url, "ready" if b.ready else "not ready")
+                LOG.info(
+                    "backend %s (%s) is %s", b.replica, b.url, "ready" if b.ready else "not ready"
+                )
             await asyncio.sleep(check.interval_s)
 
     async def _probe(self, b: Backend, timeout_s: float) -> bool:
         assert self.session is not None
         try:
-            async with self.session.get(b.url + b.health_path, timeout=aiohttp.ClientTimeout(total=timeout_s)) as r:
+            async with self.session.get(
+                b.url + b.health_path, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as r:
                 await r.read()
                 return r.status == 200
         except (TimeoutError, aiohttp.ClientError):
@@ -185,11 +222,13 @@ class FrontDoor:
             return error(400, "the request body is not valid JSON", "invalid_json")
         name = doc.get("model") if isinstance(doc, dict) else None
         if not isinstance(name, str) or not name:
-            return error(400, "the request body has no \"model\"", "missing_model", param="model")
+            return error(400, 'the request body has no "model"', "missing_model", param="model")
         routes = self.routes
         model = routes.openai.get(name)
         if model is None:
-            return error(404, f"the model {name!r} does not exist", "model_not_found", param="model")
+            return error(
+                404, f"the model {name!r} does not exist", "model_not_found", param="model"
+            )
         customer, by_key = self.customer(request, routes)
         version = model.version_for(customer)
         if version and version.served_name and version.served_name != name:
@@ -216,8 +255,17 @@ class FrontDoor:
         customer, _ = self.customer(request, routes)
         created = int(routes.loaded_at or 0)
         mine = {name: model.version_for(customer) for name, model in routes.openai.items()}
-        data = [{"id": name, "object": "model", "created": created, "owned_by": "fleetctl",
-                 "fleetctl": {"deployment": version.deployment}} for name, version in mine.items() if version]
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "created": created,
+                "owned_by": "fleetctl",
+                "fleetctl": {"deployment": version.deployment},
+            }
+            for name, version in mine.items()
+            if version
+        ]
         return web.json_response({"object": "list", "data": data})
 
     async def live(self, _request: web.Request) -> web.Response:
@@ -226,13 +274,21 @@ class FrontDoor:
     async def ready(self, _request: web.Request) -> web.Response:
         """Ready once routes are loaded and every KServe model has a ready replica."""
         routes = self.routes
-        ok = routes.hash is not None and all(any(b.ready for v in m.versions.values() for b in v.backends)
-                                                 for m in routes.kserve.values())
+        ok = routes.hash is not None and all(
+            any(b.ready for v in m.versions.values() for b in v.backends)
+            for m in routes.kserve.values()
+        )
         return web.Response(status=200 if ok else 503)
 
     async def status(self, _request: web.Request) -> web.Response:
-        return web.json_response({"format": 1, "routes_hash": self.routes.hash, "loaded_at": self.routes.loaded_at,
-                                  "backends": [b.status() for b in self.backends.values()]})
+        return web.json_response(
+            {
+                "format": 1,
+                "routes_hash": self.routes.hash,
+                "loaded_at": self.routes.loaded_at,
+                "backends": [b.status() for b in self.backends.values()],
+            }
+        )
 
     async def not_found(self, request: web.Request) -> web.Response:
         return error(404, f"no route for {request.method} {request.path}", "not_found")
@@ -249,15 +305,18 @@ class FrontDoor:
         return request.headers.get(routes.customer_header) or None, False
 
     # --------------------------------------------------------------------- proxy
-    async def forward(self, request: web.Request, version: Version | None, body: bytes,
-                      drop_auth: bool) -> web.StreamResponse:
+    async def forward(
+        self, request: web.Request, version: Version | None, body: bytes, drop_auth: bool
+    ) -> web.StreamResponse:
         """Send the request to a backend of `version`. A connection refused or closed before
         any response byte marks that backend down and is retried once on another: the body
         is in memory, so the retry sends the same bytes."""
         assert self.session is not None
         if version is None:  # the model is deployed, but only as other customers' pins
             return no_ready_replica("this model has no version for this caller")
-        headers = end_to_end(request.headers, NOT_FORWARDED_WITH_KEY if drop_auth else NOT_FORWARDED)
+        headers = end_to_end(
+            request.headers, NOT_FORWARDED_WITH_KEY if drop_auth else NOT_FORWARDED
+        )
         tried: tuple[Backend, ...] = ()
         while len(tried) < 2:
             backend = version.pick(tried)
@@ -269,11 +328,21 @@ class FrontDoor:
                 try:
                     # The path and query as the client encoded them, not parsed and re-encoded.
                     url = URL(backend.url + request.raw_path, encoded=True)
-                    upstream = await self.session.request(request.method, url, headers=headers, data=body or None,
-                                                          allow_redirects=False)
+                    upstream = await self.session.request(
+                        request.method,
+                        url,
+                        headers=headers,
+                        data=body or None,
+                        allow_redirects=False,
+                    )
                 except aiohttp.ClientConnectionError as exc:
                     backend.mark_down()
-                    LOG.warning("backend %s (%s) is not ready: %s", backend.replica, backend.url, exc or type(exc).__name__)
+                    LOG.warning(
+                        "backend %s (%s) is not ready: %s",
+                        backend.replica,
+                        backend.url,
+                        exc or type(exc).__name__,
+                    )
                     continue
                 async with upstream:
                     return await self.relay(request, upstream, version.deployment)
@@ -283,14 +352,18 @@ class FrontDoor:
         return no_ready_replica(f"{version.deployment} has no ready replica")
 
     @staticmethod
-    async def relay(request: web.Request, upstream: aiohttp.ClientResponse, deployment: str) -> web.StreamResponse:
+    async def relay(
+        request: web.Request, upstream: aiohttp.ClientResponse, deployment: str
+    ) -> web.StreamResponse:
         """Pass the response on as it arrives, chunk by chunk: server-sent events reach the
         client when the replica writes them, and nothing is held in memory."""
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         response.headers.extend(end_to_end(upstream.headers, HOP_BY_HOP_AND_LENGTH))
         response.headers[DEPLOYMENT_HEADER] = deployment
         if upstream.content_length is not None and "Transfer-Encoding" not in upstream.headers:
-            response.content_length = upstream.content_length  # not chunked when the replica was not
+            response.content_length = (
+                upstream.content_length
+            )  # not chunked when the replica was not
         try:
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():
@@ -301,7 +374,9 @@ class FrontDoor:
             # connection too keeps a truncated body from passing for a whole one; if it
             # was the client, closing the upstream connection stops the replica's work.
             if not isinstance(exc, ConnectionResetError):
-                LOG.warning("%s broke off a response: %s", upstream.url.origin(), exc or type(exc).__name__)
+                LOG.warning(
+                    "%s broke off a response: %s", upstream.url.origin(), exc or type(exc).__name__
+                )
             upstream.close()
             if request.transport is not None:
                 request.transport.abort()
@@ -311,7 +386,9 @@ class FrontDoor:
 async def serve(args: argparse.Namespace) -> None:
     """Run until SIGTERM, then stop accepting and give requests in flight `--drain-s`."""
     door = FrontDoor(Path(args.routes))
-    runner = web.AppRunner(door.app(), handle_signals=False, access_log=None, shutdown_timeout=args.drain_s)
+    runner = web.AppRunner(
+        door.app(), handle_signals=False, access_log=None, shutdown_timeout=args.drain_s
+    )
     await runner.setup()
     site = web.TCPSite(runner, args.listen, args.port, backlog=1024)
     await site.start()
@@ -329,13 +406,21 @@ async def serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="fleetctl front door (docs/front-door.md)")
     parser.add_argument("--listen", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
-    parser.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one (default 8000)")
-    parser.add_argument("--routes", default="/etc/fleetctl/front-door/routes.json", help="the routes file")
-    parser.add_argument("--drain-s", type=float, default=10.0, help="grace for requests in flight on SIGTERM")
+    parser.add_argument(
+        "--port", type=int, default=8000, help="port to bind; 0 picks a free one (default 8000)"
+    )
+    parser.add_argument(
+        "--routes", default="/etc/fleetctl/front-door/routes.json", help="the routes file"
+    )
+    parser.add_argument(
+        "--drain-s", type=float, default=10.0, help="grace for requests in flight on SIGTERM"
+    )
     args = parser.parse_args(argv)
     # Our own events at INFO (a few lines per reload or state change), the library's at
     # WARNING: no line per request.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s front-door %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s front-door %(levelname)s %(message)s"
+    )
     LOG.setLevel(logging.INFO)
     asyncio.run(serve(args))
 

@@ -4,28 +4,36 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from fleetctl.adapters.docker_host import DockerHost, HostAPI
 from fleetctl.core.fleet import Deployment
 from fleetctl.core.inventory import Inventory
-from fleetctl.core.observed import ObservedFleet
-from fleetctl.core.schedule import RolloutPolicy
-from fleetctl.core.plan import Action, ActionKind, Plan, plan_to_json
-from fleetctl.errors import AbortedError, InfeasibleError
-from fleetctl.ops.planfile import check_fresh, read_plan
-from fleetctl.ops.secrets import refuse_secret_values
 from fleetctl.core.loader import load
-from fleetctl.ops.planning import PlanResult, build_plan, held_deployments, inventory_digest, read_holds, with_retired_hosts
-from fleetctl.ops.rendering import Rendered, render_action, shared_gpus
+from fleetctl.core.observed import ObservedFleet
+from fleetctl.core.plan import Action, ActionKind, Plan, plan_to_json
+from fleetctl.core.schedule import RolloutPolicy
+from fleetctl.errors import AbortedError, InfeasibleError
 from fleetctl.ops import downtime, interrupt
-from fleetctl.ops.secrets import read_secret
 from fleetctl.ops.fleet_lock import fleet_lease
+from fleetctl.ops.planfile import check_fresh, read_plan
+from fleetctl.ops.planning import (
+    PlanResult,
+    build_plan,
+    held_deployments,
+    inventory_digest,
+    read_holds,
+    with_retired_hosts,
+)
 from fleetctl.ops.recovery import finish_interrupted
+from fleetctl.ops.rendering import Rendered, render_action, shared_gpus
 from fleetctl.ops.rollout import Executor, Reporter, SilentReporter, StepOutcome
 from fleetctl.ops.routing import FrontDoorOutcome, Router
+from fleetctl.ops.secrets import read_secret, refuse_secret_values
 from fleetctl.runtimes.registry import runtime_names
 from fleetctl.state.lock import StateLock
 
@@ -71,7 +79,9 @@ def deployment_record(d: Deployment) -> dict:
     return rec
 
 
-def resolve_secrets(rendered: Mapping[tuple[str, int], Rendered]) -> dict[tuple[str, int], dict[str, str]]:
+def resolve_secrets(
+    rendered: Mapping[tuple[str, int], Rendered],
+) -> dict[tuple[str, int], dict[str, str]]:
     """Read every secret reference now, before anything changes; name a missing one, never a value."""
     cache: dict[str, str] = {}
     out: dict[tuple[str, int], dict[str, str]] = {}
@@ -87,7 +97,10 @@ def resolve_secrets(rendered: Mapping[tuple[str, int], Rendered]) -> dict[tuple[
 
 def policies(inv: Inventory) -> dict[str, RolloutPolicy]:
     return {
-        m.name: RolloutPolicy(m.rollout.max_surge, m.rollout.max_unavailable, m.rollout.allow_downtime) for m in inv.models
+        m.name: RolloutPolicy(
+            m.rollout.max_surge, m.rollout.max_unavailable, m.rollout.allow_downtime
+        )
+        for m in inv.models
     }
 
 
@@ -118,7 +131,11 @@ def apply(
         holds = read_holds(state_path)
         plan = build_plan(loaded, observed, holds=holds)
         if plan_file is not None:
-            check_fresh(read_plan(plan_file), PlanResult(loaded, observed, plan, inventory_digest(inventory_path)), plan_file)
+            check_fresh(
+                read_plan(plan_file),
+                PlanResult(loaded, observed, plan, inventory_digest(inventory_path)),
+                plan_file,
+            )
         # Holds the inventory has moved past (its version of the model changed since the
         # rollback): the plan already follows the inventory; a successful apply forgets them.
         lifted = held_deployments(inv, holds).lifted
@@ -128,13 +145,20 @@ def apply(
             settle_abandoned(state_path, observed)  # writes only after a killed run
             return ApplyResult(plan)  # nothing to do: no Docker mutation, no state write
         host_apis = hosts(reach)
-        with fleet_lease(reach, host_apis, command, unreachable={h.name for h in observed.unreachable()}):
+        with fleet_lease(
+            reach, host_apis, command, unreachable={h.name for h in observed.unreachable()}
+        ):
             # Under the fleet's lease the fleet is ours: plan once more from what it is now.
             observed = observe(reach)
             plan = build_plan(loaded, observed, holds=holds)
             if plan.recovery:  # a killed run's replicas first: finished forward or restored
                 observed, _ = finish_interrupted(
-                    loaded, observed, lambda _inv: observe(reach), host_apis, state_path, interval_s=interval_s
+                    loaded,
+                    observed,
+                    lambda _inv: observe(reach),
+                    host_apis,
+                    state_path,
+                    interval_s=interval_s,
                 )
                 plan = build_plan(loaded, observed, holds=holds)
             _refuse_infeasible(plan)
@@ -142,12 +166,21 @@ def apply(
                 forget_holds(state_path, lifted)
                 settle_abandoned(state_path, observed)
                 return ApplyResult(plan)
-            plan = downtime.gate(plan, inv, state_path, allow_downtime)  # before asking: it would be refused
+            plan = downtime.gate(
+                plan, inv, state_path, allow_downtime
+            )  # before asking: it would be refused
             result = PlanResult(loaded, observed, plan, inventory_digest(inventory_path))
             if not confirm(plan):
                 raise AbortedError("apply cancelled; nothing was changed")
             outcome = execute_plan(
-                result, inv, state_path, host_apis, reporter or SilentReporter(), command, interval_s, allow_downtime
+                result,
+                inv,
+                state_path,
+                host_apis,
+                reporter or SilentReporter(),
+                command,
+                interval_s,
+                allow_downtime,
             )
         if not outcome.failed:
             forget_holds(state_path, lifted)
@@ -179,7 +212,9 @@ def _verified_revisions(observed: ObservedFleet) -> list[tuple[str, int]]:
 
 def _refuse_infeasible(plan: Plan) -> None:
     if not plan.placement.feasible:
-        reasons = "; ".join(f"{u.deployment}#{u.replica}: {', '.join(u.reasons)}" for u in plan.placement.unplaced)
+        reasons = "; ".join(
+            f"{u.deployment}#{u.replica}: {', '.join(u.reasons)}" for u in plan.placement.unplaced
+        )
         raise InfeasibleError(f"the inventory cannot be placed: {reasons}")
 
 
@@ -223,13 +258,19 @@ def execute_plan(
     with store:
         try:
             numbers = _intend_revisions(
-                store, rollout_id, plan, {a.deployment for a in [*changing, *model_changes]}, result.observed, secret_values
+                store,
+                rollout_id,
+                plan,
+                {a.deployment for a in [*changing, *model_changes]},
+                result.observed,
+                secret_values,
             )
         except BaseException:
             store.finish_rollout(rollout_id, "failed", "stopped before any change")
             raise
         rendered = {
-            (a.deployment, a.replica): render_action(plan, inv, a, numbers[a.deployment], shared) for a in changing
+            (a.deployment, a.replica): render_action(plan, inv, a, numbers[a.deployment], shared)
+            for a in changing
         }
         router = Router(plan, inv, host_apis, result.observed)
         journal = Journal(store, rollout_id, reporter)
@@ -248,14 +289,21 @@ def execute_plan(
             # clients here, at once.
             door_outcomes = router.converge_front_doors(plan.front_doors)
             router.push()
-            outcomes = executor.run([a for a in plan.actions if not a.model_change], plan.deployments, policies(inv))
+            outcomes = executor.run(
+                [a for a in plan.actions if not a.model_change], plan.deployments, policies(inv)
+            )
             if model_changes:  # models in running shared Triton servers, once the containers stand
                 from fleetctl.ops.triton_models import run_model_changes
 
                 addresses = {h.name: h.address for h in inv.hosts}
                 failed = [(o.action.deployment, o.action.replica) for o in outcomes if not o.ok]
                 outcomes += run_model_changes(
-                    model_changes, plan, addresses, journal, failed, stop_requested=interrupt.requested
+                    model_changes,
+                    plan,
+                    addresses,
+                    journal,
+                    failed,
+                    stop_requested=interrupt.requested,
                 )
             router.push()  # the routes once more, as they end
         except BaseException:
@@ -263,30 +311,45 @@ def execute_plan(
             raise
         with store.batch():
             _record_front_doors(store, rollout_id, door_outcomes)
-            _record(store, rollout_id, plan, outcomes, host_apis, secret_values, numbers, journal.recorded)
+            _record(
+                store,
+                rollout_id,
+                plan,
+                outcomes,
+                host_apis,
+                secret_values,
+                numbers,
+                journal.recorded,
+            )
             _remember_hosts(store, inv, host_apis, outcomes)
-    return ApplyResult(plan, tuple(outcomes), rollout_id, numbers, tuple(door_outcomes), tuple(router.problems))
+    return ApplyResult(
+        plan, tuple(outcomes), rollout_id, numbers, tuple(door_outcomes), tuple(router.problems)
+    )
 
 
 class Journal:
     """The executor's reporter that writes each step to the state as it starts and as
     it ends (then passes it on to the reporter the user sees)."""
 
-    def __init__(self, store: "StateStore", rollout_id: int, inner: Reporter) -> None:
+    def __init__(self, store: StateStore, rollout_id: int, inner: Reporter) -> None:
         self.store, self.rollout_id, self.inner = store, rollout_id, inner
         self._open: dict[tuple[str, int, str, str], list[int]] = {}
         self.recorded: set[int] = set()  # id() of the outcomes already written
 
     def step_started(self, action: Action) -> None:
         step = self.store.begin_step(
-            self.rollout_id, deployment=action.deployment, replica=action.replica, host=action.host,
-            action=step_action(action), container=action.container or "",
+            self.rollout_id,
+            deployment=action.deployment,
+            replica=action.replica,
+            host=action.host,
+            action=step_action(action),
+            container=action.container or "",
         )
         self._open.setdefault(_key(action), []).append(step)
         self.inner.step_started(action)
 
     def step_finished(self, outcome: StepOutcome) -> None:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         opened = self._open.get(_key(outcome.action))
         if opened:
@@ -297,7 +360,9 @@ class Journal:
                 detail=outcome.detail,  # outcomes come scrubbed from the executor
                 container=outcome.container or a.container or "",
                 log_tail=outcome.log_tail,
-                finished_at=datetime.fromtimestamp(outcome.finished_at, timezone.utc) if outcome.finished_at else None,
+                finished_at=datetime.fromtimestamp(outcome.finished_at, UTC)
+                if outcome.finished_at
+                else None,
             )
             self.recorded.add(id(outcome))
         self.inner.step_finished(outcome)
@@ -314,7 +379,11 @@ def _key(a: Action) -> tuple[str, int, str, str]:
 
 
 def _intend_revisions(
-    store: "StateStore", rollout_id: int, plan: Plan, changing: set[str], observed: ObservedFleet,
+    store: StateStore,
+    rollout_id: int,
+    plan: Plan,
+    changing: set[str],
+    observed: ObservedFleet,
     secret_values: Sequence[str],
 ) -> dict[str, int]:
     """Record (as failed, until the end says otherwise) the revision of each deployment
@@ -344,7 +413,12 @@ def _intend_revisions(
     return numbers
 
 
-def _remember_hosts(store: "StateStore", inv: Inventory, host_apis: Mapping[str, HostAPI], outcomes: Sequence[StepOutcome]) -> None:
+def _remember_hosts(
+    store: StateStore,
+    inv: Inventory,
+    host_apis: Mapping[str, HostAPI],
+    outcomes: Sequence[StepOutcome],
+) -> None:
     """The state knows every host the fleet uses; a retired one is forgotten once every
     removal on it succeeded."""
     store.remember_hosts(inv.fleet, [h.model_dump(mode="json") for h in inv.hosts])
@@ -356,7 +430,7 @@ def _remember_hosts(store: "StateStore", inv: Inventory, host_apis: Mapping[str,
 
 def _open_rollout(
     state_path: Path, command: str, result: PlanResult, secret_values: Sequence[str]
-) -> tuple["StateStore", int]:
+) -> tuple[StateStore, int]:
     """Open the store and record the rollout as running; the caller closes the store."""
     from fleetctl.state.store import StateStore
 
@@ -378,10 +452,10 @@ def _open_rollout(
 
 
 def _record_steps(store: StateStore, rollout_id: int, outcomes: Sequence[StepOutcome]) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     def ts(t: float) -> datetime | None:
-        return datetime.fromtimestamp(t, timezone.utc) if t else None
+        return datetime.fromtimestamp(t, UTC) if t else None
 
     for o in outcomes:
         a = o.action
@@ -400,7 +474,9 @@ def _record_steps(store: StateStore, rollout_id: int, outcomes: Sequence[StepOut
         )
 
 
-def _record_front_doors(store: StateStore, rollout_id: int, outcomes: Sequence[FrontDoorOutcome]) -> None:
+def _record_front_doors(
+    store: StateStore, rollout_id: int, outcomes: Sequence[FrontDoorOutcome]
+) -> None:
     from fleetctl.core.front_door import FRONT_DOOR
 
     for o in outcomes:
@@ -452,14 +528,22 @@ def _record(
         digest = digests.get((host, image))
         if d.name in numbers:
             store.settle_revision(
-                d.name, numbers[d.name], outcome="applied" if ok else "failed", rollout_id=rollout_id,
-                image_digest=digest, placement=placement,
+                d.name,
+                numbers[d.name],
+                outcome="applied" if ok else "failed",
+                rollout_id=rollout_id,
+                image_digest=digest,
+                placement=placement,
             )
     failed = [o for o in outcomes if not o.ok]
-    outcome = "succeeded" if not failed else ("failed" if len(failed) == len(outcomes) else "partial")
+    outcome = (
+        "succeeded" if not failed else ("failed" if len(failed) == len(outcomes) else "partial")
+    )
     summary = f"{len(outcomes) - len(failed)} ok, {len(failed)} failed"
     if interrupt.requested():
-        summary += "; interrupted (SIGINT or SIGTERM): the steps in flight finished, no new one started"
+        summary += (
+            "; interrupted (SIGINT or SIGTERM): the steps in flight finished, no new one started"
+        )
     store.finish_rollout(rollout_id, outcome, summary)
 
 
@@ -481,10 +565,22 @@ def down(
         from fleetctl.core.front_door import FRONT_DOOR
 
         removals = [
-            Action(ActionKind.REMOVE, c.deployment, c.replica, c.host, c.gpus, c.port, c.spec_hash, "down", c.name)
+            Action(
+                ActionKind.REMOVE,
+                c.deployment,
+                c.replica,
+                c.host,
+                c.gpus,
+                c.port,
+                c.spec_hash,
+                "down",
+                c.name,
+            )
             for c in sorted(observed.containers(), key=lambda c: (c.host, c.name))
         ] + [
-            Action(ActionKind.REMOVE, FRONT_DOOR, 0, f.host, (), f.port, f.spec_hash, "down", f.name)
+            Action(
+                ActionKind.REMOVE, FRONT_DOOR, 0, f.host, (), f.port, f.spec_hash, "down", f.name
+            )
             for doors in observed.front_doors().values()
             for f in doors
         ]
@@ -499,15 +595,30 @@ def down(
         from fleetctl.state.store import StateStore
 
         host_apis = hosts(reach)
-        lease = fleet_lease(reach, host_apis, "down", unreachable={h.name for h in observed.unreachable()})
+        lease = fleet_lease(
+            reach, host_apis, "down", unreachable={h.name for h in observed.unreachable()}
+        )
         with lease, StateStore(state_path) as store:
-            rid = store.begin_rollout("down", str(inventory_path), inventory_digest(inventory_path), {"actions": [a.to_json() for a in removals]})
-            ex = Executor(host_apis, {}, {}, reporter or SilentReporter(), {h.name: h.max_parallel for h in reach.hosts})
+            rid = store.begin_rollout(
+                "down",
+                str(inventory_path),
+                inventory_digest(inventory_path),
+                {"actions": [a.to_json() for a in removals]},
+            )
+            ex = Executor(
+                host_apis,
+                {},
+                {},
+                reporter or SilentReporter(),
+                {h.name: h.max_parallel for h in reach.hosts},
+            )
             outcomes = ex.run(removals)
             _record_steps(store, rid, outcomes)
             for name in sorted({h.name for h in reach.hosts} - {h.name for h in inv.hosts}):
                 if all(o.ok for o in outcomes if o.action.host == name):
                     store.forget_host(inv.fleet, name)
             failed = [o for o in outcomes if not o.ok]
-            store.finish_rollout(rid, "succeeded" if not failed else "partial", f"{len(outcomes)} removed")
+            store.finish_rollout(
+                rid, "succeeded" if not failed else "partial", f"{len(outcomes)} removed"
+            )
         return ApplyResult(plan, tuple(outcomes), rid)

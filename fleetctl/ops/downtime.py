@@ -24,9 +24,13 @@ def with_estimates(plan: Plan, state_path: Path | None) -> Plan:
     downtime = [a for a in plan.actions if a.downtime]
     if not downtime:
         return plan
-    seconds = start_seconds(state_path, sorted({a.deployment for a in downtime})) if state_path else {}
+    seconds = (
+        start_seconds(state_path, sorted({a.deployment for a in downtime})) if state_path else {}
+    )
     actions = tuple(
-        replace(a, unavailable_s=round(seconds[a.deployment], 1)) if a.downtime and a.deployment in seconds else a
+        replace(a, unavailable_s=round(seconds[a.deployment], 1))
+        if a.downtime and a.deployment in seconds
+        else a
         for a in plan.actions
     )
     return replace(plan, actions=actions)
@@ -37,16 +41,28 @@ def describe(plan: Plan) -> list[str]:
     for a in plan.actions:
         if not a.downtime:
             continue
-        how_long = f"about {a.unavailable_s:g} s" if a.unavailable_s is not None else "until its successor is ready (no earlier start to go by)"
-        out.append(f"{a.deployment}#{a.replica} on {a.host} is out of service for {how_long}: no GPU can hold its old and new replica at once")
+        how_long = (
+            f"about {a.unavailable_s:g} s"
+            if a.unavailable_s is not None
+            else "until its successor is ready (no earlier start to go by)"
+        )
+        out.append(
+            f"{a.deployment}#{a.replica} on {a.host} is out of service for {how_long}: no GPU can hold its old and new replica at once"
+        )
     return out
 
 
 def check_permitted(plan: Plan, inv: Inventory, allow_downtime: bool) -> None:
     """Refuse a plan with stop-first replacements nobody allowed."""
     # `max_unavailable: 1` or more says the same for that model: replicas may be out.
-    allowed = {m.name for m in inv.models if m.rollout.allow_downtime or m.rollout.max_unavailable > 0}
-    refused = [a for a in plan.actions if a.downtime and not allow_downtime and model_of(a.deployment) not in allowed]
+    allowed = {
+        m.name for m in inv.models if m.rollout.allow_downtime or m.rollout.max_unavailable > 0
+    }
+    refused = [
+        a
+        for a in plan.actions
+        if a.downtime and not allow_downtime and model_of(a.deployment) not in allowed
+    ]
     if not refused:
         return
     names = sorted({model_of(a.deployment) for a in refused})

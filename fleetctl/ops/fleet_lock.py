@@ -13,8 +13,8 @@ host gone), no new step starts. See docs/architecture.md for why this is safe.
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Collection, Iterator, Mapping
 
 from fleetctl.adapters.docker_host import HostAPI
 from fleetctl.adapters.lease import Holder, HostLease, LeaseHeld

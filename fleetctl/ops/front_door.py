@@ -8,8 +8,8 @@ secrets involved, kept as digests).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Iterable, Mapping, Sequence
 
 from fleetctl.core.fleet import Deployment
 from fleetctl.core.front_door import (
@@ -43,7 +43,8 @@ def sites(inv: Inventory) -> list[FrontDoorSite]:
     if not inv.front_door.enabled:
         return []
     return [
-        FrontDoorSite(h.name, h.address, _listen(h), front_door_port(inv, h), inv.front_door.image) for h in inv.hosts
+        FrontDoorSite(h.name, h.address, _listen(h), front_door_port(inv, h), inv.front_door.image)
+        for h in inv.hosts
     ]
 
 
@@ -56,7 +57,9 @@ def api_key_values(inv: Inventory) -> dict[str, str]:
     from fleetctl.ops.secrets import read_secret
 
     return {
-        customer: read_secret(SecretEnv("front_door.api_keys", ref.describe()), f"front door customer {customer}")
+        customer: read_secret(
+            SecretEnv("front_door.api_keys", ref.describe()), f"front door customer {customer}"
+        )
         for customer, ref in sorted(inv.front_door.api_keys.items())
     }
 
@@ -106,15 +109,26 @@ def routes_for(
     serving during a switch (`retiring`, routed like their model's current version)."""
     assert plan.front_door_settings is not None
     routing = routing_map(plan.deployments)
-    by_model = {d.model: routing[d.name] for d in plan.deployments if not d.pinned and d.name in routing}
+    by_model = {
+        d.model: routing[d.name] for d in plan.deployments if not d.pinned and d.name in routing
+    }
     for d in retiring:
         if d.model in by_model:
             routing[d.name] = by_model[d.model]
-    doc = routes_document(inv.fleet, plan.front_door_settings, [*plan.deployments, *retiring], routing, backends, current)
+    doc = routes_document(
+        inv.fleet,
+        plan.front_door_settings,
+        [*plan.deployments, *retiring],
+        routing,
+        backends,
+        current,
+    )
     return routes_bytes(doc)
 
 
-def with_front_doors(plan: Plan, inv: Inventory, observed: ObservedFleet, keys: Mapping[str, str] | None = None) -> Plan:
+def with_front_doors(
+    plan: Plan, inv: Inventory, observed: ObservedFleet, keys: Mapping[str, str] | None = None
+) -> Plan:
     """The plan with its front-door actions and the hash of the routes it ends with."""
     wanted: Sequence[FrontDoorSite] = sites(inv)
     observed_doors = observed.front_doors()

@@ -8,9 +8,10 @@ front door and what the observed fleet runs for it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from fleetctl.core.holds import Hold, apply_holds, release_note
 from fleetctl.core.inventory import Inventory
@@ -83,7 +84,9 @@ class PinRow:
             "route": {"url": self.url, "header": self.header, "value": self.value},
             "replicas": {"running": self.running, "desired": self.desired},
             "health": self.health,
-            "hold": None if self.hold is None else {**self.hold.to_json(), "in_force": self.in_force},
+            "hold": None
+            if self.hold is None
+            else {**self.hold.to_json(), "in_force": self.in_force},
         }
 
 

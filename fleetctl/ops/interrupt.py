@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 EXIT_INTERRUPTED = 130
 _requested = threading.Event()

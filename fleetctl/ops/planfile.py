@@ -48,7 +48,9 @@ def read_plan(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise FleetctlError(f"{path}: no such plan file") from None
     except json.JSONDecodeError as exc:
-        raise FleetctlError(f"{path}:{exc.lineno}:{exc.colno}: not a plan file: {exc.msg}") from None
+        raise FleetctlError(
+            f"{path}:{exc.lineno}:{exc.colno}: not a plan file: {exc.msg}"
+        ) from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise FleetctlError(f"{path}: not a fleetctl plan (expected format {FORMAT})")
     return doc
@@ -57,12 +59,25 @@ def read_plan(path: Path) -> dict[str, Any]:
 def check_fresh(doc: dict[str, Any], result: PlanResult, path: Path) -> None:
     """Refuse a saved plan when the inventory or the fleet changed since it was made."""
     if doc["inventory_digest"] != result.inventory_digest:
-        raise StalePlanError(f"{path}: the inventory {doc['inventory']} changed since this plan was made; run `fleetctl plan` again")
+        raise StalePlanError(
+            f"{path}: the inventory {doc['inventory']} changed since this plan was made; run `fleetctl plan` again"
+        )
     if doc.get("offline"):
-        raise StalePlanError(f"{path}: this plan was made with --offline and cannot be applied; plan without --offline")
+        raise StalePlanError(
+            f"{path}: this plan was made with --offline and cannot be applied; plan without --offline"
+        )
     if doc["observed_fingerprint"] != result.plan.observed_fingerprint:
-        raise StalePlanError(f"{path}: the fleet changed since this plan was made (containers started, stopped or changed); run `fleetctl plan` again")
-    saved = [(a["kind"], a["deployment"], a["replica"], a["host"], a["gpus"]) for a in doc["plan"]["actions"]]
-    now = [(a.kind.value, a.deployment, a.replica, a.host, list(a.gpus)) for a in result.plan.actions]
+        raise StalePlanError(
+            f"{path}: the fleet changed since this plan was made (containers started, stopped or changed); run `fleetctl plan` again"
+        )
+    saved = [
+        (a["kind"], a["deployment"], a["replica"], a["host"], a["gpus"])
+        for a in doc["plan"]["actions"]
+    ]
+    now = [
+        (a.kind.value, a.deployment, a.replica, a.host, list(a.gpus)) for a in result.plan.actions
+    ]
     if saved != now:
-        raise StalePlanError(f"{path}: the plan no longer matches what fleetctl would do now; run `fleetctl plan` again")
+        raise StalePlanError(
+            f"{path}: the plan no longer matches what fleetctl would do now; run `fleetctl plan` again"
+        )

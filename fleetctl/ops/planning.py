@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 from fleetctl.core.fleet import Deployment, GpuSpec
 from fleetctl.core.holds import HeldDeployments, Hold, apply_holds
 from fleetctl.core.inventory import Inventory
-from fleetctl.ops.secrets import refuse_secret_values
 from fleetctl.core.loader import LoadedInventory, load
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import Plan, make_plan
 from fleetctl.core.resolve import deployments, host_specs
 from fleetctl.core.triton_servers import grouped
 from fleetctl.errors import FleetctlError
+from fleetctl.ops.secrets import refuse_secret_values
 
 # Observing is injected so that the planning steps stay testable without Docker.
 Observer = Callable[[Inventory], ObservedFleet]
@@ -96,7 +96,8 @@ def build_plan(
     auto_missing = [
         h.name
         for h in inv.hosts
-        if h.gpus == "auto" and (h.name not in observed.hosts or observed.hosts[h.name].gpus is None)
+        if h.gpus == "auto"
+        and (h.name not in observed.hosts or observed.hosts[h.name].gpus is None)
     ]
     if auto_missing:
         raise FleetctlError(
@@ -121,7 +122,9 @@ def build_plan(
         from fleetctl.core.placement import naive_gpus
 
         naive = naive_gpus([m for d in wanted for m in members.get(d.name, (d,))])
-        plan = replace(plan, server_members=members, summary=replace(plan.summary, gpus_naive=naive))
+        plan = replace(
+            plan, server_members=members, summary=replace(plan.summary, gpus_naive=naive)
+        )
     plan = front_door.with_front_doors(plan, inv, observed)
     if not plan.placement.feasible:
         plan = with_inventory_lines(plan, loaded)
@@ -139,7 +142,12 @@ def with_inventory_lines(plan: Plan, loaded: LoadedInventory) -> Plan:
             where[m.name] = f"inventory: {loaded.path}:{line}:{col}: models[{i}] ({m.name})"
     by_name = {d.name: d.model for d in plan.deployments}
     unplaced = tuple(
-        Unplaced(u.deployment, u.replica, u.reasons + ((where[by_name[u.deployment]],) if by_name.get(u.deployment) in where else ()))
+        Unplaced(
+            u.deployment,
+            u.replica,
+            u.reasons
+            + ((where[by_name[u.deployment]],) if by_name.get(u.deployment) in where else ()),
+        )
         for u in plan.placement.unplaced
     )
     return replace(plan, placement=replace(plan.placement, unplaced=unplaced))
@@ -157,6 +165,12 @@ def plan_inventory(
     loaded = load(path, known_runtimes)
     refuse_secret_values(loaded)  # a secret's value spelled out in the inventory
     inv = loaded.inventory
-    observed = observe(with_retired_hosts(inv, state_path)) if observe is not None else ObservedFleet.empty([h.name for h in inv.hosts])
-    plan = build_plan(loaded, observed, holds=read_holds(state_path), placement_budget=placement_budget)
+    observed = (
+        observe(with_retired_hosts(inv, state_path))
+        if observe is not None
+        else ObservedFleet.empty([h.name for h in inv.hosts])
+    )
+    plan = build_plan(
+        loaded, observed, holds=read_holds(state_path), placement_budget=placement_budget
+    )
     return PlanResult(loaded, observed, plan, inventory_digest(path))

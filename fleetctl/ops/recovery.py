@@ -9,8 +9,10 @@ container are not touched here: the plan removes them once the routes have left 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from datetime import UTC
+from typing import TYPE_CHECKING
 
 from fleetctl.adapters.docker_host import HostAPI
 from fleetctl.adapters.probes import CheckResult, Clock, SystemClock, probe, wait_ready
@@ -85,37 +87,55 @@ def _one(
     if r.kind is RecoveryKind.RESTORE:
         host.rename(r.container, r.final_name)
         host.start(r.final_name)
-        return True, f"restored {r.container} as {r.final_name} (an interrupted rollout had parked it)"
+        return (
+            True,
+            f"restored {r.container} as {r.final_name} (an interrupted rollout had parked it)",
+        )
     if host.state(r.container) != "running":
         host.start(r.container)
     ready = (
-        wait_ready(spec, lambda: host.state(r.container), timeout_s=spec.startup_timeout_s,
-                   interval_s=interval_s, clock=clock, check=check)
+        wait_ready(
+            spec,
+            lambda: host.state(r.container),
+            timeout_s=spec.startup_timeout_s,
+            interval_s=interval_s,
+            clock=clock,
+            check=check,
+        )
         if spec is not None
         else CheckResult(True, "no longer in the inventory")
     )
     if ready.ok:
         host.rename(r.container, r.final_name)
-        return True, f"finished an interrupted rollout: {r.container} passed its gate and is {r.final_name}"
+        return (
+            True,
+            f"finished an interrupted rollout: {r.container} passed its gate and is {r.final_name}",
+        )
     host.remove(r.container, timeout_s=10)
     if r.fallback and r.fallback_host:
         back = hosts[r.fallback_host]
         back.rename(r.fallback, r.final_name)
         back.start(r.final_name)
-        return False, f"{r.container} failed its gate ({ready.detail}); the parked predecessor serves again"
+        return (
+            False,
+            f"{r.container} failed its gate ({ready.detail}); the parked predecessor serves again",
+        )
     return False, f"{r.container} failed its gate ({ready.detail}) and was removed"
 
 
 def describe(recs: Sequence[Recovery]) -> list[str]:
-    return [f"{r.kind.value} {r.deployment}#{r.replica} on {r.host}: {r.container} -> {r.final_name}" for r in recs]
+    return [
+        f"{r.kind.value} {r.deployment}#{r.replica} on {r.host}: {r.container} -> {r.final_name}"
+        for r in recs
+    ]
 
 
 def finish_interrupted(
-    loaded: "LoadedInventory",
+    loaded: LoadedInventory,
     observed: ObservedFleet,
     observe: Callable[[Inventory], ObservedFleet],
     hosts: Mapping[str, HostAPI],
-    state_path: "Path",
+    state_path: Path,
     *,
     interval_s: float = 0.5,
 ) -> tuple[ObservedFleet, list[RecoveryOutcome]]:
@@ -132,8 +152,14 @@ def finish_interrupted(
     return observe(loaded.inventory), outcomes
 
 
-def _record(state_path: "Path", loaded: "LoadedInventory", plan: Plan, outcomes: Sequence[RecoveryOutcome], digest: str) -> None:
-    from datetime import datetime, timezone
+def _record(
+    state_path: Path,
+    loaded: LoadedInventory,
+    plan: Plan,
+    outcomes: Sequence[RecoveryOutcome],
+    digest: str,
+) -> None:
+    from datetime import datetime
 
     from fleetctl.state.store import StateStore
 
@@ -153,8 +179,12 @@ def _record(state_path: "Path", loaded: "LoadedInventory", plan: Plan, outcomes:
                 container=o.container,
                 outcome="ok" if o.ok else "failed",
                 detail=o.detail,
-                started_at=datetime.fromtimestamp(o.started_at, timezone.utc),
-                finished_at=datetime.fromtimestamp(o.finished_at, timezone.utc),
+                started_at=datetime.fromtimestamp(o.started_at, UTC),
+                finished_at=datetime.fromtimestamp(o.finished_at, UTC),
             )
         failed = sum(not o.ok for o in outcomes)
-        store.finish_rollout(rid, "succeeded" if not failed else "partial", f"{len(outcomes) - failed} finished, {failed} restored or removed")
+        store.finish_rollout(
+            rid,
+            "succeeded" if not failed else "partial",
+            f"{len(outcomes) - failed} finished, {failed} restored or removed",
+        )

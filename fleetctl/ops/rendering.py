@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from fleetctl.adapters import labels as L
 from fleetctl.core.inventory import Inventory
@@ -29,7 +29,13 @@ def shared_gpus(plan: Plan) -> set[tuple[str, int]]:
     return {k for k, n in count.items() if n > 1}
 
 
-def render_action(plan: Plan, inventory: Inventory, action: Action, revision: int | None, shared: set[tuple[str, int]]) -> Rendered:
+def render_action(
+    plan: Plan,
+    inventory: Inventory,
+    action: Action,
+    revision: int | None,
+    shared: set[tuple[str, int]],
+) -> Rendered:
     d = plan.deployment(action.deployment)
     host = inventory.host(action.host)
     host_spec = next(h for h in plan.hosts if h.name == action.host)

@@ -18,8 +18,9 @@ moment (fleetctl.core.recovery finishes or restores what a kill left).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Callable, Mapping, Protocol
+from typing import Protocol
 
 from fleetctl.adapters import labels as L
 from fleetctl.adapters.docker_host import HostAPI
@@ -38,7 +39,9 @@ class RouterAPI(Protocol):
     """What the steps tell the front doors (fleetctl.ops.routing.Router)."""
 
     def serve(self, deployment: str, replica: int, url: str) -> str | None: ...
-    def withdraw(self, deployment: str, replica: int, host: str, port: int | None) -> str | None: ...
+    def withdraw(
+        self, deployment: str, replica: int, host: str, port: int | None
+    ) -> str | None: ...
     def drain(self, url: str | None) -> None: ...
 
 
@@ -90,10 +93,17 @@ class ReplicaSteps:
     port_taken: Callable[[str], bool]
 
     # -- helpers ------------------------------------------------------------------------
-    def wait(self, host: HostAPI, cid: str, r: Rendered, endpoint: str | None = None) -> CheckResult:
+    def wait(
+        self, host: HostAPI, cid: str, r: Rendered, endpoint: str | None = None
+    ) -> CheckResult:
         spec = r.spec if endpoint is None else replace(r.spec, endpoint=endpoint)
         return wait_ready(
-            spec, lambda: host.state(cid), timeout_s=spec.startup_timeout_s, interval_s=self.interval_s, clock=self.clock, check=self.check
+            spec,
+            lambda: host.state(cid),
+            timeout_s=spec.startup_timeout_s,
+            interval_s=self.interval_s,
+            clock=self.clock,
+            check=self.check,
         )
 
     def ensure_port_free(self, r: Rendered) -> None:
@@ -138,7 +148,9 @@ class ReplicaSteps:
         self.router.serve(a.deployment, a.replica, r.spec.endpoint)
         return StepOutcome(a, True, f"ready at {r.spec.endpoint}", r.name)
 
-    def start_first(self, a: Action, r: Rendered, secrets: Mapping[str, str]) -> tuple[StepOutcome, Moved | None]:
+    def start_first(
+        self, a: Action, r: Rendered, secrets: Mapping[str, str]
+    ) -> tuple[StepOutcome, Moved | None]:
         host = self.hosts[a.host]
         old_host_name = a.container_host or a.host
         old_host = self.hosts[old_host_name]
@@ -155,9 +167,13 @@ class ReplicaSteps:
         parked = self.park(old_host, old_name)
         host.rename(cid, r.name)
         moved = Moved(a, r, old_host_name, old_name, parked, old_url, was_running=was_running)
-        return StepOutcome(a, True, f"ready at {r.spec.endpoint}; old container parked", r.name), moved
+        return StepOutcome(
+            a, True, f"ready at {r.spec.endpoint}; old container parked", r.name
+        ), moved
 
-    def stop_first(self, a: Action, r: Rendered, secrets: Mapping[str, str]) -> tuple[StepOutcome, Moved | None]:
+    def stop_first(
+        self, a: Action, r: Rendered, secrets: Mapping[str, str]
+    ) -> tuple[StepOutcome, Moved | None]:
         host = self.hosts[a.host]
         old = a.container or r.name
         was_running = host.state(old) == "running"
@@ -174,14 +190,18 @@ class ReplicaSteps:
         if not ready.ok:
             outcome = self.fail(a, host, cid, ready)
             self.restore(host, parked, old, was_running, a, old_url)
-            return StepOutcome(a, False, outcome.detail + "; old container restored", cid, outcome.log_tail), None
+            return StepOutcome(
+                a, False, outcome.detail + "; old container restored", cid, outcome.log_tail
+            ), None
         host.rename(cid, r.name)
         self.router.serve(a.deployment, a.replica, r.spec.endpoint)
         moved = Moved(a, r, a.host, old, parked, old_url, stop_first=True, was_running=was_running)
         detail = f"ready at {r.spec.endpoint} (old one stopped first: GPUs too full for both)"
         return StepOutcome(a, True, detail, r.name), moved
 
-    def restore(self, host: HostAPI, parked: str, name: str, was_running: bool, a: Action, url: str | None) -> None:
+    def restore(
+        self, host: HostAPI, parked: str, name: str, was_running: bool, a: Action, url: str | None
+    ) -> None:
         host.rename(parked, name)
         if was_running:
             host.start(name)
@@ -206,7 +226,9 @@ class ReplicaSteps:
         ready = self.wait(old_host, m.parked, r, endpoint=m.old_url or r.spec.endpoint)
         if not ready.ok:
             return f"revert failed: the old container did not become ready again ({ready.detail})"
-        self.router.drain(self.router.serve(a.deployment, a.replica, m.old_url) if m.old_url else None)
+        self.router.drain(
+            self.router.serve(a.deployment, a.replica, m.old_url) if m.old_url else None
+        )
         new_host.remove(r.name, timeout_s=10)
         old_host.rename(m.parked, m.old_name)
         return "reverted: the old container serves again"

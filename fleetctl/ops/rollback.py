@@ -14,9 +14,10 @@ the inventory's version of the model changes.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from fleetctl.core.fleet import Deployment
 from fleetctl.core.holds import (
@@ -27,26 +28,52 @@ from fleetctl.core.holds import (
     hold_model,
     rollback_note,
 )
+from fleetctl.core.loader import LoadedInventory, load
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import ActionKind, Plan
-from fleetctl.core.resolve import deployments
-from fleetctl.errors import AbortedError, FleetctlError, InfeasibleError, NotFoundError, UnstableRevisionError
-from fleetctl.ops import downtime
 from fleetctl.core.recovery import recoveries
-from fleetctl.ops.applying import ApplyResult, HostFactory, Observer, docker_hosts, execute_plan, settle_abandoned
+from fleetctl.core.resolve import deployments
+from fleetctl.errors import (
+    AbortedError,
+    FleetctlError,
+    InfeasibleError,
+    NotFoundError,
+    UnstableRevisionError,
+)
+from fleetctl.ops import downtime
+from fleetctl.ops.applying import (
+    ApplyResult,
+    HostFactory,
+    Observer,
+    docker_hosts,
+    execute_plan,
+    settle_abandoned,
+)
 from fleetctl.ops.fleet_lock import fleet_lease
+from fleetctl.ops.planning import (
+    PlanResult,
+    build_plan,
+    inventory_digest,
+    read_holds,
+    with_retired_hosts,
+)
 from fleetctl.ops.recovery import finish_interrupted
-from fleetctl.ops.secrets import refuse_secret_values
-from fleetctl.core.loader import LoadedInventory, load
-from fleetctl.ops.planning import PlanResult, build_plan, inventory_digest, read_holds, with_retired_hosts
 from fleetctl.ops.rollout import Reporter, SilentReporter
+from fleetctl.ops.secrets import refuse_secret_values
 from fleetctl.runtimes.registry import runtime_names
 from fleetctl.state.lock import StateLock
 
 if TYPE_CHECKING:  # the store pulls in SQLAlchemy: imported where it is used
     from fleetctl.state.records import RevisionRecord
 
-__all__ = ["RollbackResult", "choose_revision", "deployment_from_record", "history", "parse_target", "rollback"]
+__all__ = [
+    "RollbackResult",
+    "choose_revision",
+    "deployment_from_record",
+    "history",
+    "parse_target",
+    "rollback",
+]
 
 STABLE = "applied"
 
@@ -69,8 +96,13 @@ def parse_target(text: str) -> tuple[str, str | None]:
 
 
 def choose_revision(
-    revisions: Sequence["RevisionRecord"], deployment: str, *, to: int | None, force: bool, previous: bool
-) -> "RevisionRecord":
+    revisions: Sequence[RevisionRecord],
+    deployment: str,
+    *,
+    to: int | None,
+    force: bool,
+    previous: bool,
+) -> RevisionRecord:
     """Which recorded revision a rollback restores (pure; `revisions` newest first).
 
     `to`: that number, refused unless stable or `force`. Otherwise `previous` (`rollback
@@ -92,13 +124,17 @@ def choose_revision(
     stable = [r for r in revisions if r.outcome == STABLE]
     if previous:
         if len(stable) < 2:
-            raise NotFoundError(f"{deployment} has no stable revision before its current one (known: {known})")
+            raise NotFoundError(
+                f"{deployment} has no stable revision before its current one (known: {known})"
+            )
         return stable[1]
     if stable:
         return stable[0]
     if force:
         return revisions[0]
-    raise NotFoundError(f"{deployment} has no stable revision (known: {known}); --to-revision N --force restores one")
+    raise NotFoundError(
+        f"{deployment} has no stable revision (known: {known}); --to-revision N --force restores one"
+    )
 
 
 def _model_only(plan: Plan, model: str, target: str) -> Plan:
@@ -117,7 +153,10 @@ def _model_only(plan: Plan, model: str, target: str) -> Plan:
 
 
 def _running(observed: ObservedFleet, deployment: str) -> bool:
-    return any(c.deployment == deployment and c.running and not (c.temporary or c.parked) for c in observed.containers())
+    return any(
+        c.deployment == deployment and c.running and not (c.temporary or c.parked)
+        for c in observed.containers()
+    )
 
 
 def plan_rollback(
@@ -135,7 +174,11 @@ def plan_rollback(
     not change), and `restored` as the model's current version (`hold_model`).
     """
     model = before.model
-    base = list(apply_holds(deployments(loaded.inventory), [h for h in holds if h.model != model]).deployments)
+    base = list(
+        apply_holds(
+            deployments(loaded.inventory), [h for h in holds if h.model != model]
+        ).deployments
+    )
     wanted = hold_model(base, model, restored)
     target = restored.name
     plan = _model_only(build_plan(loaded, observed, wanted), model, target)
@@ -166,7 +209,11 @@ def rollback(
     SQLAlchemy, ~0.4 s) is only imported after the switch: choosing reads `peek`."""
 
     model, version = parse_target(target)
-    command = f"rollback {target}" + (f" --to-revision {to}" if to is not None else "") + (" --force" if force else "")
+    command = (
+        f"rollback {target}"
+        + (f" --to-revision {to}" if to is not None else "")
+        + (" --force" if force else "")
+    )
     with StateLock(state_path, command):
         loaded = load(inventory_path, runtime_names())
         refuse_secret_values(loaded)  # a secret's value spelled out in the inventory
@@ -181,30 +228,50 @@ def rollback(
         name = f"{model}@{version}" if version else current.name
         from fleetctl.state import peek
 
-        chosen = choose_revision(peek.revisions(state_path, name), name, to=to, force=force, previous=version is None)
+        chosen = choose_revision(
+            peek.revisions(state_path, name), name, to=to, force=force, previous=version is None
+        )
         # What runs now, before anything is recorded: its latest applied revision.
-        replaced = next((r for r in peek.revisions(state_path, current.name) if r.outcome == "applied"), None)
+        replaced = next(
+            (r for r in peek.revisions(state_path, current.name) if r.outcome == "applied"), None
+        )
         restored = deployment_from_record(chosen.spec)
         reach = with_retired_hosts(inv, state_path)
         host_apis = hosts(reach)
         seen = observe(reach)  # which hosts answer: the lease skips the others
-        with fleet_lease(reach, host_apis, command, unreachable={h.name for h in seen.unreachable()}):
+        with fleet_lease(
+            reach, host_apis, command, unreachable={h.name for h in seen.unreachable()}
+        ):
             observed = observe(reach)
             if recoveries(observed):  # a killed run's replicas first: finished forward or restored
                 observed, _ = finish_interrupted(
-                    loaded, observed, lambda _inv: observe(reach), host_apis, state_path, interval_s=interval_s
+                    loaded,
+                    observed,
+                    lambda _inv: observe(reach),
+                    host_apis,
+                    state_path,
+                    interval_s=interval_s,
                 )
             plan = plan_rollback(loaded, observed, holds, current, restored, chosen.number)
             if not plan.placement.feasible:
                 raise InfeasibleError(f"revision {chosen.number} of {name} cannot be placed now")
-            plan = downtime.gate(plan, inv, state_path, allow_downtime)  # before asking: it would be refused
+            plan = downtime.gate(
+                plan, inv, state_path, allow_downtime
+            )  # before asking: it would be refused
             if plan.has_changes and not confirm(plan, chosen.number):
                 raise AbortedError("rollback cancelled; nothing was changed")
             outcome = ApplyResult(plan)
             if plan.has_changes:
                 result = PlanResult(loaded, observed, plan, inventory_digest(inventory_path))
                 outcome = execute_plan(
-                    result, inv, state_path, host_apis, reporter or SilentReporter(), command, interval_s, allow_downtime
+                    result,
+                    inv,
+                    state_path,
+                    host_apis,
+                    reporter or SilentReporter(),
+                    command,
+                    interval_s,
+                    allow_downtime,
                 )
         if outcome.failed:
             return RollbackResult(outcome, model, name, chosen.number, None)
@@ -214,7 +281,9 @@ def rollback(
 
         with StateStore(state_path) as store:
             retired = current.name not in {d.name for d in plan.deployments}
-            if replaced is not None and (retired or (current.name == name and replaced.spec_hash != chosen.spec_hash)):
+            if replaced is not None and (
+                retired or (current.name == name and replaced.spec_hash != chosen.spec_hash)
+            ):
                 store.set_revision_outcome(current.name, replaced.number, "rolled_back")
             same = store.hold(model)
             if same is not None and (same.version, same.revision, same.inventory_version) == (
@@ -222,7 +291,9 @@ def rollback(
                 chosen.number,
                 asked.version,
             ):
-                return RollbackResult(outcome, model, name, chosen.number, same)  # already held there
+                return RollbackResult(
+                    outcome, model, name, chosen.number, same
+                )  # already held there
             hold = store.set_hold(
                 model=model,
                 version=restored.version,
@@ -235,28 +306,37 @@ def rollback(
         return RollbackResult(outcome, model, name, chosen.number, hold)
 
 
-def _failure(store: Any, rev: "RevisionRecord", steps: dict[int, list[Any]]) -> dict[str, Any] | None:
+def _failure(store: Any, rev: RevisionRecord, steps: dict[int, list[Any]]) -> dict[str, Any] | None:
     """Why a failed revision failed: its rollout's failed step for that deployment."""
     if rev.outcome != "failed":
         return None
     if rev.rollout_id not in steps:
         steps[rev.rollout_id] = store.steps(rev.rollout_id)
-    failed = [s for s in steps[rev.rollout_id] if s.deployment == rev.deployment and s.outcome == "failed"]
+    failed = [
+        s for s in steps[rev.rollout_id] if s.deployment == rev.deployment and s.outcome == "failed"
+    ]
     if not failed:
         return None
     s = failed[0]
-    return {"replica": s.replica, "host": s.host, "action": s.action, "reason": s.detail, "log_tail": s.log_tail}
+    return {
+        "replica": s.replica,
+        "host": s.host,
+        "action": s.action,
+        "reason": s.detail,
+        "log_tail": s.log_tail,
+    }
 
 
 def history(state_path: Path, deployment: str | None, limit: int = 20) -> dict[str, Any]:
     """Rollouts, or one deployment's revisions (a failed one with its failed step's reason
     and log tail), as plain data for rendering."""
+    from fleetctl.state.paths import DatabaseURL
     from fleetctl.state.store import StateStore
 
-    from fleetctl.state.paths import DatabaseURL
-
     if not isinstance(state_path, DatabaseURL) and not Path(state_path).exists():
-        raise FleetctlError(f"no state at {state_path}: nothing has been applied yet (or pass --state)")
+        raise FleetctlError(
+            f"no state at {state_path}: nothing has been applied yet (or pass --state)"
+        )
     with StateStore(state_path) as store:
         if deployment:
             revs = store.revisions(deployment)
@@ -285,14 +365,18 @@ def history(state_path: Path, deployment: str | None, limit: int = 20) -> dict[s
             return {
                 "deployment": deployment,
                 "revisions": rows,
-                "hold": hold.to_json() if hold is not None and hold.deployment == deployment else None,
+                "hold": hold.to_json()
+                if hold is not None and hold.deployment == deployment
+                else None,
             }
         return {
             "rollouts": [
                 {
                     "id": r.id,
                     "started_at": r.started_at.isoformat(timespec="seconds"),
-                    "finished_at": r.finished_at.isoformat(timespec="seconds") if r.finished_at else None,
+                    "finished_at": r.finished_at.isoformat(timespec="seconds")
+                    if r.finished_at
+                    else None,
                     "command": r.command,
                     "user": r.user,
                     "outcome": r.outcome,

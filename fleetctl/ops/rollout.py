@@ -17,23 +17,33 @@ import functools
 import re
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Protocol
 
 from fleetctl.adapters.docker_host import HostAPI
 from fleetctl.adapters.probes import Clock, SystemClock, port_answers, probe
 from fleetctl.core.fleet import Deployment
 from fleetctl.core.plan import START_FIRST, Action
 from fleetctl.core.schedule import RolloutPolicy, Schedule, Unit, schedule
-from fleetctl.ops.rendering import Rendered
 from fleetctl.ops import interrupt
-from fleetctl.ops.replica_steps import Moved, NoRouter, PortTakenError, ReplicaSteps, RouterAPI, StepOutcome
+from fleetctl.ops.rendering import Rendered
+from fleetctl.ops.replica_steps import (
+    Moved,
+    NoRouter,
+    PortTakenError,
+    ReplicaSteps,
+    RouterAPI,
+    StepOutcome,
+)
 
 __all__ = ["Executor", "PortTakenError", "Reporter", "SilentReporter", "StepOutcome", "scrub"]
 
 
-INTERRUPTED = "not started: the rollout was interrupted (SIGINT or SIGTERM); apply again to finish it"
+INTERRUPTED = (
+    "not started: the rollout was interrupted (SIGINT or SIGTERM); apply again to finish it"
+)
 
 
 class Reporter(Protocol):
@@ -59,7 +69,9 @@ def describe_failure(exc: BaseException) -> str:
 
     cause: BaseException | None = exc
     while cause is not None:
-        if isinstance(cause, (requests.ConnectionError, ConnectionError, TimeoutError, requests.Timeout)):
+        if isinstance(
+            cause, (requests.ConnectionError, ConnectionError, TimeoutError, requests.Timeout)
+        ):
             return f"{UNREACHABLE}: {type(cause).__name__}: {str(cause).splitlines()[0][:300] if str(cause) else ''}"
         cause = cause.__cause__ or cause.__context__
     text = str(exc).splitlines()[0] if str(exc) else ""
@@ -112,11 +124,15 @@ class Executor:
 
     def __post_init__(self) -> None:
         self._slots = {h: threading.BoundedSemaphore(n) for h, n in self.max_parallel.items()}
-        self._secret_values = sorted({v for s in self.secrets.values() for v in s.values() if v}, key=len, reverse=True)
+        self._secret_values = sorted(
+            {v for s in self.secrets.values() for v in s.values() if v}, key=len, reverse=True
+        )
 
     @property
     def steps(self) -> ReplicaSteps:
-        return ReplicaSteps(self.hosts, self.router, self.clock, self.interval_s, self.check, self.port_taken)
+        return ReplicaSteps(
+            self.hosts, self.router, self.clock, self.interval_s, self.check, self.port_taken
+        )
 
     # -- scheduling ----------------------------------------------------------------------
     def run(
@@ -127,21 +143,29 @@ class Executor:
     ) -> list[StepOutcome]:
         sched = schedule(actions, deployments, policies)
         outcomes = [
-            StepOutcome(a, False, f"skipped: host unreachable ({a.blocked})") for a in actions if a.mutating and a.blocked
+            StepOutcome(a, False, f"skipped: host unreachable ({a.blocked})")
+            for a in actions
+            if a.mutating and a.blocked
         ]
         missing = self._preflight(sched)
         workers = max(1, min(64, sum(self.max_parallel.values()) + len(sched.units)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             outcomes.extend(pool.map(lambda a: self._guarded(a, self.steps.remove), sched.first))
-            results = list(pool.map(lambda u: self._run_unit(u, missing.get(u.deployment)), sched.units))
+            results = list(
+                pool.map(lambda u: self._run_unit(u, missing.get(u.deployment)), sched.units)
+            )
             outcomes.extend(o for r in results for o in r)
-            failed_models = {u.model for u, r in zip(sched.units, results) if any(not o.ok for o in r)}
+            failed_models = {
+                u.model for u, r in zip(sched.units, results) if any(not o.ok for o in r)
+            }
             for model, removals in sched.retiring.items():
                 if model in failed_models:
                     why = "kept: the new version of this model did not become ready, so this one still serves"
                     outcomes.extend(StepOutcome(a, False, why) for a in removals)
                 else:
-                    outcomes.extend(pool.map(lambda a: self._guarded(a, self.steps.remove), removals))
+                    outcomes.extend(
+                        pool.map(lambda a: self._guarded(a, self.steps.remove), removals)
+                    )
         return outcomes
 
     def _preflight(self, sched: Schedule) -> dict[str, str]:
@@ -166,18 +190,28 @@ class Executor:
             list(pool.map(ensure, needed))
         return problems
 
-    def _guarded(self, action: Action, step: Callable[..., StepOutcome | tuple[StepOutcome, Moved | None]], *args: object) -> StepOutcome:
+    def _guarded(
+        self,
+        action: Action,
+        step: Callable[..., StepOutcome | tuple[StepOutcome, Moved | None]],
+        *args: object,
+    ) -> StepOutcome:
         outcome, _ = self._guarded_move(action, step, *args)
         return outcome
 
     def _guarded_move(
-        self, action: Action, step: Callable[..., StepOutcome | tuple[StepOutcome, Moved | None]], *args: object
+        self,
+        action: Action,
+        step: Callable[..., StepOutcome | tuple[StepOutcome, Moved | None]],
+        *args: object,
     ) -> tuple[StepOutcome, Moved | None]:
         slot = self._slots.get(action.host) or threading.BoundedSemaphore(4)
         moved: Moved | None = None
         with slot:
             if interrupt.requested():  # asked to stop: what runs finishes, nothing new starts
-                return StepOutcome(action, False, INTERRUPTED, started_at=time.time(), finished_at=time.time()), None
+                return StepOutcome(
+                    action, False, INTERRUPTED, started_at=time.time(), finished_at=time.time()
+                ), None
             self.reporter.step_started(action)
             t0 = time.time()
             try:
@@ -192,7 +226,13 @@ class Executor:
     def _scrubbed(self, o: StepOutcome, t0: float) -> StepOutcome:
         """Every outcome's text is scrubbed here, once."""
         return StepOutcome(
-            o.action, o.ok, scrub(o.detail, self._secret_values), o.container, scrub(o.log_tail, self._secret_values), t0, time.time()
+            o.action,
+            o.ok,
+            scrub(o.detail, self._secret_values),
+            o.container,
+            scrub(o.log_tail, self._secret_values),
+            t0,
+            time.time(),
         )
 
     # -- one deployment -------------------------------------------------------------------
@@ -218,12 +258,18 @@ class Executor:
             if interrupt.requested():
                 # Stop between batches: the replaced ones serve, their parked predecessors
                 # are left for the next run to remove (or to restore, if it fails).
-                return outcomes + [StepOutcome(a, False, INTERRUPTED) for b in batches[i + 1 :] for a in b]
+                return outcomes + [
+                    StepOutcome(a, False, INTERRUPTED) for b in batches[i + 1 :] for a in b
+                ]
             if any(not o.ok for o, _ in results):
                 rest = [a for b in batches[i + 1 :] for a in b]
                 failed = next(o for o, _ in results if not o.ok)
                 undone = {(m.action.deployment, m.action.replica) for m in moved}
-                kept = [o for o in outcomes if (o.action.deployment, o.action.replica) not in undone or not o.ok]
+                kept = [
+                    o
+                    for o in outcomes
+                    if (o.action.deployment, o.action.replica) not in undone or not o.ok
+                ]
                 return kept + self._revert(moved, rest, failed)
         for m in moved:
             try:
@@ -233,7 +279,11 @@ class Executor:
         return outcomes
 
     def _create(self, a: Action) -> StepOutcome:
-        return self.steps.create(a, self.rendered[(a.deployment, a.replica)], self.secrets.get((a.deployment, a.replica), {}))
+        return self.steps.create(
+            a,
+            self.rendered[(a.deployment, a.replica)],
+            self.secrets.get((a.deployment, a.replica), {}),
+        )
 
     def _replace(self, a: Action) -> tuple[StepOutcome, Moved | None]:
         r = self.rendered[(a.deployment, a.replica)]
@@ -242,7 +292,9 @@ class Executor:
             return self.steps.start_first(a, r, secrets)
         return self.steps.stop_first(a, r, secrets)
 
-    def _revert(self, moved: list[Moved], rest: list[Action], failed: StepOutcome) -> list[StepOutcome]:
+    def _revert(
+        self, moved: list[Moved], rest: list[Action], failed: StepOutcome
+    ) -> list[StepOutcome]:
         """Replica `failed` did not pass its gate: every replica already replaced goes
         back to its parked container (the last stable revision, exactly), the rest is not
         started. Reported as failures of this revision, with the reason."""
@@ -254,7 +306,9 @@ class Executor:
                 detail = self.steps.revert(m)
             except Exception as exc:
                 detail = f"revert failed: {type(exc).__name__}: {exc}"
-            out.append(self._scrubbed(StepOutcome(m.action, False, f"{detail}; {why}", m.old_name), t0))
+            out.append(
+                self._scrubbed(StepOutcome(m.action, False, f"{detail}; {why}", m.old_name), t0)
+            )
         out.extend(StepOutcome(a, False, f"not started: {why}") for a in rest)
         return out
 
@@ -266,7 +320,11 @@ class Executor:
         out = []
         for o in outcomes:
             if o.ok:
-                self.router.drain(self.router.withdraw(o.action.deployment, o.action.replica, o.action.host, o.action.port))
+                self.router.drain(
+                    self.router.withdraw(
+                        o.action.deployment, o.action.replica, o.action.host, o.action.port
+                    )
+                )
                 self.hosts[o.action.host].remove(o.container or "", timeout_s=10)
                 out.append(replace(o, ok=False, detail=f"removed again: {why}"))
             else:

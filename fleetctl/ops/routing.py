@@ -10,12 +10,19 @@ server writes once it has loaded the new routes.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 from fleetctl.adapters import labels as L
 from fleetctl.adapters.docker_host import HostAPI
-from fleetctl.adapters.probes import Clock, SystemClock, front_door_status, loaded_routes, wait_ready
+from fleetctl.adapters.probes import (
+    Clock,
+    SystemClock,
+    front_door_status,
+    loaded_routes,
+    wait_ready,
+)
+from fleetctl.core.fleet import Deployment
 from fleetctl.core.front_door import (
     LOADED_PATH,
     ROUTES_PATH,
@@ -26,7 +33,6 @@ from fleetctl.core.front_door import (
     backend_url,
     routes_hash,
 )
-from fleetctl.core.fleet import Deployment
 from fleetctl.core.inventory import Inventory
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import Plan
@@ -65,21 +71,32 @@ class Router:
         self.hosts = hosts
         self.status = status
         self.clock = clock or SystemClock()
-        self.drain_timeout_s = plan.front_door_settings.drain_timeout_s if plan.front_door_settings else 0.0
-        self.sites: dict[str, FrontDoorSite] = {s.host: s for s in plan.front_door_sites if s.host not in plan.unreachable}
+        self.drain_timeout_s = (
+            plan.front_door_settings.drain_timeout_s if plan.front_door_settings else 0.0
+        )
+        self.sites: dict[str, FrontDoorSite] = {
+            s.host: s for s in plan.front_door_sites if s.host not in plan.unreachable
+        }
         self._lock = threading.Lock()
         self._backends: dict[tuple[str, int], Backend] = {}
         self._wanted = {d.name: d for d in plan.deployments}
         models = {d.model for d in plan.deployments}
         for (dep, replica), found in observed.by_replica().items():
             c = found[0]
-            if (dep in self._wanted or model_of(dep) in models) and c.running and not (c.temporary or c.parked) and c.endpoint:
+            if (
+                (dep in self._wanted or model_of(dep) in models)
+                and c.running
+                and not (c.temporary or c.parked)
+                and c.endpoint
+            ):
                 self._backends[(dep, replica)] = Backend(dep, replica, c.endpoint)
         self.problems: list[str] = []
         self._pushed: bytes | None = None  # the routes every live front door has loaded
         # Hosts whose front door runs and takes routes: those observed running, until
         # `converge_front_doors` says otherwise.
-        self._live = {h for h, doors in observed.front_doors().items() if any(d.running for d in doors)} & set(self.sites)
+        self._live = {
+            h for h, doors in observed.front_doors().items() if any(d.running for d in doors)
+        } & set(self.sites)
         # Front doors that already serve exactly these routes need no first push.
         loaded = {d.routes_hash for h in self._live for d in observed.front_doors()[h] if d.running}
         if self._live and len(loaded) == 1:
@@ -97,7 +114,9 @@ class Router:
         serving: dict[str, int] = {}
         for b in self._backends.values():
             serving[b.deployment] = serving.get(b.deployment, 0) + 1
-        retiring = sorted({b.deployment for b in self._backends.values() if b.deployment not in self._wanted})
+        retiring = sorted(
+            {b.deployment for b in self._backends.values() if b.deployment not in self._wanted}
+        )
         old = [Deployment(model_of(n), n.rpartition("@")[2], "", "", 1.0) for n in retiring]
         current: dict[str, str] = {}
         for d in self.plan.deployments:
@@ -105,7 +124,9 @@ class Router:
                 continue
             n = serving.get(d.name, 0)
             ready = n >= d.replicas or (d.model in self.plan.switch_at_once and n >= 1)
-            older = sorted((o for o in old if o.model == d.model), key=lambda o: (serving[o.name], o.version))
+            older = sorted(
+                (o for o in old if o.model == d.model), key=lambda o: (serving[o.name], o.version)
+            )
             current[d.model] = d.version if ready or not older else older[-1].version
         return routes_for(self.plan, self.inv, self._backends.values(), old, current)
 
@@ -143,7 +164,11 @@ class Router:
         for site in (self.sites[h] for h in sorted(self._live)):
             while self.clock.monotonic() < deadline:
                 doc = self.status(site.url)
-                busy = [b for b in (doc or {}).get("backends", []) if b.get("url") == url and b.get("outstanding", 0) > 0]
+                busy = [
+                    b
+                    for b in (doc or {}).get("backends", [])
+                    if b.get("url") == url and b.get("outstanding", 0) > 0
+                ]
                 if doc is None or not busy:
                     break
                 self.clock.sleep(POLL_S)
@@ -168,8 +193,12 @@ class Router:
                 api.put_file(name, ROUTES_PATH, data)
                 api.signal(name, "SIGHUP")
                 self._await_loaded(api, name, want, self.sites[host].url)
-            except Exception as exc:  # a front door that cannot take routes must not stop the rollout
-                self.problems.append(f"front door on {host}: routes not loaded: {type(exc).__name__}: {exc}")
+            except (
+                Exception
+            ) as exc:  # a front door that cannot take routes must not stop the rollout
+                self.problems.append(
+                    f"front door on {host}: routes not loaded: {type(exc).__name__}: {exc}"
+                )
                 everywhere = False
         self._pushed = data if everywhere else None
 
@@ -182,7 +211,9 @@ class Router:
             if got == want:
                 return
             if self.clock.monotonic() >= deadline:
-                raise TimeoutError(f"still serving routes {got or '?'} instead of {want} after {LOAD_TIMEOUT_S:g} s")
+                raise TimeoutError(
+                    f"still serving routes {got or '?'} instead of {want} after {LOAD_TIMEOUT_S:g} s"
+                )
             self.clock.sleep(POLL_S)
 
     # -- the front doors themselves -------------------------------------------------------
@@ -194,7 +225,9 @@ class Router:
             if not a.mutating:
                 continue
             if a.blocked:
-                outcomes.append(FrontDoorOutcome(a, False, f"skipped: host unreachable ({a.blocked})"))
+                outcomes.append(
+                    FrontDoorOutcome(a, False, f"skipped: host unreachable ({a.blocked})")
+                )
                 continue
             try:
                 outcome = self._converge_one(a)
@@ -221,7 +254,13 @@ class Router:
         site = self.sites[a.host]
         spec = render_front_door(site)
         name = L.front_door_name(self.inv.fleet)
-        labels = L.front_door_labels(fleet=self.inv.fleet, spec_hash=site.spec_hash(), image=site.image, port=site.port, url=site.url)
+        labels = L.front_door_labels(
+            fleet=self.inv.fleet,
+            spec_hash=site.spec_hash(),
+            image=site.image,
+            port=site.port,
+            url=site.url,
+        )
         if a.kind is FrontDoorActionKind.RECREATE and a.container:
             # The same name (and usually the same port) cannot be held twice: the old
             # front door goes first. Clients retry a refused connection; replicas are
@@ -229,9 +268,17 @@ class Router:
             api.remove(a.container, timeout_s=10)
         with self._lock:
             cid = api.run(name, spec, labels, {}, files={ROUTES_PATH: self.routes()})
-        ready = wait_ready(spec, lambda: api.state(cid), timeout_s=spec.startup_timeout_s, interval_s=0.1, clock=self.clock)
+        ready = wait_ready(
+            spec,
+            lambda: api.state(cid),
+            timeout_s=spec.startup_timeout_s,
+            interval_s=0.1,
+            clock=self.clock,
+        )
         if not ready.ok:
             tail = api.logs_tail(cid, 20)
             api.remove(cid, timeout_s=5)
-            return FrontDoorOutcome(a, False, f"front door not ready: {ready.detail}; {tail.strip()[-300:]}")
+            return FrontDoorOutcome(
+                a, False, f"front door not ready: {ready.detail}; {tail.strip()[-300:]}"
+            )
         return FrontDoorOutcome(a, True, f"serving at {site.url}")

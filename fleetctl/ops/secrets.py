@@ -24,7 +24,9 @@ def read_secret(s: SecretEnv, owner: str) -> str:
     if kind == "env":
         value = os.environ.get(ref)
         if not value:
-            raise FleetctlError(f"{owner} needs {s.name} from environment variable {ref}, which is not set")
+            raise FleetctlError(
+                f"{owner} needs {s.name} from environment variable {ref}, which is not set"
+            )
         return value
     try:
         value = Path(ref).read_text().strip()
@@ -35,7 +37,7 @@ def read_secret(s: SecretEnv, owner: str) -> str:
     return value
 
 
-def reference_values(inv: "Inventory") -> dict[str, str]:
+def reference_values(inv: Inventory) -> dict[str, str]:
     """value -> reference, for every secret reference of the inventory that can be read now.
 
     Best effort (a missing one is reported by apply, by name, when it is needed): used
@@ -60,7 +62,7 @@ def reference_values(inv: "Inventory") -> dict[str, str]:
     return out
 
 
-def refuse_secret_values(loaded: "LoadedInventory") -> None:
+def refuse_secret_values(loaded: LoadedInventory) -> None:
     """Refuse an inventory that spells out the value of one of its own secret references
     (`nim.passthrough_args: --api-key <the key>`): it would be stored, printed and put in
     labels. One `FILE:LINE:COL` line per place, naming the reference, never the value."""
@@ -79,9 +81,9 @@ def refuse_secret_values(loaded: "LoadedInventory") -> None:
         if ref is not None:
             problems.append(
                 loaded.positions.problem(
-                    path, f"holds the value of the secret {ref}: give it only by reference under 'secrets:'"
+                    path,
+                    f"holds the value of the secret {ref}: give it only by reference under 'secrets:'",
                 )
             )
     if problems:
         raise InventoryError(problems)
-

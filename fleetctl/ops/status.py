@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from fleetctl.core.fleet import Deployment
 from fleetctl.core.inventory import Inventory
@@ -68,7 +69,11 @@ class StatusReport:
                     "desired": d.desired,
                     "running": d.running,
                     "client_url": d.client_url,
-                    **({"members": [{"deployment": n, "models": list(ms)} for n, ms in d.members]} if d.members else {}),
+                    **(
+                        {"members": [{"deployment": n, "models": list(ms)} for n, ms in d.members]}
+                        if d.members
+                        else {}
+                    ),
                     "replicas": [
                         {
                             "replica": r.replica,
@@ -88,7 +93,9 @@ class StatusReport:
         }
 
 
-def _front_doors(inv: Inventory, observed: ObservedFleet, routes_hash: str | None) -> list[dict[str, Any]]:
+def _front_doors(
+    inv: Inventory, observed: ObservedFleet, routes_hash: str | None
+) -> list[dict[str, Any]]:
     from fleetctl.ops.front_door import sites
 
     out = []
@@ -102,7 +109,9 @@ def _front_doors(inv: Inventory, observed: ObservedFleet, routes_hash: str | Non
                 "state": door.state if door else "missing",
                 "container": door.name if door else None,
                 "routes_hash": door.routes_hash if door else None,
-                "routes_current": bool(door and routes_hash is not None and door.routes_hash == routes_hash),
+                "routes_current": bool(
+                    door and routes_hash is not None and door.routes_hash == routes_hash
+                ),
             }
         )
     return out
@@ -127,14 +136,23 @@ def fleet_status(
     honoured) with the observed containers (and the front doors with the routes they
     should serve, when `routes_hash` is known)."""
     doors = _front_doors(inv, observed, routes_hash)
-    door_url = next((f["url"] for f in doors if f["state"] == "running"), doors[0]["url"] if doors else "")
+    door_url = next(
+        (f["url"] for f in doors if f["state"] == "running"), doors[0]["url"] if doors else ""
+    )
     by_dep: dict[str, list[ReplicaStatus]] = {}
     for c in sorted(observed.containers(), key=lambda c: (c.deployment, c.replica, c.temporary)):
         if c.temporary or c.parked:  # an interrupted rollout's; `plan` shows its recovery
             continue
         by_dep.setdefault(c.deployment, []).append(
             ReplicaStatus(
-                c.replica, c.host, c.gpus, "crash-looping" if c.restarts else c.state, c.endpoint, c.revision, c.name, c.image
+                c.replica,
+                c.host,
+                c.gpus,
+                "crash-looping" if c.restarts else c.state,
+                c.endpoint,
+                c.revision,
+                c.name,
+                c.image,
             )
         )
     out = []
@@ -147,20 +165,40 @@ def fleet_status(
         running = sum(r.state == "running" for r in reps)
         out.append(
             DeploymentStatus(
-                d.name, d.version, d.runtime, d.customers, d.replicas, running, reps, client_url=_client_url(d, door_url),
+                d.name,
+                d.version,
+                d.runtime,
+                d.customers,
+                d.replicas,
+                running,
+                reps,
+                client_url=_client_url(d, door_url),
                 members=tuple((m.deployment, m.models) for m in members_of(d)),
             )
         )
     for name, reps in sorted(by_dep.items()):
         version = name.partition("@")[2]
-        out.append(DeploymentStatus(name, version, "?", (), 0, sum(r.state == "running" for r in reps), tuple(reps), managed=False))
+        out.append(
+            DeploymentStatus(
+                name,
+                version,
+                "?",
+                (),
+                0,
+                sum(r.state == "running" for r in reps),
+                tuple(reps),
+                managed=False,
+            )
+        )
     hosts = tuple(
         {
             "host": h.name,
             "docker": h.docker,
             "reachable": observed.hosts[h.name].reachable if h.name in observed.hosts else False,
             "error": observed.hosts[h.name].error if h.name in observed.hosts else "not observed",
-            "gpus": "auto" if h.gpus == "auto" else {"count": h.gpus.count, "memory_gb": h.gpus.memory_gb, "model": h.gpus.model},
+            "gpus": "auto"
+            if h.gpus == "auto"
+            else {"count": h.gpus.count, "memory_gb": h.gpus.memory_gb, "model": h.gpus.model},
             "simulated": h.simulated,
             "containers": len(observed.hosts[h.name].containers) if h.name in observed.hosts else 0,
         }

@@ -10,7 +10,8 @@ reason and the rollout reports it (exit 7).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from fleetctl.core.front_door import backend_url
 from fleetctl.core.plan import Action, ActionKind, Plan
@@ -42,7 +43,9 @@ def run_model_changes(
     unload = unload or triton_control.unload
     overrides = {m.identity(): m.config for d in plan.deployments for m in members_of(d)}
     outcomes: list[StepOutcome] = []
-    for a in sorted(actions, key=lambda a: (a.host, a.deployment, a.replica, ORDER[a.kind], a.model)):
+    for a in sorted(
+        actions, key=lambda a: (a.host, a.deployment, a.replica, ORDER[a.kind], a.model)
+    ):
         if a.blocked:
             outcomes.append(StepOutcome(a, False, f"skipped: host unreachable ({a.blocked})"))
             continue
@@ -62,11 +65,15 @@ def run_model_changes(
                 load(endpoint, a.model, a.member, overrides.get(a.member, {}))
                 detail = f"{'reloaded' if a.kind is ActionKind.RELOAD else 'loaded'} {a.model} ({a.member.partition('/')[0]})"
             ok = True
-        except Exception as exc:  # Triton's refusal, or the server gone: this step fails, not the run
+        except (
+            Exception
+        ) as exc:  # Triton's refusal, or the server gone: this step fails, not the run
             ok = False
             kept = "; the loaded version still serves" if a.kind is ActionKind.RELOAD else ""
             detail = f"Triton did not {a.kind.value} {a.model}: {exc}{kept}"
-        outcome = StepOutcome(a, ok, detail, container=a.container, started_at=started, finished_at=time.time())
+        outcome = StepOutcome(
+            a, ok, detail, container=a.container, started_at=started, finished_at=time.time()
+        )
         reporter.step_finished(outcome)
         outcomes.append(outcome)
     return outcomes

@@ -63,9 +63,13 @@ class NimRuntime:
             env["NIM_PASSTHROUGH_ARGS"] = passthrough
         env = merged_env(env, d.settings.get("env"))
 
-        ref = (cfg.get("ngc_api_key") or {"env": "NGC_API_KEY"})
-        ngc = SecretEnv("NGC_API_KEY", f"env:{ref['env']}" if ref.get("env") else f"file:{ref['file']}")
-        secrets = (ngc,) + tuple(s for s in secret_env_from(d.settings.get("secrets") or {}) if s.name != "NGC_API_KEY")
+        ref = cfg.get("ngc_api_key") or {"env": "NGC_API_KEY"}
+        ngc = SecretEnv(
+            "NGC_API_KEY", f"env:{ref['env']}" if ref.get("env") else f"file:{ref['file']}"
+        )
+        secrets = (ngc,) + tuple(
+            s for s in secret_env_from(d.settings.get("secrets") or {}) if s.name != "NGC_API_KEY"
+        )
 
         shm = cfg.get("shm_size") or (MULTI_GPU_SHM if d.gpus > 1 else None)
         return ContainerSpec(

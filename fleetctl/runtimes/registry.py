@@ -34,7 +34,9 @@ def collect_runtimes(pm: pluggy.PluginManager) -> dict[str, Runtime]:
     def register(runtime: object) -> None:
         name = getattr(runtime, "name", None)
         if not isinstance(name, str) or not callable(getattr(runtime, "render", None)):
-            raise FleetctlError(f"plugin runtime {runtime!r} needs a 'name' and a 'render(ctx)' method")
+            raise FleetctlError(
+                f"plugin runtime {runtime!r} needs a 'name' and a 'render(ctx)' method"
+            )
         found.setdefault(name, runtime)  # type: ignore[arg-type]
 
     pm.hook.register_runtimes(register=register)
@@ -54,4 +56,6 @@ def get_runtime(name: str) -> Runtime:
     try:
         return runtimes()[name]
     except KeyError:
-        raise FleetctlError(f"unknown runtime {name!r} (known: {', '.join(runtime_names())})") from None
+        raise FleetctlError(
+            f"unknown runtime {name!r} (known: {', '.join(runtime_names())})"
+        ) from None

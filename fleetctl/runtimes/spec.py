@@ -6,8 +6,9 @@ runs the `HealthCheck`s. Secrets appear only as references, resolved at apply ti
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Mapping, Protocol, Sequence
+from typing import Literal, Protocol
 
 from fleetctl.core.fleet import Deployment
 

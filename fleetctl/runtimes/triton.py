@@ -39,7 +39,9 @@ class TritonRuntime:
         d = ctx.deployment
         cfg = d.settings.get("triton") or {}
         host_net = ctx.network == "host"
-        http, grpc, metrics = (ctx.port, ctx.port + 1, ctx.port + 2) if host_net else (HTTP, GRPC, METRICS)
+        http, grpc, metrics = (
+            (ctx.port, ctx.port + 1, ctx.port + 2) if host_net else (HTTP, GRPC, METRICS)
+        )
         models = list(cfg.get("models") or [d.model])
         if is_server(d):  # a shared server: every member's repository, each at its own path
             repos = repositories_of(d)
@@ -80,7 +82,9 @@ class TritonRuntime:
             env=merged_env(d.settings.get("env")),
             secret_env=secret_env_from(d.settings.get("secrets") or {}),
             volumes=volumes,
-            ports=ports_for(ctx.network, [(HTTP, ctx.port), (GRPC, ctx.port + 1), (METRICS, ctx.port + 2)]),
+            ports=ports_for(
+                ctx.network, [(HTTP, ctx.port), (GRPC, ctx.port + 1), (METRICS, ctx.port + 2)]
+            ),
             network_mode=ctx.network,
             shm_size=cfg.get("shm_size"),
             gpus=ctx.gpus,

@@ -27,7 +27,13 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from fleetctl.errors import FleetctlError
 from fleetctl.state.faults import os_state_error, sqlite_state_error
-from fleetctl.state.paths import DEFAULT_STATE_PATH, STATE_ENV, DatabaseURL, StateLocation, resolve_state_path  # noqa: F401 (re-exported)
+from fleetctl.state.paths import (  # noqa: F401 (re-exported)
+    DEFAULT_STATE_PATH,
+    STATE_ENV,
+    DatabaseURL,
+    StateLocation,
+    resolve_state_path,
+)
 
 BUSY_TIMEOUT_MS = 5000
 FILE_MODE = 0o600

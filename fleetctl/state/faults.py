@@ -14,7 +14,14 @@ from fleetctl.errors import StateError
 from fleetctl.state.paths import STATE_ENV
 
 _HINT = f"free space or fix permissions, or set --state or ${STATE_ENV}"
-_SQLITE_MEDIUM_ERRORS = ("readonly", "read-only", "disk is full", "unable to open", "disk i/o error", "out of memory")
+_SQLITE_MEDIUM_ERRORS = (
+    "readonly",
+    "read-only",
+    "disk is full",
+    "unable to open",
+    "disk i/o error",
+    "out of memory",
+)
 
 
 def os_state_error(path: Path, exc: OSError) -> StateError:

@@ -7,7 +7,8 @@ the JSON path of the offending value, never the value.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 # Below this length, finding a forbidden value inside a longer string is mostly
 # coincidence ("1" inside a port number); such values are matched only whole.

@@ -21,11 +21,12 @@ import functools
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
 
 from fleetctl.state.faults import sqlite_state_error
 from fleetctl.state.paths import DatabaseURL, StateLocation
@@ -72,14 +73,14 @@ def _iso(t: float | None) -> str | None:
     """Epoch seconds as the store's timestamp text (the same as `models.UtcDateTime`)."""
     if t is None:
         return None
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="microseconds")
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")
 
 
 def _epoch(text: str | None) -> float | None:
     if not text:
         return None
     parsed = datetime.fromisoformat(text)
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
 class _PgConn:
@@ -107,7 +108,12 @@ class _PgConn:
         from fleetctl.state.pg import WRITE_KEY, qmark
 
         if sql == "BEGIN IMMEDIATE":
-            return self._run(lambda: (self._conn.execute("BEGIN"), self._conn.execute(f"SELECT pg_advisory_xact_lock({WRITE_KEY})")))
+            return self._run(
+                lambda: (
+                    self._conn.execute("BEGIN"),
+                    self._conn.execute(f"SELECT pg_advisory_xact_lock({WRITE_KEY})"),
+                )
+            )
         return self._run(lambda: self._conn.execute(qmark(sql), tuple(params)))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -155,7 +161,7 @@ def _medium(path: StateLocation) -> Iterator[None]:
 
 def _guarded(method: F) -> F:
     @functools.wraps(method)
-    def run(self: "HealthMemory", *args: Any, **kwargs: Any) -> Any:
+    def run(self: HealthMemory, *args: Any, **kwargs: Any) -> Any:
         with _medium(self.path):
             return method(self, *args, **kwargs)
 
@@ -176,7 +182,9 @@ class HealthMemory:
         try:
             conn = _connect(self.path, read_only=True)
             try:
-                row = conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (HEALTH_SCHEMA_VERSION,)).fetchone()
+                row = conn.execute(
+                    "SELECT 1 FROM schema_migrations WHERE version = ?", (HEALTH_SCHEMA_VERSION,)
+                ).fetchone()
             finally:
                 conn.close()
         except sqlite3.OperationalError:
@@ -210,7 +218,21 @@ class HealthMemory:
             (self.fleet,),
         ).fetchall()
         out = {}
-        for dep, rep, cid, restarts, started, failures, crashes, verdict, since, checked, reasons, pid, pname in rows:
+        for (
+            dep,
+            rep,
+            cid,
+            restarts,
+            started,
+            failures,
+            crashes,
+            verdict,
+            since,
+            checked,
+            reasons,
+            pid,
+            pname,
+        ) in rows:
             out[(dep, int(rep))] = Memory(
                 container_id=cid,
                 restart_count=None if restarts is None else int(restarts),
@@ -227,7 +249,9 @@ class HealthMemory:
         return out
 
     @_guarded
-    def events(self, deployment: str | None = None, replica: int | None = None, limit: int = 50) -> list[Event]:
+    def events(
+        self, deployment: str | None = None, replica: int | None = None, limit: int = 50
+    ) -> list[Event]:
         """The newest events, newest first (of one deployment, or of one model: NAME
         without `@` matches every version)."""
         if not self._migrated():
@@ -252,13 +276,18 @@ class HealthMemory:
             rows = conn.execute(sql, args).fetchall()
         finally:
             conn.close()
-        return [Event(_epoch(at) or 0.0, d, int(r), h, k, v, det, lat) for at, d, r, h, k, v, det, lat in rows]
+        return [
+            Event(_epoch(at) or 0.0, d, int(r), h, k, v, det, lat)
+            for at, d, r, h, k, v, det, lat in rows
+        ]
 
     # -- writing ---------------------------------------------------------------------
     @_guarded
     def update(
         self,
-        judge: Callable[[Mapping[ReplicaKey, Memory]], tuple[Mapping[ReplicaKey, Memory], Sequence[Event], T]],
+        judge: Callable[
+            [Mapping[ReplicaKey, Memory]], tuple[Mapping[ReplicaKey, Memory], Sequence[Event], T]
+        ],
         retention_days: float = DEFAULT_RETENTION_DAYS,
     ) -> T:
         """Read the memory, `judge` it (a pure function: memory -> new memory for every
@@ -306,8 +335,19 @@ class HealthMemory:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
-                    self.fleet, dep, rep, m.container_id, m.restart_count, _iso(m.started_at), m.failures, m.crashes,
-                    m.verdict, _iso(m.since), _iso(m.checked_at), json.dumps(list(m.reasons)), m.profile_id,
+                    self.fleet,
+                    dep,
+                    rep,
+                    m.container_id,
+                    m.restart_count,
+                    _iso(m.started_at),
+                    m.failures,
+                    m.crashes,
+                    m.verdict,
+                    _iso(m.since),
+                    _iso(m.checked_at),
+                    json.dumps(list(m.reasons)),
+                    m.profile_id,
                     m.profile_name,
                 )
                 for (dep, rep), m in sorted(new.items())
@@ -319,7 +359,17 @@ class HealthMemory:
             "INSERT INTO health_event (at, fleet, deployment, replica, host, kind, verdict, detail, latency_ms) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (_iso(e.at), self.fleet, e.deployment, e.replica, e.host, e.kind, e.verdict, e.detail[:2000], e.latency_ms)
+                (
+                    _iso(e.at),
+                    self.fleet,
+                    e.deployment,
+                    e.replica,
+                    e.host,
+                    e.kind,
+                    e.verdict,
+                    e.detail[:2000],
+                    e.latency_ms,
+                )
                 for e in events
             ],
         )

@@ -9,9 +9,10 @@ A mixin of `StateStore` (kept apart so that the store stays small): it uses the 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlmodel import Session, select
 
@@ -43,14 +44,16 @@ class HoldsMixin:
         """Hold `model` at `version` (revision `revision`), replacing any hold it had."""
         if revision < 1:
             raise ValueError(f"revision must be >= 1; got {revision}")
-        refuse_forbidden({"spec": dict(spec), "command": command}, forbidden_values, f"hold on {model}")
+        refuse_forbidden(
+            {"spec": dict(spec), "command": command}, forbidden_values, f"hold on {model}"
+        )
         row = HoldRow(
             model=model,
             version=version,
             revision=revision,
             spec_json=json.dumps(dict(spec), sort_keys=True, separators=(",", ":")),
             inventory_version=inventory_version,
-            created_at=datetime.now(timezone.utc),
+            created_at=datetime.now(UTC),
             rollout_id=rollout_id,
             command=command,
         )

@@ -18,14 +18,14 @@ import json
 import os
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from fleetctl.errors import LockedError
-from fleetctl.state.paths import DatabaseURL, StateLocation
 from fleetctl.state.faults import os_state_error as _medium_error
+from fleetctl.state.paths import DatabaseURL, StateLocation
 
 DEFAULT_WAIT_S = 0.5
 POLL_S = 0.05
@@ -59,7 +59,9 @@ class StateLock:
     state in the same process is refused too.
     """
 
-    def __init__(self, state_path: StateLocation, command: str, *, wait_s: float = DEFAULT_WAIT_S) -> None:
+    def __init__(
+        self, state_path: StateLocation, command: str, *, wait_s: float = DEFAULT_WAIT_S
+    ) -> None:
         self.command = command
         self.wait_s = wait_s
         self._fd: int | None = None
@@ -140,7 +142,7 @@ class StateLock:
         info = {
             "pid": os.getpid(),
             "command": self.command,
-            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "host": socket.gethostname(),
         }
         data = (json.dumps(info) + "\n").encode("utf-8")

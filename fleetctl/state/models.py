@@ -5,7 +5,7 @@ schema itself comes from the migrations, never from `metadata.create_all`, so a 
 added here must also be added by a new migration.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import String, UniqueConstraint
 from sqlalchemy.engine import Dialect
@@ -28,13 +28,13 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("state timestamps must be timezone-aware")
-        return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         parsed = datetime.fromisoformat(value)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 # No `from __future__ import annotations` here: SQLModel reads these annotations at

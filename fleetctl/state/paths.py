@@ -100,19 +100,25 @@ def parse_state_location(text: str, *, origin: str = "--state") -> StateLocation
     """
     text = text.strip()
     match = _SCHEME.match(text)
-    if match is None or not text[match.end():].startswith("//"):
+    if match is None or not text[match.end() :].startswith("//"):
         return Path(text).expanduser()
     scheme = match.group(1).lower()
     if scheme == SQLITE_SCHEME:
-        rest = text[match.end() + 2:]
+        rest = text[match.end() + 2 :]
         if not rest.startswith("/") or rest == "/":
-            raise StateLocationError(f"{origin}: a SQLite URL names a file: sqlite:///PATH (or give the path itself)")
-        return Path(rest[1:]).expanduser()  # SQLAlchemy's form: sqlite:///relative, sqlite:////absolute
+            raise StateLocationError(
+                f"{origin}: a SQLite URL names a file: sqlite:///PATH (or give the path itself)"
+            )
+        return Path(
+            rest[1:]
+        ).expanduser()  # SQLAlchemy's form: sqlite:///relative, sqlite:////absolute
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018 (raises ValueError on a malformed port)
     except ValueError:
-        raise StateLocationError(f"{origin}: {_scheme_only(text)} is not a valid URL (postgresql://USER@HOST:PORT/DB)") from None
+        raise StateLocationError(
+            f"{origin}: {_scheme_only(text)} is not a valid URL (postgresql://USER@HOST:PORT/DB)"
+        ) from None
     if scheme not in POSTGRES_SCHEMES:
         raise StateLocationError(
             f"{origin}: {scheme}://… is neither a path nor a supported database URL "
@@ -141,7 +147,9 @@ def default_state_path(inventory: Path | str | None = None) -> Path:
     `inventory/demo.yaml` keeps its state in `state/`). Without an inventory, beside
     the default one (`inventory/fleet.yaml` under the current directory).
     """
-    inv = Path(inventory if inventory is not None else Path("inventory") / "fleet.yaml").expanduser()
+    inv = Path(
+        inventory if inventory is not None else Path("inventory") / "fleet.yaml"
+    ).expanduser()
     folder = inv.absolute().parent
     if folder.name == "inventory":
         folder = folder.parent
@@ -162,4 +170,3 @@ def resolve_state_path(option: str | None, inventory: Path | str | None = None) 
     if env:
         return parse_state_location(env, origin=f"${STATE_ENV}")
     return default_state_path(inventory)
-

@@ -18,7 +18,7 @@ import os
 import sqlite3
 import statistics
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,9 @@ class PeekRevision:
     spec: dict[str, Any]
 
 
-def _select(state_path: StateLocation, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+def _select(
+    state_path: StateLocation, sql: str, params: tuple[Any, ...] = ()
+) -> list[tuple[Any, ...]]:
     """Rows of a read-only query; none when the file or the table does not exist yet."""
     if isinstance(state_path, DatabaseURL):
         return _select_pg(state_path, sql, params)
@@ -103,7 +105,10 @@ def revisions(state_path: StateLocation, deployment: str) -> list[PeekRevision]:
 
 def revision_keys(state_path: StateLocation) -> dict[str, list[RevisionKey]]:
     """Every revision's (number, spec hash, outcome) per deployment, newest first."""
-    rows = _select(state_path, "SELECT deployment, number, spec_hash, outcome FROM revision ORDER BY deployment, number DESC")
+    rows = _select(
+        state_path,
+        "SELECT deployment, number, spec_hash, outcome FROM revision ORDER BY deployment, number DESC",
+    )
     out: dict[str, list[RevisionKey]] = {}
     for dep, number, spec_hash, outcome in rows:
         out.setdefault(dep, []).append(RevisionKey(dep, int(number), spec_hash, outcome))
@@ -149,7 +154,7 @@ def read_holds(state_path: StateLocation) -> list[Hold]:
 def _utc(text: str) -> datetime:
     """The store's timestamp text (`UtcDateTime`) as an aware datetime."""
     parsed = datetime.fromisoformat(text)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 RECENT_STARTS = 5
@@ -165,7 +170,9 @@ def start_seconds(state_path: StateLocation, deployments: list[str]) -> dict[str
             "AND action IN ('create', 'recreate') ORDER BY id DESC LIMIT ?",
             (dep, RECENT_STARTS),
         )
-        took = [(datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() for a, b in rows]
+        took = [
+            (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() for a, b in rows
+        ]
         if took:
             out[dep] = statistics.median(took)
     return out
@@ -173,7 +180,9 @@ def start_seconds(state_path: StateLocation, deployments: list[str]) -> dict[str
 
 def known_hosts(state_path: Path, fleet: str) -> list[dict[str, Any]]:
     """The inventory entries of the hosts `fleet`'s rollouts changed (none without a state)."""
-    rows = _select(state_path, "SELECT host_json FROM known_host WHERE fleet = ? ORDER BY name", (fleet,))
+    rows = _select(
+        state_path, "SELECT host_json FROM known_host WHERE fleet = ? ORDER BY name", (fleet,)
+    )
     return [json.loads(h) for (h,) in rows]
 
 

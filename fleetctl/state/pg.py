@@ -34,7 +34,7 @@ def _reason(exc: BaseException, secret: str | None = None) -> str:
     return text[:300]
 
 
-def connect(url: DatabaseURL, *, autocommit: bool = False) -> "psycopg.Connection[Any]":
+def connect(url: DatabaseURL, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     """A psycopg connection to the state database, or `StateError` naming why not."""
     import psycopg
 
@@ -42,7 +42,9 @@ def connect(url: DatabaseURL, *, autocommit: bool = False) -> "psycopg.Connectio
     try:
         return psycopg.connect(conninfo, autocommit=autocommit, **extra)
     except psycopg.Error as exc:
-        raise StateError(f"state {url}: cannot connect: {_reason(exc, extra.get('password'))}") from None
+        raise StateError(
+            f"state {url}: cannot connect: {_reason(exc, extra.get('password'))}"
+        ) from None
 
 
 def state_error(url: DatabaseURL, exc: BaseException) -> StateError | None:
@@ -51,7 +53,15 @@ def state_error(url: DatabaseURL, exc: BaseException) -> StateError | None:
     import psycopg
     from psycopg import errors
 
-    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError, errors.InsufficientPrivilege, errors.ReadOnlySqlTransaction)):
+    if isinstance(
+        exc,
+        (
+            psycopg.OperationalError,
+            psycopg.InterfaceError,
+            errors.InsufficientPrivilege,
+            errors.ReadOnlySqlTransaction,
+        ),
+    ):
         return StateError(f"state {url}: {_reason(exc)}")
     return None
 
@@ -62,7 +72,7 @@ def qmark(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-def open_engine(url: DatabaseURL, **engine_kwargs: Any) -> "Engine":
+def open_engine(url: DatabaseURL, **engine_kwargs: Any) -> Engine:
     """A SQLAlchemy engine on the state database; write transactions take `WRITE_KEY`."""
     from sqlalchemy import create_engine, event
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fleetctl.errors import LockedError
@@ -107,10 +107,12 @@ class AdvisoryLock:
         )
 
     def _write_holder(self, conn: Any) -> None:
-        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        started = datetime.now(UTC).isoformat(timespec="seconds")
         with conn.transaction():
             # Rows of holders whose sessions have ended (killed) go first.
-            conn.execute(f"DELETE FROM {HOLDER_TABLE} WHERE backend_pid NOT IN (SELECT pid FROM pg_stat_activity)")
+            conn.execute(
+                f"DELETE FROM {HOLDER_TABLE} WHERE backend_pid NOT IN (SELECT pid FROM pg_stat_activity)"
+            )
             conn.execute(
                 f"INSERT INTO {HOLDER_TABLE} (backend_pid, pid, host, command, started_at) "
                 "VALUES (pg_backend_pid(), %s, %s, %s, %s) ON CONFLICT (backend_pid) DO UPDATE SET "
@@ -130,4 +132,3 @@ class AdvisoryLock:
             pass
         finally:
             conn.close()
-

@@ -20,11 +20,12 @@ import getpass
 import json
 import os
 import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -47,14 +48,15 @@ from fleetctl.state.records import (
     check_choice,
 )
 
-
 #: The detail of a step recorded before it ran, until its outcome is recorded.
 STEP_IN_PROGRESS = "in progress"
-STEP_INTERRUPTED = "interrupted: outcome unknown (the next run reconciled it from the hosts' labels)"
+STEP_INTERRUPTED = (
+    "interrupted: outcome unknown (the next run reconciled it from the hosts' labels)"
+)
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _aware(name: str, value: datetime | None) -> datetime | None:
@@ -206,7 +208,9 @@ class StateStore(HoldsMixin):
             ids = [row.id for row in rows if row.id is not None]
             if ids:
                 steps = session.exec(
-                    select(RolloutStep).where(col(RolloutStep.rollout_id).in_(ids), RolloutStep.detail == STEP_IN_PROGRESS)
+                    select(RolloutStep).where(
+                        col(RolloutStep.rollout_id).in_(ids), RolloutStep.detail == STEP_IN_PROGRESS
+                    )
                 )
                 for step in steps:
                     step.detail = STEP_INTERRUPTED
@@ -215,17 +219,42 @@ class StateStore(HoldsMixin):
 
     # -- the journal: each step recorded before it runs, its outcome after ----------------
 
-    def begin_step(self, rollout_id: int, *, deployment: str, replica: int, host: str, action: str, container: str) -> int:
+    def begin_step(
+        self,
+        rollout_id: int,
+        *,
+        deployment: str,
+        replica: int,
+        host: str,
+        action: str,
+        container: str,
+    ) -> int:
         """Record a step about to run; `end_step` records its outcome. A step left like
         this belonged to a killed process: `fail_abandoned_rollouts` says so."""
         now = _now()
         return self.record_step(
-            rollout_id, deployment=deployment, replica=replica, host=host, action=action, container=container,
-            outcome="failed", detail=STEP_IN_PROGRESS, started_at=now, finished_at=now,
+            rollout_id,
+            deployment=deployment,
+            replica=replica,
+            host=host,
+            action=action,
+            container=container,
+            outcome="failed",
+            detail=STEP_IN_PROGRESS,
+            started_at=now,
+            finished_at=now,
         )
 
-    def end_step(self, step_id: int, *, outcome: str, detail: str, container: str, log_tail: str = "",
-                 finished_at: datetime | None = None) -> None:
+    def end_step(
+        self,
+        step_id: int,
+        *,
+        outcome: str,
+        detail: str,
+        container: str,
+        log_tail: str = "",
+        finished_at: datetime | None = None,
+    ) -> None:
         check_choice("outcome", outcome, STEP_OUTCOMES)
         with self._write() as session:
             row = session.get(RolloutStep, step_id)
@@ -240,7 +269,9 @@ class StateStore(HoldsMixin):
         """Note the hosts a rollout of `fleet` worked on (their inventory entries)."""
         with self._write() as session:
             for h in hosts:
-                row = session.get(KnownHost, (fleet, h["name"])) or KnownHost(fleet=fleet, name=h["name"], host_json="")
+                row = session.get(KnownHost, (fleet, h["name"])) or KnownHost(
+                    fleet=fleet, name=h["name"], host_json=""
+                )
                 row.host_json, row.last_used = _dumps(h), _now()
                 session.add(row)
 
@@ -251,8 +282,14 @@ class StateStore(HoldsMixin):
                 session.delete(row)
 
     def settle_revision(
-        self, deployment: str, number: int, *, outcome: str, rollout_id: int,
-        image_digest: str | None, placement: list[dict[str, Any]],
+        self,
+        deployment: str,
+        number: int,
+        *,
+        outcome: str,
+        rollout_id: int,
+        image_digest: str | None,
+        placement: list[dict[str, Any]],
     ) -> None:
         """Record how a revision recorded at a rollout's start ended (only a revision that
         rollout created: an unchanged spec keeps its earlier revision as it was)."""
@@ -438,7 +475,9 @@ class StateStore(HoldsMixin):
             row = self._get_revision(session, deployment, number)
             return RevisionRecord.from_row(row) if row is not None else None
 
-    def latest_revision(self, deployment: str, outcome: str | None = "applied") -> RevisionRecord | None:
+    def latest_revision(
+        self, deployment: str, outcome: str | None = "applied"
+    ) -> RevisionRecord | None:
         """The highest-numbered revision with `outcome` (any outcome if None)."""
         if outcome is not None:
             check_choice("outcome", outcome, REVISION_OUTCOMES)

@@ -29,11 +29,21 @@ class Copied:
     rows: dict[str, int]
 
     def to_json(self) -> dict[str, object]:
-        return {"from": self.source, "to": self.target, "schema_version": self.schema_version, "rows": dict(self.rows)}
+        return {
+            "from": self.source,
+            "to": self.target,
+            "schema_version": self.schema_version,
+            "rows": dict(self.rows),
+        }
 
 
 def _source_tables(conn) -> list[str]:  # type: ignore[no-untyped-def]
-    names = [n for (n,) in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    names = [
+        n
+        for (n,) in conn.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
     names = [n for n in names if n not in SKIPPED]
     return [t for t in TABLE_ORDER if t in names] + sorted(n for n in names if n not in TABLE_ORDER)
 
@@ -54,9 +64,14 @@ def migrate_state(source: StateLocation, target: StateLocation) -> Copied:
     with StateLock(source, "state migrate"), StateLock(target, "state migrate"):
         with StateStore(source) as src, StateStore(target) as dst:
             rows: dict[str, int] = {}
-            with src._reader.connect() as s, dst._engine.begin() as d:  # one transaction on the target
+            with (
+                src._reader.connect() as s,
+                dst._engine.begin() as d,
+            ):  # one transaction on the target
                 tables = _source_tables(s)
-                busy = [t for t in tables if d.execute(text(f'SELECT count(*) FROM "{t}"')).scalar()]
+                busy = [
+                    t for t in tables if d.execute(text(f'SELECT count(*) FROM "{t}"')).scalar()
+                ]
                 if busy:
                     raise FleetctlError(
                         f"state {target} is not empty ({', '.join(busy)} have rows): migrate into an empty database"
@@ -64,10 +79,16 @@ def migrate_state(source: StateLocation, target: StateLocation) -> Copied:
                 for table in tables:
                     # Tables keyed by id are copied in id order; the others (known_host,
                     # keyed by fleet and name) have no order to keep.
-                    has_id = any(r[1] == "id" for r in s.exec_driver_sql(f'PRAGMA table_info("{table}")'))
-                    result = s.exec_driver_sql(f'SELECT * FROM "{table}"' + (" ORDER BY id" if has_id else ""))
+                    has_id = any(
+                        r[1] == "id" for r in s.exec_driver_sql(f'PRAGMA table_info("{table}")')
+                    )
+                    result = s.exec_driver_sql(
+                        f'SELECT * FROM "{table}"' + (" ORDER BY id" if has_id else "")
+                    )
                     columns = list(result.keys())
-                    data = [dict(zip((f"c{i}" for i in range(len(columns))), row)) for row in result]
+                    data = [
+                        dict(zip((f"c{i}" for i in range(len(columns))), row)) for row in result
+                    ]
                     rows[table] = len(data)
                     if not data:
                         continue
@@ -76,6 +97,8 @@ def migrate_state(source: StateLocation, target: StateLocation) -> Copied:
                     d.execute(text(f'INSERT INTO "{table}" ({names}) VALUES ({values})'), data)
                     if "id" in columns:
                         d.execute(
-                            text(f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), (SELECT max(id) FROM \"{table}\"))")
+                            text(
+                                f"SELECT setval(pg_get_serial_sequence('\"{table}\"', 'id'), (SELECT max(id) FROM \"{table}\"))"
+                            )
                         )
             return Copied(str(source), str(target), dst.schema_version, rows)

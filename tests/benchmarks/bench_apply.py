@@ -97,7 +97,19 @@ OWNER_LABEL = "io.fleetctl.owner"
 DEPLOYMENT_LABEL = "io.fleetctl.deployment"
 GOAL_RATIO = 1.25
 COMMAND_TIMEOUT_S = 300
-MUTATING_EVENTS = {"create", "start", "restart", "stop", "kill", "die", "destroy", "rename", "update", "pause", "unpause"}
+MUTATING_EVENTS = {
+    "create",
+    "start",
+    "restart",
+    "stop",
+    "kill",
+    "die",
+    "destroy",
+    "rename",
+    "update",
+    "pause",
+    "unpause",
+}
 
 PLUGIN_MODULE = '''\
 """fleetctl runtime for the apply benchmark: busybox httpd on PORT, no health gate."""
@@ -176,8 +188,14 @@ class Engine:
 
     def managed(self) -> list[tuple[str, str]]:
         """(name, deployment) of every fleetctl-managed container on the engine."""
-        out = self.run("ps", "-a", "--filter", f"label={OWNER_LABEL}", "--format",
-                       "{{.Names}}\t{{.Label \"" + DEPLOYMENT_LABEL + "\"}}")
+        out = self.run(
+            "ps",
+            "-a",
+            "--filter",
+            f"label={OWNER_LABEL}",
+            "--format",
+            '{{.Names}}\t{{.Label "' + DEPLOYMENT_LABEL + '"}}',
+        )
         rows = []
         for line in out.splitlines():
             if line.strip():
@@ -187,13 +205,18 @@ class Engine:
 
     def remove(self, names: list[str]) -> None:
         for i in range(0, len(names), 50):
-            self.run("rm", "-f", *names[i:i + 50], check=False)
+            self.run("rm", "-f", *names[i : i + 50], check=False)
 
     def inspect_started(self, names: list[str]) -> dict[str, tuple[str, str, str]]:
         """name -> (id, status, StartedAt)."""
         if not names:
             return {}
-        out = self.run("inspect", "--format", "{{.Name}}\t{{.Id}}\t{{.State.Status}}\t{{.State.StartedAt}}", *names)
+        out = self.run(
+            "inspect",
+            "--format",
+            "{{.Name}}\t{{.Id}}\t{{.State.Status}}\t{{.State.StartedAt}}",
+            *names,
+        )
         res = {}
         for line in out.splitlines():
             name, cid, status, started = line.split("\t")
@@ -202,8 +225,18 @@ class Engine:
 
     def events(self, since: float, until: float) -> list[tuple[float, str, str]]:
         """(time, action, container name) of container events in [since, until]."""
-        out = self.run("events", "--since", f"{since:.6f}", "--until", f"{until:.6f}",
-                       "--filter", "type=container", "--format", "{{json .}}", check=False)
+        out = self.run(
+            "events",
+            "--since",
+            f"{since:.6f}",
+            "--until",
+            f"{until:.6f}",
+            "--filter",
+            "type=container",
+            "--format",
+            "{{json .}}",
+            check=False,
+        )
         evs = []
         for line in out.splitlines():
             try:
@@ -228,7 +261,10 @@ class PrivateEngine:
 
     def __init__(self) -> None:
         tag = f"{os.getpid()}"
-        self.base = Path(os.environ.get("FLEETCTL_TESTBED_DIR", "/var/lib/fleetctl-testbed")).parent / f"fleetctl-bench-{tag}"
+        self.base = (
+            Path(os.environ.get("FLEETCTL_TESTBED_DIR", "/var/lib/fleetctl-testbed")).parent
+            / f"fleetctl-bench-{tag}"
+        )
         self.run_dir = Path("/run") / f"fleetctl-bench-{tag}"
         self.sock = self.run_dir / "d.sock"
         self.url = f"unix://{self.sock}"
@@ -244,23 +280,56 @@ class PrivateEngine:
         logf = open(self.base / "dockerd.log", "ab")
         ns = f"fleetctl-bench-{os.getpid()}"
         self.proc = subprocess.Popen(
-            ["dockerd", "--config-file", str(cfg), "--bridge=none", "--iptables=false", "--ip-masq=false",
-             "--data-root", str(self.base / "data"), "--exec-root", str(self.run_dir / "x"),
-             "--pidfile", str(self.run_dir / "d.pid"), "--containerd-namespace", ns,
-             "--containerd-plugins-namespace", ns + "-plugins", "-H", self.url],
-            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)
+            [
+                "dockerd",
+                "--config-file",
+                str(cfg),
+                "--bridge=none",
+                "--iptables=false",
+                "--ip-masq=false",
+                "--data-root",
+                str(self.base / "data"),
+                "--exec-root",
+                str(self.run_dir / "x"),
+                "--pidfile",
+                str(self.run_dir / "d.pid"),
+                "--containerd-namespace",
+                ns,
+                "--containerd-plugins-namespace",
+                ns + "-plugins",
+                "-H",
+                self.url,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=logf,
+            start_new_session=True,
+        )
         logf.close()
         deadline = time.time() + 60
-        while subprocess.run(["docker", "-H", self.url, "info", "--format", "{{.ServerVersion}}"],
-                             capture_output=True).returncode != 0:
+        while (
+            subprocess.run(
+                ["docker", "-H", self.url, "info", "--format", "{{.ServerVersion}}"],
+                capture_output=True,
+            ).returncode
+            != 0
+        ):
             if self.proc.poll() is not None or time.time() > deadline:
                 die(f"private dockerd did not start; see {self.base / 'dockerd.log'}")
             time.sleep(0.3)
         for e in "abc":
             src = f"unix://{RUN_DIR}/{e}.sock"
-            if subprocess.run(["docker", "-H", src, "image", "inspect", IMAGE], capture_output=True).returncode == 0:
-                rc = subprocess.run(f"docker -H {src} save {IMAGE} | docker -H {self.url} load -q",
-                                    shell=True, capture_output=True).returncode
+            if (
+                subprocess.run(
+                    ["docker", "-H", src, "image", "inspect", IMAGE], capture_output=True
+                ).returncode
+                == 0
+            ):
+                rc = subprocess.run(
+                    f"docker -H {src} save {IMAGE} | docker -H {self.url} load -q",
+                    shell=True,
+                    capture_output=True,
+                ).returncode
                 if rc == 0:
                     return
         die(f"could not copy {IMAGE} from a test bed engine: run testbed/setup.sh")
@@ -274,8 +343,11 @@ class PrivateEngine:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         for root in (self.base, self.run_dir):
-            mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
-                      if line.split()[1].startswith(str(root) + "/")]
+            mounts = [
+                line.split()[1]
+                for line in Path("/proc/mounts").read_text().splitlines()
+                if line.split()[1].startswith(str(root) + "/")
+            ]
             for m in sorted(mounts, reverse=True):
                 subprocess.run(["umount", "-l", m], capture_output=True)
             shutil.rmtree(root, ignore_errors=True)
@@ -316,11 +388,15 @@ def split_by_events(engine: Engine, t0: float, t1: float, names: set[str], wall:
     return Sample(wall, max(0.0, first - t0), max(0.0, last - first), max(0.0, t1 - last))
 
 
-def timed(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[float, float, float, subprocess.CompletedProcess]:
+def timed(
+    argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[float, float, float, subprocess.CompletedProcess]:
     t0 = time.time()
     p0 = time.perf_counter()
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=COMMAND_TIMEOUT_S)
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=COMMAND_TIMEOUT_S
+        )
     except subprocess.TimeoutExpired:
         die(f"{' '.join(argv[:3])} ... did not finish within {COMMAND_TIMEOUT_S} s")
     wall = time.perf_counter() - p0
@@ -350,15 +426,21 @@ class Bench:
         found = shutil.which("docker-compose")
         if found:
             return found
-        log("docker-compose is not installed: installing Debian's docker-compose (1.29.2) "
-            "with `apt-get install -y docker-compose` (use --no-compose to skip that launcher)")
+        log(
+            "docker-compose is not installed: installing Debian's docker-compose (1.29.2) "
+            "with `apt-get install -y docker-compose` (use --no-compose to skip that launcher)"
+        )
         if os.geteuid() != 0:
             die("installing docker-compose needs root; install it or pass --no-compose")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        rc = subprocess.run(["apt-get", "install", "-y", "-q", "docker-compose"], env=env).returncode
+        rc = subprocess.run(
+            ["apt-get", "install", "-y", "-q", "docker-compose"], env=env
+        ).returncode
         if rc != 0:
             subprocess.run(["apt-get", "update", "-q"], env=env)
-            rc = subprocess.run(["apt-get", "install", "-y", "-q", "docker-compose"], env=env).returncode
+            rc = subprocess.run(
+                ["apt-get", "install", "-y", "-q", "docker-compose"], env=env
+            ).returncode
         found = shutil.which("docker-compose")
         if rc != 0 or not found:
             die("apt-get could not install docker-compose; pass --no-compose to run without it")
@@ -369,9 +451,11 @@ class Bench:
         (d / "fleetctl_bench_tiny-0.0.0.dist-info").mkdir(parents=True)
         (d / "fleetctl_bench_tiny.py").write_text(PLUGIN_MODULE)
         (d / "fleetctl_bench_tiny-0.0.0.dist-info" / "METADATA").write_text(
-            "Metadata-Version: 2.1\nName: fleetctl-bench-tiny\nVersion: 0.0.0\n")
+            "Metadata-Version: 2.1\nName: fleetctl-bench-tiny\nVersion: 0.0.0\n"
+        )
         (d / "fleetctl_bench_tiny-0.0.0.dist-info" / "entry_points.txt").write_text(
-            f"[fleetctl]\n{RUNTIME} = fleetctl_bench_tiny\n")
+            f"[fleetctl]\n{RUNTIME} = fleetctl_bench_tiny\n"
+        )
         return d
 
     def _write_inventory(self, n: int, filename: str) -> Path:
@@ -419,7 +503,9 @@ class Bench:
 
     def fleetctl_env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.plugin_dir), env.get("PYTHONPATH", "")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(self.plugin_dir), env.get("PYTHONPATH", "")) if p
+        )
         env.pop("FLEETCTL_INVENTORY", None)
         env.pop("FLEETCTL_STATE", None)
         env["COLUMNS"] = "120"
@@ -435,11 +521,15 @@ class Bench:
         ours = self.our_deployments()
         foreign = [(name, dep) for name, dep in self.engine.managed() if dep not in ours]
         if foreign:
-            shown = ", ".join(f"{name} ({dep or 'no deployment label'})" for name, dep in foreign[:6])
+            shown = ", ".join(
+                f"{name} ({dep or 'no deployment label'})" for name, dep in foreign[:6]
+            )
             more = f" and {len(foreign) - 6} more" if len(foreign) > 6 else ""
-            die(f"{self.engine.url} holds fleetctl-managed containers that are not the benchmark's: "
+            die(
+                f"{self.engine.url} holds fleetctl-managed containers that are not the benchmark's: "
                 f"{shown}{more}. `fleetctl apply` would remove them. Run on an engine of its own "
-                "(--engine private starts one for the run) or wait until they are gone.")
+                "(--engine private starts one for the run) or wait until they are gone."
+            )
 
     def our_managed(self) -> list[str]:
         ours = self.our_deployments()
@@ -468,19 +558,37 @@ class Bench:
     def preflight(self) -> None:
         if shutil.which("docker") is None:
             die("no docker client: run testbed/setup.sh first")
-        ok = subprocess.run(self.engine.cmd("image", "inspect", IMAGE), capture_output=True).returncode == 0
-        if not ok and self.args.engine in ("a", "b", "c") and (REPO / "testbed" / "setup.sh").exists():
+        ok = (
+            subprocess.run(
+                self.engine.cmd("image", "inspect", IMAGE), capture_output=True
+            ).returncode
+            == 0
+        )
+        if (
+            not ok
+            and self.args.engine in ("a", "b", "c")
+            and (REPO / "testbed" / "setup.sh").exists()
+        ):
             log("engine or image missing: running testbed/setup.sh (idempotent)")
             subprocess.run([str(REPO / "testbed" / "setup.sh")], check=False)
-            ok = subprocess.run(self.engine.cmd("image", "inspect", IMAGE), capture_output=True).returncode == 0
+            ok = (
+                subprocess.run(
+                    self.engine.cmd("image", "inspect", IMAGE), capture_output=True
+                ).returncode
+                == 0
+            )
         if not ok:
             die(f"{IMAGE} is not on {self.engine.url}: run testbed/setup.sh")
         if not Path(self.fleetctl).exists():
-            die(f"no fleetctl at {self.fleetctl}: create the venv (pip install -e .) or pass --fleetctl")
+            die(
+                f"no fleetctl at {self.fleetctl}: create the venv (pip install -e .) or pass --fleetctl"
+            )
         self.guard()
         busy = self._ports_in_use()
         if busy:
-            die(f"ports already listening in {PORT_LO}-{self.port_hi}, which the benchmark needs: {busy[:10]}")
+            die(
+                f"ports already listening in {PORT_LO}-{self.port_hi}, which the benchmark needs: {busy[:10]}"
+            )
 
     def ports_free(self) -> None:
         """Untimed, before each launch: the ports must not answer (fleetctl refuses a taken one)."""
@@ -488,7 +596,9 @@ class Bench:
         while (busy := self._ports_in_use()) and time.time() < deadline:
             time.sleep(0.1)
         if busy:
-            die(f"something else listens on ports {busy[:10]} in {PORT_LO}-{self.port_hi}; rerun when they are free")
+            die(
+                f"something else listens on ports {busy[:10]} in {PORT_LO}-{self.port_hi}; rerun when they are free"
+            )
 
     def _ports_in_use(self) -> list[int]:
         busy = []
@@ -522,8 +632,10 @@ class Bench:
         return [f"{COMPOSE_PREFIX}{i + 1:02d}" for i in range(self.n)]
 
     def raw_pipeline(self) -> str:
-        return (f"seq {PORT_LO} {PORT_STEP} {port_of(self.n - 1)} | xargs -P{PARALLEL} -I{{}} "
-                f"docker -H {self.engine.url} run -d --network host --name {RAW_PREFIX}{{}} -e PORT={{}} {IMAGE}")
+        return (
+            f"seq {PORT_LO} {PORT_STEP} {port_of(self.n - 1)} | xargs -P{PARALLEL} -I{{}} "
+            f"docker -H {self.engine.url} run -d --network host --name {RAW_PREFIX}{{}} -e PORT={{}} {IMAGE}"
+        )
 
     def run_raw(self) -> Sample:
         wall, t0, t1, p = timed(["bash", "-c", "set -o pipefail; " + self.raw_pipeline()])
@@ -538,7 +650,9 @@ class Bench:
 
     def run_fleetctl(self, inventory: Path, n: int, *, expect_noop: bool = False) -> Sample:
         self.guard()
-        wall, t0, t1, p = timed(self.fleetctl_argv(inventory), env=self.fleetctl_env(), cwd=self.tmp)
+        wall, t0, t1, p = timed(
+            self.fleetctl_argv(inventory), env=self.fleetctl_env(), cwd=self.tmp
+        )
         if p.returncode != 0:
             die(f"fleetctl apply exited {p.returncode}:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
         if expect_noop and "nothing to do" not in p.stdout:
@@ -563,7 +677,10 @@ class Bench:
 
     # -- phases ------------------------------------------------------------------------
     def launch_phase(self) -> list[Series]:
-        launchers = [("raw docker (xargs -P4)", self.run_raw), ("fleetctl apply", lambda: self.run_fleetctl(self.inv_n, self.n))]
+        launchers = [
+            ("raw docker (xargs -P4)", self.run_raw),
+            ("fleetctl apply", lambda: self.run_fleetctl(self.inv_n, self.n)),
+        ]
         if self.compose:
             launchers.append(("docker-compose up -d", self.run_compose))
         series = {label: Series(label) for label, _ in launchers}
@@ -603,7 +720,11 @@ class Bench:
         t_end = time.time()
         after = self.engine.inspect_started(names)
         changed = [nm for nm in names if before.get(nm) != after.get(nm)]
-        events = [e for e in self.engine.events(t_start, t_end + 0.5) if e[2] in set(names) and e[1] in MUTATING_EVENTS]
+        events = [
+            e
+            for e in self.engine.events(t_start, t_end + 0.5)
+            if e[2] in set(names) and e[1] in MUTATING_EVENTS
+        ]
         check = {"containers": n, "changed": changed, "mutating_events": events}
         if changed or events:
             die(f"no-op apply changed containers: {changed[:5]} events: {events[:5]}")
@@ -625,11 +746,17 @@ def machine(docker_host: str) -> dict[str, str]:
                 break
     except OSError:
         pass
-    docker_v = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
-                              capture_output=True, text=True, env={**os.environ, "DOCKER_HOST": docker_host}).stdout.strip()
+    docker_v = subprocess.run(
+        ["docker", "version", "--format", "{{.Server.Version}}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DOCKER_HOST": docker_host},
+    ).stdout.strip()
     compose_v = ""
     if shutil.which("docker-compose"):
-        compose_v = subprocess.run(["docker-compose", "version", "--short"], capture_output=True, text=True).stdout.strip()
+        compose_v = subprocess.run(
+            ["docker-compose", "version", "--short"], capture_output=True, text=True
+        ).stdout.strip()
     return {
         "cpu": f"{os.cpu_count()} x {cpu}",
         "kernel": platform.release(),
@@ -639,39 +766,62 @@ def machine(docker_host: str) -> dict[str, str]:
     }
 
 
-def report(args: argparse.Namespace, launch: list[Series], noop: Series | None, check: dict | None, info: dict, loads: dict) -> dict:
+def report(
+    args: argparse.Namespace,
+    launch: list[Series],
+    noop: Series | None,
+    check: dict | None,
+    info: dict,
+    loads: dict,
+) -> dict:
     rows = list(launch) + ([noop] if noop else [])
     print()
-    print(f"fleetctl apply benchmark: {args.services} tiny services on {args.docker_host}, "
-          f"{args.runs} runs (wall seconds; raw docker and fleetctl {PARALLEL} at a time, compose its default)")
+    print(
+        f"fleetctl apply benchmark: {args.services} tiny services on {args.docker_host}, "
+        f"{args.runs} runs (wall seconds; raw docker and fleetctl {PARALLEL} at a time, compose its default)"
+    )
     print()
     print("| launcher | median | min | max | before 1st create | docker span | after last event |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for s in rows:
-        print(f"| {s.label} | {fmt(s.median())} | {fmt(min(s.walls))} | {fmt(max(s.walls))} | "
-              f"{fmt(s.part('before_first_create'))} | {fmt(s.part('docker_span'))} | {fmt(s.part('after_last_event'))} |")
+        print(
+            f"| {s.label} | {fmt(s.median())} | {fmt(min(s.walls))} | {fmt(max(s.walls))} | "
+            f"{fmt(s.part('before_first_create'))} | {fmt(s.part('docker_span'))} | {fmt(s.part('after_last_event'))} |"
+        )
     raw = launch[0].median()
     fl = launch[1].median()
     ratios = {"fleetctl/raw": fl / raw}
     print()
-    print(f"fleetctl/raw  = {fl / raw:.2f}x  (goal <= {GOAL_RATIO:.2f}x: {'met' if fl / raw <= GOAL_RATIO else 'NOT met'})")
+    print(
+        f"fleetctl/raw  = {fl / raw:.2f}x  (goal <= {GOAL_RATIO:.2f}x: {'met' if fl / raw <= GOAL_RATIO else 'NOT met'})"
+    )
     if len(launch) > 2:
         cr = launch[2].median() / raw
         ratios["compose/raw"] = cr
         print(f"compose/raw   = {cr:.2f}x")
     if check is not None:
-        print(f"no-op check: {check['containers']} containers, ids and StartedAt unchanged, "
-              f"{len(check['mutating_events'])} mutating engine events")
-    print(f"load average: start {loads['start']}, during runs {loads['min']} .. {loads['max']} (1-min), end {loads['end']}")
+        print(
+            f"no-op check: {check['containers']} containers, ids and StartedAt unchanged, "
+            f"{len(check['mutating_events'])} mutating engine events"
+        )
+    print(
+        f"load average: start {loads['start']}, during runs {loads['min']} .. {loads['max']} (1-min), end {loads['end']}"
+    )
     print("machine: " + "; ".join(f"{k} {v}" for k, v in info.items()))
     return {
         "services": args.services,
         "runs": args.runs,
         "engine": args.docker_host,
-        "series": {s.label: {"walls": s.walls, "median": s.median(),
-                             "before_first_create": s.part("before_first_create"),
-                             "docker_span": s.part("docker_span"),
-                             "after_last_event": s.part("after_last_event")} for s in rows},
+        "series": {
+            s.label: {
+                "walls": s.walls,
+                "median": s.median(),
+                "before_first_create": s.part("before_first_create"),
+                "docker_span": s.part("docker_span"),
+                "after_last_event": s.part("after_last_event"),
+            }
+            for s in rows
+        },
         "ratios": ratios,
         "noop_check": check,
         "loadavg": loads,
@@ -680,20 +830,40 @@ def report(args: argparse.Namespace, launch: list[Series], noop: Series | None, 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--engine", choices=["a", "b", "c", "private"],
-                       help="test bed engine, or 'private': a dockerd of the benchmark's own (default a)")
+    where.add_argument(
+        "--engine",
+        choices=["a", "b", "c", "private"],
+        help="test bed engine, or 'private': a dockerd of the benchmark's own (default a)",
+    )
     where.add_argument("--docker-host", help="any Docker address instead of a test bed engine")
-    p.add_argument("--runs", type=int, default=5, help="timed repetitions of each launcher (default 5)")
+    p.add_argument(
+        "--runs", type=int, default=5, help="timed repetitions of each launcher (default 5)"
+    )
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     p.add_argument("--services", type=int, default=20, help="services per launch (default 20)")
-    p.add_argument("--noop-services", type=int, default=50, help="running containers for the no-op apply (default 50)")
-    p.add_argument("--noop-runs", type=int, default=5, help="timed no-op applies (default 5; 0 skips)")
+    p.add_argument(
+        "--noop-services",
+        type=int,
+        default=50,
+        help="running containers for the no-op apply (default 50)",
+    )
+    p.add_argument(
+        "--noop-runs", type=int, default=5, help="timed no-op applies (default 5; 0 skips)"
+    )
     p.add_argument("--no-compose", action="store_true", help="leave docker-compose out")
-    p.add_argument("--fleetctl", default=None, help="fleetctl executable (default: next to this Python, else .venv/bin)")
+    p.add_argument(
+        "--fleetctl",
+        default=None,
+        help="fleetctl executable (default: next to this Python, else .venv/bin)",
+    )
     p.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
-    p.add_argument("--strict", action="store_true", help=f"exit 1 when fleetctl/raw exceeds {GOAL_RATIO}")
+    p.add_argument(
+        "--strict", action="store_true", help=f"exit 1 when fleetctl/raw exceeds {GOAL_RATIO}"
+    )
     a = p.parse_args(argv)
     if a.docker_host is None and a.engine != "private":
         a.engine = a.engine or "a"
@@ -703,7 +873,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         a.fleetctl = str(here if here.exists() else REPO / ".venv" / "bin" / "fleetctl")
     needed_ports = max(a.services, a.noop_services) * PORT_STEP
     if needed_ports > PORT_HI - PORT_LO + 1:
-        p.error(f"at most {(PORT_HI - PORT_LO + 1) // PORT_STEP} services fit in ports {PORT_LO}-{PORT_HI}")
+        p.error(
+            f"at most {(PORT_HI - PORT_LO + 1) // PORT_STEP} services fit in ports {PORT_LO}-{PORT_HI}"
+        )
     if a.runs < 1 or a.services < 1:
         p.error("--runs and --services must be at least 1")
     return a
@@ -742,7 +914,7 @@ def run(args: argparse.Namespace) -> int:
         loads = {"start": loadavg()}
         log(f"engine {args.docker_host}; load average {loads['start']}; work dir {bench.tmp}")
         launch = bench.launch_phase()
-        noop, check = (bench.noop_phase() if args.noop_runs > 0 else (None, None))
+        noop, check = bench.noop_phase() if args.noop_runs > 0 else (None, None)
         loads["end"] = loadavg()
         ones = [float(x.split()[0]) for x in bench.load_samples] or [0.0]
         loads["min"], loads["max"] = f"{min(ones):.2f}", f"{max(ones):.2f}"

@@ -30,7 +30,12 @@ GOAL_S = 2.0
 
 def timed(args: list[str]) -> tuple[float, int]:
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "fleetctl", *args], capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "fleetctl", *args],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
     return time.perf_counter() - t0, r.returncode
 
 
@@ -50,7 +55,9 @@ def in_process(path: Path, runs: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     floor = statistics.median(timed(["--help"])[0] for _ in range(args.runs))
@@ -61,11 +68,15 @@ def main() -> None:
             path.write_bytes(content if isinstance(content, bytes) else content.encode())
             samples = [timed(["validate", "-f", str(path)]) for _ in range(args.runs)]
             codes = {c for _, c in samples}
-            rows.append((name, statistics.median(t for t, _ in samples), codes, in_process(path, args.runs)))
+            rows.append(
+                (name, statistics.median(t for t, _ in samples), codes, in_process(path, args.runs))
+            )
     print(f"start-up floor (fleetctl --help): {floor:.2f} s, median of {args.runs}")
     print(f"{'case':<34} {'median s':>8} {'x floor':>7} {'load() ms':>9}  exit")
     for name, t, codes, inner in rows:
-        print(f"{name:<34} {t:8.2f} {t / floor:7.2f} {inner * 1000:9.1f}  {','.join(map(str, sorted(codes)))}")
+        print(
+            f"{name:<34} {t:8.2f} {t / floor:7.2f} {inner * 1000:9.1f}  {','.join(map(str, sorted(codes)))}"
+        )
     slowest = max(rows, key=lambda r: r[1])
     inner_max = max(rows, key=lambda r: r[3])
     ok = all(codes == {3} for _, _, codes, _ in rows)

@@ -33,24 +33,37 @@ def timed(cmd: list[str]) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000])
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     fleetctl = [sys.executable, "-m", "fleetctl"]
-    print(f"{'models':>6} {'hosts':>5} {'plan s':>7} {'report s':>8} {'advise s':>8} {'report/plan':>11} {'advise/plan':>11}")
+    print(
+        f"{'models':>6} {'hosts':>5} {'plan s':>7} {'report s':>8} {'advise s':>8} {'report/plan':>11} {'advise/plan':>11}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
             path = Path(tmp) / f"fleet-{n}.yaml"
             subprocess.run(
-                [sys.executable, str(HERE / "bench_placement.py"), "--write-inventory", str(n), str(n // 10), str(path)],
+                [
+                    sys.executable,
+                    str(HERE / "bench_placement.py"),
+                    "--write-inventory",
+                    str(n),
+                    str(n // 10),
+                    str(path),
+                ],
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
             times: dict[str, list[float]] = {name: [] for name, _ in COMMANDS}
             for _ in range(args.runs):
                 for name, cmd in COMMANDS:
-                    times[name].append(timed(fleetctl + cmd + ["-f", str(path), "--output", "json"]))
+                    times[name].append(
+                        timed(fleetctl + cmd + ["-f", str(path), "--output", "json"])
+                    )
             med = {k: statistics.median(v) for k, v in times.items()}
             print(
                 f"{n:>6} {n // 10:>5} {med['plan']:>7.2f} {med['report']:>8.2f} {med['advise']:>8.2f} "

@@ -59,11 +59,21 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 SERVER = REPO / "fleetctl" / "frontdoor" / "server.py"
 MODEL = "bench"
-BODY = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8}).encode()
-ANSWER = json.dumps({
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1764580000, "model": MODEL,
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).encode()
+BODY = json.dumps(
+    {"model": MODEL, "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 8}
+).encode()
+ANSWER = json.dumps(
+    {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1764580000,
+        "model": MODEL,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+).encode()
 GOAL_P99_ADDED_MS = 2.0
 GOAL_RATE = 2000.0
 WRK_LUA = """wrk.method = "POST"
@@ -124,20 +134,52 @@ def start_backend(procs: list[subprocess.Popen[bytes]]) -> str:
     return url
 
 
-def start_front_door(procs: list[subprocess.Popen[bytes]], workdir: Path, backend: str, server: Path) -> str:
+def start_front_door(
+    procs: list[subprocess.Popen[bytes]], workdir: Path, backend: str, server: Path
+) -> str:
     """Start the front door in front of `backend` and wait until it has checked it ready."""
     import httpx
 
-    routes = {"format": 1, "fleet": "bench", "customer_header": "X-Customer", "api_keys": {},
-              "check": {"interval_s": 1.0, "timeout_s": 1.0, "fall": 2, "rise": 1},
-              "models": [{"name": MODEL, "protocol": "openai", "names": [MODEL], "current": "1", "customers": {},
-                          "versions": {"1": {"deployment": f"{MODEL}@1", "health_path": "/v1/health/ready",
-                                             "served_name": MODEL,
-                                             "backends": [{"url": backend, "replica": f"{MODEL}@1#0"}]}}}]}
+    routes = {
+        "format": 1,
+        "fleet": "bench",
+        "customer_header": "X-Customer",
+        "api_keys": {},
+        "check": {"interval_s": 1.0, "timeout_s": 1.0, "fall": 2, "rise": 1},
+        "models": [
+            {
+                "name": MODEL,
+                "protocol": "openai",
+                "names": [MODEL],
+                "current": "1",
+                "customers": {},
+                "versions": {
+                    "1": {
+                        "deployment": f"{MODEL}@1",
+                        "health_path": "/v1/health/ready",
+                        "served_name": MODEL,
+                        "backends": [{"url": backend, "replica": f"{MODEL}@1#0"}],
+                    }
+                },
+            }
+        ],
+    }
     (workdir / "routes.json").write_text(json.dumps(routes))
     port = free_port()
-    procs.append(subprocess.Popen([sys.executable, str(server), "--listen", "127.0.0.1", "--port", str(port),
-                                   "--routes", str(workdir / "routes.json")]))
+    procs.append(
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(server),
+                "--listen",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--routes",
+                str(workdir / "routes.json"),
+            ]
+        )
+    )
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/v2/health/live")
     deadline = time.monotonic() + 10
@@ -167,7 +209,9 @@ async def paced(urls: list[str], rate: float, seconds: float) -> list[tuple[list
 
         async def one(k: int, due: float) -> None:
             try:
-                async with session.post(urls[k], data=BODY, headers={"Content-Type": "application/json"}) as r:
+                async with session.post(
+                    urls[k], data=BODY, headers={"Content-Type": "application/json"}
+                ) as r:
                     await r.read()
                     ok = r.status == 200
             except aiohttp.ClientError:
@@ -178,8 +222,11 @@ async def paced(urls: list[str], rate: float, seconds: float) -> list[tuple[list
                 errors[k] += 1
 
         start = time.perf_counter() + 0.05
-        schedule = sorted((start + i / rate + k / (rate * len(urls)), k)
-                          for i in range(int(rate * seconds)) for k in range(len(urls)))
+        schedule = sorted(
+            (start + i / rate + k / (rate * len(urls)), k)
+            for i in range(int(rate * seconds))
+            for k in range(len(urls))
+        )
         tasks = []
         for due, k in schedule:
             delay = due - time.perf_counter()
@@ -202,32 +249,58 @@ def latency_runs(direct: str, door: str, args: argparse.Namespace) -> dict[str, 
         targets = [("direct", direct), ("front door", door)]
         if run % 2:
             targets.reverse()  # which stream leads within each period alternates
-        for (name, _), (lat, errors) in zip(targets, asyncio.run(paced([u for _, u in targets], args.rate, args.seconds))):
-            row = {"p50_ms": percentile(lat, 0.50) * 1e3, "p99_ms": percentile(lat, 0.99) * 1e3,
-                   "max_ms": max(lat) * 1e3, "n": len(lat), "errors": errors}
+        for (name, _), (lat, errors) in zip(
+            targets, asyncio.run(paced([u for _, u in targets], args.rate, args.seconds))
+        ):
+            row = {
+                "p50_ms": percentile(lat, 0.50) * 1e3,
+                "p99_ms": percentile(lat, 0.99) * 1e3,
+                "max_ms": max(lat) * 1e3,
+                "n": len(lat),
+                "errors": errors,
+            }
             rows[name].append(row)
-            log(f"latency run {run + 1}/{args.runs} {name:10s} p50 {row['p50_ms']:.3f} ms  "
-                f"p99 {row['p99_ms']:.3f} ms  n={row['n']} errors={errors}")
-    added = {q: statistics.median(f[q] - d[q] for d, f in zip(rows["direct"], rows["front door"]))
-             for q in ("p50_ms", "p99_ms")}
-    summary = {name: {q: statistics.median(r[q] for r in rs) for q in ("p50_ms", "p99_ms", "max_ms")}
-               for name, rs in rows.items()}
-    return {"runs": rows, "median": summary, "added_ms": added,
-            "errors": sum(r["errors"] for rs in rows.values() for r in rs)}
+            log(
+                f"latency run {run + 1}/{args.runs} {name:10s} p50 {row['p50_ms']:.3f} ms  "
+                f"p99 {row['p99_ms']:.3f} ms  n={row['n']} errors={errors}"
+            )
+    added = {
+        q: statistics.median(f[q] - d[q] for d, f in zip(rows["direct"], rows["front door"]))
+        for q in ("p50_ms", "p99_ms")
+    }
+    summary = {
+        name: {q: statistics.median(r[q] for r in rs) for q in ("p50_ms", "p99_ms", "max_ms")}
+        for name, rs in rows.items()
+    }
+    return {
+        "runs": rows,
+        "median": summary,
+        "added_ms": added,
+        "errors": sum(r["errors"] for rs in rows.values() for r in rs),
+    }
 
 
 # ------------------------------------------------------------------ (b) rate with wrk
 def wrk(url: str, lua: Path, args: argparse.Namespace, seconds: float) -> dict[str, float]:
-    out = subprocess.run(["wrk", "-t1", f"-c{args.connections}", f"-d{round(seconds)}s", "-s", str(lua), url],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{args.connections}", f"-d{round(seconds)}s", "-s", str(lua), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {"rate": rate, "non_2xx": int(bad.group(1)) if bad else 0,
-            "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0}
+    return {
+        "rate": rate,
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0,
+    }
 
 
-def rate_runs(direct: str, door: str, door_pid: int, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+def rate_runs(
+    direct: str, door: str, door_pid: int, workdir: Path, args: argparse.Namespace
+) -> dict[str, Any]:
     lua = workdir / "post.lua"
     lua.write_text(WRK_LUA)
     wrk(direct, lua, args, 2)  # warm-up, untimed
@@ -240,15 +313,20 @@ def rate_runs(direct: str, door: str, door_pid: int, workdir: Path, args: argpar
             row = wrk(url, lua, args, args.wrk_seconds)
             row["door_cpu"] = (cpu_seconds(door_pid) - cpu0) / (time.monotonic() - t0)
             rows[name].append(row)
-            log(f"rate run {run + 1}/{args.runs} {name:10s} {row['rate']:8.0f} req/s  "
+            log(
+                f"rate run {run + 1}/{args.runs} {name:10s} {row['rate']:8.0f} req/s  "
                 f"non-2xx {row['non_2xx']:.0f}  socket errors {row['socket_errors']:.0f}  "
-                f"front door CPU {row['door_cpu'] * 100:.0f}%")
-    return {"runs": rows, "median": {name: statistics.median(r["rate"] for r in rs) for name, rs in rows.items()},
-            "door_cpu": statistics.median(r["door_cpu"] for r in rows["front door"]),
-            # requests per second of the front door's own CPU time: what one core would pass
-            # if it had it to itself, less sensitive to neighbours than the rate
-            "per_core": statistics.median(r["rate"] / r["door_cpu"] for r in rows["front door"]),
-            "errors": sum(r["non_2xx"] + r["socket_errors"] for rs in rows.values() for r in rs)}
+                f"front door CPU {row['door_cpu'] * 100:.0f}%"
+            )
+    return {
+        "runs": rows,
+        "median": {name: statistics.median(r["rate"] for r in rs) for name, rs in rows.items()},
+        "door_cpu": statistics.median(r["door_cpu"] for r in rows["front door"]),
+        # requests per second of the front door's own CPU time: what one core would pass
+        # if it had it to itself, less sensitive to neighbours than the rate
+        "per_core": statistics.median(r["rate"] / r["door_cpu"] for r in rows["front door"]),
+        "errors": sum(r["non_2xx"] + r["socket_errors"] for rs in rows.values() for r in rs),
+    }
 
 
 # ------------------------------------------------------------------ main
@@ -261,34 +339,48 @@ def ensure_wrk() -> None:
     subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
 
 
-def report(lat: dict[str, Any] | None, rate: dict[str, Any] | None, args: argparse.Namespace) -> None:
+def report(
+    lat: dict[str, Any] | None, rate: dict[str, Any] | None, args: argparse.Namespace
+) -> None:
     import aiohttp
 
-    print(f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     if lat:
-        print(f"\n(a) latency at {args.rate:.0f} req/s, open loop, {args.seconds:.0f} s per run, "
-              f"median of {args.runs} runs")
+        print(
+            f"\n(a) latency at {args.rate:.0f} req/s, open loop, {args.seconds:.0f} s per run, "
+            f"median of {args.runs} runs"
+        )
         print("| target | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|")
         for name, m in lat["median"].items():
             print(f"| {name} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | {m['max_ms']:.3f} |")
         added = lat["added_ms"]
         verdict = "met" if added["p99_ms"] <= GOAL_P99_ADDED_MS else "NOT met"
-        print(f"added by the front door: p50 {added['p50_ms']:.3f} ms, p99 {added['p99_ms']:.3f} ms "
-              f"(goal p99 <= {GOAL_P99_ADDED_MS} ms: {verdict}); failed requests: {lat['errors']}")
+        print(
+            f"added by the front door: p50 {added['p50_ms']:.3f} ms, p99 {added['p99_ms']:.3f} ms "
+            f"(goal p99 <= {GOAL_P99_ADDED_MS} ms: {verdict}); failed requests: {lat['errors']}"
+        )
     if rate:
-        print(f"\n(b) rate, wrk -t1 -c{args.connections} -d{args.wrk_seconds:.0f}s, median of {args.runs} runs")
+        print(
+            f"\n(b) rate, wrk -t1 -c{args.connections} -d{args.wrk_seconds:.0f}s, median of {args.runs} runs"
+        )
         print("| target | req/s |\n|---|---:|")
         for name, r in rate["median"].items():
             print(f"| {name} | {r:,.0f} |")
         verdict = "met" if rate["median"]["front door"] >= GOAL_RATE else "NOT met"
-        print(f"front door: {rate['median']['front door']:,.0f} req/s (goal >= {GOAL_RATE:,.0f}: {verdict}), "
-              f"its CPU {rate['door_cpu'] * 100:.0f}% of one core, {rate['per_core']:,.0f} req/s per CPU-second "
-              f"({1e6 / rate['per_core']:.0f} us of CPU a request); failed requests: {rate['errors']}")
+        print(
+            f"front door: {rate['median']['front door']:,.0f} req/s (goal >= {GOAL_RATE:,.0f}: {verdict}), "
+            f"its CPU {rate['door_cpu'] * 100:.0f}% of one core, {rate['per_core']:,.0f} req/s per CPU-second "
+            f"({1e6 / rate['per_core']:.0f} us of CPU a request); failed requests: {rate['errors']}"
+        )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--rate", type=float, default=200.0, help="paced requests per second for (a)")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of one paced run")
@@ -296,7 +388,12 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32, help="wrk connections")
     ap.add_argument("--json", type=Path, help="also write every figure here")
     ap.add_argument("--only", choices=("latency", "rate"), help="run one of the two parts")
-    ap.add_argument("--server", type=Path, default=SERVER, help="the front door to measure (default: this checkout's)")
+    ap.add_argument(
+        "--server",
+        type=Path,
+        default=SERVER,
+        help="the front door to measure (default: this checkout's)",
+    )
     ap.add_argument("--serve-backend", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_backend:
@@ -310,17 +407,31 @@ def main() -> None:
             door_url = start_front_door(procs, Path(tmp), backend_url, args.server)
             backend, door = procs
             path = "/v1/chat/completions"
-            log(f"backend {backend_url} (pid {backend.pid}), front door {door_url} (pid {door.pid})")
-            lat = latency_runs(backend_url + path, door_url + path, args) if args.only != "rate" else None
-            rate = rate_runs(backend_url + path, door_url + path, door.pid, Path(tmp), args) if args.only != "latency" else None
+            log(
+                f"backend {backend_url} (pid {backend.pid}), front door {door_url} (pid {door.pid})"
+            )
+            lat = (
+                latency_runs(backend_url + path, door_url + path, args)
+                if args.only != "rate"
+                else None
+            )
+            rate = (
+                rate_runs(backend_url + path, door_url + path, door.pid, Path(tmp), args)
+                if args.only != "latency"
+                else None
+            )
         finally:
             for p in reversed(procs):  # the front door first, so that it sees no backend vanish
                 p.terminate()
                 p.wait(15)
     report(lat, rate, args)
     if args.json:
-        args.json.write_text(json.dumps({"latency": lat, "rate": rate, "args": {k: str(v) for k, v in vars(args).items()}},
-                                        indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"latency": lat, "rate": rate, "args": {k: str(v) for k, v in vars(args).items()}},
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 MODEL = "bench"
 
 
-def serve(ports: list[int], hanging: set[int], ready: "multiprocessing.synchronize.Event") -> None:  # type: ignore[name-defined]
+def serve(ports: list[int], hanging: set[int], ready: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
     """An aiohttp app on every port; the hanging ones never answer."""
     from aiohttp import web
 
@@ -66,7 +66,9 @@ def serve(ports: list[int], hanging: set[int], ready: "multiprocessing.synchroni
 
     async def chat(request: web.Request) -> web.Response:
         await request.read()
-        return web.json_response({"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}]})
+        return web.json_response(
+            {"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}]}
+        )
 
     def app(hangs: bool) -> web.Application:
         a = web.Application()
@@ -113,9 +115,31 @@ def targets(ports: list[int], kind: str) -> list:  # type: ignore[type-arg]
     out = []
     for i, port in enumerate(ports):
         url = f"http://127.0.0.1:{port}"
-        spec = ContainerSpec(image="bench", endpoint=url, health=(http_health("/v1/health/ready"),), startup_timeout_s=60)
-        ps = ProbeSpec(spec, runtime="nim" if kind == "nim" else "", served_model=MODEL if kind == "nim" else None, sla_ms=1000)
-        c = ObservedContainer("h", f"id{i}", f"c{i}", "bench@1", i, (), "", "running", "bench", port=port, endpoint=url)
+        spec = ContainerSpec(
+            image="bench",
+            endpoint=url,
+            health=(http_health("/v1/health/ready"),),
+            startup_timeout_s=60,
+        )
+        ps = ProbeSpec(
+            spec,
+            runtime="nim" if kind == "nim" else "",
+            served_model=MODEL if kind == "nim" else None,
+            sla_ms=1000,
+        )
+        c = ObservedContainer(
+            "h",
+            f"id{i}",
+            f"c{i}",
+            "bench@1",
+            i,
+            (),
+            "",
+            "running",
+            "bench",
+            port=port,
+            endpoint=url,
+        )
         out.append(Target("bench@1", i, "h", container=c, probe=ps, runtime=ps.runtime))
     return out
 
@@ -150,7 +174,10 @@ def main() -> int:
     hanging = set(ports[: args.hanging])
     ready = [multiprocessing.Event() for _ in range(args.servers)]
     shares = [ports[i :: args.servers] for i in range(args.servers)]
-    procs = [multiprocessing.Process(target=serve, args=(share, hanging, ev), daemon=True) for share, ev in zip(shares, ready)]
+    procs = [
+        multiprocessing.Process(target=serve, args=(share, hanging, ev), daemon=True)
+        for share, ev in zip(shares, ready)
+    ]
     for p in procs:
         p.start()
     try:
@@ -159,24 +186,42 @@ def main() -> int:
                 raise SystemExit("endpoint servers did not start")
         ts = targets(ports, args.kind)
         healthy = args.endpoints - args.hanging
-        bound = 2.0 if not args.hanging else math.ceil(args.hanging / args.concurrency) * args.timeout + 2.0
-        one_run(ts[args.hanging :][:50], args.timeout, args.concurrency, 0)  # untimed warm-up (imports, first connections)
+        bound = (
+            2.0
+            if not args.hanging
+            else math.ceil(args.hanging / args.concurrency) * args.timeout + 2.0
+        )
+        one_run(
+            ts[args.hanging :][:50], args.timeout, args.concurrency, 0
+        )  # untimed warm-up (imports, first connections)
         runs = []
         for i in range(args.runs):
             r = one_run(ts, args.timeout, args.concurrency, args.hanging)
             r["within_bound"] = r["seconds"] <= bound
             runs.append(r)
-            print(f"run {i + 1}: {r['seconds']:.3f} s  healthy ok {r['healthy_ok']}/{healthy}  "
-                  f"hanging timed out {r['hanging_failed']}/{args.hanging}", flush=True)
+            print(
+                f"run {i + 1}: {r['seconds']:.3f} s  healthy ok {r['healthy_ok']}/{healthy}  "
+                f"hanging timed out {r['hanging_failed']}/{args.hanging}",
+                flush=True,
+            )
             assert r["healthy_ok"] == healthy and r["hanging_failed"] == args.hanging, r
         median = statistics.median(r["seconds"] for r in runs)
         summary = {
-            "endpoints": args.endpoints, "hanging": args.hanging, "concurrency": args.concurrency, "timeout_s": args.timeout,
-            "kind": args.kind, "requests_per_probe": 3 if args.kind == "nim" else 1, "runs": runs,
-            "median_s": round(median, 3), "bound_s": bound, "cpus": os.cpu_count(),
+            "endpoints": args.endpoints,
+            "hanging": args.hanging,
+            "concurrency": args.concurrency,
+            "timeout_s": args.timeout,
+            "kind": args.kind,
+            "requests_per_probe": 3 if args.kind == "nim" else 1,
+            "runs": runs,
+            "median_s": round(median, 3),
+            "bound_s": bound,
+            "cpus": os.cpu_count(),
         }
-        print(f"median {median:.3f} s over {args.runs} runs (bound {bound:g} s): "
-              f"{'within' if median <= bound else 'OVER'} the bound")
+        print(
+            f"median {median:.3f} s over {args.runs} runs (bound {bound:g} s): "
+            f"{'within' if median <= bound else 'OVER'} the bound"
+        )
         if args.json:
             args.json.write_text(json.dumps(summary, indent=2))
         return 0 if all(r["within_bound"] for r in runs) else 1

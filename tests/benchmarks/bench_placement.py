@@ -14,8 +14,9 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
@@ -54,11 +55,18 @@ def read_falkenauer(path: Path) -> list[tuple[str, int, int, list[int]]]:
     return out
 
 
-def falkenauer_fleet(capacity: int, sizes: Sequence[int]) -> tuple[list[Deployment], list[HostSpec]]:
+def falkenauer_fleet(
+    capacity: int, sizes: Sequence[int]
+) -> tuple[list[Deployment], list[HostSpec]]:
     """Single-GPU models of `sizes` GB, no SLAs, on enough GPUs of `capacity` GB."""
-    deps = [Deployment(f"item-{i:03d}", "1", "triton", "bench", float(s)) for i, s in enumerate(sizes)]
+    deps = [
+        Deployment(f"item-{i:03d}", "1", "triton", "bench", float(s)) for i, s in enumerate(sizes)
+    ]
     n_hosts = (len(sizes) + 7) // 8
-    hosts = [HostSpec(f"host-{h:02d}", tuple(GpuSpec(i, float(capacity)) for i in range(8))) for h in range(n_hosts)]
+    hosts = [
+        HostSpec(f"host-{h:02d}", tuple(GpuSpec(i, float(capacity)) for i in range(8)))
+        for h in range(n_hosts)
+    ]
     return deps, hosts
 
 
@@ -164,7 +172,11 @@ def inventory_dict(deps: Sequence[Deployment], hosts: Sequence[HostSpec]) -> dic
             # One Docker daemon per host (validate refuses two hosts on one); never contacted offline.
             "docker": f"ssh://fleet@{h.name}",
             "simulated": True,
-            "gpus": {"count": len(h.gpus), "memory_gb": h.gpus[0].memory_gb, "model": h.gpus[0].model},
+            "gpus": {
+                "count": len(h.gpus),
+                "memory_gb": h.gpus[0].memory_gb,
+                "model": h.gpus[0].model,
+            },
             "labels": dict(h.labels),
         }
         for h in hosts
@@ -180,7 +192,11 @@ def inventory_dict(deps: Sequence[Deployment], hosts: Sequence[HostSpec]) -> dic
             "gpus": d.gpus,
             "replicas": d.replicas,
         }
-        for key, value in (("sla_ms", d.sla_ms), ("latency_ms", d.latency_ms), ("gpu_util", d.gpu_util)):
+        for key, value in (
+            ("sla_ms", d.sla_ms),
+            ("latency_ms", d.latency_ms),
+            ("gpu_util", d.gpu_util),
+        ):
             if value is not None:
                 m[key] = value
         if d.exclusive:
@@ -218,7 +234,9 @@ def time_place(n_models: int, n_hosts: int, runs: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--write-inventory", nargs=3, metavar=("N", "HOSTS", "PATH"))
     parser.add_argument("--quick", action="store_true", help="one run per fleet size")
     args = parser.parse_args(argv)
@@ -230,7 +248,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     falkenauer_table()
     print()
     print("Synthetic fleets, place() only (no start-up, YAML or validation)")
-    for n_models, n_hosts, runs in ((1000, 100, 5), (2000, 200, 3), (5000, 500, 3), (10000, 1000, 3)):
+    for n_models, n_hosts, runs in (
+        (1000, 100, 5),
+        (2000, 200, 3),
+        (5000, 500, 3),
+        (10000, 1000, 3),
+    ):
         time_place(n_models, n_hosts, 1 if args.quick else runs)
     return 0
 

@@ -43,9 +43,21 @@ def small_fleet(seed: int) -> tuple[list[Deployment], list[HostSpec]]:
             latency = round(sla * rng.uniform(0.2, 0.6), 1)
         util = round(min(0.9, memory / GPU_GB * rng.uniform(0.5, 1.5)), 2) or 0.01
         deps.append(
-            Deployment(f"m-{i:03d}", "1", "triton", "bench", round(memory, 1), sla_ms=sla, latency_ms=latency, gpu_util=util)
+            Deployment(
+                f"m-{i:03d}",
+                "1",
+                "triton",
+                "bench",
+                round(memory, 1),
+                sla_ms=sla,
+                latency_ms=latency,
+                gpu_util=util,
+            )
         )
-    hosts = [HostSpec(f"h-{h:02d}", tuple(GpuSpec(g, GPU_GB) for g in range(8))) for h in range((n + 7) // 8)]
+    hosts = [
+        HostSpec(f"h-{h:02d}", tuple(GpuSpec(g, GPU_GB) for g in range(8)))
+        for h in range((n + 7) // 8)
+    ]
     return deps, hosts
 
 
@@ -55,10 +67,19 @@ def large_fleet(n: int, seed: int) -> tuple[list[Deployment], list[HostSpec]]:
     deps = []
     for i in range(n):
         r = rng.random()
-        memory = rng.uniform(1, 10) if r < 0.55 else rng.uniform(10, 40) if r < 0.85 else rng.uniform(40, 78)
+        memory = (
+            rng.uniform(1, 10)
+            if r < 0.55
+            else rng.uniform(10, 40)
+            if r < 0.85
+            else rng.uniform(40, 78)
+        )
         sla = float(rng.choice((20, 30, 50, 100, 200, 500))) if rng.random() < share else None
         deps.append(Deployment(f"m-{i:05d}", "1", "triton", "bench", round(memory, 1), sla_ms=sla))
-    hosts = [HostSpec(f"h-{h:04d}", tuple(GpuSpec(g, GPU_GB) for g in range(8))) for h in range((n + 7) // 8)]
+    hosts = [
+        HostSpec(f"h-{h:04d}", tuple(GpuSpec(g, GPU_GB) for g in range(8)))
+        for h in range((n + 7) // 8)
+    ]
     return deps, hosts
 
 
@@ -87,8 +108,12 @@ def separate_ffd(deps: list[Deployment], hosts: list[HostSpec]) -> int:
 
 
 def run_small(exact_budget: float) -> None:
-    print(f"small SLA-heavy fleets: default budget {DEFAULT_BUDGET} s against CP-SAT given {exact_budget:g} s")
-    print(f"{'seed':>4} {'models':>6} {'lower':>5} {'heur':>5} {'fleetctl':>8} {'CP-SAT':>6} {'sepFFD':>6} {'ms':>7}")
+    print(
+        f"small SLA-heavy fleets: default budget {DEFAULT_BUDGET} s against CP-SAT given {exact_budget:g} s"
+    )
+    print(
+        f"{'seed':>4} {'models':>6} {'lower':>5} {'heur':>5} {'fleetctl':>8} {'CP-SAT':>6} {'sepFFD':>6} {'ms':>7}"
+    )
     wins = worse = 0
     for seed in range(8):
         deps, hosts = small_fleet(seed)
@@ -101,13 +126,17 @@ def run_small(exact_budget: float) -> None:
         used, exact = p.gpus_used(), best.gpus_used()
         wins += used <= exact
         worse = max(worse, used - exact)
-        print(f"{seed:>4} {len(deps):>6} {lb:>5} {heur:>5} {used:>8} {exact:>6} {separate_ffd(deps, hosts):>6} {ms:>7.0f}")
+        print(
+            f"{seed:>4} {len(deps):>6} {lb:>5} {heur:>5} {used:>8} {exact:>6} {separate_ffd(deps, hosts):>6} {ms:>7.0f}"
+        )
     print(f"as few GPUs as CP-SAT on {wins} of 8; at most {worse} above it")
 
 
 def run_large(sizes: list[int], runs: int) -> None:
     print("large SLA-heavy fleets (default latency and util): fleetctl against separate FFD")
-    print(f"{'models':>6} {'seed':>4} {'SLA %':>5} {'lower':>5} {'heur':>5} {'fleetctl':>8} {'sepFFD':>6} {'median s':>8}")
+    print(
+        f"{'models':>6} {'seed':>4} {'SLA %':>5} {'lower':>5} {'heur':>5} {'fleetctl':>8} {'sepFFD':>6} {'median s':>8}"
+    )
     for n in sizes:
         for seed in range(8):
             deps, hosts = large_fleet(n, seed)

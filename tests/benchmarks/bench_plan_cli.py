@@ -37,7 +37,9 @@ def timed(cmd: list[str]) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     py = sys.executable
@@ -45,16 +47,38 @@ def main() -> None:
     print(f"load average at start: {os.getloadavg()[0]:.2f}  (cores: {os.cpu_count()})")
     floor = statistics.median(timed([*fleetctl, "--help"]) for _ in range(args.runs))
     print(f"start-up floor (fleetctl --help): {floor:.2f} s\n")
-    print(f"{'models':>7} {'hosts':>6} {'json s':>8} {'table s':>8} {'limit':>6}  {'s per 1k (json)':>15}")
+    print(
+        f"{'models':>7} {'hosts':>6} {'json s':>8} {'table s':>8} {'limit':>6}  {'s per 1k (json)':>15}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for n, hosts in SIZES:
             inv = Path(tmp) / f"fleet-{n}.yaml"
-            subprocess.run([py, str(HERE / "bench_placement.py"), "--write-inventory", str(n), str(hosts), str(inv)], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    py,
+                    str(HERE / "bench_placement.py"),
+                    "--write-inventory",
+                    str(n),
+                    str(hosts),
+                    str(inv),
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             runs = args.runs if n <= 2_000 else max(3, args.runs // 2)
-            js = statistics.median(timed([*fleetctl, "plan", "--offline", "-f", str(inv), "--output", "json"]) for _ in range(runs))
-            table = statistics.median(timed([*fleetctl, "plan", "--offline", "-f", str(inv)]) for _ in range(runs))
+            js = statistics.median(
+                timed([*fleetctl, "plan", "--offline", "-f", str(inv), "--output", "json"])
+                for _ in range(runs)
+            )
+            table = statistics.median(
+                timed([*fleetctl, "plan", "--offline", "-f", str(inv)]) for _ in range(runs)
+            )
             limit = LIMITS.get(n)
-            mark = "" if limit is None else (f"{limit:>5.0f}s" + (" ok" if max(js, table) <= limit else " OVER"))
+            mark = (
+                ""
+                if limit is None
+                else (f"{limit:>5.0f}s" + (" ok" if max(js, table) <= limit else " OVER"))
+            )
             print(f"{n:>7} {hosts:>6} {js:>8.2f} {table:>8.2f} {mark:>9}  {1000 * js / n:>15.2f}")
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
 

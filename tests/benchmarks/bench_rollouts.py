@@ -37,8 +37,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import yaml
@@ -62,12 +63,14 @@ class Load:
                 t = time.monotonic()
                 try:
                     r = c.post(FRONT_DOOR + "/v1/chat/completions", json=BODY)
-                    self.events.append((t, r.status_code, r.headers.get("x-fleetctl-deployment", "")))
+                    self.events.append(
+                        (t, r.status_code, r.headers.get("x-fleetctl-deployment", ""))
+                    )
                 except httpx.HTTPError:
                     self.events.append((t, 0, ""))
                 time.sleep(0.02)
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         self.thread.start()
         return self
 
@@ -79,7 +82,9 @@ class Load:
         return sum(1 for _, status, _ in self.events if status != 200)
 
     def first(self, deployment: str, after: float) -> float | None:
-        return next((t for t, s, d in self.events if t >= after and s == 200 and d == deployment), None)
+        return next(
+            (t for t, s, d in self.events if t >= after and s == 200 and d == deployment), None
+        )
 
     def last(self, deployment: str) -> float | None:
         return max((t for t, s, d in self.events if s == 200 and d == deployment), default=None)
@@ -92,23 +97,58 @@ class Fleet:
         self.state = tmp / "state.db"
         self.hosts = [self._host("bench-a", ENGINE)]
         self.model: dict[str, Any] = {
-            "name": "chat-llm", "version": "v4", "runtime": "nim", "image": "fleetctl-testbed/nim-standin:1",
-            "gpu_memory_gb": 10, "replicas": 1,
-            "nim": {"served_model_name": "chat-llm", "cache_dir": str(tmp / "cache"), "startup_timeout_s": 60},
+            "name": "chat-llm",
+            "version": "v4",
+            "runtime": "nim",
+            "image": "fleetctl-testbed/nim-standin:1",
+            "gpu_memory_gb": 10,
+            "replicas": 1,
+            "nim": {
+                "served_model_name": "chat-llm",
+                "cache_dir": str(tmp / "cache"),
+                "startup_timeout_s": 60,
+            },
         }
 
     @staticmethod
     def _host(name: str, url: str) -> dict[str, Any]:
-        return {"name": name, "docker": url, "simulated": True, "gpus": {"count": 4, "memory_gb": 80},
-                "network": "host", "address": "127.0.0.1", "ports": f"{PORTS[0]}-{PORTS[1]}", "labels": {"name": name}}
+        return {
+            "name": name,
+            "docker": url,
+            "simulated": True,
+            "gpus": {"count": 4, "memory_gb": 80},
+            "network": "host",
+            "address": "127.0.0.1",
+            "ports": f"{PORTS[0]}-{PORTS[1]}",
+            "labels": {"name": name},
+        }
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        doc = {"fleet": self.name, "front_door": {"image": "fleetctl-testbed/front-door:1"},
-               "hosts": self.hosts, "models": [self.model]}
+        doc = {
+            "fleet": self.name,
+            "front_door": {"image": "fleetctl-testbed/front-door:1"},
+            "hosts": self.hosts,
+            "models": [self.model],
+        }
         self.path.write_text(yaml.safe_dump(doc, sort_keys=False))
         env = {**os.environ, "NGC_API_KEY": "bench-key-for-the-stand-in"}
-        return subprocess.run([sys.executable, "-m", "fleetctl", *args, "-f", str(self.path), "--yes", "--state", str(self.state)],
-                              capture_output=True, text=True, env=env, timeout=600)
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fleetctl",
+                *args,
+                "-f",
+                str(self.path),
+                "--yes",
+                "--state",
+                str(self.state),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
 
     def apply(self) -> subprocess.CompletedProcess[str]:
         return self.cli("apply")
@@ -125,32 +165,47 @@ Change = Callable[[Fleet], tuple[Run, Run, str, str]]
 
 def env_change(f: Fleet):  # type: ignore[no-untyped-def]
     f.model["replicas"] = 2
-    return f.apply, lambda: (f.model.__setitem__("env", {"STANDIN_START_DELAY_S": "0.6"}), f.apply())[1], "chat-llm@v4", "chat-llm@v4"
+    return (
+        f.apply,
+        lambda: (f.model.__setitem__("env", {"STANDIN_START_DELAY_S": "0.6"}), f.apply())[1],
+        "chat-llm@v4",
+        "chat-llm@v4",
+    )
 
 
 def image_change(f: Fleet):  # type: ignore[no-untyped-def]
     f.model["replicas"] = 2
-    return f.apply, lambda: (f.model.__setitem__("image", "fleetctl-testbed/nim-standin:2"), f.apply())[1], "chat-llm@v4", "chat-llm@v4"
+    return (
+        f.apply,
+        lambda: (f.model.__setitem__("image", "fleetctl-testbed/nim-standin:2"), f.apply())[1],
+        "chat-llm@v4",
+        "chat-llm@v4",
+    )
 
 
 def version_bump(f: Fleet):  # type: ignore[no-untyped-def]
     def change():  # type: ignore[no-untyped-def]
         f.model.update(version="v5", image="fleetctl-testbed/nim-standin:2")
         return f.apply()
+
     return f.apply, change, "chat-llm@v4", "chat-llm@v5"
 
 
 def failing_version(f: Fleet):  # type: ignore[no-untyped-def]
     f.model["replicas"] = 2
+
     def change():  # type: ignore[no-untyped-def]
         f.model["env"] = {"STANDIN_NEVER_READY": "1"}
         f.model["nim"] = {**f.model["nim"], "startup_timeout_s": 3}
         return f.apply()
+
     return f.apply, change, "chat-llm@v4", "chat-llm@v4"
 
 
 def rollback_to_pin(f: Fleet):  # type: ignore[no-untyped-def]
-    f.model["pins"] = [{"version": "v3", "image": "fleetctl-testbed/nim-standin:2", "customers": ["acme-corp"]}]
+    f.model["pins"] = [
+        {"version": "v3", "image": "fleetctl-testbed/nim-standin:2", "customers": ["acme-corp"]}
+    ]
     return f.apply, lambda: f.cli("rollback", "chat-llm@v3"), "chat-llm@v4", "chat-llm@v3"
 
 
@@ -161,15 +216,18 @@ def scale_1_3_1(f: Fleet):  # type: ignore[no-untyped-def]
         f.model["replicas"] = 1
         down = f.apply()
         return down if up.returncode == 0 else up
+
     return f.apply, change, "chat-llm@v4", "chat-llm@v4"
 
 
 def host_unreachable(f: Fleet):  # type: ignore[no-untyped-def]
     f.hosts.append(f._host("bench-gone", "unix:///run/fleetctl-testbed/no-such-engine.sock"))
     f.model["hosts"] = {"name": "bench-a"}
+
     def change():  # type: ignore[no-untyped-def]
         f.model["image"] = "fleetctl-testbed/nim-standin:2"
         return f.apply()
+
     return f.apply, change, "chat-llm@v4", "chat-llm@v4"
 
 
@@ -236,8 +294,10 @@ def main() -> None:
     print("| scenario | runs | exit | requests | failed | apply s | switch s | all traffic s |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
     for name, rs in results.items():
+
         def fmt(v: float | None) -> str:
             return "" if v is None else f"{v:.2f}"
+
         print(
             f"| {name} | {len(rs)} | {','.join(sorted({str(r['rc']) for r in rs}))} | "
             f"{int(statistics.median(r['requests'] for r in rs))} | {max(r['failed'] for r in rs)} | "

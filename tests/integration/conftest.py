@@ -53,6 +53,7 @@ def _ours(fleet: str) -> bool:
     """Whether a fleet name is one this pytest process made (test fleets end in -PID)."""
     return fleet.endswith(f"-{os.getpid()}")
 
+
 #: Ports the integration tests use for their own containers (host networking,
 #: 127.0.0.1). fleetctl host definitions in tests should use the per-engine
 #: ranges in ``Testbed.port_ranges`` instead, so the two never meet.
@@ -111,7 +112,8 @@ class Testbed:
     )
     #: This pytest session's id (several sessions may share the engines).
     session: str = dataclasses.field(
-        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    )
 
     @property
     def test_labels(self) -> dict[str, str]:
@@ -133,8 +135,13 @@ class Testbed:
             self._clients[engine] = docker.DockerClient(base_url=self.hosts[engine], timeout=120)
         return self._clients[engine]
 
-    def cleanup(self, since: float | None = None, until: float | None = None,
-                owned: bool = True, any_session: bool = False) -> int:
+    def cleanup(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        owned: bool = True,
+        any_session: bool = False,
+    ) -> int:
         """Remove test containers on every engine; returns how many were removed.
 
         Candidates are containers labelled ``io.fleetctl.test=1`` and, with
@@ -164,7 +171,9 @@ class Testbed:
                     if not other and not any_session and not _ours(labels.get(FLEET_LABEL, "")):
                         continue  # a managed container of another session's fleet
                     created = _created_epoch(attrs["Created"])
-                    if (since is not None and created < since) or (until is not None and created >= until):
+                    if (since is not None and created < since) or (
+                        until is not None and created >= until
+                    ):
                         continue
                     api.remove_container(cid, force=True, v=True)
                     removed += 1
@@ -176,7 +185,7 @@ class Testbed:
         return removed
 
     @staticmethod
-    def take_port_block() -> "PortBlock":
+    def take_port_block() -> PortBlock:
         """A fresh block of free 127.0.0.1 ports (for fixtures wider than a test)."""
         return _ALLOCATOR.take()
 
@@ -200,14 +209,15 @@ def _created_epoch(created: str) -> float:
     else:
         stamp += ".0"
     dt = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f")
-    return dt.replace(tzinfo=datetime.timezone.utc).timestamp()
+    return dt.replace(tzinfo=datetime.UTC).timestamp()
 
 
 def _skip_or_fail_setup(proc: subprocess.CompletedProcess) -> None:
     tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
     if shutil.which("dockerd") is None:
         pytest.skip(
-            "integration test bed unavailable: docker.io could not be installed with apt-get\n" + tail
+            "integration test bed unavailable: docker.io could not be installed with apt-get\n"
+            + tail
         )
     pytest.fail(f"tests/testbed/setup.sh failed (rc={proc.returncode}):\n{tail}", pytrace=False)
 
@@ -218,9 +228,14 @@ def testbed() -> Testbed:
     if os.geteuid() != 0:
         pytest.skip("integration test bed needs root (it runs its own Docker engines)")
     if shutil.which("dockerd") is None and shutil.which("apt-get") is None:
-        pytest.skip("integration test bed unavailable: no dockerd and no apt-get to install docker.io")
+        pytest.skip(
+            "integration test bed unavailable: no dockerd and no apt-get to install docker.io"
+        )
     proc = subprocess.run(
-        ["bash", str(SETUP_SCRIPT)], capture_output=True, text=True, timeout=1800,
+        ["bash", str(SETUP_SCRIPT)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
         stdin=subprocess.DEVNULL,
     )
     if proc.returncode != 0:
@@ -231,13 +246,15 @@ def testbed() -> Testbed:
     if env_file.exists():
         for line in env_file.read_text().splitlines():
             if line.startswith("export FLEETCTL_TESTBED_HOST_"):
-                key, _, value = line[len("export "):].partition("=")
+                key, _, value = line[len("export ") :].partition("=")
                 hosts[key[-1].lower()] = value
     for engine, url in hosts.items():
         os.environ.setdefault(f"FLEETCTL_TESTBED_HOST_{engine.upper()}", url)
 
     bed = Testbed(
-        host_a=hosts["a"], host_b=hosts["b"], host_c=hosts["c"],
+        host_a=hosts["a"],
+        host_b=hosts["b"],
+        host_c=hosts["c"],
         images=Images(),
         model_repository=REPO_ROOT / "tests" / "testbed" / "models",
         run_dir=RUN_DIR,
@@ -331,7 +348,9 @@ def wait_until(predicate, timeout: float, interval: float = 0.2, what: str = "co
         except Exception as exc:  # noqa: BLE001 - polling a server that may not be up
             last_exc = exc
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"{what} not reached within {timeout:.0f}s (last error: {last_exc!r})")
+            raise TimeoutError(
+                f"{what} not reached within {timeout:.0f}s (last error: {last_exc!r})"
+            )
         time.sleep(interval)
 
 
@@ -399,7 +418,9 @@ _fleet_ports = _FleetPortClaims(*FLEET_PORTS, FLEET_PORT_BLOCK)
 _fleet_names = itertools.count()
 
 
-def run_fleetctl(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_fleetctl(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """The real CLI in a subprocess, with the canary NGC_API_KEY in its environment."""
     full_env = {**os.environ, "NGC_API_KEY": CANARY, "COLUMNS": "200", **(env or {})}
     return subprocess.run(
@@ -419,7 +440,11 @@ class FleetUnderTest:
     canary = CANARY
 
     def __init__(
-        self, tmp_path: Path, testbed: Testbed, hosts: dict[str, str] | None = None, state: str | None = None
+        self,
+        tmp_path: Path,
+        testbed: Testbed,
+        hosts: dict[str, str] | None = None,
+        state: str | None = None,
     ) -> None:
         self.tmp = tmp_path
         self.testbed = testbed
@@ -457,7 +482,11 @@ class FleetUnderTest:
             "image": image or self.testbed.images.nim_standin,
             "gpu_memory_gb": memory,
             "env": env or {},
-            "nim": {"served_model_name": name, "cache_dir": str(self.tmp / "nim-cache"), "startup_timeout_s": timeout},
+            "nim": {
+                "served_model_name": name,
+                "cache_dir": str(self.tmp / "nim-cache"),
+                "startup_timeout_s": timeout,
+            },
             **kw,
         }
         self.models.append(m)
@@ -496,10 +525,18 @@ class FleetUnderTest:
             }
             for name, url in self.hosts.items()
         ]
-        doc = {"fleet": self.name, "front_door": self.front_door, "hosts": hosts, "models": self.models, **getattr(self, "extra", {})}
+        doc = {
+            "fleet": self.name,
+            "front_door": self.front_door,
+            "hosts": hosts,
+            "models": self.models,
+            **getattr(self, "extra", {}),
+        }
         self.path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
-    def cli(self, *args: str, inventory: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, inventory: bool = True, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
         self.write()
         if self.state_env:
             kw["env"] = {**self.state_env, **(kw.get("env") or {})}
@@ -570,7 +607,13 @@ class SteadyLoad:
     """A client sending one request after another (about every `interval_s`) in a thread,
     counting every failure: an exception or a status other than 200."""
 
-    def __init__(self, url: str, body: dict[str, Any], headers: dict[str, str] | None = None, interval_s: float = 0.02) -> None:
+    def __init__(
+        self,
+        url: str,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        interval_s: float = 0.02,
+    ) -> None:
         self.url, self.body, self.headers, self.interval_s = url, body, headers or {}, interval_s
         self.ok = 0
         self.failures: list[str] = []
@@ -595,7 +638,7 @@ class SteadyLoad:
                     self.failed_at.append(time.monotonic())
                 time.sleep(self.interval_s)
 
-    def __enter__(self) -> "SteadyLoad":
+    def __enter__(self) -> SteadyLoad:
         self._thread.start()
         return self
 
@@ -617,12 +660,16 @@ STATE_BACKEND = os.environ.get("FLEETCTL_TEST_STATE", "sqlite")
 
 
 @pytest.fixture
-def make_fleet(tmp_path: Path, testbed: Testbed, docker_cleanup: Testbed, request: pytest.FixtureRequest):
+def make_fleet(
+    tmp_path: Path, testbed: Testbed, docker_cleanup: Testbed, request: pytest.FixtureRequest
+):
     """`make_fleet(hosts={name: docker_url}, tmp=DIR, state=URL)`: a fleet on chosen
     engines (default: a), its files in DIR (default: the test's tmp_path; give each fleet
     of a test its own), with its state in a SQLite file or at a state URL."""
 
-    def make(hosts: dict[str, str] | None = None, tmp: Path | None = None, state: str | None = None) -> FleetUnderTest:
+    def make(
+        hosts: dict[str, str] | None = None, tmp: Path | None = None, state: str | None = None
+    ) -> FleetUnderTest:
         if tmp is not None:
             tmp.mkdir(parents=True, exist_ok=True)
         if state is None and STATE_BACKEND == "postgresql":

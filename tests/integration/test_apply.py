@@ -20,7 +20,10 @@ from fleetctl.errors import ExitCode
 from fleetctl.state.lock import StateLock
 from fleetctl.state.store import StateStore
 
-def test_first_apply_serves_triton_inference_and_nim_then_second_apply_changes_nothing(fleet: Any, testbed: Any) -> None:
+
+def test_first_apply_serves_triton_inference_and_nim_then_second_apply_changes_nothing(
+    fleet: Any, testbed: Any
+) -> None:
     fleet.nim("chat-llm", testbed.images.nim_standin, memory=40, sla_ms=200)
     fleet.triton("embeddings")
     r = fleet.apply()
@@ -44,18 +47,22 @@ def test_first_apply_serves_triton_inference_and_nim_then_second_apply_changes_n
     assert httpx.get(nim + "/v1/models").json()["data"][0]["id"] == "chat-llm"
 
     before = {
-        name: testbed.client().api.inspect_container(cid)["State"]["StartedAt"] for name, cid in fleet.ids().items()
+        name: testbed.client().api.inspect_container(cid)["State"]["StartedAt"]
+        for name, cid in fleet.ids().items()
     }
     again = fleet.apply("--output", "json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["changed"] is False
     after = {
-        name: testbed.client().api.inspect_container(cid)["State"]["StartedAt"] for name, cid in fleet.ids().items()
+        name: testbed.client().api.inspect_container(cid)["State"]["StartedAt"]
+        for name, cid in fleet.ids().items()
     }
     assert after == before  # same containers, not restarted
 
     # Labels are the contract.
-    labels = testbed.client().api.inspect_container(fleet.container("chat-llm@1", 0))["Config"]["Labels"]
+    labels = testbed.client().api.inspect_container(fleet.container("chat-llm@1", 0))["Config"][
+        "Labels"
+    ]
     assert labels["io.fleetctl.deployment"] == "chat-llm@1"
     assert labels["io.fleetctl.fleet"] == fleet.name
     assert labels["io.fleetctl.replica"] == "0"
@@ -64,7 +71,9 @@ def test_first_apply_serves_triton_inference_and_nim_then_second_apply_changes_n
     assert labels["io.fleetctl.revision"] == "1"
 
 
-def test_changed_image_rolls_out_with_the_old_container_serving_until_the_new_one_is_ready(fleet: Any, testbed: Any) -> None:
+def test_changed_image_rolls_out_with_the_old_container_serving_until_the_new_one_is_ready(
+    fleet: Any, testbed: Any
+) -> None:
     fleet.nim("chat-llm", testbed.images.nim_standin, memory=10)
     assert fleet.apply().returncode == 0
     old_endpoint = fleet.endpoint("chat-llm@1")
@@ -98,12 +107,22 @@ def test_changed_image_rolls_out_with_the_old_container_serving_until_the_new_on
     assert first_gap >= 20, answers
     assert all(a == 200 for a in answers[:first_gap])
     ids = fleet.ids()
-    assert set(ids) == {fleet.container("chat-llm@1", 0)} and ids[fleet.container("chat-llm@1", 0)] != old_id
-    assert testbed.client().api.inspect_container(ids[fleet.container("chat-llm@1", 0)])["Config"]["Image"] == testbed.images.nim_standin_v2
+    assert (
+        set(ids) == {fleet.container("chat-llm@1", 0)}
+        and ids[fleet.container("chat-llm@1", 0)] != old_id
+    )
+    assert (
+        testbed.client().api.inspect_container(ids[fleet.container("chat-llm@1", 0)])["Config"][
+            "Image"
+        ]
+        == testbed.images.nim_standin_v2
+    )
     assert httpx.get(fleet.endpoint("chat-llm@1") + "/v1/health/ready").status_code == 200
 
 
-def test_never_ready_version_leaves_the_old_one_serving_and_exits_non_zero(fleet: Any, testbed: Any) -> None:
+def test_never_ready_version_leaves_the_old_one_serving_and_exits_non_zero(
+    fleet: Any, testbed: Any
+) -> None:
     fleet.nim("chat-llm", testbed.images.nim_standin, memory=10)
     assert fleet.apply().returncode == 0
     old_id = fleet.ids()[fleet.container("chat-llm@1", 0)]
@@ -144,11 +163,16 @@ def test_hand_made_drift_is_planned_and_repaired(fleet: Any, testbed: Any) -> No
     assert kinds["b@1"][0] == "create"
 
     assert fleet.apply().returncode == 0
-    assert {d["deployment"]: d["state"] for d in fleet.status()["deployments"]} == {"a@1": "ok", "b@1": "ok"}
+    assert {d["deployment"]: d["state"] for d in fleet.status()["deployments"]} == {
+        "a@1": "ok",
+        "b@1": "ok",
+    }
     assert api.inspect_container(stranger)["State"]["Status"] == "created"
 
 
-def test_two_hosts_spread_replicas_and_down_removes_everything(make_fleet: Any, testbed: Any) -> None:
+def test_two_hosts_spread_replicas_and_down_removes_everything(
+    make_fleet: Any, testbed: Any
+) -> None:
     fleet = make_fleet(hosts={"host-b": testbed.host_b, "host-c": testbed.host_c})
     fleet.nim("chat-llm", testbed.images.nim_standin, memory=10, replicas=2)
     r = fleet.apply()
@@ -165,8 +189,12 @@ def test_two_hosts_spread_replicas_and_down_removes_everything(make_fleet: Any, 
     assert fleet.ids("b") == {} and fleet.ids("c") == {}
 
 
-def test_unreachable_host_is_reported_and_blocks_only_its_changes(make_fleet: Any, testbed: Any) -> None:
-    fleet = make_fleet(hosts={"host-a": testbed.host_a, "gone": "unix:///run/fleetctl-testbed/missing.sock"})
+def test_unreachable_host_is_reported_and_blocks_only_its_changes(
+    make_fleet: Any, testbed: Any
+) -> None:
+    fleet = make_fleet(
+        hosts={"host-a": testbed.host_a, "gone": "unix:///run/fleetctl-testbed/missing.sock"}
+    )
     fleet.nim("here", testbed.images.nim_standin, memory=10, hosts={"name": "host-a"})
     fleet.nim("there", testbed.images.nim_standin, memory=10, hosts={"name": "gone"})
     status = fleet.status()
@@ -200,7 +228,9 @@ def test_saved_plan_is_refused_once_the_fleet_changed(fleet: Any, testbed: Any) 
         "io.fleetctl.deployment": "chat-llm@1",
         "io.fleetctl.replica": "0",
     }
-    testbed.client().api.create_container(testbed.images.tiny, name=fleet.container("chat-llm@1", 0), labels=labels)
+    testbed.client().api.create_container(
+        testbed.images.tiny, name=fleet.container("chat-llm@1", 0), labels=labels
+    )
     r = fleet.apply("--plan", str(saved))
     assert r.returncode == ExitCode.STALE_PLAN, r.stdout + r.stderr
     assert "changed since this plan was made" in r.stderr
@@ -215,9 +245,17 @@ def test_saved_plan_applies_when_nothing_moved(fleet: Any, testbed: Any) -> None
     assert fleet.container("chat-llm@1", 0) in fleet.ids()
 
 
-def test_the_canary_api_key_never_reaches_state_plan_logs_or_output(fleet: Any, testbed: Any) -> None:
+def test_the_canary_api_key_never_reaches_state_plan_logs_or_output(
+    fleet: Any, testbed: Any
+) -> None:
     fleet.nim("chat-llm", testbed.images.nim_standin, memory=10)
-    fleet.nim("broken", testbed.images.nim_standin_v2, memory=10, env={"STANDIN_NEVER_READY": "1"}, timeout=3)
+    fleet.nim(
+        "broken",
+        testbed.images.nim_standin_v2,
+        memory=10,
+        env={"STANDIN_NEVER_READY": "1"},
+        timeout=3,
+    )
     fleet.apply()
     fleet.cli("plan", "--output", "json")
     fleet.cli("plan", "-o", str(fleet.tmp / "plan.json"))
@@ -239,7 +277,9 @@ def test_rollback_of_a_model_restores_the_previous_revision_of_its_current_versi
     fleet: Any, testbed: Any
 ) -> None:
     chat = fleet.nim("chat-llm", testbed.images.nim_standin, memory=10, version="v4")
-    chat["pins"] = [{"version": "v3", "image": testbed.images.nim_standin, "customers": ["acme-corp"]}]
+    chat["pins"] = [
+        {"version": "v3", "image": testbed.images.nim_standin, "customers": ["acme-corp"]}
+    ]
     state = ("--state", str(fleet.state))
     assert fleet.apply().returncode == 0
     v3_id = fleet.ids()[fleet.container("chat-llm@v3", 0)]
@@ -247,16 +287,24 @@ def test_rollback_of_a_model_restores_the_previous_revision_of_its_current_versi
     chat["image"] = testbed.images.nim_standin_v2
     assert fleet.apply().returncode == 0
     api = testbed.client().api
-    assert api.inspect_container(fleet.container("chat-llm@v4", 0))["Config"]["Image"] == testbed.images.nim_standin_v2
+    assert (
+        api.inspect_container(fleet.container("chat-llm@v4", 0))["Config"]["Image"]
+        == testbed.images.nim_standin_v2
+    )
 
     r = fleet.cli("rollback", "chat-llm", "--yes", *state)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert api.inspect_container(fleet.container("chat-llm@v4", 0))["Config"]["Image"] == testbed.images.nim_standin
+    assert (
+        api.inspect_container(fleet.container("chat-llm@v4", 0))["Config"]["Image"]
+        == testbed.images.nim_standin
+    )
     assert httpx.get(fleet.endpoint("chat-llm@v4") + "/v1/health/ready").status_code == 200
     # The pinned customer's version did not move.
     assert fleet.ids()[fleet.container("chat-llm@v3", 0)] == v3_id
 
-    hist = json.loads(fleet.cli("history", "chat-llm@v4", "--output", "json", *state, inventory=False).stdout)
+    hist = json.loads(
+        fleet.cli("history", "chat-llm@v4", "--output", "json", *state, inventory=False).stdout
+    )
     revs = {r["number"]: (r["outcome"], r["image"]) for r in hist["revisions"]}
     assert revs == {
         1: ("applied", testbed.images.nim_standin),
@@ -275,14 +323,18 @@ def test_rollback_of_a_model_restores_the_previous_revision_of_its_current_versi
     (change,) = [a for a in plan["actions"] if a["kind"] != "keep"]
     assert change["deployment"] == "chat-llm@v4" and "nim-standin:2" in change["reason"]
 
-    rollouts = json.loads(fleet.cli("history", "--output", "json", *state, inventory=False).stdout)["rollouts"]
+    rollouts = json.loads(fleet.cli("history", "--output", "json", *state, inventory=False).stdout)[
+        "rollouts"
+    ]
     assert [r["command"] for r in rollouts][:1] == ["rollback chat-llm"]
 
     # In the words: `rollback chat-llm@v4` to a recorded revision holds too.
     again = fleet.cli("rollback", "chat-llm@v4", "--to-revision", "1", "--yes", *state)
     assert again.returncode == 0, again.stdout + again.stderr
     held = fleet.cli("plan", "--detailed-exitcode", *state)
-    assert held.returncode == 0 and "chat-llm held at v4 (revision 1)" in held.stdout, held.stdout + held.stderr
+    assert held.returncode == 0 and "chat-llm held at v4 (revision 1)" in held.stdout, (
+        held.stdout + held.stderr
+    )
     assert fleet.cli("release", "chat-llm", *state).returncode == 0
     assert fleet.cli("plan", "--detailed-exitcode", *state).returncode == ExitCode.CHANGES_PENDING
 
@@ -309,12 +361,18 @@ def test_the_demo_inventory_applies_triton_models_answer_and_nim_stand_ins_are_r
     assert r.returncode == 0, r.stdout + r.stderr
     assert "http://127.0.0.1:25880" in r.stdout
 
-    status = json.loads(fleetctl_run("status", "-f", str(inv), "--output", "json", "--state", suite_state).stdout)
+    status = json.loads(
+        fleetctl_run("status", "-f", str(inv), "--output", "json", "--state", suite_state).stdout
+    )
     states = {d["deployment"]: d["state"] for d in status["deployments"]}
     assert states == dict.fromkeys(states, "ok") and len(states) == 3
     # The three Triton models share one Triton server (one container).
     (server,) = [d for d in status["deployments"] if d.get("members")]
-    assert [m["deployment"] for m in server["members"]] == ["embeddings@1", "reranker@1", "safety-guard@1"]
+    assert [m["deployment"] for m in server["members"]] == [
+        "embeddings@1",
+        "reranker@1",
+        "safety-guard@1",
+    ]
     assert len(server["replicas"]) == 1
     assert status["front_doors"][0]["url"] == "http://127.0.0.1:25880"
     assert status["front_doors"][0]["routes_current"] is True
@@ -350,18 +408,24 @@ def test_the_demo_inventory_applies_triton_models_answer_and_nim_stand_ins_are_r
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
 
-def test_an_image_that_cannot_be_had_fails_that_replica_with_a_clear_reason(fleet: Any, testbed: Any) -> None:
+def test_an_image_that_cannot_be_had_fails_that_replica_with_a_clear_reason(
+    fleet: Any, testbed: Any
+) -> None:
     fleet.nim("ok", testbed.images.nim_standin, memory=10)
     # Its registry is a closed port on loopback: the pull fails without leaving the machine.
     fleet.nim("ghost", "127.0.0.1:1/fleetctl-testbed/does-not-exist:9", memory=10)
     r = fleet.apply()
     assert r.returncode == ExitCode.ROLLOUT_FAILED, r.stdout + r.stderr
-    assert "image 127.0.0.1:1/fleetctl-testbed/does-not-exist:9 is not available on host-a" in r.stdout
+    assert (
+        "image 127.0.0.1:1/fleetctl-testbed/does-not-exist:9 is not available on host-a" in r.stdout
+    )
     assert "pulling it failed" in r.stdout
     assert set(fleet.ids()) == {fleet.container("ok@1", 0)}
 
 
-def test_a_gpu_too_full_for_old_and_new_stops_the_old_first_and_restarts_it_on_failure(fleet: Any, testbed: Any) -> None:
+def test_a_gpu_too_full_for_old_and_new_stops_the_old_first_and_restarts_it_on_failure(
+    fleet: Any, testbed: Any
+) -> None:
     fleet.gpus = {"count": 1, "memory_gb": 80, "model": "H100-80GB"}  # no other GPU to surge to
     chat = fleet.nim("chat-llm", memory=70, rollout={"allow_downtime": True})
     assert fleet.apply().returncode == 0
@@ -380,7 +444,11 @@ def test_a_gpu_too_full_for_old_and_new_stops_the_old_first_and_restarts_it_on_f
     assert "old container restored" in r.stdout
     # The very same old container serves again, under its own name, on its own port.
     assert fleet.ids() == {fleet.container("chat-llm@1"): old_id}
-    testbed.wait_until(lambda: httpx.get(endpoint + "/v1/health/ready").status_code == 200, 30, what="old one ready again")
+    testbed.wait_until(
+        lambda: httpx.get(endpoint + "/v1/health/ready").status_code == 200,
+        30,
+        what="old one ready again",
+    )
 
     chat["env"] = {}
     r = fleet.apply()

@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 
-
 WORKERS = 6
 # A plain `make test` runs a third of the cases (before the call at every third point,
 # after it at the points just before those), to stay well within its time; CI (.ci/run)
@@ -56,10 +55,21 @@ def _models(f: Any, target: bool) -> None:
     gamma is new (create on a), delta goes (remove)."""
     img = f.testbed.images
     f.models = []
-    f.nim("alpha", image=img.nim_standin_v2 if target else img.nim_standin, memory=5, timeout=30,
-          hosts={"name": "host-a"})
-    f.nim("beta", memory=60, timeout=30, env={"BETA_GENERATION": "2" if target else "1"},
-          hosts={"name": "host-b"}, rollout={"allow_downtime": True})
+    f.nim(
+        "alpha",
+        image=img.nim_standin_v2 if target else img.nim_standin,
+        memory=5,
+        timeout=30,
+        hosts={"name": "host-a"},
+    )
+    f.nim(
+        "beta",
+        memory=60,
+        timeout=30,
+        env={"BETA_GENERATION": "2" if target else "1"},
+        hosts={"name": "host-b"},
+        rollout={"allow_downtime": True},
+    )
     if target:
         f.nim("gamma", memory=5, timeout=30, hosts={"name": "host-a"})
     else:
@@ -72,7 +82,9 @@ def _new_fleet(make_fleet: Any, tmp: Path, testbed: Any) -> Any:
     return f
 
 
-def _apply(f: Any, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _apply(
+    f: Any, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return f.apply("--allow-downtime", *extra, env=env, timeout=240)
 
 
@@ -83,7 +95,10 @@ def _containers(f: Any) -> dict[tuple[str, str], dict[str, Any]]:
         api = f.testbed.client(engine).api
         flt = {"label": ["io.fleetctl.owner=fleetctl", f"io.fleetctl.fleet={f.name}"]}
         for row in api.containers(all=True, filters=flt):
-            out[(engine, row["Names"][0].lstrip("/"))] = {"state": row["State"], "labels": row.get("Labels") or {}}
+            out[(engine, row["Names"][0].lstrip("/"))] = {
+                "state": row["State"],
+                "labels": row.get("Labels") or {},
+            }
     return out
 
 
@@ -96,8 +111,12 @@ def _expected_names(f: Any, target: bool) -> set[str]:
 def _check_converged(f: Any, target: bool, what: str) -> list[str]:
     problems = []
     found = _containers(f)
-    replicas = {n for (_, n), c in found.items() if c["labels"].get("io.fleetctl.role") != "front-door"}
-    doors = [n for (_, n), c in found.items() if c["labels"].get("io.fleetctl.role") == "front-door"]
+    replicas = {
+        n for (_, n), c in found.items() if c["labels"].get("io.fleetctl.role") != "front-door"
+    }
+    doors = [
+        n for (_, n), c in found.items() if c["labels"].get("io.fleetctl.role") == "front-door"
+    ]
     want = {n for n in _expected_names(f, target) if not n.endswith("front-door")}
     if sorted(replicas) != sorted(want) or len(replicas) != sum(
         1 for c in found.values() if c["labels"].get("io.fleetctl.role") != "front-door"
@@ -127,7 +146,9 @@ def _check_converged(f: Any, target: bool, what: str) -> list[str]:
                 (labels["io.fleetctl.deployment"], int(labels["io.fleetctl.revision"])),
             ).fetchone()
             if row is None or row[0] != "applied":
-                problems.append(f"{what}: {n} runs revision {labels['io.fleetctl.revision']}, state has {row}")
+                problems.append(
+                    f"{what}: {n} runs revision {labels['io.fleetctl.revision']}, state has {row}"
+                )
     finally:
         db.close()
     return problems
@@ -175,7 +196,9 @@ def _kill_case(f: Any, target: bool, point: int, phase: str) -> list[str]:
         return [f"{what}: the killed apply exited {killed.returncode}: {killed.stderr[-400:]}"]
     again = _apply(f)
     if again.returncode != 0:
-        return [f"{what}: the next apply exited {again.returncode}: {again.stdout[-600:]} {again.stderr[-600:]}"]
+        return [
+            f"{what}: the next apply exited {again.returncode}: {again.stdout[-600:]} {again.stderr[-600:]}"
+        ]
     return _check_converged(f, target, what) + _noop_makes_no_call(f, what)
 
 
@@ -186,7 +209,14 @@ def test_a_kill_at_every_mutation_point_of_an_apply_converges_on_the_next_run(
     # Both directions are a multi-host change with start-first, stop-first, a create and
     # a removal; the cases alternate between them so each starts where the last ended.
     points = {True: _count_points(fleets[0], True), False: _count_points(fleets[0], False)}
-    cases = _sampled([(t, n, ph) for t in (True, False) for n in range(1, points[t] + 1) for ph in ("before", "after")])
+    cases = _sampled(
+        [
+            (t, n, ph)
+            for t in (True, False)
+            for n in range(1, points[t] + 1)
+            for ph in ("before", "after")
+        ]
+    )
 
     def work(i: int) -> tuple[int, list[str]]:
         f = fleets[i]
@@ -211,14 +241,20 @@ def test_a_kill_at_every_mutation_point_of_an_apply_converges_on_the_next_run(
     killed = sum(d for d, _ in results)
     report = Path(os.environ.get("FLEETCTL_CRASH_REPORT", tmp_path / "crash-report.txt"))
     with report.open("a") as out:
-        out.write(f"apply: points {points[True]} + {points[False]} cases {killed} problems {len(problems)}\n"
-                  + "\n".join(problems) + "\n")
-    print(f"\nkill matrix (apply): {points[True]} + {points[False]} mutation points, {killed} kills, "
-          f"{len(problems)} problems")
+        out.write(
+            f"apply: points {points[True]} + {points[False]} cases {killed} problems {len(problems)}\n"
+            + "\n".join(problems)
+            + "\n"
+        )
+    print(
+        f"\nkill matrix (apply): {points[True]} + {points[False]} mutation points, {killed} kills, "
+        f"{len(problems)} problems"
+    )
     assert not problems, "\n".join(problems[:20])
 
 
 # -- a rollback, killed at every point -----------------------------------------------------
+
 
 def _chat(f: Any, image: str) -> None:
     f.models = []
@@ -226,8 +262,18 @@ def _chat(f: Any, image: str) -> None:
 
 
 def _rollback(f: Any, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return f.cli("rollback", "chat@1", "--to-revision", "1", "--yes", "--allow-downtime", "--state", str(f.state),
-                 env=env, timeout=240)
+    return f.cli(
+        "rollback",
+        "chat@1",
+        "--to-revision",
+        "1",
+        "--yes",
+        "--allow-downtime",
+        "--state",
+        str(f.state),
+        env=env,
+        timeout=240,
+    )
 
 
 def _roll_forward(f: Any) -> None:
@@ -241,7 +287,9 @@ def _roll_forward(f: Any) -> None:
 def _check_rolled_back(f: Any, what: str) -> list[str]:
     problems = []
     found = _containers(f)
-    replicas = {n: c for (_, n), c in found.items() if c["labels"].get("io.fleetctl.role") != "front-door"}
+    replicas = {
+        n: c for (_, n), c in found.items() if c["labels"].get("io.fleetctl.role") != "front-door"
+    }
     want = {f.container("chat@1", 0), f.container("chat@1", 1)}
     if set(replicas) != want or len(replicas) != 2:
         problems.append(f"{what}: replicas {sorted(found)}")
@@ -262,10 +310,13 @@ def _check_rolled_back(f: Any, what: str) -> list[str]:
         for c in replicas.values():
             labels = c["labels"]
             row = db.execute(
-                "SELECT outcome FROM revision WHERE deployment = 'chat@1' AND number = ?", (int(labels["io.fleetctl.revision"]),)
+                "SELECT outcome FROM revision WHERE deployment = 'chat@1' AND number = ?",
+                (int(labels["io.fleetctl.revision"]),),
             ).fetchone()
             if row is None or row[0] != "applied":
-                problems.append(f"{what}: runs revision {labels['io.fleetctl.revision']}, state has {row}")
+                problems.append(
+                    f"{what}: runs revision {labels['io.fleetctl.revision']}, state has {row}"
+                )
     finally:
         db.close()
     return problems
@@ -283,7 +334,9 @@ def test_a_kill_at_every_mutation_point_of_a_rollback_converges_when_it_is_run_a
     counted = _rollback(fleets[0], env={"FLEETCTL_CRASH_TRACE": str(trace)})
     assert counted.returncode == 0, counted.stdout[-800:] + counted.stderr[-800:]
     points = len(trace.read_text().splitlines())
-    assert {"create", "rename", "remove", "put_file", "commit"} <= {ln.split()[1] for ln in trace.read_text().splitlines()}
+    assert {"create", "rename", "remove", "put_file", "commit"} <= {
+        ln.split()[1] for ln in trace.read_text().splitlines()
+    }
     _roll_forward(fleets[0])
     cases = _sampled([(n, ph) for n in range(1, points + 1) for ph in ("before", "after")])
 
@@ -297,7 +350,9 @@ def test_a_kill_at_every_mutation_point_of_a_rollback_converges_when_it_is_run_a
             elif killed.returncode == -9:
                 again = _rollback(f)
                 if again.returncode != 0:
-                    problems.append(f"{what}: run again, exited {again.returncode}: {again.stdout[-500:]} {again.stderr[-500:]}")
+                    problems.append(
+                        f"{what}: run again, exited {again.returncode}: {again.stdout[-500:]} {again.stderr[-500:]}"
+                    )
                 else:
                     problems += _check_rolled_back(f, what) + _noop_makes_no_call(f, what)
                 done += 1
@@ -310,6 +365,12 @@ def test_a_kill_at_every_mutation_point_of_a_rollback_converges_when_it_is_run_a
     killed = sum(d for d, _ in results)
     report = Path(os.environ.get("FLEETCTL_CRASH_REPORT", tmp_path / "crash-report.txt"))
     with report.open("a") as out:
-        out.write(f"rollback: points {points} cases {killed} problems {len(problems)}\n" + "\n".join(problems) + "\n")
-    print(f"\nkill matrix (rollback): {points} mutation points, {killed} kills, {len(problems)} problems")
+        out.write(
+            f"rollback: points {points} cases {killed} problems {len(problems)}\n"
+            + "\n".join(problems)
+            + "\n"
+        )
+    print(
+        f"\nkill matrix (rollback): {points} mutation points, {killed} kills, {len(problems)} problems"
+    )
     assert not problems, "\n".join(problems[:20])

@@ -76,8 +76,22 @@ def _apply_until_a_replacement_starts(fleet: Any) -> subprocess.Popen[str]:
     fleet.write()
     env = {**os.environ, "NGC_API_KEY": fleet.canary, "COLUMNS": "200"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fleetctl", "apply", "-f", str(fleet.path), "--yes", "--state", str(fleet.state)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "fleetctl",
+            "apply",
+            "-f",
+            str(fleet.path),
+            "--yes",
+            "--state",
+            str(fleet.state),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     while not any(n.endswith("-next") for n in fleet.ids()) and time.monotonic() < deadline:
@@ -92,7 +106,13 @@ def test_a_daemon_lost_mid_apply_ends_in_one_line_and_exit_6_and_the_next_apply_
     link = DaemonLink(fleet.tmp / "engine-a.sock", testbed.host_a)
     fleet.hosts = {"host-a": link.url}
     for i in range(3):
-        fleet.nim(f"m{i}", testbed.images.nim_standin, memory=10, env={"STANDIN_START_DELAY_S": "4"}, timeout=30)
+        fleet.nim(
+            f"m{i}",
+            testbed.images.nim_standin,
+            memory=10,
+            env={"STANDIN_START_DELAY_S": "4"},
+            timeout=30,
+        )
     fleet.front_door = {"enabled": False}
     proc = _apply_until_a_replacement_starts(fleet)
     link.cut()
@@ -108,8 +128,16 @@ def test_a_daemon_lost_mid_apply_ends_in_one_line_and_exit_6_and_the_next_apply_
     assert fleet.apply().stdout.count("nothing to do") == 1
 
 
-def test_a_crash_looping_replica_is_reported_by_plan_status_and_health(fleet: Any, testbed: Any) -> None:
-    fleet.nim("loop", testbed.images.nim_standin, memory=10, env={"STANDIN_CRASH_AFTER_S": "2"}, timeout=30)
+def test_a_crash_looping_replica_is_reported_by_plan_status_and_health(
+    fleet: Any, testbed: Any
+) -> None:
+    fleet.nim(
+        "loop",
+        testbed.images.nim_standin,
+        memory=10,
+        env={"STANDIN_CRASH_AFTER_S": "2"},
+        timeout=30,
+    )
     fleet.front_door = {"enabled": False}
     assert fleet.apply().returncode == 0  # ready before its first crash
     api = testbed.client().api
@@ -132,14 +160,22 @@ def test_a_crash_looping_replica_is_reported_by_plan_status_and_health(fleet: An
     while api.inspect_container(name)["RestartCount"] <= seen and time.monotonic() < deadline:
         time.sleep(0.2)
     second = fleet.cli("health", "--output", "json", "--state", str(fleet.state))
-    assert second.returncode in (ExitCode.UNHEALTHY, ExitCode.DEGRADED), second.stdout + second.stderr
+    assert second.returncode in (ExitCode.UNHEALTHY, ExitCode.DEGRADED), (
+        second.stdout + second.stderr
+    )
 
 
 def _mount_small_disk(where: Path, size: str) -> bool:
     if os.geteuid() != 0:
         return False
     where.mkdir()
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)], capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)],
+            capture_output=True,
+        ).returncode
+        == 0
+    )
 
 
 def _fill(disk: Path) -> None:
@@ -153,7 +189,9 @@ def _fill(disk: Path) -> None:
             pass
 
 
-def test_a_disk_filling_mid_rollout_ends_in_one_line_and_the_next_apply_reconciles(make_fleet: Any, testbed: Any, tmp_path: Path) -> None:
+def test_a_disk_filling_mid_rollout_ends_in_one_line_and_the_next_apply_reconciles(
+    make_fleet: Any, testbed: Any, tmp_path: Path
+) -> None:
     import json
     import sqlite3
 
@@ -183,11 +221,16 @@ def test_a_disk_filling_mid_rollout_ends_in_one_line_and_the_next_apply_reconcil
         again = fleet.apply()
         assert again.returncode == 0, again.stdout + again.stderr
         ids = fleet.ids()
-        assert sorted(ids) == sorted(n for n in ids if not n.endswith(("-next", "-old"))) and len(ids) == 2
+        assert (
+            sorted(ids) == sorted(n for n in ids if not n.endswith(("-next", "-old")))
+            and len(ids) == 2
+        )
         assert fleet.apply().stdout.count("nothing to do") == 1
         db = sqlite3.connect(fleet.state)
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert db.execute("SELECT count(*) FROM rollout WHERE outcome = 'running'").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM rollout WHERE outcome = 'running'").fetchone() == (
+            0,
+        )
         api = testbed.client().api
         for name in ids:
             labels = api.inspect_container(name)["Config"]["Labels"]
@@ -197,9 +240,13 @@ def test_a_disk_filling_mid_rollout_ends_in_one_line_and_the_next_apply_reconcil
             ).fetchone()
             assert row == ("applied",), (name, labels["io.fleetctl.revision"], row)
         # The rollout the full disk stopped is in the history, not lost or left running.
-        history = json.loads(fleet.cli("history", "--output", "json", "--state", str(fleet.state)).stdout)
+        history = json.loads(
+            fleet.cli("history", "--output", "json", "--state", str(fleet.state)).stdout
+        )
         stopped = [r for r in history["rollouts"] if r["outcome"] != "succeeded"]
-        assert [(r["outcome"], r["summary"]) for r in stopped] == [("failed", "interrupted before it finished")], history
+        assert [(r["outcome"], r["summary"]) for r in stopped] == [
+            ("failed", "interrupted before it finished")
+        ], history
         assert len(history["rollouts"]) == 3
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)

@@ -46,11 +46,20 @@ def metrics(fleet: Any) -> Metrics:
 
 
 def gauge(m: Metrics, name: str, deployment: str, host: str = "host-a", **labels: str) -> float:
-    return m[(name, tuple(sorted({"deployment": deployment, "host": host, "replica": "0", **labels}.items())))]
+    return m[
+        (
+            name,
+            tuple(
+                sorted({"deployment": deployment, "host": host, "replica": "0", **labels}.items())
+            ),
+        )
+    ]
 
 
 def replicas(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {f"{d['deployment']}#{r['replica']}": r for d in data["deployments"] for r in d["replicas"]}
+    return {
+        f"{d['deployment']}#{r['replica']}": r for d in data["deployments"] for r in d["replicas"]
+    }
 
 
 def deployments(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -76,33 +85,61 @@ def warm_up(endpoint: str) -> None:
     triton_client(endpoint).infer("embeddings", [text])
 
 
-def test_healthy_then_stopped_nim_and_unloaded_triton_model_are_critical_and_heal_repairs_them(fleet: Any, testbed: Any) -> None:
-    fleet.extra = {"triton_servers": "dedicated"}  # per-deployment verdicts and metrics, one container each
+def test_healthy_then_stopped_nim_and_unloaded_triton_model_are_critical_and_heal_repairs_them(
+    fleet: Any, testbed: Any
+) -> None:
+    fleet.extra = {
+        "triton_servers": "dedicated"
+    }  # per-deployment verdicts and metrics, one container each
     fleet.nim("chat-llm", sla_ms=2000)
-    fleet.triton("embeddings", hosts={"name": "host-a"}, health={"sample": {"inputs": {"TEXT": ["is this healthy?"]}}})
+    fleet.triton(
+        "embeddings",
+        hosts={"name": "host-a"},
+        health={"sample": {"inputs": {"TEXT": ["is this healthy?"]}}},
+    )
     r = fleet.apply()
     assert r.returncode == 0, r.stdout + r.stderr
     warm_up(fleet.endpoint("embeddings@1"))
 
     code, data = health_json(fleet)
     assert code == 0, data
-    assert data["summary"]["verdicts"]["ok"] == 2 and data["memory"] is True and data["failures_needed"] == 3
+    assert (
+        data["summary"]["verdicts"]["ok"] == 2
+        and data["memory"] is True
+        and data["failures_needed"] == 3
+    )
     reps = replicas(data)
     chat, emb = reps["chat-llm@1#0"], reps["embeddings@1#0"]
-    assert (chat["verdict"], chat["state"], chat["reasons"], chat["restart_count"]) == ("ok", "healthy", [], 0)
-    assert chat["profile"]["name"] == "tensorrt_llm-h100-fp8-tp1-latency" and chat["profile"]["problem"] is None
-    assert chat["latency"]["request"] == "POST /v1/chat/completions (1 token)" and chat["latency"]["over_sla"] is False
+    assert (chat["verdict"], chat["state"], chat["reasons"], chat["restart_count"]) == (
+        "ok",
+        "healthy",
+        [],
+        0,
+    )
+    assert (
+        chat["profile"]["name"] == "tensorrt_llm-h100-fp8-tp1-latency"
+        and chat["profile"]["problem"] is None
+    )
+    assert (
+        chat["latency"]["request"] == "POST /v1/chat/completions (1 token)"
+        and chat["latency"]["over_sla"] is False
+    )
     assert emb["latency"]["request"] == "infer embeddings" and emb["latency"]["ms"] < 50, emb
     assert emb["triton"] == {"missing": [], "not_ready": [], "extra": []}
     m = metrics(fleet)
-    assert gauge(m, "fleetctl_replica_up", "chat-llm@1") == 1 and gauge(m, "fleetctl_replica_up", "embeddings@1") == 1
+    assert (
+        gauge(m, "fleetctl_replica_up", "chat-llm@1") == 1
+        and gauge(m, "fleetctl_replica_up", "embeddings@1") == 1
+    )
     assert gauge(m, "fleetctl_sla_violation", "embeddings@1") == 0
     assert gauge(m, "fleetctl_probe_latency_seconds", "chat-llm@1") > 0
     assert m[("fleetctl_deployment_sla_seconds", (("deployment", "embeddings@1"),))] == 0.05
     assert m[("fleetctl_front_door_healthy", (("host", "host-a"),))] == 1
-    print(f"\nhealth sweep, healthy 2-replica fleet (NIM stand-in + Triton): {data['duration_s']:.3f} s; probes "
-          f"{chat['probe_latency_ms']} ms (NIM, 4 requests), {emb['probe_latency_ms']} ms (Triton, 4 requests); timed requests "
-          f"{chat['latency']['ms']} ms (chat completion), {emb['latency']['ms']} ms (inference)")
+    print(
+        f"\nhealth sweep, healthy 2-replica fleet (NIM stand-in + Triton): {data['duration_s']:.3f} s; probes "
+        f"{chat['probe_latency_ms']} ms (NIM, 4 requests), {emb['probe_latency_ms']} ms (Triton, 4 requests); timed requests "
+        f"{chat['latency']['ms']} ms (chat completion), {emb['latency']['ms']} ms (inference)"
+    )
     table = health(fleet)
     assert table.returncode == 0 and "2/2 replicas ok" in table.stdout, table.stdout + table.stderr
 
@@ -118,26 +155,46 @@ def test_healthy_then_stopped_nim_and_unloaded_triton_model_are_critical_and_hea
     assert code == ExitCode.UNHEALTHY
     reps, deps = replicas(data), deployments(data)
     chat, emb = reps["chat-llm@1#0"], reps["embeddings@1#0"]
-    assert (chat["verdict"], chat["state"], chat["failures"], chat["container_state"]) == ("critical", "stopped", 2, "exited")
+    assert (chat["verdict"], chat["state"], chat["failures"], chat["container_state"]) == (
+        "critical",
+        "stopped",
+        2,
+        "exited",
+    )
     assert deps["chat-llm@1"]["state"] == "down" and chat["drift"] == "drift: container is exited"
     assert (emb["verdict"], emb["state"]) == ("critical", "unhealthy")
-    assert emb["triton"]["not_ready"] == [{"model": "embeddings", "why": "is UNAVAILABLE (unloaded)"}]
+    assert emb["triton"]["not_ready"] == [
+        {"model": "embeddings", "why": "is UNAVAILABLE (unloaded)"}
+    ]
     assert emb["triton"]["extra"] == ["reranker"]
     assert "drift: model embeddings is UNAVAILABLE (unloaded)" in emb["reasons"]
     assert "drift: model reranker is loaded but not declared" in emb["reasons"]
     m = metrics(fleet)
     assert gauge(m, "fleetctl_replica_up", "chat-llm@1") == 0
-    assert gauge(m, "fleetctl_replica_verdict", "embeddings@1", fleetctl_replica_verdict="critical") == 1
-    assert gauge(m, "fleetctl_triton_model_drift", "embeddings@1", model="embeddings", kind="not_ready") == 1
-    assert gauge(m, "fleetctl_triton_model_drift", "embeddings@1", model="reranker", kind="extra") == 1
+    assert (
+        gauge(m, "fleetctl_replica_verdict", "embeddings@1", fleetctl_replica_verdict="critical")
+        == 1
+    )
+    assert (
+        gauge(
+            m, "fleetctl_triton_model_drift", "embeddings@1", model="embeddings", kind="not_ready"
+        )
+        == 1
+    )
+    assert (
+        gauge(m, "fleetctl_triton_model_drift", "embeddings@1", model="reranker", kind="extra") == 1
+    )
     assert m[("fleetctl_health_exit_code", ())] == ExitCode.UNHEALTHY
 
     chat_id = fleet.ids()[fleet.container("chat-llm@1")]
     code, data = health_json(fleet, "--failures", "2", "--heal")
     acts = heal_actions(data)
     assert (acts["chat-llm@1#0"]["action"], acts["chat-llm@1#0"]["ok"]) == ("start", True), acts
-    assert (acts["embeddings@1#0"]["action"], acts["embeddings@1#0"]["target"], acts["embeddings@1#0"]["ok"]) == (
-        "load_model", "embeddings", True), acts
+    assert (
+        acts["embeddings@1#0"]["action"],
+        acts["embeddings@1#0"]["target"],
+        acts["embeddings@1#0"]["ok"],
+    ) == ("load_model", "embeddings", True), acts
     assert code == ExitCode.DEGRADED  # repaired this sweep: a warning, not a page
     assert fleet.ids()[fleet.container("chat-llm@1")] == chat_id  # started again, not replaced
     triton.unload_model("reranker")  # the extra model is reported, never unloaded by heal
@@ -162,9 +219,13 @@ def test_healthy_then_stopped_nim_and_unloaded_triton_model_are_critical_and_hea
         assert fleet.canary not in out
 
 
-def test_a_fallback_profile_and_a_latency_over_the_sla_are_degraded(fleet: Any, testbed: Any) -> None:
+def test_a_fallback_profile_and_a_latency_over_the_sla_are_degraded(
+    fleet: Any, testbed: Any
+) -> None:
     fleet.nim("fallback", env={"STANDIN_FALLBACK_PROFILE": "1"})
-    fleet.nim("asked-for", env={"STANDIN_FALLBACK_PROFILE": "1"})["nim"]["model_profile"] = "vllm-bf16-tp1-pp1"
+    fleet.nim("asked-for", env={"STANDIN_FALLBACK_PROFILE": "1"})["nim"]["model_profile"] = (
+        "vllm-bf16-tp1-pp1"
+    )
     fleet.nim("slow", env={"STANDIN_LATENCY_MS": "300"}, sla_ms=100)
     r = fleet.apply()
     assert r.returncode == 0, r.stdout + r.stderr
@@ -173,25 +234,47 @@ def test_a_fallback_profile_and_a_latency_over_the_sla_are_degraded(fleet: Any, 
     assert code == ExitCode.DEGRADED, data
     reps = replicas(data)
     fallback, asked, slow = reps["fallback@1#0"], reps["asked-for@1#0"], reps["slow@1#0"]
-    assert (fallback["verdict"], fallback["state"], fallback["profile"]["name"]) == ("degraded", "degraded", "vllm-bf16-tp1-pp1")
-    assert fallback["reasons"] and fallback["reasons"][0].startswith("fallback profile vllm-bf16-tp1-pp1 (")
-    assert asked["verdict"] == "ok" and asked["profile"]["expected"] == "vllm-bf16-tp1-pp1"  # what the inventory asked for
-    assert (slow["verdict"], slow["latency"]["over_sla"], slow["latency"]["sla_ms"]) == ("degraded", True, 100), slow
+    assert (fallback["verdict"], fallback["state"], fallback["profile"]["name"]) == (
+        "degraded",
+        "degraded",
+        "vllm-bf16-tp1-pp1",
+    )
+    assert fallback["reasons"] and fallback["reasons"][0].startswith(
+        "fallback profile vllm-bf16-tp1-pp1 ("
+    )
+    assert (
+        asked["verdict"] == "ok" and asked["profile"]["expected"] == "vllm-bf16-tp1-pp1"
+    )  # what the inventory asked for
+    assert (slow["verdict"], slow["latency"]["over_sla"], slow["latency"]["sla_ms"]) == (
+        "degraded",
+        True,
+        100,
+    ), slow
     assert slow["latency"]["ms"] >= 300 and slow["reasons"][0].startswith("latency ")
-    assert deployments(data)["slow@1"]["state"] == "degraded" and deployments(data)["slow@1"]["serving"] == 1
+    assert (
+        deployments(data)["slow@1"]["state"] == "degraded"
+        and deployments(data)["slow@1"]["serving"] == 1
+    )
     m = metrics(fleet)
     assert gauge(m, "fleetctl_nim_fallback_profile", "fallback@1") == 1
     assert gauge(m, "fleetctl_nim_fallback_profile", "asked-for@1") == 0
-    assert gauge(m, "fleetctl_sla_violation", "slow@1") == 1 and gauge(m, "fleetctl_probe_latency_seconds", "slow@1") >= 0.3
+    assert (
+        gauge(m, "fleetctl_sla_violation", "slow@1") == 1
+        and gauge(m, "fleetctl_probe_latency_seconds", "slow@1") >= 0.3
+    )
     assert gauge(m, "fleetctl_replica_up", "slow@1") == 1  # degraded still serves
     api = testbed.client("a").api
     started = {n: api.inspect_container(n)["State"]["StartedAt"] for n in fleet.ids()}
     heal = health(fleet, "--heal", "--failures", "1")
     assert heal.returncode == ExitCode.DEGRADED and "nothing critical to repair" in heal.stdout
-    assert {n: api.inspect_container(n)["State"]["StartedAt"] for n in fleet.ids()} == started  # degraded is never touched
+    assert {
+        n: api.inspect_container(n)["State"]["StartedAt"] for n in fleet.ids()
+    } == started  # degraded is never touched
 
 
-def test_a_container_that_never_gets_ready_is_starting_within_its_grace_then_critical(fleet: Any, testbed: Any) -> None:
+def test_a_container_that_never_gets_ready_is_starting_within_its_grace_then_critical(
+    fleet: Any, testbed: Any
+) -> None:
     fleet.nim("chat-llm")
     assert fleet.apply().returncode == 0
     # Replace the container by hand with one that carries the same labels (so the plan
@@ -200,7 +283,9 @@ def test_a_container_that_never_gets_ready_is_starting_within_its_grace_then_cri
     name = fleet.container("chat-llm@1")
     info = api.inspect_container(name)
     api.remove_container(name, force=True)
-    env = [e for e in info["Config"]["Env"] if not e.startswith("STANDIN_")] + ["STANDIN_NEVER_READY=1"]
+    env = [e for e in info["Config"]["Env"] if not e.startswith("STANDIN_")] + [
+        "STANDIN_NEVER_READY=1"
+    ]
     created = api.create_container(
         info["Config"]["Image"],
         name=name,
@@ -209,7 +294,9 @@ def test_a_container_that_never_gets_ready_is_starting_within_its_grace_then_cri
         host_config=api.create_host_config(network_mode="host"),
     )
     api.start(created["Id"])
-    testbed.wait_until(lambda: api.inspect_container(name)["State"]["Running"], 30, what="stand-in running")
+    testbed.wait_until(
+        lambda: api.inspect_container(name)["State"]["Running"], 30, what="stand-in running"
+    )
 
     code, data = health_json(fleet, "--failures", "1")
     (rep,) = replicas(data).values()
@@ -221,7 +308,11 @@ def test_a_container_that_never_gets_ready_is_starting_within_its_grace_then_cri
     (dep,) = data["deployments"]
     (rep,) = dep["replicas"]
     assert dep["state"] == "down" and dep["drift"] is False
-    assert (rep["verdict"], rep["state"], rep["container_state"]) == ("critical", "unhealthy", "running")
+    assert (rep["verdict"], rep["state"], rep["container_state"]) == (
+        "critical",
+        "unhealthy",
+        "running",
+    )
     assert rep["detail"] in ("GET /v1/health/ready: 503", "GET /v1/health/ready: ConnectError"), rep
     assert rep["check"] == "GET /v1/health/ready answers 200"
     assert rep["probe_latency_ms"] < 5000
@@ -229,7 +320,9 @@ def test_a_container_that_never_gets_ready_is_starting_within_its_grace_then_cri
     assert gauge(m, "fleetctl_replica_state", "chat-llm@1", fleetctl_replica_state="unhealthy") == 1
 
 
-def test_a_crash_loop_is_critical_across_sweeps_and_heal_leaves_it_to_docker(fleet: Any, testbed: Any) -> None:
+def test_a_crash_loop_is_critical_across_sweeps_and_heal_leaves_it_to_docker(
+    fleet: Any, testbed: Any
+) -> None:
     fleet.nim("crashy", env={"STANDIN_CRASH_AFTER_S": "1.5"})
     r = fleet.apply()
     assert r.returncode == 0, r.stdout + r.stderr
@@ -237,7 +330,9 @@ def test_a_crash_loop_is_critical_across_sweeps_and_heal_leaves_it_to_docker(fle
     name = fleet.container("crashy@1")
     code, first = health_json(fleet, "--failures", "1")
     before = replicas(first)["crashy@1#0"]["restart_count"]
-    testbed.wait_until(lambda: api.inspect_container(name)["RestartCount"] > (before or 0), 30, what="a restart")
+    testbed.wait_until(
+        lambda: api.inspect_container(name)["RestartCount"] > (before or 0), 30, what="a restart"
+    )
 
     code, data = health_json(fleet, "--failures", "1", "--heal")
     assert code == ExitCode.UNHEALTHY, data
@@ -250,18 +345,28 @@ def test_a_crash_loop_is_critical_across_sweeps_and_heal_leaves_it_to_docker(fle
     assert gauge(metrics(fleet), "fleetctl_replica_crash_loop", "crashy@1") == 1
 
 
-def test_an_unreachable_host_alone_exits_6_and_its_replicas_are_unknown(make_fleet: Any, testbed: Any) -> None:
-    fleet = make_fleet(hosts={"host-a": testbed.host_a, "gone": "unix:///run/fleetctl-testbed/missing.sock"})
+def test_an_unreachable_host_alone_exits_6_and_its_replicas_are_unknown(
+    make_fleet: Any, testbed: Any
+) -> None:
+    fleet = make_fleet(
+        hosts={"host-a": testbed.host_a, "gone": "unix:///run/fleetctl-testbed/missing.sock"}
+    )
     fleet.nim("here", hosts={"name": "host-a"})
     fleet.nim("there", hosts={"name": "gone"})
     assert fleet.apply().returncode == ExitCode.HOST_UNREACHABLE
 
     code, data = health_json(fleet)
     assert code == ExitCode.HOST_UNREACHABLE
-    assert [(h["host"], h["reachable"]) for h in data["hosts"]] == [("host-a", True), ("gone", False)]
+    assert [(h["host"], h["reachable"]) for h in data["hosts"]] == [
+        ("host-a", True),
+        ("gone", False),
+    ]
     reps = replicas(data)
     assert reps["here@1#0"]["verdict"] == "ok"
-    assert reps["there@1#0"]["verdict"] == "unknown" and "gone unreachable" in reps["there@1#0"]["detail"]
+    assert (
+        reps["there@1#0"]["verdict"] == "unknown"
+        and "gone unreachable" in reps["there@1#0"]["detail"]
+    )
     assert deployments(data)["there@1"]["state"] == "unknown"
     m = metrics(fleet)
     assert m[("fleetctl_host_reachable", (("host", "gone"),))] == 0

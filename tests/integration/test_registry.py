@@ -30,7 +30,9 @@ def _container(testbed: Any, engine: str, name: str) -> dict[str, Any]:
     return testbed.client(engine).api.inspect_container(name)
 
 
-def test_an_image_only_in_the_registry_is_pulled_by_apply_and_serves(make_fleet: Any, testbed: Any, registry: Any) -> None:
+def test_an_image_only_in_the_registry_is_pulled_by_apply_and_serves(
+    make_fleet: Any, testbed: Any, registry: Any
+) -> None:
     fleet = make_fleet(hosts={"host-b": testbed.host_b})
     # Fresh tags: no engine has these names, so both must come from the registry.
     model_image = registry.fresh_tag("fleetctl-testbed/nim-standin:2")
@@ -50,7 +52,11 @@ def test_an_image_only_in_the_registry_is_pulled_by_apply_and_serves(make_fleet:
     assert f"{model_image.rsplit(':', 1)[0]}@{digest}" in info["RepoDigests"]
     endpoint = fleet.endpoint("chat-llm@1")
     assert httpx.get(endpoint + "/v1/health/ready", timeout=5).status_code == 200
-    reply = httpx.post(fleet.front_door_url("host-b") + "/v1/chat/completions", json={"model": "chat-llm", **CHAT}, timeout=10)
+    reply = httpx.post(
+        fleet.front_door_url("host-b") + "/v1/chat/completions",
+        json={"model": "chat-llm", **CHAT},
+        timeout=10,
+    )
     assert reply.status_code == 200 and reply.headers["x-fleetctl-deployment"] == "chat-llm@1"
     # Present now: the second apply pulls nothing and changes nothing.
     again = fleet.apply()
@@ -78,19 +84,34 @@ def test_a_missing_tag_fails_only_its_deployment_before_anything_stops(
     assert r.returncode == ExitCode.ROLLOUT_FAILED, out
     assert "Traceback" not in out
     # One line names the image, the host and the registry's answer.
-    (reason,) = {line.strip() for line in out.splitlines() if f"image {missing} is not available on host-b" in line}
+    (reason,) = {
+        line.strip()
+        for line in out.splitlines()
+        if f"image {missing} is not available on host-b" in line
+    }
     assert "manifest unknown" in reason, reason
     # The old keeper was never stopped: same container, same start, and it served throughout.
     now = _container(testbed, "b", fleet.container("keeper@1"))
-    assert (now["Id"], now["State"]["StartedAt"], now["State"]["Running"]) == (old["Id"], old["State"]["StartedAt"], True)
-    print(f"figure: missing tag: exit {r.returncode}; the old replica answered {load.ok} requests, {len(load.failures)} failed")
+    assert (now["Id"], now["State"]["StartedAt"], now["State"]["Running"]) == (
+        old["Id"],
+        old["State"]["StartedAt"],
+        True,
+    )
+    print(
+        f"figure: missing tag: exit {r.returncode}; the old replica answered {load.ok} requests, {len(load.failures)} failed"
+    )
     assert load.ok > 0 and load.failures == [], load.failures[:3]
     assert set(load.served_by) == {"keeper@1"}
     # The other deployment rolled onto the image it pulled.
     moved = _container(testbed, "b", fleet.container("mover@1"))
     assert moved["Config"]["Image"] == mover["image"]
     status = {d["deployment"]: d for d in fleet.status()["deployments"]}
-    assert httpx.get(status["mover@1"]["replicas"][0]["endpoint"] + "/v1/health/ready", timeout=5).status_code == 200
+    assert (
+        httpx.get(
+            status["mover@1"]["replicas"][0]["endpoint"] + "/v1/health/ready", timeout=5
+        ).status_code
+        == 200
+    )
 
 
 def test_a_registry_that_never_answers_ends_in_the_engines_timeout_with_one_line(
@@ -131,7 +152,11 @@ def test_a_registry_that_never_answers_ends_in_the_engines_timeout_with_one_line
     out = r.stdout + r.stderr
     assert r.returncode == ExitCode.ROLLOUT_FAILED, out
     assert "Traceback" not in out
-    (reason,) = {line.strip() for line in out.splitlines() if f"image {image} is not available on host-c" in line}
+    (reason,) = {
+        line.strip()
+        for line in out.splitlines()
+        if f"image {image} is not available on host-c" in line
+    }
     assert any(w in reason for w in ("Timeout", "deadline exceeded", "timed out")), reason
     print(f"figure: silent registry: exit {r.returncode} after {elapsed:.1f} s")
     assert elapsed < 60, elapsed  # the engine's own bound (about 25 s), not a hang
@@ -141,7 +166,9 @@ def test_a_registry_that_never_answers_ends_in_the_engines_timeout_with_one_line
 # -- no test sends an engine to a public registry -----------------------------------------
 
 # An image reference: [registry/]path[:tag|@digest], with at least one slash.
-_IMAGE = re.compile(r"^(?:(?P<registry>[a-z0-9.-]+(?::\d+)?)/)?(?P<path>[a-z0-9._-]+(?:/[a-z0-9._-]+)+)(?::[\w.-]+|@sha256:[0-9a-f]{64})$")
+_IMAGE = re.compile(
+    r"^(?:(?P<registry>[a-z0-9.-]+(?::\d+)?)/)?(?P<path>[a-z0-9._-]+(?:/[a-z0-9._-]+)+)(?::[\w.-]+|@sha256:[0-9a-f]{64})$"
+)
 _LOOPBACK = re.compile(r"^(127(?:\.\d{1,3}){3}|localhost|\[::1\])(?::\d+)?$")
 
 
@@ -158,15 +185,26 @@ def _engine_facing_files() -> list[Path]:
     """Everything that runs against the test bed's engines: the integration tests, the
     benchmarks that use the test bed, and the demo inventory."""
     files = sorted((REPO / "tests" / "integration").glob("*.py"))
-    files += [p for p in sorted((REPO / "tests" / "benchmarks").glob("*.py")) if "fleetctl-testbed" in p.read_text()]
+    files += [
+        p
+        for p in sorted((REPO / "tests" / "benchmarks").glob("*.py"))
+        if "fleetctl-testbed" in p.read_text()
+    ]
     return files + [REPO / "inventory" / "demo.yaml"]
 
 
 def _strings(path: Path) -> list[tuple[int, str]]:
     if path.suffix == ".py":
-        return [(n.lineno, n.value) for n in ast.walk(ast.parse(path.read_text()))
-                if isinstance(n, ast.Constant) and isinstance(n.value, str)]
-    return [(i, w.strip("'\"")) for i, line in enumerate(path.read_text().splitlines(), 1) for w in line.split()]
+        return [
+            (n.lineno, n.value)
+            for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)
+        ]
+    return [
+        (i, w.strip("'\""))
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        for w in line.split()
+    ]
 
 
 def test_no_engine_facing_test_names_an_image_that_would_be_pulled_from_a_public_registry() -> None:
@@ -188,6 +226,8 @@ def test_no_engine_facing_test_names_an_image_that_would_be_pulled_from_a_public
             if host is not None and _LOOPBACK.match(host):
                 continue  # the test bed's registry, or a closed port, on loopback
             offenders.append(f"{path.relative_to(REPO)}:{line}: {text}")
-    print(f"figure: {seen} image references in {len(_engine_facing_files())} engine-facing files, {len(offenders)} would leave")
+    print(
+        f"figure: {seen} image references in {len(_engine_facing_files())} engine-facing files, {len(offenders)} would leave"
+    )
     assert seen > 10  # the scan sees the test bed's images at all
     assert offenders == []

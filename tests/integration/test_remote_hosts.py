@@ -26,14 +26,22 @@ def _served_by(url: str, headers: dict[str, str] | None = None) -> str:
     return r.headers["x-fleetctl-deployment"]
 
 
-def test_plan_apply_status_health_and_rollback_converge_a_fleet_on_the_ssh_and_tls_hosts(remote_fleet: Any) -> None:
+def test_plan_apply_status_health_and_rollback_converge_a_fleet_on_the_ssh_and_tls_hosts(
+    remote_fleet: Any,
+) -> None:
     fleet = remote_fleet
-    chat = fleet.nim("chat-llm", fleet.testbed.images.nim_standin, memory=10, hosts={"name": "ssh-host"})
+    chat = fleet.nim(
+        "chat-llm", fleet.testbed.images.nim_standin, memory=10, hosts={"name": "ssh-host"}
+    )
     fleet.nim("reranker", fleet.testbed.images.nim_standin, memory=10, hosts={"name": "tls-host"})
 
     plan = fleet.cli("plan", "--output", "json", "--state", str(fleet.state))
     assert plan.returncode == 0, plan.stdout + plan.stderr
-    kinds = {(a["deployment"], a["kind"]) for a in json.loads(plan.stdout)["actions"] if a.get("deployment")}
+    kinds = {
+        (a["deployment"], a["kind"])
+        for a in json.loads(plan.stdout)["actions"]
+        if a.get("deployment")
+    }
     assert {("chat-llm@1", "create"), ("reranker@1", "create")} <= kinds
 
     r = fleet.apply()
@@ -45,7 +53,10 @@ def test_plan_apply_status_health_and_rollback_converge_a_fleet_on_the_ssh_and_t
     st = fleet.cli("status", "--output", "json", env={"REQUESTS_CA_BUNDLE": certifi.where()})
     assert st.returncode == 0, st.stdout + st.stderr
     status = json.loads(st.stdout)
-    assert {h["host"]: h["reachable"] for h in status["hosts"]} == {"ssh-host": True, "tls-host": True}
+    assert {h["host"]: h["reachable"] for h in status["hosts"]} == {
+        "ssh-host": True,
+        "tls-host": True,
+    }
     # Endpoints are the namespaces' addresses, and they answer from here.
     endpoints = {d["deployment"]: d["replicas"][0]["endpoint"] for d in status["deployments"]}
     assert endpoints["chat-llm@1"].startswith(f"http://{fleet.address['ssh-host']}:")
@@ -57,7 +68,9 @@ def test_plan_apply_status_health_and_rollback_converge_a_fleet_on_the_ssh_and_t
 
     # Version 2, with acme-corp pinned to version 1.
     chat.update(version="2", image=fleet.testbed.images.nim_standin_v2)
-    chat["pins"] = [{"version": "1", "image": fleet.testbed.images.nim_standin, "customers": ["acme-corp"]}]
+    chat["pins"] = [
+        {"version": "1", "image": fleet.testbed.images.nim_standin, "customers": ["acme-corp"]}
+    ]
     r = fleet.apply()
     assert r.returncode == 0, r.stdout + r.stderr
     door = fleet.front_door_url("ssh-host")
@@ -74,7 +87,9 @@ def test_plan_apply_status_health_and_rollback_converge_a_fleet_on_the_ssh_and_t
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
 
 
-def test_the_demo_fleet_converges_on_the_ssh_and_tls_hosts_and_down_removes_it(remote_fleet: Any) -> None:
+def test_the_demo_fleet_converges_on_the_ssh_and_tls_hosts_and_down_removes_it(
+    remote_fleet: Any,
+) -> None:
     """inventory/demo.yaml itself (its models, pin, front door image and GPUs), with its one
     host swapped for the two remote ones; the models alternate between them in demo.yaml's
     order, so both hosts serve and each front door reaches the other's replicas."""
@@ -100,17 +115,30 @@ def test_the_demo_fleet_converges_on_the_ssh_and_tls_hosts_and_down_removes_it(r
     st = fleet.cli("status", "--output", "json", *state)
     assert st.returncode == 0, st.stdout + st.stderr
     status = json.loads(st.stdout)
-    assert {h["host"]: h["reachable"] for h in status["hosts"]} == {"ssh-host": True, "tls-host": True}
+    assert {h["host"]: h["reachable"] for h in status["hosts"]} == {
+        "ssh-host": True,
+        "tls-host": True,
+    }
     # Every deployment of demo.yaml (each model's version and its pins) runs and is ok.
-    wanted = {f"{m['name']}@{v}" for m in demo["models"] for v in [m["version"], *(p["version"] for p in m.get("pins", []))]}
+    wanted = {
+        f"{m['name']}@{v}"
+        for m in demo["models"]
+        for v in [m["version"], *(p["version"] for p in m.get("pins", []))]
+    }
     # A Triton model in a shared Triton server is as ok as its server.
     states = {
         name: d["state"]
         for d in status["deployments"]
-        for name in ([m["deployment"] for m in d["members"]] if d.get("members") else [d["deployment"]])
+        for name in (
+            [m["deployment"] for m in d["members"]] if d.get("members") else [d["deployment"]]
+        )
     }
     assert states == dict.fromkeys(wanted, "ok"), states
-    hosts_used = {rep["endpoint"].split("//")[1].split(":")[0] for d in status["deployments"] for rep in d["replicas"]}
+    hosts_used = {
+        rep["endpoint"].split("//")[1].split(":")[0]
+        for d in status["deployments"]
+        for rep in d["replicas"]
+    }
     assert hosts_used == set(fleet.address.values()), hosts_used  # spread over both hosts
     doors = {d["url"]: d["routes_current"] for d in status["front_doors"]}
     assert doors == {fleet.front_door_url(h): True for h in names}, doors
@@ -124,7 +152,9 @@ def test_the_demo_fleet_converges_on_the_ssh_and_tls_hosts_and_down_removes_it(r
         assert _served_by(door) == f"{chat['name']}@{chat['version']}"
         for pin in chat.get("pins", []):
             for customer in pin["customers"]:
-                assert _served_by(door, {"X-Customer": customer}) == f"{chat['name']}@{pin['version']}"
+                assert (
+                    _served_by(door, {"X-Customer": customer}) == f"{chat['name']}@{pin['version']}"
+                )
         for name in tritons:
             ready = httpx.get(f"{door}/v2/models/{name}/ready", timeout=10)
             assert ready.status_code == 200, (host, name, ready.status_code, ready.text)
@@ -143,7 +173,9 @@ def test_the_demo_fleet_converges_on_the_ssh_and_tls_hosts_and_down_removes_it(r
             gone = httpx.get(fleet.front_door_url(host) + "/v1/models", timeout=5)
         except httpx.HTTPError:
             continue
-        raise AssertionError(f"the front door of {host} still answers after down: {gone.status_code}")
+        raise AssertionError(
+            f"the front door of {host} still answers after down: {gone.status_code}"
+        )
 
 
 def _fault_ends_in_exit_6(fleet: Any, host: str, fault: Any) -> None:

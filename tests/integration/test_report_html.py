@@ -44,12 +44,18 @@ def _apt_install(package: str) -> str | None:
     # A stale or missing package list is the usual cause: refresh once and retry.
     subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
     proc = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
-    return None if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["apt-get failed"])[-1]
+    return (
+        None
+        if proc.returncode == 0
+        else (proc.stderr.strip().splitlines() or ["apt-get failed"])[-1]
+    )
 
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    path = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    path = shutil.which("chromium") or (
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+    )
     if path is None:
         why = _apt_install("chromium")
         path = shutil.which("chromium")
@@ -80,7 +86,9 @@ def html_report(tmp_path: Path) -> Path:
 def test_report_html_renders_in_chromium(chromium: str, html_report: Path, tmp_path: Path) -> None:
     url = html_report.resolve().as_uri()
     shot = tmp_path / "report.png"
-    proc = _chromium(chromium, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1280,900", url)
+    proc = _chromium(
+        chromium, tmp_path / "profile-shot", f"--screenshot={shot}", "--window-size=1280,900", url
+    )
     assert shot.exists(), proc.stderr[-2000:]
     data = shot.read_bytes()
     assert data.startswith(PNG_MAGIC)
@@ -92,6 +100,8 @@ def test_report_html_renders_in_chromium(chromium: str, html_report: Path, tmp_p
     bars = re.findall(r'<svg[^>]*class="gpu-bar"[^>]*data-gpu="([^"]+)"', dom.stdout)
     assert sorted(bars) == ["gpu-host-1/0", "gpu-host-1/1", "gpu-host-1/2", "gpu-host-1/3"]
     segments = re.findall(r'class="seg" data-deployment="([^"]+)"', dom.stdout)
-    assert sorted(segments) == sorted(["chat-llm@v4", "chat-llm@v3", "embeddings@1", "reranker@1", "safety-guard@1"])
+    assert sorted(segments) == sorted(
+        ["chat-llm@v4", "chat-llm@v3", "embeddings@1", "reranker@1", "safety-guard@1"]
+    )
     assert "80 / 80 GB" in dom.stdout
     assert 'id="sla"' in dom.stdout and 'id="costs"' in dom.stdout

@@ -7,7 +7,9 @@ import json
 from typing import Any
 
 
-def test_a_replica_on_a_host_removed_from_the_inventory_moves_and_the_host_is_cleared(make_fleet: Any, testbed: Any) -> None:
+def test_a_replica_on_a_host_removed_from_the_inventory_moves_and_the_host_is_cleared(
+    make_fleet: Any, testbed: Any
+) -> None:
     fleet = make_fleet({"host-a": testbed.host_a, "host-b": testbed.host_b})
     fleet.nim("chat", testbed.images.nim_standin, memory=10, hosts={"name": "host-b"})
     assert fleet.apply().returncode == 0
@@ -16,9 +18,15 @@ def test_a_replica_on_a_host_removed_from_the_inventory_moves_and_the_host_is_cl
     del fleet.hosts["host-b"]
     fleet.models[0].pop("hosts")
     plan = json.loads(fleet.cli("plan", "--output", "json", "--state", str(fleet.state)).stdout)
-    moves = [(a["kind"], a["host"], a["container_host"]) for a in plan["actions"] if a["deployment"] == "chat@1"]
+    moves = [
+        (a["kind"], a["host"], a["container_host"])
+        for a in plan["actions"]
+        if a["deployment"] == "chat@1"
+    ]
     assert moves == [("recreate", "host-a", "host-b")], plan["actions"]
-    assert any(d["host"] == "host-b" and d["kind"] == "remove" for d in plan["front_doors"]), plan["front_doors"]
+    assert any(d["host"] == "host-b" and d["kind"] == "remove" for d in plan["front_doors"]), plan[
+        "front_doors"
+    ]
 
     r = fleet.apply()
     assert r.returncode == 0, r.stdout + r.stderr
@@ -28,7 +36,9 @@ def test_a_replica_on_a_host_removed_from_the_inventory_moves_and_the_host_is_cl
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout
 
 
-def test_down_removes_the_containers_of_a_host_no_longer_listed(make_fleet: Any, testbed: Any) -> None:
+def test_down_removes_the_containers_of_a_host_no_longer_listed(
+    make_fleet: Any, testbed: Any
+) -> None:
     fleet = make_fleet({"host-a": testbed.host_a, "host-b": testbed.host_b})
     fleet.nim("here", testbed.images.nim_standin, memory=10, hosts={"name": "host-a"})
     fleet.nim("there", testbed.images.nim_standin, memory=10, hosts={"name": "host-b"})

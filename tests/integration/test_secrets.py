@@ -35,7 +35,7 @@ MISSING_HOST = "unix:///run/fleetctl-testbed/missing.sock"
 # A runtime from a separate package, as a third party would write one (the entry point
 # group `fleetctl`): it starts the test bed's tiny image, which prints its key whole and
 # cut over three lines, and never becomes ready.
-LEAKY_RUNTIME = '''\
+LEAKY_RUNTIME = """\
 from fleetctl.runtimes.hookspecs import hookimpl
 from fleetctl.runtimes.spec import ContainerSpec, SecretEnv, http_health
 
@@ -67,7 +67,7 @@ class LeakyRuntime:
 @hookimpl
 def register_runtimes(register):
     register(LeakyRuntime())
-'''
+"""
 
 
 def _plugin_path(tmp: Path) -> Path:
@@ -75,13 +75,17 @@ def _plugin_path(tmp: Path) -> Path:
     info = d / "fleetctl_test_leaky-0.0.0.dist-info"
     info.mkdir(parents=True)
     (d / "fleetctl_test_leaky.py").write_text(LEAKY_RUNTIME)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fleetctl-test-leaky\nVersion: 0.0.0\n")
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: fleetctl-test-leaky\nVersion: 0.0.0\n"
+    )
     (info / "entry_points.txt").write_text("[fleetctl]\nleaky = fleetctl_test_leaky\n")
     return d
 
 
 def _env(tmp: Path) -> dict[str, str]:
-    path = os.pathsep.join(p for p in (str(_plugin_path(tmp)), os.environ.get("PYTHONPATH", "")) if p)
+    path = os.pathsep.join(
+        p for p in (str(_plugin_path(tmp)), os.environ.get("PYTHONPATH", "")) if p
+    )
     return {"HF_TOKEN": HF_CANARY, "PYTHONPATH": path}
 
 
@@ -101,7 +105,9 @@ def _state_rows(fleet: Any) -> str:
     from fleetctl.state.paths import is_database
 
     if is_database(fleet.state):
-        sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        sql = (
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
     else:
         sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
     tables = [t for (t,) in fleet.query(sql)]
@@ -109,7 +115,9 @@ def _state_rows(fleet: Any) -> str:
     return "\n".join(f"{t}: {fleet.query(f'SELECT * FROM {t}')}" for t in tables)
 
 
-def _nowhere(canaries: list[str], outputs: list[str], tmp: Path, labels: list[dict[str, str]], fleet: Any) -> int:
+def _nowhere(
+    canaries: list[str], outputs: list[str], tmp: Path, labels: list[dict[str, str]], fleet: Any
+) -> int:
     """How many places hold a canary (asserted to be 0 by the caller, with the place)."""
     found = []
     rows = _state_rows(fleet)
@@ -122,7 +130,9 @@ def _nowhere(canaries: list[str], outputs: list[str], tmp: Path, labels: list[di
             found += [str(f) for c in canaries if _holds(data, c)]
     for lab in labels:
         text = json.dumps(lab)
-        found += [f"labels of {lab.get('io.fleetctl.deployment')}" for c in canaries if _holds(text, c)]
+        found += [
+            f"labels of {lab.get('io.fleetctl.deployment')}" for c in canaries if _holds(text, c)
+        ]
     assert not found, found
     return len(found)
 
@@ -133,11 +143,20 @@ def _labels(testbed: Any, fleet: Any, engine: str = "a") -> list[dict[str, str]]
     return [r.get("Labels") or {} for r in rows]
 
 
-def test_canaries_reach_their_containers_and_nothing_fleetctl_writes_or_prints(fleet: Any, testbed: Any) -> None:
+def test_canaries_reach_their_containers_and_nothing_fleetctl_writes_or_prints(
+    fleet: Any, testbed: Any
+) -> None:
     env = _env(fleet.tmp)
     state = ("--state", str(fleet.state))
     m = fleet.nim("chat-llm", memory=10, secrets={"HF_TOKEN": {"env": "HF_TOKEN"}})
-    m["pins"] = [{"version": "0", "image": testbed.images.nim_standin_v2, "customers": ["acme"], "env": {"LOG_LEVEL": "info"}}]
+    m["pins"] = [
+        {
+            "version": "0",
+            "image": testbed.images.nim_standin_v2,
+            "customers": ["acme"],
+            "env": {"LOG_LEVEL": "info"},
+        }
+    ]
     labels: list[dict[str, str]] = []
 
     def cli(*args: str, **kw: Any) -> Any:
@@ -179,11 +198,19 @@ def test_canaries_reach_their_containers_and_nothing_fleetctl_writes_or_prints(f
 
     # A replica that prints its key, whole and split over lines, and is never ready.
     fleet.models.append(
-        {"name": "leaky", "version": "1", "runtime": "leaky", "image": testbed.images.tiny, "gpu_memory_gb": 1}
+        {
+            "name": "leaky",
+            "version": "1",
+            "runtime": "leaky",
+            "image": testbed.images.tiny,
+            "gpu_memory_gb": 1,
+        }
     )
     r = cli("apply", "--yes", *state)
     assert r.returncode == ExitCode.ROLLOUT_FAILED, r.stdout + r.stderr
-    assert "token begins" in r.stdout and "(end of token)" in r.stdout  # its log was quoted, scrubbed
+    assert (
+        "token begins" in r.stdout and "(end of token)" in r.stdout
+    )  # its log was quoted, scrubbed
     r = cli("apply", "--yes", "--output", "json", *state)
     assert r.returncode == ExitCode.ROLLOUT_FAILED and "token begins" in r.stdout
     labels += _labels(testbed, fleet)
@@ -211,16 +238,24 @@ def test_canaries_reach_their_containers_and_nothing_fleetctl_writes_or_prints(f
     assert fleet.ids() == {}
 
     assert _nowhere([fleet.canary, HF_CANARY], fleet.outputs, fleet.tmp, labels, fleet) == 0
-    print(f"\n{len(fleet.outputs)} fleetctl calls, {len(labels)} container label sets: secrets found 0")
+    print(
+        f"\n{len(fleet.outputs)} fleetctl calls, {len(labels)} container label sets: secrets found 0"
+    )
 
 
-def test_an_unreachable_host_and_its_failures_print_no_canary(make_fleet: Any, testbed: Any) -> None:
+def test_an_unreachable_host_and_its_failures_print_no_canary(
+    make_fleet: Any, testbed: Any
+) -> None:
     fleet = make_fleet(hosts={"host-a": testbed.host_a, "gone": MISSING_HOST})
     env = _env(fleet.tmp)
     state = ("--state", str(fleet.state))
     fleet.nim("here", hosts={"name": "host-a"}, secrets={"HF_TOKEN": {"env": "HF_TOKEN"}})
     fleet.nim("there", hosts={"name": "gone"}, secrets={"HF_TOKEN": {"env": "HF_TOKEN"}})
-    for args in (("plan", *state), ("apply", "--yes", *state), ("apply", "--yes", "--output", "json", *state)):
+    for args in (
+        ("plan", *state),
+        ("apply", "--yes", *state),
+        ("apply", "--yes", "--output", "json", *state),
+    ):
         r = fleet.cli(*args, env=env)
         assert r.returncode in (0, ExitCode.HOST_UNREACHABLE), r.stdout + r.stderr
     assert fleet.cli("status", *state, env=env).returncode in (0, ExitCode.HOST_UNREACHABLE)

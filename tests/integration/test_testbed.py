@@ -28,8 +28,16 @@ def _name(prefix: str) -> str:
     return f"fleetctl-test-{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def _run(testbed, image: str, *, engine: str = "a", command=None, environment=None,
-         volumes=None, prefix: str = "c"):
+def _run(
+    testbed,
+    image: str,
+    *,
+    engine: str = "a",
+    command=None,
+    environment=None,
+    volumes=None,
+    prefix: str = "c",
+):
     return testbed.client(engine).containers.run(
         image,
         command=command,
@@ -136,27 +144,39 @@ def triton(testbed):
         "--model-control-mode=explicit",
         *[f"--load-model={m}" for m in MODELS],
         "--backend-directory=/opt/tritonserver/backends",
-        "--http-address=127.0.0.1", f"--http-port={http_port}",
-        "--grpc-address=127.0.0.1", f"--grpc-port={grpc_port}",
-        "--metrics-address=127.0.0.1", f"--metrics-port={metrics_port}",
+        "--http-address=127.0.0.1",
+        f"--http-port={http_port}",
+        "--grpc-address=127.0.0.1",
+        f"--grpc-port={grpc_port}",
+        "--metrics-address=127.0.0.1",
+        f"--metrics-port={metrics_port}",
     ]
     container = _run(
-        testbed, testbed.images.triton, command=args, prefix="triton",
+        testbed,
+        testbed.images.triton,
+        command=args,
+        prefix="triton",
         volumes={str(testbed.model_repository): {"bind": "/models", "mode": "ro"}},
     )
     t0 = time.monotonic()
     try:
         testbed.wait_until(
             lambda: _status(f"http://127.0.0.1:{http_port}/v2/health/ready") == 200,
-            60, what="triton /v2/health/ready",
+            60,
+            what="triton /v2/health/ready",
         )
     except TimeoutError:
         logs = _logs(container)
         container.remove(force=True)
         pytest.fail(f"Triton not ready within 60 s; log tail:\n{logs[-4000:]}")
     ready_s = time.monotonic() - t0
-    yield {"container": container, "http": http_port, "grpc": grpc_port,
-           "metrics": metrics_port, "ready_s": ready_s}
+    yield {
+        "container": container,
+        "http": http_port,
+        "grpc": grpc_port,
+        "metrics": metrics_port,
+        "ready_s": ready_s,
+    }
     try:
         container.remove(force=True)
     except (docker.errors.NotFound, docker.errors.APIError):
@@ -190,7 +210,9 @@ def test_triton_embeddings_infer(triton):
     texts = np.array([b"hello", b"world", b"hello"], dtype=np.object_)
     inp = triton_http.InferInput("TEXT", list(texts.shape), "BYTES")
     inp.set_data_from_numpy(texts)
-    result = client.infer("embeddings", [inp], outputs=[triton_http.InferRequestedOutput("EMBEDDING")])
+    result = client.infer(
+        "embeddings", [inp], outputs=[triton_http.InferRequestedOutput("EMBEDDING")]
+    )
     emb = result.as_numpy("EMBEDDING")
     assert emb.shape == (3, 16)
     assert emb.dtype == np.float32
@@ -206,7 +228,9 @@ def test_triton_reranker_and_safety_guard_infer(triton):
     query = triton_http.InferInput("QUERY", [1], "BYTES")
     query.set_data_from_numpy(np.array([b"red apple"], dtype=np.object_))
     passages = triton_http.InferInput("PASSAGES", [3], "BYTES")
-    passages.set_data_from_numpy(np.array([b"a red car", b"Apple pie, red!", b"nothing"], dtype=np.object_))
+    passages.set_data_from_numpy(
+        np.array([b"a red car", b"Apple pie, red!", b"nothing"], dtype=np.object_)
+    )
     scores = client.infer("reranker", [query, passages]).as_numpy("SCORES")
     np.testing.assert_allclose(scores, [0.5, 1.0, 0.0])
 
@@ -222,9 +246,14 @@ def test_triton_unload_and_load(triton):
 
     client = triton_http.InferenceServerClient(url=f"127.0.0.1:{triton['http']}")
     client.unload_model("reranker")
-    testbed_states = lambda: {m["name"]: m.get("state") for m in client.get_model_repository_index()}  # noqa: E731
+
+    def testbed_states():
+        return {m["name"]: m.get("state") for m in client.get_model_repository_index()}
+
     deadline = time.monotonic() + 30
-    while testbed_states().get("reranker") in ("READY", "UNLOADING") and time.monotonic() < deadline:
+    while (
+        testbed_states().get("reranker") in ("READY", "UNLOADING") and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
     assert testbed_states().get("reranker") == "UNAVAILABLE"
     assert not client.is_model_ready("reranker")
@@ -271,22 +300,30 @@ def test_standin_becomes_ready_and_speaks_the_contract(testbed, docker_cleanup, 
     assert models["object"] == "list"
     assert [m["id"] for m in models["data"]] == ["meta/llama-3.1-8b-instruct-test"]
 
-    r = httpx.post(f"{base}/v1/chat/completions", timeout=5, json={
-        "model": "meta/llama-3.1-8b-instruct-test",
-        "messages": [{"role": "user", "content": "ping from fleetctl"}],
-        "max_tokens": 16,
-    })
+    r = httpx.post(
+        f"{base}/v1/chat/completions",
+        timeout=5,
+        json={
+            "model": "meta/llama-3.1-8b-instruct-test",
+            "messages": [{"role": "user", "content": "ping from fleetctl"}],
+            "max_tokens": 16,
+        },
+    )
     assert r.status_code == 200
     body = r.json()
     assert body["object"] == "chat.completion"
     assert body["choices"][0]["message"]["role"] == "assistant"
     assert "ping from fleetctl" in body["choices"][0]["message"]["content"]
     assert body["usage"]["total_tokens"] > 0
-    again = httpx.post(f"{base}/v1/chat/completions", timeout=5, json={
-        "model": "meta/llama-3.1-8b-instruct-test",
-        "messages": [{"role": "user", "content": "ping from fleetctl"}],
-        "max_tokens": 16,
-    }).json()
+    again = httpx.post(
+        f"{base}/v1/chat/completions",
+        timeout=5,
+        json={
+            "model": "meta/llama-3.1-8b-instruct-test",
+            "messages": [{"role": "user", "content": "ping from fleetctl"}],
+            "max_tokens": 16,
+        },
+    ).json()
     assert again["choices"][0]["message"]["content"] == body["choices"][0]["message"]["content"]
 
     metrics = httpx.get(f"{base}/v1/metrics", timeout=5).text
@@ -304,19 +341,31 @@ def test_standin_becomes_ready_and_speaks_the_contract(testbed, docker_cleanup, 
 
 def test_standin_uses_nim_http_api_port_when_server_port_unset(testbed, docker_cleanup, port_block):
     port = port_block[0]
-    env = {"NGC_API_KEY": NGC_KEY, "NIM_HOST": "127.0.0.1", "NIM_HTTP_API_PORT": str(port),
-           "STANDIN_START_DELAY_S": "0"}
+    env = {
+        "NGC_API_KEY": NGC_KEY,
+        "NIM_HOST": "127.0.0.1",
+        "NIM_HTTP_API_PORT": str(port),
+        "STANDIN_START_DELAY_S": "0",
+    }
     _run(testbed, testbed.images.nim_standin, environment=env, prefix="nim-apiport")
-    testbed.wait_until(lambda: _status(f"http://127.0.0.1:{port}/v1/health/ready") == 200, 15,
-                       what="stand-in ready on NIM_HTTP_API_PORT")
+    testbed.wait_until(
+        lambda: _status(f"http://127.0.0.1:{port}/v1/health/ready") == 200,
+        15,
+        what="stand-in ready on NIM_HTTP_API_PORT",
+    )
 
 
 def test_standin_never_ready(testbed, docker_cleanup, port_block):
     port = port_block[0]
-    c = _run(testbed, testbed.images.nim_standin, prefix="nim-never",
-             environment=_standin_env(port, STANDIN_NEVER_READY="1", STANDIN_START_DELAY_S="0"))
-    testbed.wait_until(lambda: _status(f"http://127.0.0.1:{port}/v1/health/live") == 200, 15,
-                       what="stand-in live")
+    c = _run(
+        testbed,
+        testbed.images.nim_standin,
+        prefix="nim-never",
+        environment=_standin_env(port, STANDIN_NEVER_READY="1", STANDIN_START_DELAY_S="0"),
+    )
+    testbed.wait_until(
+        lambda: _status(f"http://127.0.0.1:{port}/v1/health/live") == 200, 15, what="stand-in live"
+    )
     for _ in range(10):  # 3 s of polling: never ready
         assert _status(f"http://127.0.0.1:{port}/v1/health/ready") == 503
         time.sleep(0.3)
@@ -326,8 +375,12 @@ def test_standin_never_ready(testbed, docker_cleanup, port_block):
 
 def test_standin_crash_after(testbed, docker_cleanup, port_block):
     port = port_block[0]
-    c = _run(testbed, testbed.images.nim_standin, prefix="nim-crash",
-             environment=_standin_env(port, STANDIN_CRASH_AFTER_S="1"))
+    c = _run(
+        testbed,
+        testbed.images.nim_standin,
+        prefix="nim-crash",
+        environment=_standin_env(port, STANDIN_CRASH_AFTER_S="1"),
+    )
     assert _wait_exit(c, timeout=20) == 1
     logs = _logs(c)
     assert "ERROR" in logs and "STANDIN_CRASH_AFTER_S" in logs
@@ -335,10 +388,17 @@ def test_standin_crash_after(testbed, docker_cleanup, port_block):
 
 def test_standin_fallback_profile(testbed, docker_cleanup, port_block):
     port = port_block[0]
-    c = _run(testbed, testbed.images.nim_standin, prefix="nim-fallback",
-             environment=_standin_env(port, STANDIN_FALLBACK_PROFILE="1"))
-    testbed.wait_until(lambda: _status(f"http://127.0.0.1:{port}/v1/health/ready") == 200, 15,
-                       what="stand-in ready")
+    c = _run(
+        testbed,
+        testbed.images.nim_standin,
+        prefix="nim-fallback",
+        environment=_standin_env(port, STANDIN_FALLBACK_PROFILE="1"),
+    )
+    testbed.wait_until(
+        lambda: _status(f"http://127.0.0.1:{port}/v1/health/ready") == 200,
+        15,
+        what="stand-in ready",
+    )
     logs = _logs(c)
     assert "WARNING" in logs and "falling back" in logs
     assert "Selected profile: " in logs and "(vllm-bf16-tp1-pp1)" in logs
@@ -348,13 +408,21 @@ def test_standin_fallback_profile(testbed, docker_cleanup, port_block):
 def test_standin_latency_delays_completions_only(testbed, docker_cleanup, port_block):
     port = port_block[0]
     base = f"http://127.0.0.1:{port}"
-    c = _run(testbed, testbed.images.nim_standin, prefix="nim-slow",
-             environment=_standin_env(port, STANDIN_LATENCY_MS="400", STANDIN_START_DELAY_S="0"))
+    c = _run(
+        testbed,
+        testbed.images.nim_standin,
+        prefix="nim-slow",
+        environment=_standin_env(port, STANDIN_LATENCY_MS="400", STANDIN_START_DELAY_S="0"),
+    )
     testbed.wait_until(lambda: _status(f"{base}/v1/health/ready") == 200, 15, what="stand-in ready")
     t0 = time.monotonic()
     assert httpx.get(f"{base}/v1/models", timeout=5).status_code == 200
     assert time.monotonic() - t0 < 0.3  # health and model-list routes answer at once
-    body = {"model": "meta/llama-3.1-8b-instruct", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    body = {
+        "model": "meta/llama-3.1-8b-instruct",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 1,
+    }
     t0 = time.monotonic()
     assert httpx.post(f"{base}/v1/chat/completions", json=body, timeout=5).status_code == 200
     assert time.monotonic() - t0 >= 0.4
@@ -364,10 +432,18 @@ def test_standin_latency_delays_completions_only(testbed, docker_cleanup, port_b
 @pytest.mark.parametrize("engine", ["b", "c"])
 def test_standin_runs_on_other_engines(testbed, docker_cleanup, port_block, engine):
     port = port_block[0]
-    c = _run(testbed, testbed.images.nim_standin_v2, engine=engine, prefix=f"nim-{engine}",
-             environment=_standin_env(port, STANDIN_START_DELAY_S="0"))
-    testbed.wait_until(lambda: _status(f"http://127.0.0.1:{port}/v1/health/ready") == 200, 15,
-                       what=f"stand-in ready on engine {engine}")
+    c = _run(
+        testbed,
+        testbed.images.nim_standin_v2,
+        engine=engine,
+        prefix=f"nim-{engine}",
+        environment=_standin_env(port, STANDIN_START_DELAY_S="0"),
+    )
+    testbed.wait_until(
+        lambda: _status(f"http://127.0.0.1:{port}/v1/health/ready") == 200,
+        15,
+        what=f"stand-in ready on engine {engine}",
+    )
     version = httpx.get(f"http://127.0.0.1:{port}/v1/version", timeout=5).json()
     assert version["standin"] is True and version["image_version"] == "2"
     t0 = time.monotonic()
@@ -379,20 +455,34 @@ def test_docker_cleanup_removes_labelled_containers(testbed, port_block, triton)
     started = time.time()
     client = testbed.client("b")
     owned = client.containers.run(
-        testbed.images.tiny, detach=True, name=_name("owned"), network_mode="host",
+        testbed.images.tiny,
+        detach=True,
+        name=_name("owned"),
+        network_mode="host",
         environment={"PORT": str(port_block[0])},
         labels={"io.fleetctl.owner": "someone", "io.fleetctl.fleet": f"t99-{os.getpid()}"},
     )
     # A managed container of a fleet another session made (its fleet name ends in its pid).
     elsewhere = client.containers.run(
-        testbed.images.tiny, detach=True, name=_name("elsewhere"), network_mode="host",
+        testbed.images.tiny,
+        detach=True,
+        name=_name("elsewhere"),
+        network_mode="host",
         environment={"PORT": str(port_block[3])},
         labels={"io.fleetctl.owner": "someone", "io.fleetctl.fleet": "t99-1"},
     )
-    tagged = _run(testbed, testbed.images.tiny, engine="c", prefix="tagged",
-                  environment={"PORT": str(port_block[1])})
+    tagged = _run(
+        testbed,
+        testbed.images.tiny,
+        engine="c",
+        prefix="tagged",
+        environment={"PORT": str(port_block[1])},
+    )
     foreign = client.containers.run(
-        testbed.images.tiny, detach=True, name=_name("foreign"), network_mode="host",
+        testbed.images.tiny,
+        detach=True,
+        name=_name("foreign"),
+        network_mode="host",
         environment={"PORT": str(port_block[2])},
         labels={"io.fleetctl.test": "1", "io.fleetctl.test.session": "another-session"},
     )

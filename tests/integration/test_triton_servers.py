@@ -40,7 +40,9 @@ def _changes(r: Any) -> list[tuple[str, str]]:
     return sorted((a["kind"], a.get("model", "")) for a in plan["actions"] if a["kind"] != "keep")
 
 
-def test_three_models_share_one_server_and_leave_and_rejoin_it_without_a_restart(fleet: Any, testbed: Any, steady_load: Any) -> None:
+def test_three_models_share_one_server_and_leave_and_rejoin_it_without_a_restart(
+    fleet: Any, testbed: Any, steady_load: Any
+) -> None:
     _shared(fleet)
     for name in ("embeddings", "reranker", "safety-guard"):
         fleet.triton(name)
@@ -56,7 +58,10 @@ def test_three_models_share_one_server_and_leave_and_rejoin_it_without_a_restart
 
     door = fleet.front_door_url()
     reranker = fleet.models.pop(1)
-    with steady_load(f"{door}/v2/models/embeddings/infer", TEXT) as emb, steady_load(f"{door}/v2/models/safety-guard/infer", TEXT) as guard:
+    with (
+        steady_load(f"{door}/v2/models/embeddings/infer", TEXT) as emb,
+        steady_load(f"{door}/v2/models/safety-guard/infer", TEXT) as guard,
+    ):
         fleet.write()
         assert _changes(fleet.cli("plan", "--output", "json")) == [("unload", "reranker")]
         r = fleet.apply()
@@ -76,7 +81,9 @@ def test_three_models_share_one_server_and_leave_and_rejoin_it_without_a_restart
     assert _changes(fleet.cli("plan", "--output", "json")) == []
 
 
-def test_a_failing_reload_leaves_the_old_version_serving_and_exits_7(fleet: Any, testbed: Any, tmp_path: Path) -> None:
+def test_a_failing_reload_leaves_the_old_version_serving_and_exits_7(
+    fleet: Any, testbed: Any, tmp_path: Path
+) -> None:
     _shared(fleet)
     repo = tmp_path / "models"
     shutil.copytree(testbed.model_repository, repo)
@@ -87,20 +94,32 @@ def test_a_failing_reload_leaves_the_old_version_serving_and_exits_7(fleet: Any,
     before = _started(testbed, server)
     # Version 2 of the reranker ships files that cannot load.
     model_py = repo / "reranker" / "1" / "model.py"
-    model_py.write_text(model_py.read_text().replace(
-        "class TritonPythonModel:\n", "class TritonPythonModel:\n    def initialize(self, args):\n        raise RuntimeError('broken weights')\n\n", 1))
+    model_py.write_text(
+        model_py.read_text().replace(
+            "class TritonPythonModel:\n",
+            "class TritonPythonModel:\n    def initialize(self, args):\n        raise RuntimeError('broken weights')\n\n",
+            1,
+        )
+    )
     fleet.models[1]["version"] = "2"
     fleet.write()
     assert _changes(fleet.cli("plan", "--output", "json")) == [("reload", "reranker")]
     r = fleet.apply()
     assert r.returncode == ExitCode.ROLLOUT_FAILED, r.stdout + r.stderr
-    assert "Triton did not reload reranker" in r.stdout + r.stderr and "broken weights" in r.stdout + r.stderr
+    assert (
+        "Triton did not reload reranker" in r.stdout + r.stderr
+        and "broken weights" in r.stdout + r.stderr
+    )
     assert _ready(fleet, "reranker") and _ready(fleet, "embeddings")
-    query = {"inputs": [
-        {"name": "QUERY", "shape": [1], "datatype": "BYTES", "data": ["red fox"]},
-        {"name": "PASSAGES", "shape": [1], "datatype": "BYTES", "data": ["a red fox"]},
-    ]}
-    served = httpx.post(f"{fleet.front_door_url()}/v2/models/reranker/infer", json=query, timeout=10)
+    query = {
+        "inputs": [
+            {"name": "QUERY", "shape": [1], "datatype": "BYTES", "data": ["red fox"]},
+            {"name": "PASSAGES", "shape": [1], "datatype": "BYTES", "data": ["a red fox"]},
+        ]
+    }
+    served = httpx.post(
+        f"{fleet.front_door_url()}/v2/models/reranker/infer", json=query, timeout=10
+    )
     assert served.status_code == 200, served.text  # the old version, still loaded
     assert _started(testbed, server) == before
 
@@ -114,11 +133,16 @@ def test_a_dedicated_model_gets_a_server_of_its_own(fleet: Any, testbed: Any) ->
     assert r.returncode == 0, r.stdout + r.stderr
     assert len(_servers(fleet)) == 2, fleet.ids()
     servers = [d for d in fleet.status()["deployments"] if d.get("members")]
-    assert sorted([m["deployment"] for m in d["members"]] for d in servers) == [["embeddings@1"], ["reranker@1", "safety-guard@1"]]
+    assert sorted([m["deployment"] for m in d["members"]] for d in servers) == [
+        ["embeddings@1"],
+        ["reranker@1", "safety-guard@1"],
+    ]
     assert all(_ready(fleet, m) for m in ("embeddings", "reranker", "safety-guard"))
 
 
-def test_per_model_settings_reach_triton_through_the_config_override_without_a_restart(fleet: Any, testbed: Any) -> None:
+def test_per_model_settings_reach_triton_through_the_config_override_without_a_restart(
+    fleet: Any, testbed: Any
+) -> None:
     import tritonclient.http as tc
 
     _shared(fleet)
@@ -128,7 +152,9 @@ def test_per_model_settings_reach_triton_through_the_config_override_without_a_r
     assert r.returncode == 0, r.stdout + r.stderr
     (server,) = _servers(fleet)
     before = _started(testbed, server)
-    client = tc.InferenceServerClient(fleet.deployment("embeddings@1")["replicas"][0]["endpoint"].removeprefix("http://"))
+    client = tc.InferenceServerClient(
+        fleet.deployment("embeddings@1")["replicas"][0]["endpoint"].removeprefix("http://")
+    )
     assert [g["count"] for g in client.get_model_config("embeddings")["instance_group"]] == [2]
     assert _changes(fleet.cli("plan", "--output", "json")) == []
     fleet.models[0]["triton"]["instance_count"] = 3
@@ -160,6 +186,8 @@ def test_health_checks_every_model_of_a_shared_server(fleet: Any, testbed: Any) 
     sick = fleet.cli("health", "--output", "json", "--state", str(fleet.state), "--failures", "1")
     assert sick.returncode in (ExitCode.UNHEALTHY, ExitCode.DEGRADED), sick.stdout + sick.stderr
     assert "reranker" in sick.stdout
-    healed = fleet.cli("health", "--heal", "--failures", "1", "--output", "json", "--state", str(fleet.state))
+    healed = fleet.cli(
+        "health", "--heal", "--failures", "1", "--output", "json", "--state", str(fleet.state)
+    )
     assert _ready(fleet, "reranker"), healed.stdout + healed.stderr
     assert set(_servers(fleet)) == {server}

@@ -19,8 +19,9 @@ import os
 import signal
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -59,7 +60,11 @@ class Registry:
     def digest(self, name: str) -> str | None:
         """The manifest digest the registry holds for `repo:tag` (None: it has none)."""
         repo, _, tag = name.rpartition(":")
-        r = httpx.head(f"http://{self.address}/v2/{repo}/manifests/{tag}", headers={"Accept": MANIFEST_V2}, timeout=10)
+        r = httpx.head(
+            f"http://{self.address}/v2/{repo}/manifests/{tag}",
+            headers={"Accept": MANIFEST_V2},
+            timeout=10,
+        )
         return r.headers.get("docker-content-digest") if r.status_code == 200 else None
 
     def fresh_tag(self, name: str) -> str:
@@ -71,7 +76,9 @@ class Registry:
         got = httpx.get(f"{base}/{tag}", headers={"Accept": MANIFEST_V2}, timeout=10)
         got.raise_for_status()
         new = f"{tag}-{uuid.uuid4().hex[:10]}"
-        put = httpx.put(f"{base}/{new}", content=got.content, headers={"Content-Type": MANIFEST_V2}, timeout=10)
+        put = httpx.put(
+            f"{base}/{new}", content=got.content, headers={"Content-Type": MANIFEST_V2}, timeout=10
+        )
         put.raise_for_status()
         return self.image(f"{repo}:{new}")
 
@@ -102,13 +109,20 @@ class NamespaceHosts:
 
     @property
     def addresses(self) -> dict[str, str]:
-        return {"ssh": self.ssh.rpartition("@")[2], "tls": self.tls.removeprefix("tcp://").rpartition(":")[0]}
+        return {
+            "ssh": self.ssh.rpartition("@")[2],
+            "tls": self.tls.removeprefix("tcp://").rpartition(":")[0],
+        }
 
     @property
     def tls_block(self) -> dict[str, str]:
         """The inventory's `tls:` for the TLS host: paths, never the certificates."""
         d = self.tls_dir
-        return {"ca_cert": str(d / "ca.pem"), "client_cert": str(d / "client-cert.pem"), "client_key": str(d / "client-key.pem")}
+        return {
+            "ca_cert": str(d / "ca.pem"),
+            "client_cert": str(d / "client-cert.pem"),
+            "client_key": str(d / "client-key.pem"),
+        }
 
     def local_client(self, host: str) -> Any:
         """A docker client on the host's own unix socket (for checks and clean-up)."""
@@ -142,9 +156,13 @@ class NamespaceHosts:
 @pytest.fixture(scope="session")
 def namespace_hosts(testbed) -> NamespaceHosts:
     """The namespace hosts setup.sh started; fails (not skips) when they do not answer."""
-    ssh, tls, tls_dir = (testbed_env(f"FLEETCTL_TESTBED_{k}") for k in ("SSH_HOST", "TLS_HOST", "TLS_DIR"))
+    ssh, tls, tls_dir = (
+        testbed_env(f"FLEETCTL_TESTBED_{k}") for k in ("SSH_HOST", "TLS_HOST", "TLS_DIR")
+    )
     if not (ssh and tls and tls_dir):
-        pytest.fail("the test bed has no namespace hosts (tests/testbed/netns.sh up)", pytrace=False)
+        pytest.fail(
+            "the test bed has no namespace hosts (tests/testbed/netns.sh up)", pytrace=False
+        )
     return NamespaceHosts(ssh, tls, Path(tls_dir))
 
 
@@ -152,7 +170,9 @@ class RemoteFleet(FleetUnderTest):
     """A fleet on the ssh host (`ssh-host`) and the TLS host (`tls-host`), each declared
     with its namespace address and, for TLS, the paths of its certificates."""
 
-    def __init__(self, tmp_path: Path, testbed: Any, ns: NamespaceHosts, state: str | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, testbed: Any, ns: NamespaceHosts, state: str | None = None
+    ) -> None:
         super().__init__(tmp_path, testbed, {"ssh-host": ns.ssh, "tls-host": ns.tls}, state)
         self.ns = ns
         self.address = {"ssh-host": ns.addresses["ssh"], "tls-host": ns.addresses["tls"]}
@@ -175,7 +195,9 @@ class RemoteFleet(FleetUnderTest):
         """This fleet's managed containers on `ssh` or `tls` (front doors included): name -> id."""
         client = self.ns.local_client(host)
         try:
-            rows = client.api.containers(all=True, filters={"label": f"io.fleetctl.fleet={self.name}"})
+            rows = client.api.containers(
+                all=True, filters={"label": f"io.fleetctl.fleet={self.name}"}
+            )
         finally:
             client.close()
         return {r["Names"][0].lstrip("/"): r["Id"] for r in rows}
@@ -184,7 +206,9 @@ class RemoteFleet(FleetUnderTest):
         for host in ("ssh", "tls"):
             client = self.ns.local_client(host)
             try:
-                for r in client.api.containers(all=True, filters={"label": f"io.fleetctl.fleet={self.name}"}):
+                for r in client.api.containers(
+                    all=True, filters={"label": f"io.fleetctl.fleet={self.name}"}
+                ):
                     client.api.remove_container(r["Id"], force=True, v=True)
             finally:
                 client.close()

@@ -19,10 +19,10 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 
 class Unavailable(Exception):
@@ -50,7 +50,12 @@ class PostgresServer:
         import psycopg
 
         return psycopg.connect(
-            host=self.host, port=self.port, user=self.user, password=self.password, dbname="postgres", autocommit=True
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname="postgres",
+            autocommit=True,
         )
 
     def new_database(self) -> str:
@@ -67,11 +72,18 @@ def install() -> str | None:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         return f"PostgreSQL {PG_VERSION} is not installed and cannot be (needs root and apt-get)"
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", f"postgresql-{PG_VERSION}"]):
+    for cmd in (
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", f"postgresql-{PG_VERSION}"],
+    ):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         if done.returncode != 0 and cmd[1] == "install":
             return f"apt-get install postgresql-{PG_VERSION} failed: {done.stderr.strip().splitlines()[-1:]}"
-    return None if (PG_BIN / "initdb").exists() else f"postgresql-{PG_VERSION} installed no {PG_BIN}/initdb"
+    return (
+        None
+        if (PG_BIN / "initdb").exists()
+        else f"postgresql-{PG_VERSION} installed no {PG_BIN}/initdb"
+    )
 
 
 def _free_port() -> int:
@@ -81,8 +93,9 @@ def _free_port() -> int:
 
 
 def _as_postgres(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["runuser", "-u", PG_USER, "--", *args], capture_output=True, text=True, timeout=timeout)
-
+    return subprocess.run(
+        ["runuser", "-u", PG_USER, "--", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @contextmanager
@@ -102,15 +115,38 @@ def running_postgres(*, fsync: bool = False) -> Iterator[PostgresServer]:
     pid = None
     try:
         init = _as_postgres(
-            str(PG_BIN / "initdb"), "-D", str(data), "-U", PG_USER, "--pwfile", str(pwfile),
-            "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync", "-E", "UTF8", "--locale=C",
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            PG_USER,
+            "--pwfile",
+            str(pwfile),
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
         )
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed: {init.stderr[-2000:]}")
         for _ in range(5):  # a free port may be taken by another session between check and bind
             port = _free_port()
             opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync={'on' if fsync else 'off'} -c max_connections=200"
-            started = _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", opts, "-w", "-t", "30", "start")
+            started = _as_postgres(
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / "log"),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            )
             if started.returncode == 0:
                 break
         else:

@@ -29,7 +29,7 @@ CASES: dict[str, tuple[str | bytes, str]] = {
     "binary": (b"\x7fELF\x02\x01\x01\x00\x00\x00", "binary file"),
     "not utf-8": ("hosts: [caf\xe9]\n".encode("latin-1"), "not UTF-8"),
     "utf-16": ("hosts: []\n".encode("utf-16"), "UTF-8"),
-    "control character": ("hosts:\n  - name: \"a\x07\"\n", "control characters"),
+    "control character": ('hosts:\n  - name: "a\x07"\n', "control characters"),
     "python tag": ("hosts: !!python/object/apply:os.system [ls]\n", "YAML tag"),
     "custom tag": (HOST.replace("simulated: true", "simulated: !yes true"), "YAML tag !yes"),
     "binary tag": ("hosts: !!binary aGVsbG8=\n", "YAML tag"),
@@ -52,7 +52,10 @@ CASES: dict[str, tuple[str | bytes, str]] = {
     "infinity": (model().replace("gpu_memory_gb: 4", "gpu_memory_gb: .inf"), "finite number"),
     "nan": (model(", sla_ms: .nan"), "finite number"),
     "negative infinity": (model(", latency_ms: -.inf"), "finite number"),
-    "boolean as text": (HOST.replace("simulated: true", "simulated: 'true'"), "write true or false without quotes"),
+    "boolean as text": (
+        HOST.replace("simulated: true", "simulated: 'true'"),
+        "write true or false without quotes",
+    ),
     "number as text": (HOST.replace("count: 2", "count: '2'"), "write the number without quotes"),
     "too many replicas": (model(", replicas: 41"), "could hold at most 40"),
     "exclusive replicas": (model(", replicas: 3, exclusive: true"), "could hold at most 2"),
@@ -65,16 +68,19 @@ CASES: dict[str, tuple[str | bytes, str]] = {
     "port range too small": (HOST + "    ports: 20000-20003\n", "holds no block of 4 ports"),
     "port range backwards": (HOST + "    ports: 20999-20000\n", "LOW <= HIGH"),
     "too few port blocks": (
-        HOST + "    ports: 20000-20011\nmodels:\n  - {name: m, version: '1', runtime: nim, image: i, gpu_memory_gb: 1, replicas: 3}\n",
+        HOST
+        + "    ports: 20000-20011\nmodels:\n  - {name: m, version: '1', runtime: nim, image: i, gpu_memory_gb: 1, replicas: 3}\n",
         "replica port blocks",
     ),
     "overlapping ranges": (
-        HOST + "    ports: 20000-20999\n  - {name: h2, docker: 'unix:///run/b.sock', simulated: true, "
+        HOST
+        + "    ports: 20000-20999\n  - {name: h2, docker: 'unix:///run/b.sock', simulated: true, "
         "gpus: {count: 1, memory_gb: 8}, ports: 20500-21499}\n",
         "overlaps 20000-20999 of host h1",
     ),
     "same docker endpoint": (
-        HOST + "  - {name: h2, docker: 'unix:///var/run//docker.sock', ports: 30000-30999, simulated: true, "
+        HOST
+        + "  - {name: h2, docker: 'unix:///var/run//docker.sock', ports: 30000-30999, simulated: true, "
         "gpus: {count: 1, memory_gb: 8}}\n",
         "already uses this Docker endpoint",
     ),
@@ -85,12 +91,24 @@ CASES: dict[str, tuple[str | bytes, str]] = {
     ),
     "bad address": (HOST + "    address: 'gpu host 1'\n", "not an IP address or host name"),
     "bad publish address": (HOST + "    publish_address: localhost\n", "not an IP address"),
-    "bad front door listen": (HOST + "    front_door: {listen: 'every where'}\n", "not an IP address"),
+    "bad front door listen": (
+        HOST + "    front_door: {listen: 'every where'}\n",
+        "not an IP address",
+    ),
     "relative unix socket": (HOST + "    docker: 'unix://docker.sock'\n", "absolute path"),
-    "tcp without port": (HOST + "    docker: 'tcp://gpu1'\n    allow_insecure_tcp: true\n", "needs a port"),
-    "tcp bad port": (HOST + "    docker: 'tcp://gpu1:99999'\n    allow_insecure_tcp: true\n", "malformed endpoint"),
+    "tcp without port": (
+        HOST + "    docker: 'tcp://gpu1'\n    allow_insecure_tcp: true\n",
+        "needs a port",
+    ),
+    "tcp bad port": (
+        HOST + "    docker: 'tcp://gpu1:99999'\n    allow_insecure_tcp: true\n",
+        "malformed endpoint",
+    ),
     "ssh with a path": (HOST + "    docker: 'ssh://ops@gpu1/var/run'\n", "nothing after it"),
-    "ssh with a password": (HOST + "    docker: 'ssh://ops:hunter2@gpu1'\n", "must not carry a password"),
+    "ssh with a password": (
+        HOST + "    docker: 'ssh://ops:hunter2@gpu1'\n",
+        "must not carry a password",
+    ),
     "bad endpoint host": (HOST + "    docker: 'ssh://ops@gpu_1!'\n", "not a host name"),
     "unknown scheme": (HOST + "    docker: 'http://gpu1:2375'\n", "must start with unix://"),
 }

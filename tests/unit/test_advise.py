@@ -53,7 +53,13 @@ def by_model(data: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def model(**facts: Any) -> Model:
-    base: dict[str, Any] = {"name": "m", "version": "1", "runtime": "triton", "image": "img:1", "gpu_memory_gb": 10}
+    base: dict[str, Any] = {
+        "name": "m",
+        "version": "1",
+        "runtime": "triton",
+        "image": "img:1",
+        "gpu_memory_gb": 10,
+    }
     return Model(**{**base, **facts})
 
 
@@ -189,7 +195,9 @@ def test_stock_openai_model_gives_nim_a_bonus() -> None:
         ("custom_topology", BUILD_CUSTOM_TOPOLOGY_BONUS, "custom_topology"),
     ],
 )
-def test_custom_quantization_or_topology_favours_building(fact: str, bonus: float, word: str) -> None:
+def test_custom_quantization_or_topology_favours_building(
+    fact: str, bonus: float, word: str
+) -> None:
     plain = advise(model(origin="custom"))
     a = advise(model(origin="custom", **{fact: True}))
     total = Weights().total
@@ -198,9 +206,13 @@ def test_custom_quantization_or_topology_favours_building(fact: str, bonus: floa
 
 
 def test_both_build_facts_stack_and_can_make_build_win() -> None:
-    a = advise(model(origin="custom", custom_quantization=True, custom_topology=True), Weights(3, 1, 1, 3))
+    a = advise(
+        model(origin="custom", custom_quantization=True, custom_topology=True), Weights(3, 1, 1, 3)
+    )
     assert a.winner == "build"
-    bonus = (BUILD_CUSTOM_QUANTIZATION_BONUS + BUILD_CUSTOM_TOPOLOGY_BONUS) * Weights(3, 1, 1, 3).total
+    bonus = (BUILD_CUSTOM_QUANTIZATION_BONUS + BUILD_CUSTOM_TOPOLOGY_BONUS) * Weights(
+        3, 1, 1, 3
+    ).total
     assert option(a, "build").bonus == pytest.approx(bonus)
 
 
@@ -211,7 +223,9 @@ PRICING_MODELS = """  - {name: llm, version: '1', runtime: nim, image: 'i:1', gp
   - {name: emb, version: '1', runtime: triton, image: 'i:1', gpu_memory_gb: 20,
      triton: {model_repository: /srv/models}}
 """
-PRICING_COSTS = "costs: {gpu_hour_usd: 2, nim_license_per_gpu_year_usd: 10000, engineer_week_usd: 1000}\n"
+PRICING_COSTS = (
+    "costs: {gpu_hour_usd: 2, nim_license_per_gpu_year_usd: 10000, engineer_week_usd: 1000}\n"
+)
 
 
 def test_gpu_holdings_count_shared_gpus_by_memory_share(tmp_path: Path) -> None:
@@ -261,10 +275,18 @@ def test_table_lists_every_model_with_winner(cli: typer.Typer) -> None:
 
 
 def test_one_model_step_by_step(cli: typer.Typer) -> None:
-    result = CliRunner().invoke(cli, ["advise", "chat-llm", "-f", str(SEED)], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        cli, ["advise", "chat-llm", "-f", str(SEED)], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 0, result.output
     out = result.output
-    for step in ("1. Baseline score x weight", "2. Facts", "3. Scores", "4. Pricing NIM", "5. Winner: NIM"):
+    for step in (
+        "1. Baseline score x weight",
+        "2. Facts",
+        "3. Scores",
+        "4. Pricing NIM",
+        "5. Winner: NIM",
+    ):
         assert step in out
     assert "5 x 3 = 15" in out  # nim's time_to_prod, baseline x weight
     assert "$4,500/year" in out

@@ -18,13 +18,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from bad_inputs import CASES, HOST, model
 
 from fleetctl.core.loader import MAX_INVENTORY_BYTES, load, load_text
 from fleetctl.errors import ExitCode, InventoryError
 
-from bad_inputs import CASES, HOST, model
-
-LINE = re.compile(r"^error: (?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<path>\S+): (?P<message>.+)$")
+LINE = re.compile(
+    r"^error: (?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<path>\S+): (?P<message>.+)$"
+)
 
 
 def fleetctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -39,7 +40,9 @@ def fleetctl(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     return r
 
 
-def assert_one_line_errors(r: subprocess.CompletedProcess[str], file: Path, expect: str) -> list[re.Match[str]]:
+def assert_one_line_errors(
+    r: subprocess.CompletedProcess[str], file: Path, expect: str
+) -> list[re.Match[str]]:
     assert r.returncode == ExitCode.INVENTORY, r.stdout + r.stderr
     assert "Traceback" not in r.stderr + r.stdout
     lines = r.stderr.strip().splitlines()
@@ -64,14 +67,18 @@ def case_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def test_every_malformed_case_is_one_line_each_exit_3_within_2_s(case_files: dict[str, Path]) -> None:
+def test_every_malformed_case_is_one_line_each_exit_3_within_2_s(
+    case_files: dict[str, Path],
+) -> None:
     """One `fleetctl validate --output json` per case (the count is in docs/reliability.md)."""
     for name, path in case_files.items():
         r = fleetctl("validate", "--output", "json", "-f", str(path))
         assert_one_line_errors(r, path, CASES[name][1])
         doc = json.loads(r.stdout)
         assert doc["valid"] is False and doc["problems"], name
-        assert all(p["file"] == str(path) and p["line"] >= 1 and p["col"] >= 1 for p in doc["problems"]), name
+        assert all(
+            p["file"] == str(path) and p["line"] >= 1 and p["col"] >= 1 for p in doc["problems"]
+        ), name
 
 
 def test_file_level_mistakes(tmp_path: Path) -> None:
@@ -100,7 +107,10 @@ def test_a_huge_file_is_refused_by_its_size_before_it_is_read(tmp_path: Path) ->
         load_text("#" * (MAX_INVENTORY_BYTES + 1), "big.yaml")
 
 
-@pytest.mark.skipif(shutil.which("setpriv") is None or os.geteuid() != 0, reason="needs root and setpriv to read as another user")
+@pytest.mark.skipif(
+    shutil.which("setpriv") is None or os.geteuid() != 0,
+    reason="needs root and setpriv to read as another user",
+)
 def test_an_unreadable_file_says_so(tmp_path: Path) -> None:
     path = tmp_path / "secret.yaml"
     path.write_text(HOST)
@@ -108,16 +118,28 @@ def test_an_unreadable_file_says_so(tmp_path: Path) -> None:
     tmp_path.chmod(0o755)
     # As root every file is readable: read it as nobody, who may not.
     r = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
-         "from fleetctl.core.loader import load; load(%r)" % str(path)],
-        capture_output=True, text=True, timeout=30,
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            "from fleetctl.core.loader import load; load(%r)" % str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert "Permission denied" in r.stderr and "<file>: cannot read" in r.stderr, r.stderr
     assert f"{path}:1:1: <file>: cannot read: Permission denied" in r.stderr
 
 
 def test_a_typo_leads_and_the_key_it_stands_for_is_not_also_missing() -> None:
-    text = HOST + "models:\n  - {name: m, version: '1', runtime: nim, image: i, gpu_memmory_gb: 4, replicas: 'x'}\n"
+    text = (
+        HOST
+        + "models:\n  - {name: m, version: '1', runtime: nim, image: i, gpu_memmory_gb: 4, replicas: 'x'}\n"
+    )
     with pytest.raises(InventoryError) as exc:
         load_text(text, "f.yaml")
     first, *rest = exc.value.problems
@@ -138,13 +160,18 @@ def test_numbers_and_booleans_as_keys_are_taken_as_written() -> None:
 
 
 def test_a_date_like_version_is_text() -> None:
-    loaded = load_text(HOST + "models:\n  - {name: m, version: 2024-06-01, runtime: nim, image: i, gpu_memory_gb: 4}\n")
+    loaded = load_text(
+        HOST
+        + "models:\n  - {name: m, version: 2024-06-01, runtime: nim, image: i, gpu_memory_gb: 4}\n"
+    )
     assert loaded.inventory.models[0].version == "2024-06-01"
 
 
 def test_a_few_aliases_still_work() -> None:
     text = "hosts:\n  - {name: a, docker: 'unix:///a.sock', simulated: true, gpus: &g {count: 2, memory_gb: 80}}\n"
-    text += "  - {name: b, docker: 'unix:///b.sock', ports: 30000-30999, simulated: true, gpus: *g}\n"
+    text += (
+        "  - {name: b, docker: 'unix:///b.sock', ports: 30000-30999, simulated: true, gpus: *g}\n"
+    )
     loaded = load_text(text)
     assert [h.gpus.count for h in loaded.inventory.hosts] == [2, 2]  # type: ignore[union-attr]
 

@@ -41,7 +41,9 @@ def read_instances(path: Path) -> list[tuple[str, int, int, list[int]]]:
 
 
 def fleet(capacity: int, sizes: list[int]) -> tuple[list[Deployment], list[HostSpec]]:
-    deps = [Deployment(f"item-{i:03d}", "1", "triton", "bench", float(s)) for i, s in enumerate(sizes)]
+    deps = [
+        Deployment(f"item-{i:03d}", "1", "triton", "bench", float(s)) for i, s in enumerate(sizes)
+    ]
     hosts = [
         HostSpec(f"host-{h:02d}", tuple(GpuSpec(i, float(capacity)) for i in range(8)))
         for h in range((len(sizes) + 7) // 8)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from fleetctl.core.fleet import Assignment
 from fleetctl.core.front_door import (
     LOADED_PATH,
     ROUTES_PATH,
@@ -24,7 +25,6 @@ from fleetctl.core.front_door import (
 from fleetctl.core.loader import load
 from fleetctl.core.observed import ObservedContainer, ObservedFleet, ObservedFrontDoor, ObservedHost
 from fleetctl.core.plan import ActionKind, assign_ports
-from fleetctl.core.fleet import Assignment
 from fleetctl.ops.front_door import planned_backends, routes_for, routing_map, sites
 from fleetctl.ops.planning import build_plan
 
@@ -37,7 +37,9 @@ def golden(name: str, data: bytes) -> None:
     path = GOLDEN / name
     if UPDATE:
         path.write_bytes(data)
-    assert data == path.read_bytes(), f"{name} differs; rerun with FLEETCTL_UPDATE_GOLDEN=1 to accept"
+    assert data == path.read_bytes(), (
+        f"{name} differs; rerun with FLEETCTL_UPDATE_GOLDEN=1 to accept"
+    )
 
 
 def demo_plan(observed: ObservedFleet | None = None):  # type: ignore[no-untyped-def]
@@ -68,17 +70,29 @@ def test_routes_bytes_do_not_depend_on_input_order() -> None:
     _, inv, plan = demo_plan()
     backends = planned_backends(plan, {h.name: h.address for h in inv.hosts})
     settings = plan.front_door_settings
-    a = routes_document(inv.fleet, settings, plan.deployments, routing_map(plan.deployments), backends)
-    b = routes_document(inv.fleet, settings, tuple(reversed(plan.deployments)), routing_map(plan.deployments), reversed(backends))
+    a = routes_document(
+        inv.fleet, settings, plan.deployments, routing_map(plan.deployments), backends
+    )
+    b = routes_document(
+        inv.fleet,
+        settings,
+        tuple(reversed(plan.deployments)),
+        routing_map(plan.deployments),
+        reversed(backends),
+    )
     assert routes_bytes(a) == routes_bytes(b)
 
 
 def test_api_keys_appear_only_as_digests(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    text = (REPO / "inventory" / "demo.yaml").read_text().replace(
-        "front_door:\n", "front_door:\n  api_keys:\n    acme-corp: {env: ACME_KEY}\n", 1
+    text = (
+        (REPO / "inventory" / "demo.yaml")
+        .read_text()
+        .replace("front_door:\n", "front_door:\n  api_keys:\n    acme-corp: {env: ACME_KEY}\n", 1)
     )
     path = tmp_path / "demo.yaml"
-    path.write_text(text.replace("../tests/testbed/models", str(REPO / "tests" / "testbed" / "models")))
+    path.write_text(
+        text.replace("../tests/testbed/models", str(REPO / "tests" / "testbed" / "models"))
+    )
     monkeypatch.setenv("ACME_KEY", "sk-acme-secret-123")
     loaded = load(path)
     plan = build_plan(loaded, ObservedFleet.empty([h.name for h in loaded.inventory.hosts]))
@@ -105,9 +119,13 @@ def test_a_replica_on_a_port_the_front_door_now_claims_moves() -> None:
     observed = [
         ObservedContainer("h", "id", "c", "m@1", 0, (0,), "x", "running", "img", port=20080),
     ]
-    ports = assign_ports([Assignment("m@1", 0, "h", (0,))], {"h": (20000, 20999)}, observed, {"h": [20081]})
+    ports = assign_ports(
+        [Assignment("m@1", 0, "h", (0,))], {"h": (20000, 20999)}, observed, {"h": [20081]}
+    )
     assert ports[("m@1", 0)] != 20080
-    kept = assign_ports([Assignment("m@1", 0, "h", (0,))], {"h": (20000, 20999)}, observed, {"h": [20999]})
+    kept = assign_ports(
+        [Assignment("m@1", 0, "h", (0,))], {"h": (20000, 20999)}, observed, {"h": [20999]}
+    )
     assert kept[("m@1", 0)] == 20080
 
 
@@ -115,7 +133,16 @@ SITE = FrontDoorSite("h", "127.0.0.1", "127.0.0.1", 20080, "fd:1")
 
 
 def door(**kw) -> ObservedFrontDoor:  # type: ignore[no-untyped-def]
-    base = dict(host="h", id="id", name="fleetctl-x-front-door", state="running", image="fd:1", spec_hash=SITE.spec_hash(), port=20080, routes_hash="r1")
+    base = dict(
+        host="h",
+        id="id",
+        name="fleetctl-x-front-door",
+        state="running",
+        image="fd:1",
+        spec_hash=SITE.spec_hash(),
+        port=20080,
+        routes_hash="r1",
+    )
     return ObservedFrontDoor(**{**base, **kw})
 
 
@@ -136,8 +163,13 @@ def test_front_door_diff(observed, kind) -> None:  # type: ignore[no-untyped-def
 
 
 def test_front_door_diff_removes_duplicates_and_disabled_ones() -> None:
-    acts = front_door_actions([SITE], {"h": [door(), door(id="2", name="dup", state="exited")]}, "r1", {})
-    assert [(a.kind, a.container) for a in acts] == [(FrontDoorActionKind.KEEP, "fleetctl-x-front-door"), (FrontDoorActionKind.REMOVE, "dup")]
+    acts = front_door_actions(
+        [SITE], {"h": [door(), door(id="2", name="dup", state="exited")]}, "r1", {}
+    )
+    assert [(a.kind, a.container) for a in acts] == [
+        (FrontDoorActionKind.KEEP, "fleetctl-x-front-door"),
+        (FrontDoorActionKind.REMOVE, "dup"),
+    ]
     (gone,) = front_door_actions([], {"h": [door()]}, "", {"h": "down"})
     assert gone.kind is FrontDoorActionKind.REMOVE and gone.blocked == "down"
 
@@ -177,21 +209,42 @@ class FakeClock:
 
 def served(host: FakeHost) -> dict[str, list[str]]:
     doc = json.loads(host.files[ROUTES_PATH])
-    return {v["deployment"]: [b["url"] for b in v["backends"]] for m in doc["models"] for v in m["versions"].values()}
+    return {
+        v["deployment"]: [b["url"] for b in v["backends"]]
+        for m in doc["models"]
+        for v in m["versions"].values()
+    }
 
 
-DEMO_DOOR = ObservedFrontDoor("demo-host", "fd", "fleetctl-demo-front-door", "running", "fd:1", "h", 20080)
+DEMO_DOOR = ObservedFrontDoor(
+    "demo-host", "fd", "fleetctl-demo-front-door", "running", "fd:1", "h", 20080
+)
 
 
 def running(plan, inv, port: int) -> ObservedFleet:  # type: ignore[no-untyped-def]
     c = ObservedContainer(
-        "demo-host", "id", "fleetctl-demo-chat-llm-v4-0", "chat-llm@v4", 0, (0,), "x", "running", "img", port=port, endpoint=f"http://127.0.0.1:{port}"
+        "demo-host",
+        "id",
+        "fleetctl-demo-chat-llm-v4-0",
+        "chat-llm@v4",
+        0,
+        (0,),
+        "x",
+        "running",
+        "img",
+        port=port,
+        endpoint=f"http://127.0.0.1:{port}",
     )
-    return ObservedFleet({"demo-host": ObservedHost("demo-host", containers=(c,), front_doors=(DEMO_DOOR,))}, offline=False)
+    return ObservedFleet(
+        {"demo-host": ObservedHost("demo-host", containers=(c,), front_doors=(DEMO_DOOR,))},
+        offline=False,
+    )
 
 
 def only_door() -> ObservedFleet:
-    return ObservedFleet({"demo-host": ObservedHost("demo-host", front_doors=(DEMO_DOOR,))}, offline=False)
+    return ObservedFleet(
+        {"demo-host": ObservedHost("demo-host", front_doors=(DEMO_DOOR,))}, offline=False
+    )
 
 
 def test_router_moves_traffic_then_drains_the_old_replica() -> None:
@@ -206,7 +259,9 @@ def test_router_moves_traffic_then_drains_the_old_replica() -> None:
         return {"backends": [{"url": "http://127.0.0.1:20500", "outstanding": busy["n"]}]}
 
     clock = FakeClock()
-    router = Router(plan, inv, {"demo-host": host}, running(plan, inv, 20500), status=status, clock=clock)
+    router = Router(
+        plan, inv, {"demo-host": host}, running(plan, inv, 20500), status=status, clock=clock
+    )
     router.push()
     assert served(host)["chat-llm@v4"] == ["http://127.0.0.1:20500"]
     old = router.serve("chat-llm@v4", 0, "http://127.0.0.1:20600")
@@ -240,7 +295,9 @@ def test_router_reports_a_front_door_that_does_not_load_its_routes() -> None:
             self.calls.append(signal)
 
     _, inv, plan = demo_plan()
-    router = Router(plan, inv, {"demo-host": Deaf()}, only_door(), clock=FakeClock(), status=no_status)
+    router = Router(
+        plan, inv, {"demo-host": Deaf()}, only_door(), clock=FakeClock(), status=no_status
+    )
     router.serve("chat-llm@v4", 0, "http://127.0.0.1:20600")
     assert router.problems and "not loaded" in router.problems[0]
 
@@ -250,13 +307,24 @@ def test_router_sends_nothing_to_a_front_door_that_is_not_running() -> None:
 
     _, inv, plan = demo_plan()
     host = FakeHost()
-    router = Router(plan, inv, {"demo-host": host}, ObservedFleet.empty(["demo-host"], offline=False), clock=FakeClock(), status=no_status)
+    router = Router(
+        plan,
+        inv,
+        {"demo-host": host},
+        ObservedFleet.empty(["demo-host"], offline=False),
+        clock=FakeClock(),
+        status=no_status,
+    )
     router.serve("chat-llm@v4", 0, "http://127.0.0.1:20600")
     assert host.calls == [] and router.problems == []
 
 
 def test_disabled_front_door_plans_nothing(tmp_path: Path) -> None:
-    text = (REPO / "inventory" / "demo.yaml").read_text().replace("front_door:\n", "front_door:\n  enabled: false\n", 1)
+    text = (
+        (REPO / "inventory" / "demo.yaml")
+        .read_text()
+        .replace("front_door:\n", "front_door:\n  enabled: false\n", 1)
+    )
     path = tmp_path / "demo.yaml"
     path.write_text(text)
     loaded = load(path)
@@ -276,16 +344,31 @@ def current_of(host: FakeHost, model: str) -> str:
     return next(m["current"] for m in doc["models"] if m["name"] == model)
 
 
-def test_a_version_switch_moves_clients_only_once_the_new_version_is_complete(tmp_path: Path) -> None:
+def test_a_version_switch_moves_clients_only_once_the_new_version_is_complete(
+    tmp_path: Path,
+) -> None:
     from fleetctl.ops.routing import Router
 
-    text = (REPO / "inventory" / "demo.yaml").read_text().replace("version: v4", "version: v5\n    replicas: 2", 1)
+    text = (
+        (REPO / "inventory" / "demo.yaml")
+        .read_text()
+        .replace("version: v4", "version: v5\n    replicas: 2", 1)
+    )
     path = tmp_path / "demo.yaml"
-    path.write_text(text.replace("../tests/testbed/models", str(REPO / "tests" / "testbed" / "models")))
+    path.write_text(
+        text.replace("../tests/testbed/models", str(REPO / "tests" / "testbed" / "models"))
+    )
     loaded = load(path)
     plan = build_plan(loaded, ObservedFleet.empty(["demo-host"], offline=False))
     host = FakeHost()
-    router = Router(plan, loaded.inventory, {"demo-host": host}, running(plan, loaded.inventory, 20500), clock=FakeClock(), status=no_status)
+    router = Router(
+        plan,
+        loaded.inventory,
+        {"demo-host": host},
+        running(plan, loaded.inventory, 20500),
+        clock=FakeClock(),
+        status=no_status,
+    )
     router.push()
     assert current_of(host, "chat-llm") == "v4"  # v5 has no replica yet: v4 keeps everyone
     router.serve("chat-llm@v5", 0, "http://127.0.0.1:20600")
@@ -304,13 +387,38 @@ def test_a_rollback_to_a_running_pin_moves_clients_at_once() -> None:
     _, inv, plan = demo_plan()
     v3 = replace(plan.deployment("chat-llm@v3"), customers=(), replicas=2)
     plan = replace(
-        plan, deployments=tuple(v3 if d.name == "chat-llm@v3" else d for d in plan.deployments if d.name != "chat-llm@v4"),
+        plan,
+        deployments=tuple(
+            v3 if d.name == "chat-llm@v3" else d
+            for d in plan.deployments
+            if d.name != "chat-llm@v4"
+        ),
         switch_at_once=frozenset({"chat-llm"}),
     )
     host = FakeHost()
     observed = running(plan, inv, 20500)  # v4 runs
-    v3c = ObservedContainer("demo-host", "id3", "fleetctl-demo-chat-llm-v3-0", "chat-llm@v3", 0, (0,), "x", "running", "img", port=20400, endpoint="http://127.0.0.1:20400")
-    observed = ObservedFleet({"demo-host": replace(observed.hosts["demo-host"], containers=observed.hosts["demo-host"].containers + (v3c,))}, offline=False)
+    v3c = ObservedContainer(
+        "demo-host",
+        "id3",
+        "fleetctl-demo-chat-llm-v3-0",
+        "chat-llm@v3",
+        0,
+        (0,),
+        "x",
+        "running",
+        "img",
+        port=20400,
+        endpoint="http://127.0.0.1:20400",
+    )
+    observed = ObservedFleet(
+        {
+            "demo-host": replace(
+                observed.hosts["demo-host"],
+                containers=observed.hosts["demo-host"].containers + (v3c,),
+            )
+        },
+        offline=False,
+    )
     router = Router(plan, inv, {"demo-host": host}, observed, clock=FakeClock(), status=no_status)
     router.push()
     assert current_of(host, "chat-llm") == "v3"  # one of two replicas, but a rollback flips at once

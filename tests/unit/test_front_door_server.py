@@ -17,9 +17,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -55,6 +56,7 @@ class Loop:
     def call(self, fn: Callable[[], Any]) -> None:
         async def go() -> None:
             fn()
+
         self.run(go())
 
 
@@ -75,7 +77,11 @@ class Replica:
         loop.run(self._start())
 
     async def _start(self) -> None:
-        self.gate, self.stream_gate, self.health_gate = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self.gate, self.stream_gate, self.health_gate = (
+            asyncio.Event(),
+            asyncio.Event(),
+            asyncio.Event(),
+        )
         for gate in (self.gate, self.stream_gate, self.health_gate):
             gate.set()
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -108,17 +114,28 @@ class Replica:
             request.transport.abort()
             return web.Response()
         doc = json.loads(body) if body and request.path.startswith("/v1/") else {}
-        self.seen.append({"path": request.raw_path, "cookie": request.headers.get("Cookie"), "model": doc.get("model"), "len": len(body),
-                          "sha": hashlib.sha256(body).hexdigest(), "auth": request.headers.get("Authorization"),
-                          "customer": request.headers.get("X-Customer"), "connection": request.headers.get("Connection"),
-                          "x_hop": request.headers.get("X-Hop")})
+        self.seen.append(
+            {
+                "path": request.raw_path,
+                "cookie": request.headers.get("Cookie"),
+                "model": doc.get("model"),
+                "len": len(body),
+                "sha": hashlib.sha256(body).hexdigest(),
+                "auth": request.headers.get("Authorization"),
+                "customer": request.headers.get("X-Customer"),
+                "connection": request.headers.get("Connection"),
+                "x_hop": request.headers.get("X-Hop"),
+            }
+        )
         self.active += 1
         try:
             await self.gate.wait()
             if doc.get("stream"):
                 return await self._stream(request)
-            return web.json_response({"replica": self.name, "model": doc.get("model"), "len": len(body)},
-                                     headers={"Keep-Alive": "timeout=5", "Set-Cookie": f"sid={self.name}"})
+            return web.json_response(
+                {"replica": self.name, "model": doc.get("model"), "len": len(body)},
+                headers={"Keep-Alive": "timeout=5", "Set-Cookie": f"sid={self.name}"},
+            )
         finally:
             self.active -= 1
 
@@ -184,21 +201,54 @@ def replicas(loop: Loop) -> Iterator[Callable[[str], Replica]]:
 
 
 # ------------------------------------------------------------------ routes
-def version(deployment: str, replicas: list[Replica], *, served_name: str | None = None,
-            health_path: str = "/v1/health/ready") -> dict[str, Any]:
-    return {"deployment": deployment, "health_path": health_path, "served_name": served_name,
-            "backends": [{"url": r.url, "replica": f"{deployment}#{i}"} for i, r in enumerate(replicas)]}
+def version(
+    deployment: str,
+    replicas: list[Replica],
+    *,
+    served_name: str | None = None,
+    health_path: str = "/v1/health/ready",
+) -> dict[str, Any]:
+    return {
+        "deployment": deployment,
+        "health_path": health_path,
+        "served_name": served_name,
+        "backends": [
+            {"url": r.url, "replica": f"{deployment}#{i}"} for i, r in enumerate(replicas)
+        ],
+    }
 
 
-def model(name: str, versions: dict[str, dict[str, Any]], *, current: str | None = None, protocol: str = "openai",
-          customers: dict[str, str] | None = None, names: list[str] | None = None) -> dict[str, Any]:
-    return {"name": name, "protocol": protocol, "names": names or [name], "current": current or next(iter(versions)),
-            "customers": customers or {}, "versions": versions}
+def model(
+    name: str,
+    versions: dict[str, dict[str, Any]],
+    *,
+    current: str | None = None,
+    protocol: str = "openai",
+    customers: dict[str, str] | None = None,
+    names: list[str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "protocol": protocol,
+        "names": names or [name],
+        "current": current or next(iter(versions)),
+        "customers": customers or {},
+        "versions": versions,
+    }
 
 
-def routes(*models: dict[str, Any], check: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    return {"format": 1, "fleet": "t", "customer_header": "X-Customer", "api_keys": {},
-            "check": check or FAST_CHECK, "models": list(models), **extra}
+def routes(
+    *models: dict[str, Any], check: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "format": 1,
+        "fleet": "t",
+        "customer_header": "X-Customer",
+        "api_keys": {},
+        "check": check or FAST_CHECK,
+        "models": list(models),
+        **extra,
+    }
 
 
 # ------------------------------------------------------------------ the server
@@ -211,10 +261,25 @@ class Door:
         self.raw = self.write(doc)
         self.log: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, str(SERVER), "--listen", "127.0.0.1", "--port", "0", "--routes", str(self.routes_path)],
-            stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                str(SERVER),
+                "--listen",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--routes",
+                str(self.routes_path),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         threading.Thread(target=self._read_log, daemon=True).start()
-        line = wait_until(lambda: next((x for x in self.log if "listening on" in x), None), 15, "the server to listen")
+        line = wait_until(
+            lambda: next((x for x in self.log if "listening on" in x), None),
+            15,
+            "the server to listen",
+        )
         self.url = line.split("listening on ")[1].split()[0]
         self.http = httpx.Client(base_url=self.url, timeout=10)
 
@@ -239,7 +304,11 @@ class Door:
         self.raw = self.write(doc)
         want = hashlib.sha256(self.raw).hexdigest()[:16]
         self.proc.send_signal(signal.SIGHUP)
-        wait_until(lambda: self.loaded() == want and self.status()["routes_hash"] == want, 5, "the new routes")
+        wait_until(
+            lambda: self.loaded() == want and self.status()["routes_hash"] == want,
+            5,
+            "the new routes",
+        )
 
     def status(self) -> dict[str, Any]:
         return self.http.get("/-/fleetctl/status").json()
@@ -248,7 +317,9 @@ class Door:
         return next((b for b in self.status()["backends"] if b["url"] == url), None)
 
     def wait_checked(self) -> None:
-        wait_until(lambda: all(b["checked"] for b in self.status()["backends"]), 5, "every backend checked")
+        wait_until(
+            lambda: all(b["checked"] for b in self.status()["backends"]), 5, "every backend checked"
+        )
 
     def chat(self, name: str, **kw: Any) -> httpx.Response:
         return self.http.post("/v1/chat/completions", json={"model": name, "messages": []}, **kw)
@@ -290,7 +361,10 @@ class Steady:
                 try:
                     r = http.post("/v1/chat/completions", json={"model": self.name, "messages": []})
                     (self.ok if r.status_code == 200 else self.failed).append(
-                        r.json().get("replica") if r.status_code == 200 else f"{r.status_code} {r.text}")
+                        r.json().get("replica")
+                        if r.status_code == 200
+                        else f"{r.status_code} {r.text}"
+                    )
                 except httpx.HTTPError as exc:
                     self.failed.append(repr(exc))
 
@@ -302,7 +376,12 @@ class Steady:
 # ------------------------------------------------------------------ routing
 def test_routes_by_the_body_model_and_names_the_deployment(replicas, door) -> None:
     a, b = replicas("a"), replicas("b")
-    d = door(routes(model("chat", {"1": version("chat@1", [a])}), model("embed", {"7": version("embed@7", [b])})))
+    d = door(
+        routes(
+            model("chat", {"1": version("chat@1", [a])}),
+            model("embed", {"7": version("embed@7", [b])}),
+        )
+    )
     d.wait_checked()
     r = d.chat("chat")
     assert r.status_code == 200 and r.json()["replica"] == "a"
@@ -328,14 +407,23 @@ def test_headers_end_to_end_only_and_no_shared_cookies(replicas, door) -> None:
 
 def test_customer_header_pins_a_version(replicas, door) -> None:
     old, new = replicas("old"), replicas("new")
-    doc = routes(model("chat", {"2": version("chat@2", [new]), "1": version("chat@1", [old])}, current="2",
-                       customers={"acme": "1"}), customer_header="X-Tenant")
+    doc = routes(
+        model(
+            "chat",
+            {"2": version("chat@2", [new]), "1": version("chat@1", [old])},
+            current="2",
+            customers={"acme": "1"},
+        ),
+        customer_header="X-Tenant",
+    )
     d = door(doc)
     d.wait_checked()
     assert d.chat("chat", headers={"X-Tenant": "acme"}).json()["replica"] == "old"
     assert d.chat("chat", headers={"X-Tenant": "acme"}).headers["x-fleetctl-deployment"] == "chat@1"
     assert d.chat("chat", headers={"X-Tenant": "globex"}).json()["replica"] == "new"
-    assert d.chat("chat", headers={"X-Customer": "acme"}).json()["replica"] == "new"  # not this fleet's header
+    assert (
+        d.chat("chat", headers={"X-Customer": "acme"}).json()["replica"] == "new"
+    )  # not this fleet's header
     assert d.chat("chat").json()["replica"] == "new"
 
 
@@ -349,14 +437,25 @@ def test_a_model_deployed_only_as_a_pin(replicas, door) -> None:
     r = d.chat("chat")
     assert r.status_code == 503 and r.json()["error"]["code"] == "no_ready_replica"
     assert d.http.get("/v1/models").json()["data"] == []
-    assert [m["id"] for m in d.http.get("/v1/models", headers={"X-Customer": "acme"}).json()["data"]] == ["chat"]
+    assert [
+        m["id"] for m in d.http.get("/v1/models", headers={"X-Customer": "acme"}).json()["data"]
+    ] == ["chat"]
 
 
 def test_api_key_pins_a_version_and_stays_at_the_door(replicas, door) -> None:
     old, new = replicas("old"), replicas("new")
     digest = hashlib.sha256(b"sk-acme-123").hexdigest()
-    d = door(routes(model("chat", {"2": version("chat@2", [new]), "1": version("chat@1", [old])}, current="2",
-                          customers={"acme": "1"}), api_keys={digest: "acme"}))
+    d = door(
+        routes(
+            model(
+                "chat",
+                {"2": version("chat@2", [new]), "1": version("chat@1", [old])},
+                current="2",
+                customers={"acme": "1"},
+            ),
+            api_keys={digest: "acme"},
+        )
+    )
     d.wait_checked()
     r = d.chat("chat", headers={"Authorization": "Bearer sk-acme-123"})
     assert r.json()["replica"] == "old" and r.headers["x-fleetctl-deployment"] == "chat@1"
@@ -368,15 +467,30 @@ def test_api_key_pins_a_version_and_stays_at_the_door(replicas, door) -> None:
 def test_v1_models_lists_what_the_caller_may_use(replicas, door) -> None:
     a, b, t = replicas("a"), replicas("b"), replicas("t")
     digest = hashlib.sha256(b"k").hexdigest()
-    d = door(routes(model("chat", {"2": version("chat@2", [b]), "1": version("chat@1", [a])}, current="2",
-                          customers={"acme": "1"}, names=["chat", "meta/llama-3.1-8b-instruct"]),
-                    model("embeddings", {"1": version("embeddings@1", [t], health_path="/v2/health/ready")},
-                          protocol="kserve"), api_keys={digest: "acme"}))
+    d = door(
+        routes(
+            model(
+                "chat",
+                {"2": version("chat@2", [b]), "1": version("chat@1", [a])},
+                current="2",
+                customers={"acme": "1"},
+                names=["chat", "meta/llama-3.1-8b-instruct"],
+            ),
+            model(
+                "embeddings",
+                {"1": version("embeddings@1", [t], health_path="/v2/health/ready")},
+                protocol="kserve",
+            ),
+            api_keys={digest: "acme"},
+        )
+    )
     listing = d.http.get("/v1/models").json()
     assert listing["object"] == "list"
     assert [m["id"] for m in listing["data"]] == ["chat", "meta/llama-3.1-8b-instruct"]
     for m in listing["data"]:
-        assert m["object"] == "model" and m["owned_by"] == "fleetctl" and isinstance(m["created"], int)
+        assert (
+            m["object"] == "model" and m["owned_by"] == "fleetctl" and isinstance(m["created"], int)
+        )
         assert m["fleetctl"] == {"deployment": "chat@2"}
     pinned = d.http.get("/v1/models", headers={"Authorization": "Bearer k"}).json()
     assert {m["fleetctl"]["deployment"] for m in pinned["data"]} == {"chat@1"}
@@ -384,8 +498,12 @@ def test_v1_models_lists_what_the_caller_may_use(replicas, door) -> None:
 
 def test_kserve_requests_route_by_path(replicas, door) -> None:
     a, t = replicas("a"), replicas("triton")
-    kserve = model("embeddings", {"1": version("embeddings@1", [t], health_path="/v2/health/ready")},
-                   protocol="kserve", names=["embeddings", "embeddings_onnx"])
+    kserve = model(
+        "embeddings",
+        {"1": version("embeddings@1", [t], health_path="/v2/health/ready")},
+        protocol="kserve",
+        names=["embeddings", "embeddings_onnx"],
+    )
     d = door(routes(model("chat", {"1": version("chat@1", [a])}), kserve))
     d.wait_checked()
     r = d.http.post("/v2/models/embeddings/infer", content=b'{"inputs": []}')
@@ -394,8 +512,12 @@ def test_kserve_requests_route_by_path(replicas, door) -> None:
     d.http.post("/v2/models/embeddings_onnx/versions/3/infer?tag=a%2Fb%20c", content=b"{}")
     d.http.get("/v2/models/embeddings/ready")
     d.http.get("/v2/models/embeddings")
-    assert [s["path"] for s in t.seen] == ["/v2/models/embeddings/infer", "/v2/models/embeddings_onnx/versions/3/infer?tag=a%2Fb%20c",
-                                           "/v2/models/embeddings/ready", "/v2/models/embeddings"]
+    assert [s["path"] for s in t.seen] == [
+        "/v2/models/embeddings/infer",
+        "/v2/models/embeddings_onnx/versions/3/infer?tag=a%2Fb%20c",
+        "/v2/models/embeddings/ready",
+        "/v2/models/embeddings",
+    ]
     r = d.http.post("/v2/models/chat/infer", content=b"{}")  # an OpenAI name is no KServe model
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
     assert d.http.get("/v2/health/live").status_code == 200
@@ -409,7 +531,10 @@ def test_unknown_model_is_404_and_bad_bodies_400(replicas, door) -> None:
     d = door(routes(model("chat", {"1": version("chat@1", [a])})))
     r = d.chat("nope")
     assert r.status_code == 404
-    assert r.json()["error"]["code"] == "model_not_found" and r.json()["error"]["type"] == "invalid_request_error"
+    assert (
+        r.json()["error"]["code"] == "model_not_found"
+        and r.json()["error"]["type"] == "invalid_request_error"
+    )
     for body in (b"{not json", b'{"messages": []}', b'{"model": 3}', b"[1, 2]", b""):
         r = d.http.post("/v1/chat/completions", content=body)
         assert r.status_code == 400, body
@@ -437,14 +562,21 @@ def test_least_outstanding_with_round_robin_ties(replicas, door) -> None:
     b.hold()
     with ThreadPoolExecutor(1) as pool:
         slow = pool.submit(d.chat, "chat")
-        busy = wait_until(lambda: next((r for r in (a, b) if r.active == 1), None), 5, "the first request")
+        busy = wait_until(
+            lambda: next((r for r in (a, b) if r.active == 1), None), 5, "the first request"
+        )
         idle = b if busy is a else a
         idle.release()
         assert [d.chat("chat").json()["replica"] for _ in range(8)] == [idle.name] * 8
-        assert {x["url"]: x["outstanding"] for x in d.status()["backends"]} == {busy.url: 1, idle.url: 0}
+        assert {x["url"]: x["outstanding"] for x in d.status()["backends"]} == {
+            busy.url: 1,
+            idle.url: 0,
+        }
         busy.release()
         assert slow.result(5).json()["replica"] == busy.name
-    wait_until(lambda: all(x["outstanding"] == 0 for x in d.status()["backends"]), 5, "nothing in flight")
+    wait_until(
+        lambda: all(x["outstanding"] == 0 for x in d.status()["backends"]), 5, "nothing in flight"
+    )
     served = [d.chat("chat").json()["replica"] for _ in range(10)]
     assert sorted(served) == ["a"] * 5 + ["b"] * 5
     assert all(x != y for x, y in zip(served, served[1:]))
@@ -474,8 +606,12 @@ def test_active_check_takes_an_unhealthy_replica_out_and_back(replicas, door) ->
 
 def test_fall_and_rise_count_checks_in_a_row(replicas, door) -> None:
     a = replicas("a")
-    d = door(routes(model("chat", {"1": version("chat@1", [a])}),
-                    check={"interval_s": 0.4, "timeout_s": 0.5, "fall": 2, "rise": 2}))
+    d = door(
+        routes(
+            model("chat", {"1": version("chat@1", [a])}),
+            check={"interval_s": 0.4, "timeout_s": 0.5, "fall": 2, "rise": 2},
+        )
+    )
     d.wait_checked()
     assert d.backend(a.url)["ready"] is True  # a first check decides at once
     a.fail_checks = 1
@@ -495,9 +631,19 @@ def test_fall_and_rise_count_checks_in_a_row(replicas, door) -> None:
 
 def test_refused_or_dropped_connection_is_retried_on_another_replica(replicas, door) -> None:
     a, b, c = replicas("a"), replicas("b"), replicas("c")
-    slow = {"interval_s": 60, "timeout_s": 1, "fall": 2, "rise": 1}  # one check at load, then none here
-    d = door(routes(model("chat", {"1": version("chat@1", [a, b])}), model("other", {"1": version("o@1", [c])}),
-                    check=slow))
+    slow = {
+        "interval_s": 60,
+        "timeout_s": 1,
+        "fall": 2,
+        "rise": 1,
+    }  # one check at load, then none here
+    d = door(
+        routes(
+            model("chat", {"1": version("chat@1", [a, b])}),
+            model("other", {"1": version("o@1", [c])}),
+            check=slow,
+        )
+    )
     d.wait_checked()
     a.stop()
     assert [d.chat("chat").status_code for _ in range(6)] == [200] * 6
@@ -511,11 +657,17 @@ def test_refused_or_dropped_connection_is_retried_on_another_replica(replicas, d
 
 def test_never_checked_replica_only_when_nothing_checked_is_ready(replicas, door) -> None:
     a, b = replicas("a"), replicas("b")
-    d = door(routes(model("chat", {"1": version("chat@1", [a])}), check={**FAST_CHECK, "interval_s": 60}))
+    d = door(
+        routes(model("chat", {"1": version("chat@1", [a])}), check={**FAST_CHECK, "interval_s": 60})
+    )
     d.wait_checked()
     b.hold_health()  # b's first check hangs: b stays never-checked
-    d.reload(routes(model("chat", {"1": version("chat@1", [a, b])}),
-                    check={**FAST_CHECK, "interval_s": 60, "timeout_s": 30}))
+    d.reload(
+        routes(
+            model("chat", {"1": version("chat@1", [a, b])}),
+            check={**FAST_CHECK, "interval_s": 60, "timeout_s": 30},
+        )
+    )
     wait_until(lambda: b.health_waiting == 1, 5, "b's first check")
     assert d.backend(b.url)["checked"] is False
     assert {d.chat("chat").json()["replica"] for _ in range(6)} == {"a"}
@@ -534,7 +686,9 @@ def test_streams_pass_through_before_the_replica_finishes(replicas, door) -> Non
         assert r.headers["content-type"].startswith("text/event-stream")
         chunks = r.iter_bytes()
         first = next(chunks)
-        assert first.startswith(b'data: {"n": 0') and a.streams_held == 1  # the replica still holds the stream
+        assert (
+            first.startswith(b'data: {"n": 0') and a.streams_held == 1
+        )  # the replica still holds the stream
         a.release_streams()
         rest = b"".join(chunks)
     assert b'data: {"n": 1}' in rest and rest.endswith(b"data: [DONE]\n\n")
@@ -542,11 +696,17 @@ def test_streams_pass_through_before_the_replica_finishes(replicas, door) -> Non
 
 def test_a_big_body_with_model_last_routes_correctly(replicas, door) -> None:
     a, b = replicas("a"), replicas("b")
-    d = door(routes(model("chat", {"1": version("chat@1", [a])}), model("big", {"1": version("big@1", [b])})))
+    d = door(
+        routes(
+            model("chat", {"1": version("chat@1", [a])}), model("big", {"1": version("big@1", [b])})
+        )
+    )
     d.wait_checked()
     content = "x" * (8 * 1024 * 1024)
     body = ('{"messages": [{"role": "user", "content": "%s"}], "model": "big"}' % content).encode()
-    r = d.http.post("/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
+    r = d.http.post(
+        "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 200 and r.json()["replica"] == "b"
     assert b.seen[-1]["sha"] == hashlib.sha256(body).hexdigest()  # forwarded byte for byte
     assert a.hits() == 0
@@ -555,13 +715,22 @@ def test_a_big_body_with_model_last_routes_correctly(replicas, door) -> None:
 def test_served_name_rewrites_the_body_model(replicas, door) -> None:
     a = replicas("a")
     served = "meta/llama-3.1-8b-instruct"
-    d = door(routes(model("chat", {"1": version("chat@1", [a], served_name=served)}, names=["chat", served])))
+    d = door(
+        routes(
+            model("chat", {"1": version("chat@1", [a], served_name=served)}, names=["chat", served])
+        )
+    )
     d.wait_checked()
-    r = d.http.post("/v1/chat/completions", json={"model": "chat", "messages": [{"role": "user", "content": "é"}]})
+    r = d.http.post(
+        "/v1/chat/completions",
+        json={"model": "chat", "messages": [{"role": "user", "content": "é"}]},
+    )
     assert r.json()["model"] == served
     body = json.dumps({"model": served, "messages": []}).encode()
     d.http.post("/v1/chat/completions", content=body)
-    assert a.seen[-1]["sha"] == hashlib.sha256(body).hexdigest()  # already the served name: untouched
+    assert (
+        a.seen[-1]["sha"] == hashlib.sha256(body).hexdigest()
+    )  # already the served name: untouched
 
 
 # ------------------------------------------------------------------ reloads and signals
@@ -586,8 +755,12 @@ def test_sighup_under_load_drains_the_old_replica(replicas, door) -> None:
     headers: dict[str, str] = {}
 
     def stream() -> None:
-        with httpx.stream("POST", d.url + "/v1/chat/completions", json={"model": "chat", "stream": True},
-                          timeout=10) as r:
+        with httpx.stream(
+            "POST",
+            d.url + "/v1/chat/completions",
+            json={"model": "chat", "stream": True},
+            timeout=10,
+        ) as r:
             headers.update(r.headers)
             got.extend(r.iter_bytes())
 
@@ -621,7 +794,9 @@ def test_a_bad_routes_file_keeps_the_old_routes(replicas, door) -> None:
     before = d.loaded()
     assert before
     broken = routes(model("chat", {"1": version("chat@1", [a])}, current="9"))
-    for n, raw in enumerate((b'{"format": 1, "models": [', json.dumps(broken).encode(), b'{"format": 2}'), 1):
+    for n, raw in enumerate(
+        (b'{"format": 1, "models": [', json.dumps(broken).encode(), b'{"format": 2}'), 1
+    ):
         d.write(raw)
         d.proc.send_signal(signal.SIGHUP)
         wait_until(lambda n=n: sum("not loaded" in x for x in d.log) == n, 5, "the error line")
@@ -645,6 +820,7 @@ def test_sigterm_lets_requests_in_flight_finish(replicas, door) -> None:
             except httpx.ConnectError:
                 return True
             return False
+
         wait_until(refused, 5, "the listener to close")
         a.release()
         assert pending.result(5).json()["replica"] == "a"

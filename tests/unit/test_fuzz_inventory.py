@@ -31,7 +31,9 @@ from fleetctl.ops.planning import build_plan
 EXAMPLES = int(os.environ.get("FLEETCTL_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(
     max_examples=EXAMPLES,
-    deadline=timedelta(seconds=10),  # generous on a loaded 2-core machine: this catches hangs, not slowness
+    deadline=timedelta(
+        seconds=10
+    ),  # generous on a loaded 2-core machine: this catches hangs, not slowness
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize="FLEETCTL_FUZZ_EXAMPLES" not in os.environ,  # the same examples in every CI run
 )
@@ -40,19 +42,55 @@ BASE: dict[str, Any] = {
     "fleet": "fuzz",
     "front_door": {"port": 20999},
     "hosts": [
-        {"name": "h1", "docker": "unix:///run/a.sock", "simulated": True, "gpus": {"count": 2, "memory_gb": 80},
-         "ports": "20000-20999", "labels": {"zone": "a"}},
-        {"name": "h2", "docker": "ssh://ops@gpu2", "simulated": True, "gpus": {"count": 4, "memory_gb": 40},
-         "reserve_gb": 2, "address": "10.0.0.2"},
+        {
+            "name": "h1",
+            "docker": "unix:///run/a.sock",
+            "simulated": True,
+            "gpus": {"count": 2, "memory_gb": 80},
+            "ports": "20000-20999",
+            "labels": {"zone": "a"},
+        },
+        {
+            "name": "h2",
+            "docker": "ssh://ops@gpu2",
+            "simulated": True,
+            "gpus": {"count": 4, "memory_gb": 40},
+            "reserve_gb": 2,
+            "address": "10.0.0.2",
+        },
     ],
     "models": [
-        {"name": "chat", "version": "v2", "runtime": "nim", "image": "nim:2", "gpu_memory_gb": 30, "replicas": 2,
-         "sla_ms": 200, "latency_ms": 120, "gpu_util": 0.5, "env": {"LOG": "info"},
-         "nim": {"served_model_name": "chat", "passthrough_args": "--max-num-seqs 8"},
-         "pins": [{"version": "v1", "image": "nim:1", "customers": ["acme"], "gpu_memory_gb": 20}]},
-        {"name": "embed", "version": "1", "runtime": "triton", "image": "triton:1", "gpu_memory_gb": 4,
-         "gpus": 1, "exclusive": False, "hosts": {"zone": "a"},
-         "triton": {"model_repository": "/srv/models", "models": ["embed"], "args": ["--log-verbose=0"]}},
+        {
+            "name": "chat",
+            "version": "v2",
+            "runtime": "nim",
+            "image": "nim:2",
+            "gpu_memory_gb": 30,
+            "replicas": 2,
+            "sla_ms": 200,
+            "latency_ms": 120,
+            "gpu_util": 0.5,
+            "env": {"LOG": "info"},
+            "nim": {"served_model_name": "chat", "passthrough_args": "--max-num-seqs 8"},
+            "pins": [
+                {"version": "v1", "image": "nim:1", "customers": ["acme"], "gpu_memory_gb": 20}
+            ],
+        },
+        {
+            "name": "embed",
+            "version": "1",
+            "runtime": "triton",
+            "image": "triton:1",
+            "gpu_memory_gb": 4,
+            "gpus": 1,
+            "exclusive": False,
+            "hosts": {"zone": "a"},
+            "triton": {
+                "model_repository": "/srv/models",
+                "models": ["embed"],
+                "args": ["--log-verbose=0"],
+            },
+        },
     ],
 }
 BASE_TEXT = yaml.safe_dump(BASE, sort_keys=False)
@@ -62,8 +100,32 @@ HOSTILE = st.one_of(
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from(["", " ", "true", "no", "4", "1e9", "-1", "nan", "inf", "0-0", "1-65536", "20000-19999",
-                     "unix://", "ssh://", "tcp://:1", "::1", "[::1]", "é", "a" * 300, "\u202e", "\x85", "~"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "true",
+            "no",
+            "4",
+            "1e9",
+            "-1",
+            "nan",
+            "inf",
+            "0-0",
+            "1-65536",
+            "20000-19999",
+            "unix://",
+            "ssh://",
+            "tcp://:1",
+            "::1",
+            "[::1]",
+            "é",
+            "a" * 300,
+            "\u202e",
+            "\x85",
+            "~",
+        ]
+    ),
     st.text(max_size=20),
     st.lists(st.integers(), max_size=3),
     st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
@@ -92,7 +154,9 @@ def _plan_if_loads(text: str) -> None:
     try:
         loaded = load_text(text, "fuzz.yaml", known_runtimes=["nim", "triton"])
     except FleetctlError as exc:
-        assert exc.message and all(line.startswith("fuzz.yaml:") for line in exc.message.splitlines()), exc.message
+        assert exc.message and all(
+            line.startswith("fuzz.yaml:") for line in exc.message.splitlines()
+        ), exc.message
         return
     observed = ObservedFleet.empty([h.name for h in loaded.inventory.hosts])
     try:
@@ -115,14 +179,53 @@ def test_arbitrary_bytes_never_raise_anything_but_an_inventory_error(data: bytes
     _plan_if_loads(text)
 
 
-SPLICE = st.sampled_from(["&a ", "*a", "*b", "&b [*a, *a] ", "!x ", "!!str ", "!!binary ", "? ", ": ", "[", "]",
-                          "{", "}", "- ", "\n", "\t", "#", "'", '"', "<<: *a\n", "~", "%YAML 1.1\n", "---\n", "\x00",
-                          ".inf", ".nan", "'true'", ", ", "|\n", ">-\n"])
+SPLICE = st.sampled_from(
+    [
+        "&a ",
+        "*a",
+        "*b",
+        "&b [*a, *a] ",
+        "!x ",
+        "!!str ",
+        "!!binary ",
+        "? ",
+        ": ",
+        "[",
+        "]",
+        "{",
+        "}",
+        "- ",
+        "\n",
+        "\t",
+        "#",
+        "'",
+        '"',
+        "<<: *a\n",
+        "~",
+        "%YAML 1.1\n",
+        "---\n",
+        "\x00",
+        ".inf",
+        ".nan",
+        "'true'",
+        ", ",
+        "|\n",
+        ">-\n",
+    ]
+)
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.integers(min_value=0, max_value=len(BASE_TEXT)), SPLICE), min_size=1, max_size=6))
-def test_yaml_text_with_syntax_spliced_in_never_raises_anything_else(splices: list[tuple[int, str]]) -> None:
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=len(BASE_TEXT)), SPLICE),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_yaml_text_with_syntax_spliced_in_never_raises_anything_else(
+    splices: list[tuple[int, str]],
+) -> None:
     text = BASE_TEXT
     for at, piece in sorted(splices, reverse=True):
         text = text[:at] + piece + text[at:]
@@ -131,7 +234,9 @@ def test_yaml_text_with_syntax_spliced_in_never_raises_anything_else(splices: li
 
 @FUZZ
 @given(st.lists(st.tuples(st.sampled_from(PATHS), HOSTILE), min_size=1, max_size=4))
-def test_hostile_values_never_raise_anything_else(changes: list[tuple[tuple[Any, ...], Any]]) -> None:
+def test_hostile_values_never_raise_anything_else(
+    changes: list[tuple[tuple[Any, ...], Any]],
+) -> None:
     doc = copy.deepcopy(BASE)
     for path, value in changes:
         try:

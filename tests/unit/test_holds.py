@@ -4,7 +4,7 @@ which revision a rollback restores. No state file, no Docker, no HTTP."""
 from __future__ import annotations
 
 from dataclasses import asdict, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -23,10 +23,12 @@ from fleetctl.errors import NotFoundError, UnstableRevisionError
 from fleetctl.ops.rollback import choose_revision, parse_target
 from fleetctl.state.records import RevisionRecord
 
-AT = datetime(2026, 12, 1, 10, 2, 3, 456789, tzinfo=timezone.utc)
+AT = datetime(2026, 12, 1, 10, 2, 3, 456789, tzinfo=UTC)
 
 
-def dep(model: str, version: str, *, customers: tuple[str, ...] = (), replicas: int = 1, image: str = "") -> Deployment:
+def dep(
+    model: str, version: str, *, customers: tuple[str, ...] = (), replicas: int = 1, image: str = ""
+) -> Deployment:
     return Deployment(
         model=model,
         version=version,
@@ -56,9 +58,20 @@ def fleet() -> list[Deployment]:
     ]
 
 
-def hold(version: str = "v3", revision: int = 2, inventory_version: str = "v4", **spec: Any) -> Hold:
+def hold(
+    version: str = "v3", revision: int = 2, inventory_version: str = "v4", **spec: Any
+) -> Hold:
     restored = replace(dep("chat-llm", version, customers=("acme-corp",)), **spec)
-    return Hold("chat-llm", version, revision, record(restored), inventory_version, AT, 7, f"rollback chat-llm@{version}")
+    return Hold(
+        "chat-llm",
+        version,
+        revision,
+        record(restored),
+        inventory_version,
+        AT,
+        7,
+        f"rollback chat-llm@{version}",
+    )
 
 
 def names(deps: Any) -> list[str]:
@@ -133,7 +146,9 @@ def test_a_hold_on_a_model_gone_from_the_inventory_is_lifted() -> None:
 
 def test_no_holds_change_nothing_and_holds_apply_per_model() -> None:
     assert apply_holds(fleet(), []).deployments == tuple(fleet())
-    emb = Hold("embeddings", "0", 1, record(dep("embeddings", "0")), "1", AT, None, "rollback embeddings@0")
+    emb = Hold(
+        "embeddings", "0", 1, record(dep("embeddings", "0")), "1", AT, None, "rollback embeddings@0"
+    )
     out = apply_holds(fleet(), [emb, hold()])
     assert names(out.deployments) == ["chat-llm@v3", "chat-llm@v2", "embeddings@0"]
     assert out.held == ("chat-llm", "embeddings")
@@ -147,7 +162,10 @@ def test_rollback_and_release_notes() -> None:
     assert rollback_note("chat-llm", "chat-llm@v3", 2, "chat-llm@v4") == (
         "chat-llm: every customer moves to chat-llm@v3 (revision 2); chat-llm@v4 is retired once v3 serves"
     )
-    assert rollback_note("chat-llm", "chat-llm@v4", 1, None) == "chat-llm: every customer gets chat-llm@v4 at revision 1"
+    assert (
+        rollback_note("chat-llm", "chat-llm@v4", 1, None)
+        == "chat-llm: every customer gets chat-llm@v4 at revision 1"
+    )
     assert release_note(hold(), fleet()) == (
         "the next apply makes chat-llm@v4 the version every customer gets again; chat-llm@v3 stays for acme-corp"
     )
@@ -162,10 +180,30 @@ def test_rollback_and_release_notes() -> None:
 
 
 def rev(number: int, outcome: str) -> RevisionRecord:
-    return RevisionRecord(number, "chat-llm@v3", "chat-llm", "v3", number, f"h{number}", {}, "img", None, [], outcome, 1, AT)
+    return RevisionRecord(
+        number,
+        "chat-llm@v3",
+        "chat-llm",
+        "v3",
+        number,
+        f"h{number}",
+        {},
+        "img",
+        None,
+        [],
+        outcome,
+        1,
+        AT,
+    )
 
 
-REVS = [rev(5, "failed"), rev(4, "applied"), rev(3, "rolled_back"), rev(2, "applied"), rev(1, "applied")]  # newest first
+REVS = [
+    rev(5, "failed"),
+    rev(4, "applied"),
+    rev(3, "rolled_back"),
+    rev(2, "applied"),
+    rev(1, "applied"),
+]  # newest first
 
 
 def test_the_latest_stable_revision_or_the_one_before_it() -> None:
@@ -175,7 +213,9 @@ def test_the_latest_stable_revision_or_the_one_before_it() -> None:
 
 def test_a_named_revision_must_exist_and_be_stable_unless_forced() -> None:
     assert choose_revision(REVS, "chat-llm@v3", to=1, force=False, previous=False).number == 1
-    with pytest.raises(UnstableRevisionError, match="revision 3 of chat-llm@v3 is rolled_back.*--force"):
+    with pytest.raises(
+        UnstableRevisionError, match="revision 3 of chat-llm@v3 is rolled_back.*--force"
+    ):
         choose_revision(REVS, "chat-llm@v3", to=3, force=False, previous=False)
     assert choose_revision(REVS, "chat-llm@v3", to=5, force=True, previous=False).number == 5
     with pytest.raises(NotFoundError, match=r"no revision 9 \(known: 5 \(failed\), 4 \(applied\)"):
@@ -189,7 +229,12 @@ def test_nothing_stable_to_restore() -> None:
         choose_revision([rev(1, "applied")], "chat-llm@v3", to=None, force=False, previous=True)
     with pytest.raises(NotFoundError, match="no stable revision .*--force"):
         choose_revision([rev(1, "failed")], "chat-llm@v3", to=None, force=False, previous=False)
-    assert choose_revision([rev(1, "failed")], "chat-llm@v3", to=None, force=True, previous=False).number == 1
+    assert (
+        choose_revision(
+            [rev(1, "failed")], "chat-llm@v3", to=None, force=True, previous=False
+        ).number
+        == 1
+    )
 
 
 def test_rollback_targets() -> None:

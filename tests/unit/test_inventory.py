@@ -33,7 +33,9 @@ def test_seed_inventory_loads_with_five_deployments() -> None:
     names = [d.name for d in deployments(loaded.inventory)]
     assert names == ["chat-llm@v4", "chat-llm@v3", "embeddings@1", "reranker@1", "safety-guard@1"]
     pinned = [d for d in deployments(loaded.inventory) if d.pinned]
-    assert [(d.name, d.customers, d.memory_gb) for d in pinned] == [("chat-llm@v3", ("acme-corp",), 40)]
+    assert [(d.name, d.customers, d.memory_gb) for d in pinned] == [
+        ("chat-llm@v3", ("acme-corp",), 40)
+    ]
     (host,) = host_specs(loaded.inventory)
     assert [g.usable_gb for g in host.gpus] == [80, 80, 80, 80]
 
@@ -55,14 +57,18 @@ def test_duplicate_key_is_refused() -> None:
 
 
 def test_wrong_type_names_the_field() -> None:
-    text = HOST + "models:\n  - {name: m, version: '1', runtime: nim, image: i, gpu_memory_gb: lots}\n"
+    text = (
+        HOST + "models:\n  - {name: m, version: '1', runtime: nim, image: i, gpu_memory_gb: lots}\n"
+    )
     (p,) = problems(text)
     assert p.startswith("fleet.yaml:6:")
     assert "models[0].gpu_memory_gb" in p and "number" in p
 
 
 def test_missing_required_field_points_at_its_mapping() -> None:
-    (p,) = problems(HOST + "models:\n  - name: m\n    version: '1'\n    runtime: nim\n    gpu_memory_gb: 4\n")
+    (p,) = problems(
+        HOST + "models:\n  - name: m\n    version: '1'\n    runtime: nim\n    gpu_memory_gb: 4\n"
+    )
     assert p.startswith("fleet.yaml:6:5: models[0].image: Field required")
 
 
@@ -74,19 +80,25 @@ def test_duplicate_model_names() -> None:
 
 
 def test_model_larger_than_every_gpu() -> None:
-    (p,) = problems(HOST + "models:\n  - {name: big, version: '1', runtime: nim, image: i, gpu_memory_gb: 90}\n")
+    (p,) = problems(
+        HOST + "models:\n  - {name: big, version: '1', runtime: nim, image: i, gpu_memory_gb: 90}\n"
+    )
     assert "models[0].gpu_memory_gb" in p and "needs 90 GB per GPU" in p and "80 GB" in p
 
 
 def test_tensor_parallel_split_makes_a_big_model_fit() -> None:
-    loaded = load_text(HOST + "models:\n  - {name: big, version: '1', runtime: nim, image: i, gpu_memory_gb: 140, gpus: 2}\n")
+    loaded = load_text(
+        HOST
+        + "models:\n  - {name: big, version: '1', runtime: nim, image: i, gpu_memory_gb: 140, gpus: 2}\n"
+    )
     (d,) = deployments(loaded.inventory)
     assert d.memory_per_gpu_gb == 70
 
 
 def test_selector_that_matches_no_host() -> None:
     (p,) = problems(
-        HOST + "models:\n  - {name: m, version: '1', runtime: nim, image: i, gpu_memory_gb: 4, hosts: {gpu: a100}}\n"
+        HOST
+        + "models:\n  - {name: m, version: '1', runtime: nim, image: i, gpu_memory_gb: 4, hosts: {gpu: a100}}\n"
     )
     assert "models[0].hosts: selector gpu=a100 matches no host" in p
 
@@ -102,9 +114,13 @@ def test_secret_by_value_is_refused() -> None:
 
 
 def test_plain_tcp_needs_tls_or_explicit_consent() -> None:
-    (p,) = problems("hosts:\n  - {name: h, docker: 'tcp://10.0.0.1:2375', gpus: {count: 1, memory_gb: 8}}\n")
+    (p,) = problems(
+        "hosts:\n  - {name: h, docker: 'tcp://10.0.0.1:2375', gpus: {count: 1, memory_gb: 8}}\n"
+    )
     assert "tls" in p
-    load_text("hosts:\n  - {name: h, docker: 'tcp://10.0.0.1:2375', allow_insecure_tcp: true, gpus: {count: 1, memory_gb: 8}}\n")
+    load_text(
+        "hosts:\n  - {name: h, docker: 'tcp://10.0.0.1:2375', allow_insecure_tcp: true, gpus: {count: 1, memory_gb: 8}}\n"
+    )
 
 
 def test_pin_overrides_and_deployment_names() -> None:
@@ -135,9 +151,13 @@ def test_several_problems_are_all_reported() -> None:
 
 def test_a_tls_client_certificate_needs_its_key_and_tls_needs_tcp() -> None:
     gpus = "gpus: {count: 1, memory_gb: 8}"
-    (p,) = problems(f"hosts:\n  - {{name: h, docker: 'tcp://10.0.0.1:2376', tls: {{client_cert: /c.pem}}, {gpus}}}\n")
+    (p,) = problems(
+        f"hosts:\n  - {{name: h, docker: 'tcp://10.0.0.1:2376', tls: {{client_cert: /c.pem}}, {gpus}}}\n"
+    )
     assert "client_cert and client_key together" in p
-    (p,) = problems(f"hosts:\n  - {{name: h, docker: 'ssh://root@10.0.0.1', tls: {{ca_cert: /ca.pem}}, {gpus}}}\n")
+    (p,) = problems(
+        f"hosts:\n  - {{name: h, docker: 'ssh://root@10.0.0.1', tls: {{ca_cert: /ca.pem}}, {gpus}}}\n"
+    )
     assert "tcp:// endpoints only" in p
     inv = load_text(
         "hosts:\n  - {name: h, docker: 'tcp://10.0.0.1:2376', address: 10.0.0.1, "

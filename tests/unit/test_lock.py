@@ -10,8 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -85,7 +85,9 @@ def test_holder_info_written_and_cleared(state: StateLocation) -> None:
         assert lock.path.exists()
 
 
-def test_another_process_is_refused_within_a_second(state: StateLocation, holder: subprocess.Popen[str]) -> None:
+def test_another_process_is_refused_within_a_second(
+    state: StateLocation, holder: subprocess.Popen[str]
+) -> None:
     t0 = time.monotonic()
     with pytest.raises(LockedError) as info:
         with StateLock(state, "down"):
@@ -99,7 +101,9 @@ def test_another_process_is_refused_within_a_second(state: StateLocation, holder
     assert info.value.exit_code is ExitCode.LOCKED
 
 
-def test_killed_holder_leaves_lock_free(state: StateLocation, holder: subprocess.Popen[str]) -> None:
+def test_killed_holder_leaves_lock_free(
+    state: StateLocation, holder: subprocess.Popen[str]
+) -> None:
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait(timeout=10)
     t0 = time.monotonic()
@@ -147,7 +151,12 @@ def test_a_killed_holders_row_is_never_named(postgres_server, tmp_path: Path) ->
     from fleetctl.state.paths import parse_state_location
 
     state = parse_state_location(postgres_server.url(postgres_server.new_database()))
-    first = subprocess.Popen([sys.executable, "-c", _HOLDER, str(state), "apply first"], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(state), "apply first"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert first.stdout is not None and first.stdout.readline().strip() == "locked"
     first.kill()
     first.wait(timeout=10)

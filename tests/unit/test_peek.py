@@ -35,14 +35,25 @@ def test_an_unmigrated_database_means_first_revisions(postgres_server: Any) -> N
     from fleetctl.state.peek import read_holds, start_seconds
 
     empty = parse_state_location(postgres_server.url(postgres_server.new_database()))
-    assert revision_keys(empty) == {} and read_holds(empty) == [] and start_seconds(empty, ["a@1"]) == {}
+    assert (
+        revision_keys(empty) == {}
+        and read_holds(empty) == []
+        and start_seconds(empty, ["a@1"]) == {}
+    )
 
 
 def test_predictions_match_the_store(state_location: Any) -> None:
     db = state_location
     with StateStore(db) as store:
         rid = store.begin_rollout("apply", "fleet.yaml", "d", {})
-        sequence = [("a@1", "h1", "applied"), ("a@1", "h1", "applied"), ("a@1", "h2", "failed"), ("a@1", "h2", "applied"), ("a@1", "h1", "applied"), ("b@1", "x", "failed")]
+        sequence = [
+            ("a@1", "h1", "applied"),
+            ("a@1", "h1", "applied"),
+            ("a@1", "h2", "failed"),
+            ("a@1", "h2", "applied"),
+            ("a@1", "h1", "applied"),
+            ("b@1", "x", "failed"),
+        ]
         for dep, h, outcome in sequence:
             predicted = next_numbers(revision_keys(db), {dep: h})[dep]
             assert record(store, rid, dep, h, outcome) == predicted

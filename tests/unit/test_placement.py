@@ -15,10 +15,14 @@ from fleetctl.errors import NotFoundError
 
 
 def dep(name: str, memory: float, version: str = "1", **kw: Any) -> Deployment:
-    return Deployment(model=name, version=version, runtime="triton", image="img", memory_gb=memory, **kw)
+    return Deployment(
+        model=name, version=version, runtime="triton", image="img", memory_gb=memory, **kw
+    )
 
 
-def host(name: str, n: int = 4, memory: float = 80.0, reserve: float = 0.0, **labels: str) -> HostSpec:
+def host(
+    name: str, n: int = 4, memory: float = 80.0, reserve: float = 0.0, **labels: str
+) -> HostSpec:
     return HostSpec(name, tuple(GpuSpec(i, memory, reserve) for i in range(n)), labels=labels)
 
 
@@ -68,7 +72,11 @@ def test_seed_fleet_packs_on_two_gpus() -> None:
     small = {w[k] for k in ("embeddings@1#0", "reranker@1#0", "safety-guard@1#0")}
     assert len(small) == 1 and small != {w["chat-llm@v4#0"]}
     reason = plan.reasons["safety-guard@1#0"]
-    assert reason.startswith("best fit on gpu-host-1 GPU") and "SLA ok" in reason and "<= 20 ms" in reason
+    assert (
+        reason.startswith("best fit on gpu-host-1 GPU")
+        and "SLA ok" in reason
+        and "<= 20 ms" in reason
+    )
 
 
 def test_chat_and_safety_are_kept_apart_by_sla() -> None:
@@ -124,7 +132,10 @@ def test_tensor_parallel_infeasible_reason() -> None:
     busy = place([dep("x", 70, replicas=3), dep("tp", 100, gpus=2)], [host("a", 4)], running)
     (u,) = busy.unplaced
     assert u.deployment == "tp@1"
-    assert any("tensor parallel: needs 2 GPUs on one host, most free on one host is 1" in r for r in u.reasons)
+    assert any(
+        "tensor parallel: needs 2 GPUs on one host, most free on one host is 1" in r
+        for r in u.reasons
+    )
 
 
 def test_exclusive_gets_a_gpu_of_its_own() -> None:
@@ -160,7 +171,9 @@ def test_selector_restricts_hosts() -> None:
 
 def test_too_big_for_any_gpu() -> None:
     plan = place([dep("huge", 90)], [host("h", 2, memory=80)])
-    assert plan.unplaced[0].reasons == ("memory: needs 90.0 GB per GPU, largest usable GPU has 80.0 GB",)
+    assert plan.unplaced[0].reasons == (
+        "memory: needs 90.0 GB per GPU, largest usable GPU has 80.0 GB",
+    )
     reserved = place([dep("m", 78)], [host("h", 1, memory=80, reserve=4)])
     assert "largest usable GPU has 76.0 GB" in reserved.unplaced[0].reasons[0]
 

@@ -26,7 +26,9 @@ PROPS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCh
 
 
 def dep(name: str, memory: float, **kw: object) -> Deployment:
-    return Deployment(model=name, version="1", runtime="triton", image="img", memory_gb=memory, **kw)  # type: ignore[arg-type]
+    return Deployment(
+        model=name, version="1", runtime="triton", image="img", memory_gb=memory, **kw
+    )  # type: ignore[arg-type]
 
 
 def gpu_ok(ds: list[Deployment], g: GpuSpec) -> bool:
@@ -40,7 +42,10 @@ def gpu_ok(ds: list[Deployment], g: GpuSpec) -> bool:
     if sum(util_of(d, g) for d in ds) > 1 + TOL:
         return False
     for d in ds:
-        if d.sla_ms is not None and predicted_p95(d, g, [o for o in ds if o is not d]) > d.sla_ms + TOL:
+        if (
+            d.sla_ms is not None
+            and predicted_p95(d, g, [o for o in ds if o is not d]) > d.sla_ms + TOL
+        ):
             return False
     return True
 
@@ -93,7 +98,14 @@ def tight_fleets(draw: st.DrawFn) -> tuple[list[Deployment], list[HostSpec]]:
         n = draw(st.integers(1, 2))
         labels = {"tier": draw(st.sampled_from(["gold", "plain"]))}
         cap = draw(st.sampled_from([None, None, 1, 2]))
-        hosts.append(HostSpec(f"h{h}", tuple(GpuSpec(i, 80.0) for i in range(n)), labels=labels, max_containers=cap))
+        hosts.append(
+            HostSpec(
+                f"h{h}",
+                tuple(GpuSpec(i, 80.0) for i in range(n)),
+                labels=labels,
+                max_containers=cap,
+            )
+        )
     deps = []
     total = 0
     for i in range(draw(st.integers(1, 4))):
@@ -119,7 +131,9 @@ def tight_fleets(draw: st.DrawFn) -> tuple[list[Deployment], list[HostSpec]]:
 
 @PROPS
 @given(tight_fleets())
-def test_no_false_infeasible_and_every_rule_holds(fleet: tuple[list[Deployment], list[HostSpec]]) -> None:
+def test_no_false_infeasible_and_every_rule_holds(
+    fleet: tuple[list[Deployment], list[HostSpec]],
+) -> None:
     deps, hosts = fleet
     plan = place(deps, hosts)
     assert valid(deps, hosts, plan)
@@ -131,7 +145,9 @@ def test_no_false_infeasible_and_every_rule_holds(fleet: tuple[list[Deployment],
 
 @PROPS
 @given(tight_fleets(), st.randoms(use_true_random=False))
-def test_same_input_same_plan_with_the_solver(fleet: tuple[list[Deployment], list[HostSpec]], rnd: random.Random) -> None:
+def test_same_input_same_plan_with_the_solver(
+    fleet: tuple[list[Deployment], list[HostSpec]], rnd: random.Random
+) -> None:
     deps, hosts = fleet
     first = place(deps, hosts)
     deps2, hosts2 = list(deps), list(hosts)
@@ -145,7 +161,9 @@ def test_same_input_same_plan_with_the_solver(fleet: tuple[list[Deployment], lis
 @PROPS
 @given(st.integers(2, 12), st.integers(1, 6), st.integers(1, 4))
 def test_replicas_spread_evenly(replicas: int, n_hosts: int, gpus: int) -> None:
-    hosts = [HostSpec(f"h{i}", tuple(GpuSpec(g, 80.0) for g in range(gpus))) for i in range(n_hosts)]
+    hosts = [
+        HostSpec(f"h{i}", tuple(GpuSpec(g, 80.0) for g in range(gpus))) for i in range(n_hosts)
+    ]
     plan = place([dep("svc", 10.0, replicas=replicas)], hosts)
     if replicas > n_hosts * gpus:
         return  # replicas never share a GPU: not all fit
@@ -173,12 +191,18 @@ def test_growing_one_model_moves_only_it(sizes: list[float], data: st.DataObject
 
 def test_gold_host_sorting_first_is_no_longer_infeasible() -> None:
     # Issue 12: two 1-GPU hosts, `big` anywhere, `gold` on tier=gold only.
-    hosts = [HostSpec("a-gold", (GpuSpec(0, 80.0),), {"tier": "gold"}), HostSpec("m-plain", (GpuSpec(0, 80.0),))]
+    hosts = [
+        HostSpec("a-gold", (GpuSpec(0, 80.0),), {"tier": "gold"}),
+        HostSpec("m-plain", (GpuSpec(0, 80.0),)),
+    ]
     deps = [dep("big", 70.0), dep("gold", 60.0, selector={"tier": "gold"})]
     assert not place(deps, hosts, budget=0).feasible  # the heuristic alone fails here
     plan = place(deps, hosts)
     assert plan.feasible and plan.search == "solved"
-    assert {a.deployment: a.host for a in plan.assignments} == {"big@1": "m-plain", "gold@1": "a-gold"}
+    assert {a.deployment: a.host for a in plan.assignments} == {
+        "big@1": "m-plain",
+        "gold@1": "a-gold",
+    }
 
 
 def test_six_replicas_on_three_idle_hosts_land_two_each() -> None:
@@ -214,7 +238,10 @@ def test_a_proof_names_the_rule_and_the_conflicting_deployment() -> None:
 
 def test_solver_finds_what_a_greedy_order_misses_with_tensor_parallel() -> None:
     # A 2-GPU gang needs the host whose GPUs the greedy pass filled first.
-    hosts = [HostSpec("a", (GpuSpec(0, 80.0), GpuSpec(1, 80.0))), HostSpec("b", (GpuSpec(0, 80.0),))]
+    hosts = [
+        HostSpec("a", (GpuSpec(0, 80.0), GpuSpec(1, 80.0))),
+        HostSpec("b", (GpuSpec(0, 80.0),)),
+    ]
     deps = [dep("one", 50.0), dep("gang", 140.0, gpus=2)]
     plan = place(deps, hosts)
     assert plan.feasible

@@ -65,9 +65,13 @@ def assert_valid(deps: list[Deployment], hosts: list[HostSpec], plan: Placement)
     by_name = {d.name: d for d in deps}
     gpu_of = {(h.name, g.index): g for h in hosts for g in h.gpus}
     host_of = {h.name: h for h in hosts}
-    keys = [(a.deployment, a.replica) for a in plan.assignments] + [(u.deployment, u.replica) for u in plan.unplaced]
+    keys = [(a.deployment, a.replica) for a in plan.assignments] + [
+        (u.deployment, u.replica) for u in plan.unplaced
+    ]
     expected = {(d.name, r) for d in deps for r in range(d.replicas)}
-    assert len(keys) == len(set(keys)) and set(keys) == expected, "every replica placed or unplaced, once"
+    assert len(keys) == len(set(keys)) and set(keys) == expected, (
+        "every replica placed or unplaced, once"
+    )
     tenants: dict[tuple[str, int], list[Deployment]] = defaultdict(list)
     for a in plan.assignments:
         d = by_name[a.deployment]
@@ -85,7 +89,9 @@ def assert_valid(deps: list[Deployment], hosts: list[HostSpec], plan: Placement)
         for i, d in enumerate(ds):
             if d.sla_ms is not None:
                 others = ds[:i] + ds[i + 1 :]
-                assert predicted_p95(d, gpu, others) <= d.sla_ms * (1 + TOL), f"SLA of {d.name} on {where}"
+                assert predicted_p95(d, gpu, others) <= d.sla_ms * (1 + TOL), (
+                    f"SLA of {d.name} on {where}"
+                )
     for u in plan.unplaced:
         assert u.reasons and all(isinstance(r, str) and r for r in u.reasons)
     for a in plan.assignments:
@@ -116,7 +122,9 @@ def test_same_input_same_plan(fleet: tuple[list[Deployment], list[HostSpec]], rn
 
 @PROPS
 @given(fleets(max_deployments=6), deployment_strategy(99))
-def test_adding_a_model_moves_nothing(fleet: tuple[list[Deployment], list[HostSpec]], extra: Deployment) -> None:
+def test_adding_a_model_moves_nothing(
+    fleet: tuple[list[Deployment], list[HostSpec]], extra: Deployment
+) -> None:
     deps, hosts = fleet
     before = place(deps, hosts)
     after = place([*deps, extra], hosts, before.assignments)
@@ -129,7 +137,9 @@ def test_adding_a_model_moves_nothing(fleet: tuple[list[Deployment], list[HostSp
 
 @PROPS
 @given(fleets(), st.data())
-def test_removing_a_model_moves_nothing(fleet: tuple[list[Deployment], list[HostSpec]], data: st.DataObject) -> None:
+def test_removing_a_model_moves_nothing(
+    fleet: tuple[list[Deployment], list[HostSpec]], data: st.DataObject
+) -> None:
     deps, hosts = fleet
     before = place(deps, hosts)
     gone = data.draw(st.sampled_from(deps))
@@ -142,9 +152,13 @@ def test_removing_a_model_moves_nothing(fleet: tuple[list[Deployment], list[Host
 
 @PROPS
 @given(fleets())
-def test_replanning_with_its_own_result_changes_nothing(fleet: tuple[list[Deployment], list[HostSpec]]) -> None:
+def test_replanning_with_its_own_result_changes_nothing(
+    fleet: tuple[list[Deployment], list[HostSpec]],
+) -> None:
     deps, hosts = fleet
     plan = place(deps, hosts)
     again = place(deps, hosts, plan.assignments)
     assert set(plan.assignments) <= set(again.assignments)
-    assert all(again.reasons[f"{a.deployment}#{a.replica}"].startswith("kept on") for a in plan.assignments)
+    assert all(
+        again.reasons[f"{a.deployment}#{a.replica}"].startswith("kept on") for a in plan.assignments
+    )

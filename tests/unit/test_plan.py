@@ -42,7 +42,9 @@ def running_fleet(plan: Plan, host_names: list[str]) -> ObservedFleet:
                 port=a.port,
             )
         )
-    return ObservedFleet({h: ObservedHost(h, containers=tuple(cs)) for h, cs in by_host.items()}, offline=False)
+    return ObservedFleet(
+        {h: ObservedHost(h, containers=tuple(cs)) for h, cs in by_host.items()}, offline=False
+    )
 
 
 def kinds(plan: Plan) -> dict[str, str]:
@@ -92,10 +94,17 @@ def test_changed_image_on_a_full_gpu_surges_to_a_gpu_with_room_start_first() -> 
     deps2 = [replace(d, image="nim:next") if d.name == "chat-llm@v4" else d for d in deps]
     plan = make_plan(deps2, hosts, observed)
     (change,) = plan.changes
-    assert change.kind is ActionKind.RECREATE and change.strategy == START_FIRST and not change.downtime
+    assert (
+        change.kind is ActionKind.RECREATE
+        and change.strategy == START_FIRST
+        and not change.downtime
+    )
     # GPU 0 holds 80 of 80 GB (v3 and v4): the successor goes to an idle GPU beside it.
     assert change.gpus in ((2,), (3,)) and "surge" in change.reason
-    assert next(a for a in plan.placement.assignments if a.deployment == "chat-llm@v4").gpus == change.gpus
+    assert (
+        next(a for a in plan.placement.assignments if a.deployment == "chat-llm@v4").gpus
+        == change.gpus
+    )
     # Applied, it stays there: the next plan has nothing to do.
     assert not make_plan(deps2, hosts, running_fleet(plan, ["gpu-host-1"])).has_changes
 
@@ -119,17 +128,22 @@ def test_drift_removed_by_hand_is_recreated_and_exited_is_replaced() -> None:
     observed = running_fleet(first, ["gpu-host-1"])
     h = observed.hosts["gpu-host-1"]
     containers = [c for c in h.containers if c.deployment != "embeddings@1"]
-    containers = [replace(c, state="exited") if c.deployment == "reranker@1" else c for c in containers]
-    plan = make_plan(deps, hosts, ObservedFleet({"gpu-host-1": replace(h, containers=tuple(containers))}))
+    containers = [
+        replace(c, state="exited") if c.deployment == "reranker@1" else c for c in containers
+    ]
+    plan = make_plan(
+        deps, hosts, ObservedFleet({"gpu-host-1": replace(h, containers=tuple(containers))})
+    )
     k = kinds(plan)
     assert k["embeddings@1#0"] == "create"
     assert k["reranker@1#0"] == "recreate"
     recreate = next(a for a in plan.actions if a.deployment == "reranker@1")
     assert recreate.reason == "drift: container is exited" and recreate.strategy == STOP_FIRST
     # The re-created replica goes back where it was.
-    assert next(a for a in plan.actions if a.deployment == "embeddings@1").gpus == next(
-        a for a in first.actions if a.deployment == "embeddings@1"
-    ).gpus
+    assert (
+        next(a for a in plan.actions if a.deployment == "embeddings@1").gpus
+        == next(a for a in first.actions if a.deployment == "embeddings@1").gpus
+    )
 
 
 def test_model_removed_from_inventory_is_planned_for_removal_and_nothing_else_moves() -> None:
@@ -146,7 +160,9 @@ def test_added_model_moves_no_running_replica() -> None:
     deps, hosts = seed()
     first = make_plan(deps, hosts, ObservedFleet.empty(["gpu-host-1"]))
     observed = running_fleet(first, ["gpu-host-1"])
-    extra = Deployment(model="ocr", version="1", runtime="triton", image="t", memory_gb=10, sla_ms=100)
+    extra = Deployment(
+        model="ocr", version="1", runtime="triton", image="t", memory_gb=10, sla_ms=100
+    )
     plan = make_plan([*deps, extra], hosts, observed)
     k = kinds(plan)
     assert k.pop("ocr@1#0") == "create"
@@ -163,7 +179,11 @@ def test_unreachable_host_blocks_only_its_own_changes() -> None:
         Deployment(model="b", version="1", runtime="nim", image="b", memory_gb=60),
     ]
     observed = ObservedFleet(
-        {"h1": ObservedHost("h1"), "h2": ObservedHost("h2", reachable=False, error="connection refused")}, offline=False
+        {
+            "h1": ObservedHost("h1"),
+            "h2": ObservedHost("h2", reachable=False, error="connection refused"),
+        },
+        offline=False,
     )
     plan = make_plan(deps, hosts, observed, RANGES)
     blocked = [a for a in plan.actions if a.blocked]
@@ -178,7 +198,9 @@ def test_leftover_temporary_container_is_removed() -> None:
     h = observed.hosts["gpu-host-1"]
     original = next(c for c in h.containers if c.deployment == "embeddings@1")
     temp = replace(original, id="tmp", name=original.name + "-next", temporary=True, port=29996)
-    plan = make_plan(deps, hosts, ObservedFleet({"gpu-host-1": replace(h, containers=h.containers + (temp,))}))
+    plan = make_plan(
+        deps, hosts, ObservedFleet({"gpu-host-1": replace(h, containers=h.containers + (temp,))})
+    )
     (change,) = plan.changes
     assert change.kind is ActionKind.REMOVE and change.container == temp.name
 
@@ -197,13 +219,19 @@ def test_a_triton_model_unloaded_or_loaded_by_hand_is_drift_the_plan_repairs() -
     h = observed.hosts["gpu-host-1"]
 
     def with_ready(ready: tuple[str, ...] | None) -> ObservedFleet:
-        cs = tuple(replace(c, triton_ready=ready) if c.deployment == "reranker@1" else c for c in h.containers)
+        cs = tuple(
+            replace(c, triton_ready=ready) if c.deployment == "reranker@1" else c
+            for c in h.containers
+        )
         return ObservedFleet({"gpu-host-1": replace(h, containers=cs)})
 
     assert not make_plan(deps, hosts, with_ready(("reranker",))).has_changes
     assert not make_plan(deps, hosts, with_ready(None)).has_changes  # no answer: not drift
     (gone,) = make_plan(deps, hosts, with_ready(())).changes
-    assert gone.kind is ActionKind.RECREATE and gone.reason == "drift: Triton model reranker not loaded"
+    assert (
+        gone.kind is ActionKind.RECREATE
+        and gone.reason == "drift: Triton model reranker not loaded"
+    )
     assert gone.strategy == START_FIRST  # the server keeps serving while its successor loads
     (extra,) = make_plan(deps, hosts, with_ready(("reranker", "scratch"))).changes
     assert extra.reason == "drift: Triton model scratch loaded but not declared"

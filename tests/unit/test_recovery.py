@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
 from fleetctl.core.observed import ObservedContainer, ObservedFleet, ObservedHost
 from fleetctl.core.plan import ActionKind, make_plan
 from fleetctl.core.recovery import RecoveryKind, assume_recovered, final_name, recoveries
-from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
 
 
-def c(name: str, *, host: str = "a", state: str = "running", port: int = 20000, spec: str = "h") -> ObservedContainer:
+def c(
+    name: str, *, host: str = "a", state: str = "running", port: int = 20000, spec: str = "h"
+) -> ObservedContainer:
     return ObservedContainer(
-        host=host, id=name, name=name, deployment="m@1", replica=0, gpus=(0,), spec_hash=spec, state=state,
-        image="img", labeled_image="img", port=port, endpoint=f"http://127.0.0.1:{port}",
-        temporary=name.endswith("-next"), parked=name.endswith("-old"),
+        host=host,
+        id=name,
+        name=name,
+        deployment="m@1",
+        replica=0,
+        gpus=(0,),
+        spec_hash=spec,
+        state=state,
+        image="img",
+        labeled_image="img",
+        port=port,
+        endpoint=f"http://127.0.0.1:{port}",
+        temporary=name.endswith("-next"),
+        parked=name.endswith("-old"),
     )
 
 
@@ -20,7 +33,9 @@ def fleet(*containers: ObservedContainer) -> ObservedFleet:
     hosts: dict[str, list[ObservedContainer]] = {}
     for x in containers:
         hosts.setdefault(x.host, []).append(x)
-    return ObservedFleet({h: ObservedHost(h, containers=tuple(cs)) for h, cs in hosts.items()}, offline=False)
+    return ObservedFleet(
+        {h: ObservedHost(h, containers=tuple(cs)) for h, cs in hosts.items()}, offline=False
+    )
 
 
 def test_final_names_drop_either_suffix() -> None:
@@ -33,9 +48,17 @@ def test_a_final_named_container_needs_no_recovery_whatever_lies_beside_it() -> 
     assert recoveries(fleet(c("x"), c("x-next", port=20004), c("x-old", state="exited"))) == []
 
 
-def test_a_successor_without_a_final_name_is_finished_with_its_parked_predecessor_as_fallback() -> None:
+def test_a_successor_without_a_final_name_is_finished_with_its_parked_predecessor_as_fallback() -> (
+    None
+):
     (r,) = recoveries(fleet(c("x-next", port=20004), c("x-old", state="exited")))
-    assert (r.kind, r.container, r.final_name, r.fallback, r.port) == (RecoveryKind.FINISH, "x-next", "x", "x-old", 20004)
+    assert (r.kind, r.container, r.final_name, r.fallback, r.port) == (
+        RecoveryKind.FINISH,
+        "x-next",
+        "x",
+        "x-old",
+        20004,
+    )
 
 
 def test_a_successor_on_another_host_is_finished_there() -> None:
@@ -103,7 +126,15 @@ def test_plan_text_names_the_recovery_before_the_actions() -> None:
 
     d = Deployment("m", "1", "nim", "img", 10.0)
     host = HostSpec("a", (GpuSpec(0, 80.0),))
-    plan = make_plan([d], [host], fleet(c("x-next", port=20004), c("x-old", state="exited")), {"a": (20000, 20099)})
+    plan = make_plan(
+        [d],
+        [host],
+        fleet(c("x-next", port=20004), c("x-old", state="exited")),
+        {"a": (20000, 20099)},
+    )
     out = io.StringIO()
     render_recovery(Console(file=out, width=200), plan)
-    assert "finish   m@1#0 on a: gate x-next again and rename it x (else restore x-old)" in out.getvalue()
+    assert (
+        "finish   m@1#0 on a: gate x-next again and rename it x (else restore x-old)"
+        in out.getvalue()
+    )

@@ -38,7 +38,9 @@ def report_json(cli: typer.Typer, path: Path) -> dict[str, Any]:
 
 
 def dep(name: str, memory: float, sla: float | None = None, **kw: Any) -> Deployment:
-    return Deployment(model=name, version="1", runtime="triton", image="i:1", memory_gb=memory, sla_ms=sla, **kw)
+    return Deployment(
+        model=name, version="1", runtime="triton", image="i:1", memory_gb=memory, sla_ms=sla, **kw
+    )
 
 
 def host(*gpus: GpuSpec, name: str = "h", **labels: str) -> HostSpec:
@@ -51,7 +53,10 @@ def host(*gpus: GpuSpec, name: str = "h", **labels: str) -> HostSpec:
 def test_seed_figures(cli: typer.Typer) -> None:
     data = report_json(cli, SEED)
     assert data["gpus"] == {"naive": 5, "packed": 2, "lower_bound": 2, "total": 4}
-    assert data["models"]["by_runtime"] == {"nim": ["chat-llm"], "triton": ["embeddings", "reranker", "safety-guard"]}
+    assert data["models"]["by_runtime"] == {
+        "nim": ["chat-llm"],
+        "triton": ["embeddings", "reranker", "safety-guard"],
+    }
     assert data["models"]["by_framework"]["onnx"] == ["embeddings", "safety-guard"]
     assert data["memory"]["demanded_gb"] == pytest.approx(40 + 40 + 2 + 4 + 1)
     gpu0 = data["gpu_map"][0]
@@ -77,11 +82,19 @@ def test_seed_costs(cli: typer.Typer) -> None:
 def test_seed_reports_safety_guard_beside_chat_llm(cli: typer.Typer) -> None:
     """The seed declares safety-guard's measured latency: chat-llm beside it breaks its SLA."""
     data = report_json(cli, SEED)
-    found = [f for f in data["sla_conflicts"] if f["deployment"] == "safety-guard@1" and f["beside"] == "chat-llm@v4"]
+    found = [
+        f
+        for f in data["sla_conflicts"]
+        if f["deployment"] == "safety-guard@1" and f["beside"] == "chat-llm@v4"
+    ]
     assert len(found) == 1
     result = plan_inventory(SEED, None)
-    by_name = {d.name: d for d in per_model(result.plan).deployments}  # members, not their shared server
-    expected = predicted_p95(by_name["safety-guard@1"], result.plan.hosts[0].gpus[0], [by_name["chat-llm@v4"]])
+    by_name = {
+        d.name: d for d in per_model(result.plan).deployments
+    }  # members, not their shared server
+    expected = predicted_p95(
+        by_name["safety-guard@1"], result.plan.hosts[0].gpus[0], [by_name["chat-llm@v4"]]
+    )
     assert found[0]["predicted_p95_ms"] == pytest.approx(expected)
     assert found[0]["sla_ms"] == 20
 
@@ -100,11 +113,36 @@ def test_sla_conflict_safety_guard_beside_chat_llm(cli: typer.Typer) -> None:
 
 def test_json_shape(cli: typer.Typer) -> None:
     data = report_json(cli, SEED)
-    assert set(data) >= {"inventory", "models", "deployments", "memory", "gpus", "gpu_map", "sla_conflicts", "costs"}
+    assert set(data) >= {
+        "inventory",
+        "models",
+        "deployments",
+        "memory",
+        "gpus",
+        "gpu_map",
+        "sla_conflicts",
+        "costs",
+    }
     for g in data["gpu_map"]:
-        assert set(g) == {"host", "index", "model", "capacity_gb", "used_gb", "memory_share", "compute_share", "tenants"}
+        assert set(g) == {
+            "host",
+            "index",
+            "model",
+            "capacity_gb",
+            "used_gb",
+            "memory_share",
+            "compute_share",
+            "tenants",
+        }
         for t in g["tenants"]:
-            assert {"deployment", "replica", "memory_gb", "util", "sla_ms", "predicted_p95_ms"} <= set(t)
+            assert {
+                "deployment",
+                "replica",
+                "memory_gb",
+                "util",
+                "sla_ms",
+                "predicted_p95_ms",
+            } <= set(t)
     for f in data["sla_conflicts"] + data["sla_at_limit"]:
         assert set(f) == {"deployment", "beside", "predicted_p95_ms", "sla_ms", "gpu", "message"}
     assert {d["name"] for d in data["deployments"]} == {
@@ -118,7 +156,9 @@ def test_json_shape(cli: typer.Typer) -> None:
 
 def test_table_and_html_written(tmp_path: Path, cli: typer.Typer) -> None:
     out = tmp_path / "sub" / "report.html"
-    result = CliRunner().invoke(cli, ["report", "-f", str(SEED), "--html", str(out)], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        cli, ["report", "-f", str(SEED), "--html", str(out)], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 0, (result.output, result.exception)
     assert "2 after packing" in result.output and "5 with one GPU per replica" in result.output
     page = out.read_text()

@@ -5,7 +5,7 @@ after the rollback has nothing left to do."""
 from __future__ import annotations
 
 from dataclasses import asdict, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,19 @@ from fleetctl.ops.planning import build_plan
 from fleetctl.ops.rollback import plan_rollback
 
 REPO = Path(__file__).resolve().parents[2]
-AT = datetime(2026, 12, 1, 10, 2, 3, tzinfo=timezone.utc)
+AT = datetime(2026, 12, 1, 10, 2, 3, tzinfo=UTC)
 
 
 def demo(tmp_path: Path, version: str = "v4") -> LoadedInventory:
-    text = (REPO / "inventory" / "demo.yaml").read_text().replace("version: v4", f"version: {version}", 1)
+    text = (
+        (REPO / "inventory" / "demo.yaml")
+        .read_text()
+        .replace("version: v4", f"version: {version}", 1)
+    )
     path = tmp_path / "demo.yaml"
-    path.write_text(text.replace("../tests/testbed/models", str(REPO / "tests" / "testbed" / "models")))
+    path.write_text(
+        text.replace("../tests/testbed/models", str(REPO / "tests" / "testbed" / "models"))
+    )
     return load(path)
 
 
@@ -33,18 +39,40 @@ def running(plan: Plan) -> ObservedFleet:
     """The fleet as observed once `plan` was applied: its replicas and its routes."""
     containers = tuple(
         ObservedContainer(
-            a.host, f"id-{a.deployment}-{a.replica}", L.container_name(a.deployment, a.replica, "demo"), a.deployment,
-            a.replica, a.gpus, a.spec_hash, "running", plan.deployment(a.deployment).image,
-            labeled_image=plan.deployment(a.deployment).image, port=a.port, endpoint=f"http://127.0.0.1:{a.port}",
+            a.host,
+            f"id-{a.deployment}-{a.replica}",
+            L.container_name(a.deployment, a.replica, "demo"),
+            a.deployment,
+            a.replica,
+            a.gpus,
+            a.spec_hash,
+            "running",
+            plan.deployment(a.deployment).image,
+            labeled_image=plan.deployment(a.deployment).image,
+            port=a.port,
+            endpoint=f"http://127.0.0.1:{a.port}",
         )
         for a in plan.actions
         if a.kind is not ActionKind.REMOVE
     )
     doors = tuple(
-        ObservedFrontDoor(s.host, "fd", L.front_door_name("demo"), "running", s.image, s.spec_hash(), s.port, s.url, plan.routes_hash)
+        ObservedFrontDoor(
+            s.host,
+            "fd",
+            L.front_door_name("demo"),
+            "running",
+            s.image,
+            s.spec_hash(),
+            s.port,
+            s.url,
+            plan.routes_hash,
+        )
         for s in plan.front_door_sites
     )
-    return ObservedFleet({"demo-host": ObservedHost("demo-host", containers=containers, front_doors=doors)}, offline=False)
+    return ObservedFleet(
+        {"demo-host": ObservedHost("demo-host", containers=containers, front_doors=doors)},
+        offline=False,
+    )
 
 
 def record(loaded: LoadedInventory, name: str) -> dict[str, Any]:
@@ -65,20 +93,29 @@ def rolled_back(tmp_path: Path) -> tuple[LoadedInventory, ObservedFleet, Plan, H
     return loaded, applied, plan, hold
 
 
-def test_a_rollback_to_a_running_pin_keeps_it_removes_the_old_current_and_switches_at_once(tmp_path: Path) -> None:
+def test_a_rollback_to_a_running_pin_keeps_it_removes_the_old_current_and_switches_at_once(
+    tmp_path: Path,
+) -> None:
     _, applied, plan, _ = rolled_back(tmp_path)
     moves = {(a.kind, a.deployment) for a in plan.actions}
-    assert moves == {(ActionKind.REMOVE, "chat-llm@v4"), (ActionKind.KEEP, "chat-llm@v3")}  # only chat-llm
+    assert moves == {
+        (ActionKind.REMOVE, "chat-llm@v4"),
+        (ActionKind.KEEP, "chat-llm@v3"),
+    }  # only chat-llm
     kept = next(a for a in plan.actions if a.deployment == "chat-llm@v3")
     was = next(c for c in applied.containers() if c.deployment == "chat-llm@v3")
-    assert kept.container == was.name and kept.spec_hash == was.spec_hash  # not restarted: customers leave the hash
+    assert (
+        kept.container == was.name and kept.spec_hash == was.spec_hash
+    )  # not restarted: customers leave the hash
     assert plan.switch_at_once == frozenset({"chat-llm"})
     assert plan.notes == (
         "chat-llm: every customer moves to chat-llm@v3 (revision 2); chat-llm@v4 is retired once v3 serves",
     )
     assert [f.kind.value for f in plan.front_door_changes] == ["reload"]  # the routes change
     v3 = plan.deployment("chat-llm@v3")
-    members = {m.name for ms in plan.server_members.values() for m in ms}  # the Triton models share one server
+    members = {
+        m.name for ms in plan.server_members.values() for m in ms
+    }  # the Triton models share one server
     assert v3.customers == () and members >= {"embeddings@1", "reranker@1"}
     assert plan.summary.changes["remove"] == 1 and plan.summary.changes["keep"] == 1
 
@@ -89,7 +126,9 @@ def after(applied: ObservedFleet, plan: Plan) -> ObservedFleet:
     host = applied.hosts["demo-host"]
     doors = tuple(replace(f, routes_hash=plan.routes_hash) for f in host.front_doors)
     kept = tuple(c for c in host.containers if c.name not in gone)
-    return ObservedFleet({"demo-host": replace(host, containers=kept, front_doors=doors)}, offline=False)
+    return ObservedFleet(
+        {"demo-host": replace(host, containers=kept, front_doors=doors)}, offline=False
+    )
 
 
 def test_after_the_rollback_a_plan_that_honours_the_hold_has_nothing_to_do(tmp_path: Path) -> None:
@@ -111,4 +150,6 @@ def test_an_inventory_that_moved_on_lifts_the_hold(tmp_path: Path) -> None:
     edited = demo(tmp_path, "v5")
     plan = build_plan(edited, after(applied, rollback_plan), holds=[hold])
     assert ("create", "chat-llm@v5") in {(a.kind.value, a.deployment) for a in plan.changes}
-    assert plan.notes == ("hold on chat-llm lifted: the inventory now asks v5 (the hold was at v3)",)
+    assert plan.notes == (
+        "hold on chat-llm lifted: the inventory now asks v5 (the hold was at v3)",
+    )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from fleetctl.adapters.probes import CheckResult
 from fleetctl.core.plan import START_FIRST, STOP_FIRST, Action, ActionKind
@@ -49,7 +49,14 @@ class FakeHost:
         if image.startswith("missing"):
             raise LookupError(f"no such image {image}")
 
-    def run(self, name: str, spec: ContainerSpec, labels: Mapping[str, str], secrets: Mapping[str, str], files=None) -> str:  # type: ignore[no-untyped-def]
+    def run(
+        self,
+        name: str,
+        spec: ContainerSpec,
+        labels: Mapping[str, str],
+        secrets: Mapping[str, str],
+        files=None,
+    ) -> str:  # type: ignore[no-untyped-def]
         assert all(c.name != name for c in self.containers.values()), f"name clash {name}"
         self.calls.append(("run", name))
         cid = self.add(name, spec.image)
@@ -103,13 +110,21 @@ class FakeClock:
 
 
 def rendered(image: str, timeout: float = 5) -> Rendered:
-    spec = ContainerSpec(image=image, endpoint="http://127.0.0.1:1", health=(http_health("/ready"),), startup_timeout_s=timeout)
+    spec = ContainerSpec(
+        image=image,
+        endpoint="http://127.0.0.1:1",
+        health=(http_health("/ready"),),
+        startup_timeout_s=timeout,
+    )
     return Rendered("fleetctl-m-1-0", spec, {"io.fleetctl.owner": "fleetctl"})
 
 
 def executor(host: FakeHost, r: Rendered, secrets: Mapping[str, str] | None = None) -> Executor:
     def check(spec: ContainerSpec) -> CheckResult:
-        return CheckResult(not spec.image.startswith("bad"), "GET /ready: " + ("200" if not spec.image.startswith("bad") else "503"))
+        return CheckResult(
+            not spec.image.startswith("bad"),
+            "GET /ready: " + ("200" if not spec.image.startswith("bad") else "503"),
+        )
 
     return Executor(
         hosts={"h1": host},
@@ -125,7 +140,9 @@ def executor(host: FakeHost, r: Rendered, secrets: Mapping[str, str] | None = No
 
 
 def action(kind: ActionKind, strategy: str = "", container: str | None = None) -> Action:
-    return Action(kind, "m@1", 0, "h1", (0,), 20000, "hash", "test", container=container, strategy=strategy)
+    return Action(
+        kind, "m@1", 0, "h1", (0,), 20000, "hash", "test", container=container, strategy=strategy
+    )
 
 
 def test_create_waits_until_ready() -> None:
@@ -138,10 +155,14 @@ def test_create_waits_until_ready() -> None:
 
 def test_create_not_ready_is_removed_with_its_last_log_lines_and_no_secret() -> None:
     host = FakeHost()
-    (out,) = executor(host, rendered("bad:1"), {"NGC_API_KEY": "nvapi-canary"}).run([action(ActionKind.CREATE)])
+    (out,) = executor(host, rendered("bad:1"), {"NGC_API_KEY": "nvapi-canary"}).run(
+        [action(ActionKind.CREATE)]
+    )
     assert not out.ok
     assert "not ready within 5 s" in out.detail
-    assert "not ready" in out.log_tail and "nvapi-canary" not in out.log_tail and "***" in out.log_tail
+    assert (
+        "not ready" in out.log_tail and "nvapi-canary" not in out.log_tail and "***" in out.log_tail
+    )
     assert host.containers == {}
 
 
@@ -167,7 +188,9 @@ def test_start_first_keeps_the_old_one_serving_until_the_new_one_is_ready() -> N
 def test_start_first_failure_leaves_the_old_one_untouched() -> None:
     host = FakeHost()
     host.add("fleetctl-m-1-0", "good:1")
-    (out,) = executor(host, rendered("bad:2")).run([action(ActionKind.RECREATE, START_FIRST, container="fleetctl-m-1-0")])
+    (out,) = executor(host, rendered("bad:2")).run(
+        [action(ActionKind.RECREATE, START_FIRST, container="fleetctl-m-1-0")]
+    )
     assert not out.ok
     assert host.names() == {"fleetctl-m-1-0": "good:1:running"}
     assert ("stop", "fleetctl-m-1-0") not in host.calls
@@ -176,7 +199,9 @@ def test_start_first_failure_leaves_the_old_one_untouched() -> None:
 def test_stop_first_failure_restarts_the_old_one() -> None:
     host = FakeHost()
     host.add("fleetctl-m-1-0", "good:1")
-    (out,) = executor(host, rendered("bad:2")).run([action(ActionKind.RECREATE, STOP_FIRST, container="fleetctl-m-1-0")])
+    (out,) = executor(host, rendered("bad:2")).run(
+        [action(ActionKind.RECREATE, STOP_FIRST, container="fleetctl-m-1-0")]
+    )
     assert not out.ok and "old container restored" in out.detail
     assert host.names() == {"fleetctl-m-1-0": "good:1:running"}
 
@@ -184,7 +209,9 @@ def test_stop_first_failure_restarts_the_old_one() -> None:
 def test_stop_first_success_replaces_the_old_one() -> None:
     host = FakeHost()
     host.add("fleetctl-m-1-0", "good:1")
-    (out,) = executor(host, rendered("good:2")).run([action(ActionKind.RECREATE, STOP_FIRST, container="fleetctl-m-1-0")])
+    (out,) = executor(host, rendered("good:2")).run(
+        [action(ActionKind.RECREATE, STOP_FIRST, container="fleetctl-m-1-0")]
+    )
     assert out.ok
     assert host.names() == {"fleetctl-m-1-0": "good:2:running"}
 
@@ -229,19 +256,33 @@ def test_scrub_hides_every_secret_value() -> None:
 # -- whole deployments: rolling, revert, version switch, images first ---------------------
 
 
-def fleet_executor(host: FakeHost, specs: dict[tuple[str, int], tuple[str, str]], failing: set[str]) -> Executor:
+def fleet_executor(
+    host: FakeHost, specs: dict[tuple[str, int], tuple[str, str]], failing: set[str]
+) -> Executor:
     """`specs`: (deployment, replica) -> (image, endpoint); endpoints in `failing` never get ready."""
+
     def check(spec: ContainerSpec) -> CheckResult:
         ok = spec.endpoint not in failing
         return CheckResult(ok, "GET /ready: " + ("200" if ok else "503"))
 
     rendered_ = {
-        key: Rendered(f"fleetctl-{key[0].replace('@', '-')}-{key[1]}", ContainerSpec(image, endpoint, (http_health("/ready"),), 5), {})
+        key: Rendered(
+            f"fleetctl-{key[0].replace('@', '-')}-{key[1]}",
+            ContainerSpec(image, endpoint, (http_health("/ready"),), 5),
+            {},
+        )
         for key, (image, endpoint) in specs.items()
     }
     return Executor(
-        hosts={"h1": host}, rendered=rendered_, secrets={}, reporter=SilentReporter(), max_parallel={"h1": 4},
-        clock=FakeClock(), interval_s=1, check=check, port_taken=lambda endpoint: False,
+        hosts={"h1": host},
+        rendered=rendered_,
+        secrets={},
+        reporter=SilentReporter(),
+        max_parallel={"h1": 4},
+        clock=FakeClock(),
+        interval_s=1,
+        check=check,
+        port_taken=lambda endpoint: False,
     )
 
 
@@ -254,7 +295,18 @@ def deployment(name: str, replicas: int):  # type: ignore[no-untyped-def]
 
 def recreate(dep: str, replica: int) -> Action:
     name = f"fleetctl-{dep.replace('@', '-')}-{replica}"
-    return Action(ActionKind.RECREATE, dep, replica, "h1", (replica,), 20000 + 4 * replica, "h", "image", container=name, strategy=START_FIRST)
+    return Action(
+        ActionKind.RECREATE,
+        dep,
+        replica,
+        "h1",
+        (replica,),
+        20000 + 4 * replica,
+        "h",
+        "image",
+        container=name,
+        strategy=START_FIRST,
+    )
 
 
 def test_replicas_of_a_deployment_are_replaced_one_at_a_time() -> None:
@@ -262,14 +314,23 @@ def test_replicas_of_a_deployment_are_replaced_one_at_a_time() -> None:
     for i in range(3):
         host.add(f"fleetctl-m-1-{i}", "good:1")
     specs = {("m@1", i): ("good:2", f"http://127.0.0.1:{30000 + i}") for i in range(3)}
-    outs = fleet_executor(host, specs, set()).run([recreate("m@1", i) for i in range(3)], [deployment("m@1", 3)])
+    outs = fleet_executor(host, specs, set()).run(
+        [recreate("m@1", i) for i in range(3)], [deployment("m@1", 3)]
+    )
     assert all(o.ok for o in outs)
     runs = [name for kind, name in host.calls if kind == "run"]
     parks = [c for c in host.calls if c[0] == "stop"]
     assert runs == ["fleetctl-m-1-0-next", "fleetctl-m-1-1-next", "fleetctl-m-1-2-next"]
     # Each successor starts only after its predecessor's old container was parked.
     order = [c for c in host.calls if c[0] in ("run", "stop")]
-    assert order == [("run", runs[0]), parks[0], ("run", runs[1]), parks[1], ("run", runs[2]), parks[2]]
+    assert order == [
+        ("run", runs[0]),
+        parks[0],
+        ("run", runs[1]),
+        parks[1],
+        ("run", runs[2]),
+        parks[2],
+    ]
     assert host.names() == {f"fleetctl-m-1-{i}": "good:2:running" for i in range(3)}
 
 
@@ -278,7 +339,9 @@ def test_a_replica_failing_its_gate_reverts_the_ones_already_replaced() -> None:
     for i in range(3):
         host.add(f"fleetctl-m-1-{i}", "good:1")
     specs = {("m@1", i): ("good:2", f"http://127.0.0.1:{30000 + i}") for i in range(3)}
-    outs = fleet_executor(host, specs, {"http://127.0.0.1:30001"}).run([recreate("m@1", i) for i in range(3)], [deployment("m@1", 3)])
+    outs = fleet_executor(host, specs, {"http://127.0.0.1:30001"}).run(
+        [recreate("m@1", i) for i in range(3)], [deployment("m@1", 3)]
+    )
     by_replica = {o.action.replica: o for o in outs}
     assert len(outs) == 3 and not any(o.ok for o in outs)
     assert "reverted" in by_replica[0].detail and "replica #1" in by_replica[0].detail
@@ -293,7 +356,17 @@ def test_a_version_switch_retires_the_old_version_only_once_the_new_one_serves()
     host = FakeHost()
     host.add("fleetctl-m-v4-0", "good:4")
     create = Action(ActionKind.CREATE, "m@v5", 0, "h1", (1,), 20004, "h", "new replica")
-    retire = Action(ActionKind.REMOVE, "m@v4", 0, "h1", (0,), 20000, "h", "no longer in the inventory", container="fleetctl-m-v4-0")
+    retire = Action(
+        ActionKind.REMOVE,
+        "m@v4",
+        0,
+        "h1",
+        (0,),
+        20000,
+        "h",
+        "no longer in the inventory",
+        container="fleetctl-m-v4-0",
+    )
     specs = {("m@v5", 0): ("good:5", "http://127.0.0.1:30005")}
     outs = fleet_executor(host, specs, set()).run([retire, create], [deployment("m@v5", 1)])
     assert all(o.ok for o in outs)
@@ -305,14 +378,33 @@ def test_a_new_version_that_fails_leaves_nothing_and_the_old_one_serves() -> Non
     host = FakeHost()
     host.add("fleetctl-m-v4-0", "good:4")
     host.add("fleetctl-m-v4-1", "good:4")
-    creates = [Action(ActionKind.CREATE, "m@v5", i, "h1", (i,), 20008 + 4 * i, "h", "new replica") for i in range(2)]
+    creates = [
+        Action(ActionKind.CREATE, "m@v5", i, "h1", (i,), 20008 + 4 * i, "h", "new replica")
+        for i in range(2)
+    ]
     retire = [
-        Action(ActionKind.REMOVE, "m@v4", i, "h1", (i,), 20000 + 4 * i, "h", "gone", container=f"fleetctl-m-v4-{i}") for i in range(2)
+        Action(
+            ActionKind.REMOVE,
+            "m@v4",
+            i,
+            "h1",
+            (i,),
+            20000 + 4 * i,
+            "h",
+            "gone",
+            container=f"fleetctl-m-v4-{i}",
+        )
+        for i in range(2)
     ]
     specs = {("m@v5", i): ("good:5", f"http://127.0.0.1:{30010 + i}") for i in range(2)}
-    outs = fleet_executor(host, specs, {"http://127.0.0.1:30011"}).run([*retire, *creates], [deployment("m@v5", 2)])
+    outs = fleet_executor(host, specs, {"http://127.0.0.1:30011"}).run(
+        [*retire, *creates], [deployment("m@v5", 2)]
+    )
     assert not any(o.ok for o in outs)
-    assert host.names() == {"fleetctl-m-v4-0": "good:4:running", "fleetctl-m-v4-1": "good:4:running"}
+    assert host.names() == {
+        "fleetctl-m-v4-0": "good:4:running",
+        "fleetctl-m-v4-1": "good:4:running",
+    }
     kept = [o for o in outs if o.action.kind is ActionKind.REMOVE]
     assert all("still serves" in o.detail for o in kept)
 
@@ -321,8 +413,13 @@ def test_every_image_is_checked_before_anything_stops() -> None:
     host = FakeHost()
     host.add("fleetctl-m-1-0", "good:1")
     host.add("fleetctl-n-1-0", "good:1")
-    specs = {("m@1", 0): ("missing:2", "http://127.0.0.1:30000"), ("n@1", 0): ("good:2", "http://127.0.0.1:30004")}
-    outs = fleet_executor(host, specs, set()).run([recreate("m@1", 0), recreate("n@1", 0)], [deployment("m@1", 1), deployment("n@1", 1)])
+    specs = {
+        ("m@1", 0): ("missing:2", "http://127.0.0.1:30000"),
+        ("n@1", 0): ("good:2", "http://127.0.0.1:30004"),
+    }
+    outs = fleet_executor(host, specs, set()).run(
+        [recreate("m@1", 0), recreate("n@1", 0)], [deployment("m@1", 1), deployment("n@1", 1)]
+    )
     by_dep = {o.action.deployment: o for o in outs}
     assert not by_dep["m@1"].ok and "missing:2 is not available on h1" in by_dep["m@1"].detail
     assert by_dep["n@1"].ok

@@ -7,10 +7,15 @@ from dataclasses import replace
 import pytest
 
 from fleetctl.core.fleet import Deployment
-from fleetctl.runtimes.registry import collect_runtimes, get_runtime, make_plugin_manager, runtime_names
-from fleetctl.runtimes.spec import RenderContext
-from fleetctl.runtimes.hookspecs import hookimpl
 from fleetctl.errors import FleetctlError
+from fleetctl.runtimes.hookspecs import hookimpl
+from fleetctl.runtimes.registry import (
+    collect_runtimes,
+    get_runtime,
+    make_plugin_manager,
+    runtime_names,
+)
+from fleetctl.runtimes.spec import RenderContext
 
 NIM = Deployment(
     model="chat-llm",
@@ -21,7 +26,11 @@ NIM = Deployment(
     settings={
         "env": {"LOG_LEVEL": "info"},
         "secrets": {},
-        "nim": {"served_model_name": "chat", "ngc_api_key": {"env": "MY_NGC_KEY", "file": None}, "cache_dir": "/cache"},
+        "nim": {
+            "served_model_name": "chat",
+            "ngc_api_key": {"env": "MY_NGC_KEY", "file": None},
+            "cache_dir": "/cache",
+        },
         "framework": "vllm",
     },
 )
@@ -31,11 +40,17 @@ TRITON = Deployment(
     runtime="triton",
     image="tritonserver:24.10",
     memory_gb=2,
-    settings={"env": {}, "secrets": {"HF_TOKEN": "file:/run/secrets/hf"}, "triton": {"model_repository": "/srv/models", "models": ["embeddings"]}},
+    settings={
+        "env": {},
+        "secrets": {"HF_TOKEN": "file:/run/secrets/hf"},
+        "triton": {"model_repository": "/srv/models", "models": ["embeddings"]},
+    },
 )
 
 
-def ctx(d: Deployment, *, network: str = "host", shared: bool = False, gpus: tuple[int, ...] = (2,)) -> RenderContext:
+def ctx(
+    d: Deployment, *, network: str = "host", shared: bool = False, gpus: tuple[int, ...] = (2,)
+) -> RenderContext:
     return RenderContext(d, 0, "h1", gpus, 20004, network, "127.0.0.1", False, 80.0, shared)  # type: ignore[arg-type]
 
 
@@ -79,8 +94,13 @@ def test_triton_explicit_mode_with_declared_models_and_read_only_repository() ->
     assert {"--http-port=20004", "--grpc-port=20005", "--metrics-port=20006"} <= set(cmd)
     assert "--http-address=127.0.0.1" in cmd
     assert not any(c.startswith("--model-load-gpu-limit") for c in cmd)
-    assert [(v.source, v.target, v.read_only) for v in spec.volumes] == [("/srv/models", "/models", True)]
-    assert [(h.kind, h.target) for h in spec.health] == [("http", "/v2/health/ready"), ("triton_model", "embeddings")]
+    assert [(v.source, v.target, v.read_only) for v in spec.volumes] == [
+        ("/srv/models", "/models", True)
+    ]
+    assert [(h.kind, h.target) for h in spec.health] == [
+        ("http", "/v2/health/ready"),
+        ("triton_model", "embeddings"),
+    ]
     assert [(s.name, s.source) for s in spec.secret_env] == [("HF_TOKEN", "file:/run/secrets/hf")]
 
 
@@ -91,7 +111,11 @@ def test_triton_shared_gpu_limits_model_loading() -> None:
 
 def test_triton_bridge_publishes_three_ports() -> None:
     spec = get_runtime("triton").render(ctx(TRITON, network="bridge"))
-    assert [(p.container_port, p.host_port) for p in spec.ports] == [(8000, 20004), (8001, 20005), (8002, 20006)]
+    assert [(p.container_port, p.host_port) for p in spec.ports] == [
+        (8000, 20004),
+        (8001, 20005),
+        (8002, 20006),
+    ]
     assert "--http-port=8000" in spec.command
 
 
@@ -154,8 +178,14 @@ def test_container_creation_bridge_publishes_ports_and_mounts_read_only() -> Non
 
     args = create_args(get_runtime("triton").render(ctx(TRITON, network="bridge")), {})
     # Published on loopback unless the inventory asks for more (Docker's default is every interface).
-    assert args.port_bindings == {8000: ("127.0.0.1", 20004), 8001: ("127.0.0.1", 20005), 8002: ("127.0.0.1", 20006)}
-    wider = create_args(get_runtime("triton").render(ctx(TRITON, network="bridge")), {}, publish_address="10.0.0.5")
+    assert args.port_bindings == {
+        8000: ("127.0.0.1", 20004),
+        8001: ("127.0.0.1", 20005),
+        8002: ("127.0.0.1", 20006),
+    }
+    wider = create_args(
+        get_runtime("triton").render(ctx(TRITON, network="bridge")), {}, publish_address="10.0.0.5"
+    )
     assert wider.port_bindings[8000] == ("10.0.0.5", 20004)
     assert args.binds == {"/srv/models": {"bind": "/models", "mode": "ro"}}
     host_net = create_args(get_runtime("triton").render(ctx(TRITON)), {})

@@ -17,7 +17,11 @@ PIN = "{version: '0', image: i, customers: [acme]%s}"
 
 def inventory(model_extra: str = "", pin_extra: str | None = None) -> str:
     pins = f", pins: [{PIN % pin_extra}]" if pin_extra is not None else ""
-    return HOST + "models:\n  - {name: m, version: '1', runtime: nim, image: i, gpu_memory_gb: 4%s%s}\n" % (model_extra, pins)
+    return (
+        HOST
+        + "models:\n  - {name: m, version: '1', runtime: nim, image: i, gpu_memory_gb: 4%s%s}\n"
+        % (model_extra, pins)
+    )
 
 
 def problems(text: str) -> list[str]:
@@ -39,13 +43,27 @@ NGC = "nvapi-" + "Zx9" * 8
         (f", env: {{DOWNLOAD: {NGC}}}", None, "models[0].env.DOWNLOAD"),  # by shape, in the model
         (f", nim: {{passthrough_args: '--api-key {NGC}'}}", None, "models[0].nim.passthrough_args"),
         (", nim: {passthrough_args: '--hf-token=abc123'}", None, "models[0].nim.passthrough_args"),
-        ("", ", nim: {passthrough_args: '--password hunter2'}", "models[0].pins[0].nim.passthrough_args"),
-        (", triton: {model_repository: /m, args: ['--auth-token', 'x']}", None, "models[0].triton.args"),
+        (
+            "",
+            ", nim: {passthrough_args: '--password hunter2'}",
+            "models[0].pins[0].nim.passthrough_args",
+        ),
+        (
+            ", triton: {model_repository: /m, args: ['--auth-token', 'x']}",
+            None,
+            "models[0].triton.args",
+        ),
         (f", triton: {{model_repository: /m, args: ['--x={HF}']}}", None, "models[0].triton.args"),
-        (", options: {download: {url: 'https://me:pw@example.com/x'}}", None, "models[0].options.download.url"),
+        (
+            ", options: {download: {url: 'https://me:pw@example.com/x'}}",
+            None,
+            "models[0].options.download.url",
+        ),
     ],
 )
-def test_secrets_by_value_are_refused_with_their_path_and_never_echoed(model_extra: str, pin_extra: str | None, path: str) -> None:
+def test_secrets_by_value_are_refused_with_their_path_and_never_echoed(
+    model_extra: str, pin_extra: str | None, path: str
+) -> None:
     (p,) = problems(inventory(model_extra, pin_extra))
     assert f": {path}: " in p and "by reference" in p
     for value in (HF, NGC, "abc123", "hunter2", "me:pw"):
@@ -53,10 +71,16 @@ def test_secrets_by_value_are_refused_with_their_path_and_never_echoed(model_ext
 
 
 def test_arguments_that_only_mention_tokens_pass() -> None:
-    load_text(inventory(", nim: {passthrough_args: '--max-num-batched-tokens 8192 --tokenizer mistral --api-key-file'}"))
+    load_text(
+        inventory(
+            ", nim: {passthrough_args: '--max-num-batched-tokens 8192 --tokenizer mistral --api-key-file'}"
+        )
+    )
     assert secret_flags(["--max-num-batched-tokens", "8192", "--tokenizer", "x", "--no-auth"]) == []
     assert secret_flags(["--api-key", "--verbose"]) == []  # a flag without a value holds nothing
-    assert secret_flags(["--api-key", "k"]) == ["--api-key"] and secret_flags(["--access_key=k"]) == ["--access_key"]
+    assert secret_flags(["--api-key", "k"]) == ["--api-key"] and secret_flags(
+        ["--access_key=k"]
+    ) == ["--access_key"]
 
 
 def test_unbalanced_quotes_are_still_checked() -> None:
@@ -65,19 +89,30 @@ def test_unbalanced_quotes_are_still_checked() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["nvapi-abcdefghijkl", "hf_abcdefghijklmnopqr", "sk-abcdefghijklmnopqrstu", "ghp_" + "a" * 30, "AKIAABCDEFGHIJKLMNOP",
-     "-----BEGIN RSA PRIVATE KEY-----", "postgres://u:secret@db/x"],
+    [
+        "nvapi-abcdefghijkl",
+        "hf_abcdefghijklmnopqr",
+        "sk-abcdefghijklmnopqrstu",
+        "ghp_" + "a" * 30,
+        "AKIAABCDEFGHIJKLMNOP",
+        "-----BEGIN RSA PRIVATE KEY-----",
+        "postgres://u:secret@db/x",
+    ],
 )
 def test_credential_shapes(text: str) -> None:
     assert credential_shape(f"prefix {text} suffix") is not None
 
 
-@pytest.mark.parametrize("text", ["info", "/srv/models", "https://example.com/x", "sk-1", "nvapi", "hf_short"])
+@pytest.mark.parametrize(
+    "text", ["info", "/srv/models", "https://example.com/x", "sk-1", "nvapi", "hf_short"]
+)
 def test_ordinary_values_are_not_credentials(text: str) -> None:
     assert credential_shape(text) is None
 
 
-def test_a_value_of_the_inventorys_own_secret_is_refused_wherever_it_stands(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_value_of_the_inventorys_own_secret_is_refused_wherever_it_stands(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("NGC_API_KEY", "plain-looking-key-42")
     monkeypatch.setenv("HF_TOKEN", "another-one-77")
     text = inventory(
@@ -89,11 +124,17 @@ def test_a_value_of_the_inventorys_own_secret_is_refused_wherever_it_stands(monk
         refuse_secret_values(loaded)
     paths = sorted(p.split(": ")[1] for p in exc.value.problems)
     assert paths == ["models[0].nim.passthrough_args", "models[0].pins[0].env.MIRROR"]
-    assert all("plain-looking-key-42" not in p and "another-one-77" not in p for p in exc.value.problems)
-    assert "env:NGC_API_KEY" in " ".join(exc.value.problems) and "env:HF_TOKEN" in " ".join(exc.value.problems)
+    assert all(
+        "plain-looking-key-42" not in p and "another-one-77" not in p for p in exc.value.problems
+    )
+    assert "env:NGC_API_KEY" in " ".join(exc.value.problems) and "env:HF_TOKEN" in " ".join(
+        exc.value.problems
+    )
 
 
-def test_without_the_secrets_in_the_environment_nothing_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_the_secrets_in_the_environment_nothing_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("NGC_API_KEY", raising=False)
     refuse_secret_values(load_text(inventory(", nim: {passthrough_args: '--download x'}")))
 

@@ -14,9 +14,10 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlmodel import SQLModel
@@ -127,9 +128,13 @@ def _rollout(store: StateStore, command: str = "apply") -> int:
 # -- paths, files, pragmas -----------------------------------------------------------
 
 
-def test_resolve_state_path_prefers_option_then_env_then_default(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolve_state_path_prefers_option_then_env_then_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("FLEETCTL_STATE", raising=False)
-    assert resolve_state_path(None) == Path.cwd() / "state/fleetctl.db"  # beside inventory/fleet.yaml
+    assert (
+        resolve_state_path(None) == Path.cwd() / "state/fleetctl.db"
+    )  # beside inventory/fleet.yaml
     monkeypatch.setenv("FLEETCTL_STATE", "/tmp/elsewhere.db")
     assert resolve_state_path(None) == Path("/tmp/elsewhere.db")
     assert resolve_state_path("mine.db") == Path("mine.db")
@@ -137,13 +142,18 @@ def test_resolve_state_path_prefers_option_then_env_then_default(monkeypatch: py
     assert resolve_state_path(None) == DatabaseURL("postgresql://fleet@db.internal:5432/fleet")
 
 
-def test_default_state_lives_beside_the_inventory_whatever_the_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_state_lives_beside_the_inventory_whatever_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("FLEETCTL_STATE", raising=False)
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     # The repository's layout: inventory/demo.yaml keeps its state in the top-level state/.
-    assert resolve_state_path(None, REPO_ROOT / "inventory" / "demo.yaml") == REPO_ROOT / "state" / "fleetctl.db"
+    assert (
+        resolve_state_path(None, REPO_ROOT / "inventory" / "demo.yaml")
+        == REPO_ROOT / "state" / "fleetctl.db"
+    )
     # Any other folder: state/ in the inventory's own folder.
     fleet = tmp_path / "team" / "fleet.yaml"
     assert resolve_state_path(None, fleet) == tmp_path / "team" / "state" / "fleetctl.db"
@@ -153,14 +163,20 @@ def test_default_state_lives_beside_the_inventory_whatever_the_cwd(tmp_path: Pat
     assert not (elsewhere / "state").exists()
     # A relative inventory is taken from the current directory, then made absolute.
     monkeypatch.chdir(tmp_path)
-    assert resolve_state_path(None, Path("team/fleet.yaml")) == tmp_path / "team" / "state" / "fleetctl.db"
+    assert (
+        resolve_state_path(None, Path("team/fleet.yaml"))
+        == tmp_path / "team" / "state" / "fleetctl.db"
+    )
 
 
 @pytest.mark.parametrize(
     "text, expected",
     [
         ("postgresql://fleet@db:5432/fleet", DatabaseURL("postgresql://fleet@db:5432/fleet")),
-        ("postgres://fleet@db/fleet?sslmode=require", DatabaseURL("postgresql://fleet@db/fleet?sslmode=require")),
+        (
+            "postgres://fleet@db/fleet?sslmode=require",
+            DatabaseURL("postgresql://fleet@db/fleet?sslmode=require"),
+        ),
         ("postgresql+psycopg://fleet@db/fleet", DatabaseURL("postgresql://fleet@db/fleet")),
         ("sqlite:///relative/s.db", Path("relative/s.db")),
         ("sqlite:////abs/s.db", Path("/abs/s.db")),
@@ -183,7 +199,9 @@ def test_state_locations_parse(text: str, expected: Any) -> None:
         ("sqlite://", "a SQLite URL names a file"),
     ],
 )
-def test_unsupported_or_secret_bearing_locations_are_refused_with_exit_3(text: str, needle: str) -> None:
+def test_unsupported_or_secret_bearing_locations_are_refused_with_exit_3(
+    text: str, needle: str
+) -> None:
     from fleetctl.errors import ExitCode
 
     with pytest.raises(FleetctlError) as info:
@@ -195,32 +213,48 @@ def test_unsupported_or_secret_bearing_locations_are_refused_with_exit_3(text: s
 
 def test_a_password_comes_from_its_file_only_at_connect_time(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
-    url = parse_state_location(f"postgresql://fleet@db/fleet?password_file={secret}&sslmode=disable")
+    url = parse_state_location(
+        f"postgresql://fleet@db/fleet?password_file={secret}&sslmode=disable"
+    )
     assert isinstance(url, DatabaseURL)
     secret.write_text("s3cret-from-file\n")
     conninfo, extra = url.conninfo()
-    assert extra["password"] == "s3cret-from-file" and "s3cret" not in conninfo and "password_file" not in conninfo
+    assert (
+        extra["password"] == "s3cret-from-file"
+        and "s3cret" not in conninfo
+        and "password_file" not in conninfo
+    )
     assert "sslmode=disable" in conninfo and "s3cret" not in str(url)
     secret.unlink()
     with pytest.raises(FleetctlError, match="password_file .* cannot be read"):
         url.conninfo()
 
 
-def test_a_bad_state_url_from_the_environment_is_one_line_exit_3_and_creates_nothing(tmp_path: Path) -> None:
+def test_a_bad_state_url_from_the_environment_is_one_line_exit_3_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
     import os
 
     env = dict(os.environ, FLEETCTL_STATE="mysql://root@db/fleet")
     fleetctl = str(Path(sys.executable).with_name("fleetctl"))
-    done = subprocess.run([fleetctl, "history"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [fleetctl, "history"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert done.returncode == 3, done.stderr
-    assert done.stderr.count("\n") == 1 and "$FLEETCTL_STATE: mysql://" in done.stderr and "Traceback" not in done.stderr
+    assert (
+        done.stderr.count("\n") == 1
+        and "$FLEETCTL_STATE: mysql://" in done.stderr
+        and "Traceback" not in done.stderr
+    )
     assert list(tmp_path.iterdir()) == []  # no directory named "mysql:"
 
 
 def test_files_are_private(sqlite_store: StateStore, sqlite_path: Path) -> None:
     store, db_path = sqlite_store, sqlite_path
     rid = _rollout(store)
-    store.record_step(rid, deployment="d@1", replica=0, host="h", action="create", container="c", outcome="ok")
+    store.record_step(
+        rid, deployment="d@1", replica=0, host="h", action="create", container="c", outcome="ok"
+    )
     # The store is still open, so the WAL and shared-memory files exist.
     files = [db_path, db_path.with_name("fleetctl.db-wal"), db_path.with_name("fleetctl.db-shm")]
     for f in files:
@@ -245,7 +279,12 @@ def test_pragmas_on_every_connection(sqlite_path: Path) -> None:
         for eng in (engine, reader(engine)):
             with eng.connect() as conn:
                 got = {p: conn.exec_driver_sql(f"PRAGMA {p}").scalar() for p in PRAGMAS}
-            assert got == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1, "busy_timeout": 5000}
+            assert got == {
+                "journal_mode": "wal",
+                "synchronous": 2,
+                "foreign_keys": 1,
+                "busy_timeout": 5000,
+            }
     finally:
         engine.dispose()
 
@@ -275,10 +314,16 @@ def test_pg_write_transactions_take_the_write_lock_up_front(pg_url: DatabaseURL)
     try:
         with engine.begin():
             with connect(pg_url, autocommit=True) as other:
-                assert other.execute("SELECT pg_try_advisory_lock(%s)", (WRITE_KEY,)).fetchone()[0] is False
+                assert (
+                    other.execute("SELECT pg_try_advisory_lock(%s)", (WRITE_KEY,)).fetchone()[0]
+                    is False
+                )
         with engine.connect().execution_options(fleetctl_begin="DEFERRED") as conn, conn.begin():
             with connect(pg_url, autocommit=True) as other:  # reads take nothing
-                assert other.execute("SELECT pg_try_advisory_lock(%s)", (WRITE_KEY,)).fetchone()[0] is True
+                assert (
+                    other.execute("SELECT pg_try_advisory_lock(%s)", (WRITE_KEY,)).fetchone()[0]
+                    is True
+                )
     finally:
         engine.dispose()
 
@@ -311,7 +356,9 @@ def test_reads_do_not_wait_for_a_writer(sqlite_store: StateStore, sqlite_path: P
 
 def test_foreign_keys_enforced(store: StateStore) -> None:
     with pytest.raises(ValueError, match="no rollout 42"):
-        store.record_step(42, deployment="d@1", replica=0, host="h", action="create", container="c", outcome="ok")
+        store.record_step(
+            42, deployment="d@1", replica=0, host="h", action="create", container="c", outcome="ok"
+        )
     with pytest.raises(ValueError, match="no rollout 42"):
         _revision(store, 42)
 
@@ -323,7 +370,9 @@ def test_migrations_are_idempotent(db_path: Any) -> None:
     for _ in range(2):
         with StateStore(db_path) as s:
             assert s.schema_version == latest_version()
-    versions = [v for (v,) in _query(db_path, "SELECT version FROM schema_migrations ORDER BY version")]
+    versions = [
+        v for (v,) in _query(db_path, "SELECT version FROM schema_migrations ORDER BY version")
+    ]
     assert versions == [m.version for m in MIGRATIONS]
 
 
@@ -346,10 +395,20 @@ def test_migration_versions_are_contiguous() -> None:
 
 
 def test_models_match_migrated_schema(store: StateStore, db_path: Any) -> None:
-    for table in (models.Rollout, models.RolloutStep, models.Revision, models.Hold, models.HealthStreak, models.HealthEvent):
+    for table in (
+        models.Rollout,
+        models.RolloutStep,
+        models.Revision,
+        models.Hold,
+        models.HealthStreak,
+        models.HealthEvent,
+    ):
         name = str(table.__tablename__)
         if isinstance(db_path, DatabaseURL):
-            rows = _query(db_path, f"SELECT column_name, is_nullable FROM information_schema.columns WHERE table_name = '{name}'")
+            rows = _query(
+                db_path,
+                f"SELECT column_name, is_nullable FROM information_schema.columns WHERE table_name = '{name}'",
+            )
             in_db = {col: nullable == "NO" for col, nullable in rows}
         else:
             in_db = {row[1]: bool(row[3]) for row in _query(db_path, f"PRAGMA table_info({name})")}
@@ -372,17 +431,33 @@ def test_newer_schema_is_refused(db_path: Any) -> None:
 
 
 def test_rollout_and_steps_round_trip(store: StateStore) -> None:
-    plan = {"actions": [{"kind": "create", "deployment": "chat-llm@v3", "replica": 0}], "summary": {"gpus_used": 2}}
+    plan = {
+        "actions": [{"kind": "create", "deployment": "chat-llm@v3", "replica": 0}],
+        "summary": {"gpus_used": 2},
+    }
     rid = store.begin_rollout("apply", "inventory/fleet.yaml", "sha256:abc", plan)
-    t0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     s1 = store.record_step(
-        rid, deployment="chat-llm@v3", replica=0, host="gpu-a", action="create",
-        container="fleet-chat-llm-v3-0", outcome="ok", detail="ready in 41s",
-        started_at=t0, finished_at=t0 + timedelta(seconds=41),
+        rid,
+        deployment="chat-llm@v3",
+        replica=0,
+        host="gpu-a",
+        action="create",
+        container="fleet-chat-llm-v3-0",
+        outcome="ok",
+        detail="ready in 41s",
+        started_at=t0,
+        finished_at=t0 + timedelta(seconds=41),
     )
     s2 = store.record_step(
-        rid, deployment="chat-llm@v3", replica=1, host="gpu-b", action="recreate",
-        container="fleet-chat-llm-v3-1", outcome="failed", detail="not ready after 600s",
+        rid,
+        deployment="chat-llm@v3",
+        replica=1,
+        host="gpu-b",
+        action="recreate",
+        container="fleet-chat-llm-v3-1",
+        outcome="failed",
+        detail="not ready after 600s",
         log_tail="CUDA out of memory\n",
     )
     running = store.rollouts()[0]
@@ -391,16 +466,29 @@ def test_rollout_and_steps_round_trip(store: StateStore) -> None:
 
     (r,) = store.rollouts()
     assert r == store.rollout(rid)
-    assert (r.id, r.command, r.inventory_path, r.inventory_digest) == (rid, "apply", "inventory/fleet.yaml", "sha256:abc")
+    assert (r.id, r.command, r.inventory_path, r.inventory_digest) == (
+        rid,
+        "apply",
+        "inventory/fleet.yaml",
+        "sha256:abc",
+    )
     assert r.plan == plan
     assert r.outcome == "partial" and r.summary == "1 of 2 replicas updated"
     assert r.user
-    assert r.started_at.tzinfo is not None and r.finished_at is not None and r.finished_at >= r.started_at
+    assert (
+        r.started_at.tzinfo is not None
+        and r.finished_at is not None
+        and r.finished_at >= r.started_at
+    )
 
     steps = store.steps(rid)
     assert [s.id for s in steps] == [s1, s2]
     assert steps[0].started_at == t0 and steps[0].finished_at == t0 + timedelta(seconds=41)
-    assert (steps[1].action, steps[1].outcome, steps[1].log_tail) == ("recreate", "failed", "CUDA out of memory\n")
+    assert (steps[1].action, steps[1].outcome, steps[1].log_tail) == (
+        "recreate",
+        "failed",
+        "CUDA out of memory\n",
+    )
     assert steps[1].started_at == steps[1].finished_at
     with pytest.raises(dataclasses.FrozenInstanceError):
         steps[0].outcome = "ok"  # type: ignore[misc]
@@ -424,10 +512,24 @@ def test_invalid_values_refused(store: StateStore) -> None:
     with pytest.raises(ValueError, match="outcome"):
         store.finish_rollout(rid, "running")
     with pytest.raises(ValueError, match="action"):
-        store.record_step(rid, deployment="d@1", replica=0, host="h", action="restart", container="c", outcome="ok")
+        store.record_step(
+            rid,
+            deployment="d@1",
+            replica=0,
+            host="h",
+            action="restart",
+            container="c",
+            outcome="ok",
+        )
     with pytest.raises(ValueError, match="timezone-aware"):
         store.record_step(
-            rid, deployment="d@1", replica=0, host="h", action="keep", container="c", outcome="ok",
+            rid,
+            deployment="d@1",
+            replica=0,
+            host="h",
+            action="keep",
+            container="c",
+            outcome="ok",
             started_at=datetime.now(),
         )
     store.finish_rollout(rid, "noop")
@@ -440,12 +542,21 @@ def test_invalid_values_refused(store: StateStore) -> None:
 
 def test_revision_numbering(store: StateStore) -> None:
     r1 = _revision(store, _rollout(store))
-    assert r1.number == 1 and r1.spec["env"] == {"NIM_MAX_BATCH": "8"} and r1.placement[0]["gpus"] == [0, 1]
+    assert (
+        r1.number == 1
+        and r1.spec["env"] == {"NIM_MAX_BATCH": "8"}
+        and r1.placement[0]["gpus"] == [0, 1]
+    )
 
     again = _revision(store, _rollout(store))
     assert again == r1
 
-    r2 = _revision(store, _rollout(store), spec_hash="bbbb", spec={"image": "x", "env": {"NIM_MAX_BATCH": "16"}})
+    r2 = _revision(
+        store,
+        _rollout(store),
+        spec_hash="bbbb",
+        spec={"image": "x", "env": {"NIM_MAX_BATCH": "16"}},
+    )
     assert r2.number == 2
 
     other = _revision(store, _rollout(store), deployment="embed@v1", model="embed", version="v1")
@@ -462,7 +573,11 @@ def test_revision_numbering(store: StateStore) -> None:
 
     assert [r.number for r in store.revisions("chat-llm@v3")] == [4, 3, 2, 1]
     assert [(r.deployment, r.number) for r in store.revisions()] == [
-        ("chat-llm@v3", 4), ("chat-llm@v3", 3), ("embed@v1", 1), ("chat-llm@v3", 2), ("chat-llm@v3", 1),
+        ("chat-llm@v3", 4),
+        ("chat-llm@v3", 3),
+        ("embed@v1", 1),
+        ("chat-llm@v3", 2),
+        ("chat-llm@v3", 1),
     ]
     assert store.revision("chat-llm@v3", 2) == r2
     assert store.revision("chat-llm@v3", 9) is None
@@ -494,7 +609,11 @@ def test_forbidden_values_refused_without_echo(
     assert SECRET not in message
     assert store.revisions() == []
     if isinstance(db_path, DatabaseURL):
-        assert not any(SECRET in str(row) for t in ("rollout", "revision") for row in _query(db_path, f"SELECT * FROM {t}"))
+        assert not any(
+            SECRET in str(row)
+            for t in ("rollout", "revision")
+            for row in _query(db_path, f"SELECT * FROM {t}")
+        )
         return
     for f in db_path.parent.iterdir():
         assert SECRET.encode() not in f.read_bytes(), f
@@ -510,7 +629,9 @@ def test_short_forbidden_values_match_only_whole_strings(store: StateStore) -> N
 
 def test_forbidden_values_in_plan_refused(store: StateStore) -> None:
     with pytest.raises(ValueError, match=r"plan\.env\.KEY") as info:
-        store.begin_rollout("apply", "f.yaml", "d", {"env": {"KEY": SECRET}}, forbidden_values=[SECRET])
+        store.begin_rollout(
+            "apply", "f.yaml", "d", {"env": {"KEY": SECRET}}, forbidden_values=[SECRET]
+        )
     assert SECRET not in str(info.value)
     assert store.rollouts() == []
 
@@ -539,11 +660,15 @@ def test_migration_3_adds_holds_to_a_database_made_before_it(sqlite_path: Path) 
     engine = open_engine(db_path)
     try:
         with engine.begin() as conn:  # a state file as fleetctl made it before holds
-            conn.exec_driver_sql("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+            conn.exec_driver_sql(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
             for m in MIGRATIONS[:2]:
                 for statement in m.statements:
                     conn.exec_driver_sql(statement)
-                conn.exec_driver_sql("INSERT INTO schema_migrations VALUES (?, 'then')", (m.version,))
+                conn.exec_driver_sql(
+                    "INSERT INTO schema_migrations VALUES (?, 'then')", (m.version,)
+                )
         assert _query(db_path, "SELECT name FROM sqlite_master WHERE name = 'hold'") == []
         assert migrate(engine) == latest_version() >= 3
     finally:
@@ -556,7 +681,12 @@ def test_migration_3_adds_holds_to_a_database_made_before_it(sqlite_path: Path) 
 def test_hold_round_trip_one_per_model_and_delete(store: StateStore) -> None:
     rid = _rollout(store, "rollback chat-llm@v3")
     first = _hold(store, rid)
-    assert (first.model, first.version, first.revision, first.inventory_version) == ("chat-llm", "v3", 2, "v4")
+    assert (first.model, first.version, first.revision, first.inventory_version) == (
+        "chat-llm",
+        "v3",
+        2,
+        "v4",
+    )
     assert first.spec["image"] == "nvcr.io/nim/llama:1.0" and first.rollout_id == rid
     assert first.created_at.tzinfo is not None and first.deployment == "chat-llm@v3"
     assert store.hold("chat-llm") == first and store.holds() == [first]
@@ -623,8 +753,13 @@ def test_concurrent_writes_from_threads(store: StateStore) -> None:
     def work(t: int) -> None:
         for i in range(per_thread):
             store.record_step(
-                rid, deployment=f"d{t}@v1", replica=i, host=f"h{t}", action="create",
-                container=f"c-{t}-{i}", outcome="ok",
+                rid,
+                deployment=f"d{t}@v1",
+                replica=i,
+                host=f"h{t}",
+                action="create",
+                container=f"c-{t}-{i}",
+                outcome="ok",
             )
             _revision(store, rid, spec_hash=f"{t}-{i}")
             store.rollouts(limit=1)
@@ -652,14 +787,23 @@ with StateStore(parse_state_location(sys.argv[1])) as s:
 def test_concurrent_writes_from_two_processes(store: StateStore, db_path: Any) -> None:
     rid = _rollout(store)
     n = 40
-    child = subprocess.Popen([sys.executable, "-c", _WRITER, str(db_path), str(n), str(rid)], cwd=REPO_ROOT)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(db_path), str(n), str(rid)], cwd=REPO_ROOT
+    )
     try:
         for i in range(n):
-            store.record_step(rid, deployment="main@v1", replica=i, host="h", action="keep", container=f"m{i}", outcome="ok")
+            store.record_step(
+                rid,
+                deployment="main@v1",
+                replica=i,
+                host="h",
+                action="keep",
+                container=f"m{i}",
+                outcome="ok",
+            )
             _revision(store, rid, deployment="shared@v1", spec_hash=f"m{i}")
     finally:
         assert child.wait(timeout=60) == 0
     assert len(store.steps(rid)) == 2 * n
     numbers = sorted(r.number for r in store.revisions("shared@v1"))
     assert numbers == list(range(1, 2 * n + 1))
-

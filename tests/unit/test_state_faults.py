@@ -12,8 +12,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -33,7 +33,11 @@ def small_disk() -> Iterator[Path]:
         pytest.skip("mounting a tmpfs needs root")
     where = Path("/tmp") / f"fleetctl-disk-{uuid.uuid4().hex[:8]}"
     where.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=384k,mode=0755", "tmpfs", str(where)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=384k,mode=0755", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
         where.rmdir()
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
@@ -68,7 +72,9 @@ def _read_only(disk: Path) -> None:
 
 def _fleetctl(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "FLEETCTL_STATE"}
-    return subprocess.run([FLEETCTL, *args], capture_output=True, text=True, timeout=60, env=env, cwd=REPO_ROOT)
+    return subprocess.run(
+        [FLEETCTL, *args], capture_output=True, text=True, timeout=60, env=env, cwd=REPO_ROOT
+    )
 
 
 def _one_line(done: subprocess.CompletedProcess[str], code: int, needle: str) -> None:
@@ -84,11 +90,17 @@ def _rollout(store: StateStore) -> int:
 def test_a_full_disk_before_the_state_exists(small_disk: Path) -> None:
     _fill(small_disk)
     state = small_disk / "state" / "fleetctl.db"
-    with pytest.raises(StateError, match="state .*fleetctl.db: .*(disk is full|No space left)") as info:
+    with pytest.raises(
+        StateError, match="state .*fleetctl.db: .*(disk is full|No space left)"
+    ) as info:
         StateStore(state).close()
     assert info.value.exit_code is ExitCode.ERROR
     # apply takes the lock first: refused there, before any host is contacted.
-    _one_line(_fleetctl("apply", "-f", str(SEED), "--yes", "--state", str(state)), 1, "No space left on device")
+    _one_line(
+        _fleetctl("apply", "-f", str(SEED), "--yes", "--state", str(state)),
+        1,
+        "No space left on device",
+    )
     with pytest.raises(StateError):
         HealthMemory(state, "f").update(lambda old: ({}, [], None))
 
@@ -100,7 +112,16 @@ def test_a_disk_that_fills_while_the_state_is_open(small_disk: Path) -> None:
         _fill(small_disk)
         with pytest.raises(StateError, match="disk is full"):
             for i in range(2000):  # rows until the database must grow a page
-                store.record_step(rid, deployment="d@1", replica=i, host="h", action="create", container="c" * 200, outcome="ok", detail="x" * 500)
+                store.record_step(
+                    rid,
+                    deployment="d@1",
+                    replica=i,
+                    host="h",
+                    action="create",
+                    container="c" * 200,
+                    outcome="ok",
+                    detail="x" * 500,
+                )
         (small_disk / "filler").unlink()  # space again: the store works on, nothing half-written
         store.finish_rollout(rid, "failed", "disk was full")
         assert store.rollout(rid).outcome == "failed"  # type: ignore[union-attr]
@@ -115,9 +136,18 @@ def test_health_memory_on_a_full_disk(small_disk: Path) -> None:
     memory.ensure()
     _fill(small_disk)
     now = time.time()
-    many = {(f"d{i}@1", 0): Memory(verdict="failing", since=now, checked_at=now, reasons=("x" * 300,)) for i in range(400)}
+    many = {
+        (f"d{i}@1", 0): Memory(verdict="failing", since=now, checked_at=now, reasons=("x" * 300,))
+        for i in range(400)
+    }
     with pytest.raises(StateError, match="disk is full|disk I/O error"):
-        memory.update(lambda old: (many, [Event(now, "d@1", 0, "h", "verdict", "failing", "x" * 1500)] * 50, None))
+        memory.update(
+            lambda old: (
+                many,
+                [Event(now, "d@1", 0, "h", "verdict", "failing", "x" * 1500)] * 50,
+                None,
+            )
+        )
     assert memory.read() == {}  # rolled back whole
 
 
@@ -132,7 +162,11 @@ def test_a_read_only_state(small_disk: Path) -> None:
         StateStore(state)
     with pytest.raises(StateError, match="Read-only file system"):
         StateLock(state, "apply").acquire()
-    _one_line(_fleetctl("apply", "-f", str(SEED), "--yes", "--state", str(state)), 1, "Read-only file system")
+    _one_line(
+        _fleetctl("apply", "-f", str(SEED), "--yes", "--state", str(state)),
+        1,
+        "Read-only file system",
+    )
     _one_line(_fleetctl("history", "--state", str(state)), 1, "Read-only file system")
     # Reading needs no write: plan reads the holds of a read-only state.
     plan = _fleetctl("plan", "--offline", "-f", str(SEED), "--state", str(state))
@@ -144,8 +178,14 @@ def test_a_read_only_state(small_disk: Path) -> None:
 def test_a_read_only_directory_for_a_new_state(small_disk: Path) -> None:
     _read_only(small_disk)
     state = small_disk / "state" / "fleetctl.db"
-    _one_line(_fleetctl("apply", "-f", str(SEED), "--yes", "--state", str(state)), 1, "Read-only file system")
-    _one_line(_fleetctl("release", "chat-llm", "-f", str(SEED), "--state", str(state)), 12, "has no hold")
+    _one_line(
+        _fleetctl("apply", "-f", str(SEED), "--yes", "--state", str(state)),
+        1,
+        "Read-only file system",
+    )
+    _one_line(
+        _fleetctl("release", "chat-llm", "-f", str(SEED), "--state", str(state)), 12, "has no hold"
+    )
 
 
 def test_an_unreachable_postgresql_state_is_one_line_not_a_hang() -> None:
@@ -156,6 +196,10 @@ def test_an_unreachable_postgresql_state_is_one_line_not_a_hang() -> None:
         port = s.getsockname()[1]
     url = f"postgresql://fleet@127.0.0.1:{port}/fleet"
     t0 = time.monotonic()
-    for args in (("history", "--state", url), ("apply", "-f", str(SEED), "--yes", "--state", url), ("plan", "--offline", "-f", str(SEED), "--state", url)):
+    for args in (
+        ("history", "--state", url),
+        ("apply", "-f", str(SEED), "--yes", "--state", url),
+        ("plan", "--offline", "-f", str(SEED), "--state", url),
+    ):
         _one_line(_fleetctl(*args), 1, f"state {url}: cannot connect")
     assert time.monotonic() - t0 < 30

@@ -22,10 +22,36 @@ from fleetctl.core.triton_servers import (
 HOSTS = [HostSpec("h", (GpuSpec(0, 80.0), GpuSpec(1, 80.0)))]
 
 
-def triton(name: str, *, memory: float = 2, sla: float | None = None, latency: float | None = None, util: float | None = None,
-           repo: str = "/repo", **cfg: object) -> Deployment:
-    settings = {"triton": {"model_repository": repo, "models": [name], "server_binary": "tritonserver", **cfg}, "env": {}}
-    return Deployment(name, "1", "triton", "tritonserver:2.51", memory, sla_ms=sla, latency_ms=latency, gpu_util=util, settings=settings)
+def triton(
+    name: str,
+    *,
+    memory: float = 2,
+    sla: float | None = None,
+    latency: float | None = None,
+    util: float | None = None,
+    repo: str = "/repo",
+    **cfg: object,
+) -> Deployment:
+    settings = {
+        "triton": {
+            "model_repository": repo,
+            "models": [name],
+            "server_binary": "tritonserver",
+            **cfg,
+        },
+        "env": {},
+    }
+    return Deployment(
+        name,
+        "1",
+        "triton",
+        "tritonserver:2.51",
+        memory,
+        sla_ms=sla,
+        latency_ms=latency,
+        gpu_util=util,
+        settings=settings,
+    )
 
 
 def test_compatible_models_share_one_server_and_others_keep_their_own() -> None:
@@ -50,15 +76,34 @@ def test_the_server_keeps_its_spec_hash_when_members_come_and_go() -> None:
     (two,) = serve_together([triton("a"), triton("c")], HOSTS)
     assert three.name == two.name
     assert spec_hash(three, "h", (1,), 20000) == spec_hash(two, "h", (1,), 20000)
-    first = replace(triton("a"), settings={**triton("a").settings, "framework": "onnx", "health": {"interval_s": 9}})
+    first = replace(
+        triton("a"),
+        settings={**triton("a").settings, "framework": "onnx", "health": {"interval_s": 9}},
+    )
     (other_first,) = serve_together([first, triton("c")], HOSTS)
-    assert spec_hash(other_first, "h", (1,), 20000) == spec_hash(two, "h", (1,), 20000)  # members' own settings stay out
+    assert spec_hash(other_first, "h", (1,), 20000) == spec_hash(
+        two, "h", (1,), 20000
+    )  # members' own settings stay out
     (moved,) = serve_together([triton("a", repo="/other"), triton("c")], HOSTS)
-    assert spec_hash(moved, "h", (1,), 20000) != spec_hash(two, "h", (1,), 20000)  # a new repository: a new container
+    assert spec_hash(moved, "h", (1,), 20000) != spec_hash(
+        two, "h", (1,), 20000
+    )  # a new repository: a new container
 
 
 def _running(ready: tuple[str, ...], members: dict[str, str]) -> ObservedContainer:
-    return ObservedContainer("h", "id", "s", "triton-x@1", 0, (1,), "hash", "running", "img", triton_ready=ready, triton_members=members)
+    return ObservedContainer(
+        "h",
+        "id",
+        "s",
+        "triton-x@1",
+        0,
+        (1,),
+        "hash",
+        "running",
+        "img",
+        triton_ready=ready,
+        triton_members=members,
+    )
 
 
 def test_model_changes_load_the_missing_reload_the_changed_and_unload_the_rest() -> None:
@@ -66,19 +111,32 @@ def test_model_changes_load_the_missing_reload_the_changed_and_unload_the_rest()
     a, b = members_of(server)
     stale = Member("b@0", ("b",), "/repo").identity()
     changes = model_changes(server, _running(("b", "old"), {"b": stale, "old": "old@1/x"}))
-    assert [(c.kind, c.model) for c in changes] == [("load", "a"), ("reload", "b"), ("unload", "old")]
+    assert [(c.kind, c.model) for c in changes] == [
+        ("load", "a"),
+        ("reload", "b"),
+        ("unload", "old"),
+    ]
     assert model_changes(server, _running(("a", "b"), {"a": a.identity(), "b": b.identity()})) == []
     assert model_changes(server, _running(None, {})) == []  # readiness unknown: nothing to decide  # type: ignore[arg-type]
 
 
 def test_per_model_settings_become_config_overrides_applied_after_the_server_starts() -> None:
-    (server,) = serve_together([triton("a", instance_count=2, version_policy={"latest": 2}), triton("b")], HOSTS)
+    (server,) = serve_together(
+        [triton("a", instance_count=2, version_policy={"latest": 2}), triton("b")], HOSTS
+    )
     a, b = members_of(server)
-    assert a.config == {"instance_group_count": 2, "version_policy": {"latest": {"num_versions": 2}}} and b.config == {}
+    assert (
+        a.config == {"instance_group_count": 2, "version_policy": {"latest": {"num_versions": 2}}}
+        and b.config == {}
+    )
     assert [(c.kind, c.model) for c in configure_at_start(server)] == [("reload", "a")]
-    assert member_labels(server) == f"b={b.identity()}"  # a starts from the repository's configuration
+    assert (
+        member_labels(server) == f"b={b.identity()}"
+    )  # a starts from the repository's configuration
     # Running with a's configuration unknown: reloaded with it; with it recorded: nothing to do.
-    assert [(c.kind, c.model) for c in model_changes(server, _running(("a", "b"), {"b": b.identity()}))] == [("reload", "a")]
+    assert [
+        (c.kind, c.model) for c in model_changes(server, _running(("a", "b"), {"b": b.identity()}))
+    ] == [("reload", "a")]
     assert model_changes(server, _running(("a", "b"), {"a": a.identity(), "b": b.identity()})) == []
     (changed,) = serve_together([triton("a", instance_count=3), triton("b")], HOSTS)
     assert spec_hash(changed, "h", (1,), 20000) == spec_hash(server, "h", (1,), 20000)  # no restart
@@ -86,7 +144,16 @@ def test_per_model_settings_become_config_overrides_applied_after_the_server_sta
 
 
 def test_merged_config_sets_the_instance_count_on_every_group_and_replaces_the_rest() -> None:
-    config = {"name": "a", "instance_group": [{"name": "a_0", "kind": "KIND_CPU", "count": 1}], "version_policy": {"all": {}}}
-    merged = merged_config(config, {"instance_group_count": 3, "version_policy": {"latest": {"num_versions": 1}}})
+    config = {
+        "name": "a",
+        "instance_group": [{"name": "a_0", "kind": "KIND_CPU", "count": 1}],
+        "version_policy": {"all": {}},
+    }
+    merged = merged_config(
+        config, {"instance_group_count": 3, "version_policy": {"latest": {"num_versions": 1}}}
+    )
     assert merged["instance_group"] == [{"name": "a_0", "kind": "KIND_CPU", "count": 3}]
-    assert merged["version_policy"] == {"latest": {"num_versions": 1}} and config["instance_group"][0]["count"] == 1
+    assert (
+        merged["version_policy"] == {"latest": {"num_versions": 1}}
+        and config["instance_group"][0]["count"] == 1
+    )

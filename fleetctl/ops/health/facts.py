@@ -4,7 +4,8 @@ the profile its start-up log names (through the Docker adapter, one host client 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from fleetctl.ops.health.model import ContainerFacts, Profile, Target
 from fleetctl.ops.health.profiles import HEAD_LINES, parse_profile
@@ -19,17 +20,19 @@ class DockerFacts:
     """Callable as `FactsReader`: one inspect per container, and one read of a NIM's log
     head per run (the profile of a run already read is taken from the memory)."""
 
-    def __init__(self, inventory: "Inventory", hosts: "Mapping[str, DockerHost] | None" = None) -> None:
+    def __init__(self, inventory: Inventory, hosts: Mapping[str, DockerHost] | None = None) -> None:
         self._inventory = inventory
-        self._hosts: dict[str, "DockerHost"] = dict(hosts or {})
+        self._hosts: dict[str, DockerHost] = dict(hosts or {})
         self._lock = threading.Lock()
 
-    def _host(self, name: str) -> "DockerHost":
+    def _host(self, name: str) -> DockerHost:
         from fleetctl.adapters.docker_host import OBSERVE_TIMEOUT_S, DockerHost
 
         with self._lock:
             if name not in self._hosts:
-                self._hosts[name] = DockerHost(self._inventory.host(name), self._inventory.fleet, timeout=OBSERVE_TIMEOUT_S)
+                self._hosts[name] = DockerHost(
+                    self._inventory.host(name), self._inventory.fleet, timeout=OBSERVE_TIMEOUT_S
+                )
             return self._hosts[name]
 
     def __call__(self, t: Target, memory: Memory | None) -> ContainerFacts:
@@ -50,9 +53,15 @@ class DockerFacts:
         return ContainerFacts(run=run, profile=parse_profile(head, t.expected_profile))
 
 
-def _cached_profile(memory: Memory | None, container_id: str, started_at: float | None, expected: str | None) -> Profile | None:
+def _cached_profile(
+    memory: Memory | None, container_id: str, started_at: float | None, expected: str | None
+) -> Profile | None:
     if memory is None or memory.profile_id is None or memory.container_id != container_id:
         return None
-    if started_at is None or memory.started_at is None or abs(memory.started_at - started_at) > 1e-3:
+    if (
+        started_at is None
+        or memory.started_at is None
+        or abs(memory.started_at - started_at) > 1e-3
+    ):
         return None  # restarted since: its log names this run's choice afresh
     return Profile(memory.profile_id, memory.profile_name, expected)

@@ -21,15 +21,23 @@ as apply's gate).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from fleetctl.core.plan import ActionKind
 from fleetctl.errors import LockedError
-from fleetctl.ops.health.model import HealAction, HealthReport, ReplicaHealth, ReplicaState, Target, Verdict
+from fleetctl.ops.health.model import (
+    HealAction,
+    HealthReport,
+    ReplicaHealth,
+    ReplicaState,
+    Target,
+    Verdict,
+)
 from fleetctl.ops.health.sweeping import Swept, run_sweep
 from fleetctl.state.health_store import Event
 
@@ -73,8 +81,15 @@ def heal_events(actions: Sequence[HealAction], replicas: Sequence[ReplicaHealth]
     verdicts = {r.key: r.verdict.value for r in replicas}
     now = time.time()
     return [
-        Event(now, a.deployment, a.replica, a.host, "heal", verdicts.get((a.deployment, a.replica), ""),
-              f"{a.action} {a.target}: {'ok' if a.ok else 'failed'}: {a.detail}".strip())
+        Event(
+            now,
+            a.deployment,
+            a.replica,
+            a.host,
+            "heal",
+            verdicts.get((a.deployment, a.replica), ""),
+            f"{a.action} {a.target}: {'ok' if a.ok else 'failed'}: {a.detail}".strip(),
+        )
         for a in actions
     ]
 
@@ -99,7 +114,9 @@ def choose(r: ReplicaHealth, t: Target) -> str:
     return f"none: {r.state.value}"
 
 
-def heal(swept: Swept, *, state_path: Path, timeout_s: float, hosts: HostFactory | None = None) -> list[HealAction]:
+def heal(
+    swept: Swept, *, state_path: Path, timeout_s: float, hosts: HostFactory | None = None
+) -> list[HealAction]:
     from fleetctl.ops.applying import docker_hosts
 
     by_key = {t.key: t for t in swept.targets}
@@ -112,7 +129,17 @@ def heal(swept: Swept, *, state_path: Path, timeout_s: float, hosts: HostFactory
     for r in critical:
         what = choose(r, by_key[r.key])
         if what.startswith("none"):
-            out.append(HealAction(r.deployment, r.replica, r.host, "none", False, what.partition(": ")[2], r.container))
+            out.append(
+                HealAction(
+                    r.deployment,
+                    r.replica,
+                    r.host,
+                    "none",
+                    False,
+                    what.partition(": ")[2],
+                    r.container,
+                )
+            )
         else:
             todo.append((r, by_key[r.key], what))
     recreate = [(r, t) for r, t, what in todo if what == "recreate"]
@@ -124,7 +151,9 @@ def heal(swept: Swept, *, state_path: Path, timeout_s: float, hosts: HostFactory
     return sorted(out, key=lambda a: (a.deployment, a.replica))
 
 
-def _in_place(r: ReplicaHealth, t: Target, what: str, apis: Mapping[str, "HostAPI"], timeout_s: float) -> HealAction:
+def _in_place(
+    r: ReplicaHealth, t: Target, what: str, apis: Mapping[str, HostAPI], timeout_s: float
+) -> HealAction:
     started = time.monotonic()
     target = r.container
     try:
@@ -141,10 +170,12 @@ def _in_place(r: ReplicaHealth, t: Target, what: str, apis: Mapping[str, "HostAP
             detail = f"{'restarted' if what == 'restart' else 'started'}; {detail}"
     except Exception as exc:  # one repair's failure must not stop the others
         ok, detail = False, f"{type(exc).__name__}: {exc}"[:300]
-    return HealAction(r.deployment, r.replica, r.host, what, ok, detail, target, time.monotonic() - started)
+    return HealAction(
+        r.deployment, r.replica, r.host, what, ok, detail, target, time.monotonic() - started
+    )
 
 
-def _await_ready(t: Target, api: "HostAPI", container: str, timeout_s: float) -> tuple[bool, str]:
+def _await_ready(t: Target, api: HostAPI, container: str, timeout_s: float) -> tuple[bool, str]:
     from fleetctl.adapters.probes import wait_ready
 
     if t.spec is None:
@@ -164,7 +195,9 @@ def _await_ready(t: Target, api: "HostAPI", container: str, timeout_s: float) ->
 def _load_models(endpoint: str, models: Sequence[str], timeout_s: float) -> tuple[bool, str]:
     import tritonclient.http as tc
 
-    client = tc.InferenceServerClient(urlparse(endpoint).netloc, connection_timeout=timeout_s, network_timeout=timeout_s)
+    client = tc.InferenceServerClient(
+        urlparse(endpoint).netloc, connection_timeout=timeout_s, network_timeout=timeout_s
+    )
     started = time.monotonic()
     try:
         failed = []
@@ -182,7 +215,9 @@ def _load_models(endpoint: str, models: Sequence[str], timeout_s: float) -> tupl
     return True, f"loaded and ready in {time.monotonic() - started:.1f} s"
 
 
-def _recreate(swept: Swept, replicas: Sequence[ReplicaHealth], apis: Mapping[str, "HostAPI"], state_path: Path) -> list[HealAction]:
+def _recreate(
+    swept: Swept, replicas: Sequence[ReplicaHealth], apis: Mapping[str, HostAPI], state_path: Path
+) -> list[HealAction]:
     """Apply's execution path, with the plan restricted to these replicas' creations."""
     from fleetctl.ops.applying import execute_plan
     from fleetctl.ops.planning import PlanResult, inventory_digest
@@ -191,24 +226,43 @@ def _recreate(swept: Swept, replicas: Sequence[ReplicaHealth], apis: Mapping[str
     wanted = {r.key for r in replicas}
     plan = swept.plan
     actions = tuple(
-        a for a in plan.actions if (a.deployment, a.replica) in wanted and a.kind is ActionKind.CREATE and not a.blocked
+        a
+        for a in plan.actions
+        if (a.deployment, a.replica) in wanted and a.kind is ActionKind.CREATE and not a.blocked
     )
     found = {(a.deployment, a.replica) for a in actions}
     out = [
-        HealAction(r.deployment, r.replica, r.host, "none", False, "the plan does not create it here (run fleetctl plan)")
+        HealAction(
+            r.deployment,
+            r.replica,
+            r.host,
+            "none",
+            False,
+            "the plan does not create it here (run fleetctl plan)",
+        )
         for r in replicas
         if r.key not in found
     ]
     if not actions:
         return out
     counts = {k.value: sum(1 for a in actions if a.kind is k) for k in ActionKind}
-    restricted = replace(plan, actions=actions, front_doors=(), summary=replace(plan.summary, changes=counts))
-    result = PlanResult(swept.loaded, swept.observed, restricted, inventory_digest(swept.loaded.path))
+    restricted = replace(
+        plan, actions=actions, front_doors=(), summary=replace(plan.summary, changes=counts)
+    )
+    result = PlanResult(
+        swept.loaded, swept.observed, restricted, inventory_digest(swept.loaded.path)
+    )
     started = time.monotonic()
-    applied = execute_plan(result, swept.loaded.inventory, state_path, apis, SilentReporter(), "health --heal")
+    applied = execute_plan(
+        result, swept.loaded.inventory, state_path, apis, SilentReporter(), "health --heal"
+    )
     took = time.monotonic() - started
     for o in applied.outcomes:
         a = o.action
         detail = o.detail + (f" (rollout {applied.rollout_id})" if applied.rollout_id else "")
-        out.append(HealAction(a.deployment, a.replica, a.host, "recreate", o.ok, detail, o.container or "", took))
+        out.append(
+            HealAction(
+                a.deployment, a.replica, a.host, "recreate", o.ok, detail, o.container or "", took
+            )
+        )
     return out

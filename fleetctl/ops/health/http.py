@@ -58,7 +58,11 @@ class SweepHTTP:
 
     def request(self, method: str, url: str, body: bytes | None, timeout: float) -> Response:
         parts = urlsplit(url)
-        key: Key = (parts.scheme, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+        key: Key = (
+            parts.scheme,
+            parts.hostname or "",
+            parts.port or (443 if parts.scheme == "https" else 80),
+        )
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         headers = {"Accept": "application/json", "Connection": "keep-alive"}
         if body is not None:
@@ -73,7 +77,9 @@ class SweepHTTP:
         conn, _ = self._take(key, timeout, fresh=True)
         return self._send(conn, key, method, path, body, headers, timeout)
 
-    def _take(self, key: Key, timeout: float, fresh: bool = False) -> tuple[http.client.HTTPConnection, bool]:
+    def _take(
+        self, key: Key, timeout: float, fresh: bool = False
+    ) -> tuple[http.client.HTTPConnection, bool]:
         if not fresh:
             with self._lock:
                 idle = self._idle.get(key)
@@ -85,15 +91,21 @@ class SweepHTTP:
         return http.client.HTTPConnection(host, port, timeout=timeout), False
 
     def _send(
-        self, conn: http.client.HTTPConnection, key: Key, method: str, path: str, body: bytes | None,
-        headers: dict[str, str], timeout: float,
+        self,
+        conn: http.client.HTTPConnection,
+        key: Key,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeout: float,
     ) -> Response:
         timeout = max(timeout, 0.001)
         conn.timeout = timeout
         if conn.sock is None:
             try:
                 conn.connect()
-            except socket.timeout:
+            except TimeoutError:
                 conn.close()
                 raise HTTPFailure("ConnectTimeout") from None
             except OSError as exc:
@@ -106,7 +118,7 @@ class SweepHTTP:
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
-        except socket.timeout:
+        except TimeoutError:
             conn.close()
             raise HTTPFailure("ReadTimeout") from None
         except (http.client.HTTPException, OSError) as exc:

@@ -6,9 +6,10 @@ Pure data. `targets.py` builds the targets, `probing.py` fills the probe results
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from fleetctl.core.observed import ContainerRun, ObservedContainer
 from fleetctl.runtimes.spec import ContainerSpec

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fleetctl.ops.health.model import HealAction, HealthReport, ReplicaHealth, ReplicaState, Verdict
@@ -10,7 +10,7 @@ from fleetctl.ops.health.verdicts import exit_code
 
 
 def _iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -40,13 +40,27 @@ def replica_json(r: ReplicaHealth) -> dict[str, Any]:
         "probe_latency_ms": _ms(r.latency_s),
         "latency": None
         if r.request_latency_s is None and not r.request
-        else {"request": r.request, "ms": _ms(r.request_latency_s), "sla_ms": r.sla_ms, "over_sla": r.over_sla},
+        else {
+            "request": r.request,
+            "ms": _ms(r.request_latency_s),
+            "sla_ms": r.sla_ms,
+            "over_sla": r.over_sla,
+        },
         "profile": None
         if p is None
-        else {"id": p.id, "name": p.name, "expected": p.expected or "an optimized profile", "problem": p.problem},
+        else {
+            "id": p.id,
+            "name": p.name,
+            "expected": p.expected or "an optimized profile",
+            "problem": p.problem,
+        },
         "triton": None
         if t is None
-        else {"missing": list(t.missing), "not_ready": [{"model": m, "why": w} for m, w in t.not_ready], "extra": list(t.extra)},
+        else {
+            "missing": list(t.missing),
+            "not_ready": [{"model": m, "why": w} for m, w in t.not_ready],
+            "extra": list(t.extra),
+        },
         "drift": r.drift,
     }
 
@@ -78,9 +92,17 @@ def report_to_json(report: HealthReport) -> dict[str, Any]:
             **{s.value: report.count(s) for s in ReplicaState},
             "verdicts": {v.value: report.count_verdict(v) for v in Verdict},
         },
-        "hosts": [{"host": h.host, "reachable": h.reachable, "error": h.error} for h in report.hosts],
+        "hosts": [
+            {"host": h.host, "reachable": h.reachable, "error": h.error} for h in report.hosts
+        ],
         "front_doors": [
-            {"host": f.host, "url": f.url, "state": f.state.value, "detail": f.detail, "routes_current": f.routes_current}
+            {
+                "host": f.host,
+                "url": f.url,
+                "state": f.state.value,
+                "detail": f.detail,
+                "routes_current": f.routes_current,
+            }
             for f in report.front_doors
         ],
         "deployments": [

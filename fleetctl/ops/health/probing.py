@@ -32,7 +32,12 @@ from fleetctl.runtimes.spec import HealthCheck
 NIM_LIVE = "/v1/health/live"
 NIM_MODELS = "/v1/models"
 NIM_CHAT = "/v1/chat/completions"
-PING = {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1, "temperature": 0, "stream": False}
+PING = {
+    "messages": [{"role": "user", "content": "ping"}],
+    "max_tokens": 1,
+    "temperature": 0,
+    "stream": False,
+}
 
 
 class Deadline:
@@ -56,7 +61,7 @@ class Prober:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> "Prober":
+    def __enter__(self) -> Prober:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -107,7 +112,9 @@ class Prober:
                     failures.append((what, err or f"GET {check.target}: {status}"))
             elif check.kind == "triton_model":
                 try:
-                    ready = bool(triton.is_model_ready(check.target)) if triton is not None else False
+                    ready = (
+                        bool(triton.is_model_ready(check.target)) if triton is not None else False
+                    )
                 except Exception as exc:  # tritonclient raises several types; any means "not ready"
                     failures.append((what, f"model {check.target}: {type(exc).__name__}"))
                     continue
@@ -128,12 +135,23 @@ class Prober:
                 failures.insert(0, (live.description, err or f"GET {NIM_LIVE}: {status}"))
             return _result(failures)
         status, body, err = self._get(ps, NIM_MODELS, deadline)
-        listed = [m.get("id") for m in (body or {}).get("data", []) if isinstance(m, dict)] if isinstance(body, dict) else []
+        listed = (
+            [m.get("id") for m in (body or {}).get("data", []) if isinstance(m, dict)]
+            if isinstance(body, dict)
+            else []
+        )
         what = f"GET {NIM_MODELS} lists the served model"
         if err or status != 200:
             return _result([(what, err or f"GET {NIM_MODELS}: {status}")])
         if ps.served_model and ps.served_model not in listed:
-            return _result([(what, f"GET {NIM_MODELS}: {ps.served_model} not listed (lists: {', '.join(map(str, listed)) or 'nothing'})")])
+            return _result(
+                [
+                    (
+                        what,
+                        f"GET {NIM_MODELS}: {ps.served_model} not listed (lists: {', '.join(map(str, listed)) or 'nothing'})",
+                    )
+                ]
+            )
         if not listed:
             return _result([(what, f"GET {NIM_MODELS}: no model listed")])
         model = ps.served_model or str(listed[0])
@@ -144,7 +162,9 @@ class Prober:
         from fleetctl.ops.health.http import HTTPFailure
 
         try:
-            r = self.http.post_json(ps.endpoint.rstrip("/") + NIM_CHAT, {"model": model, **PING}, timeout=left)
+            r = self.http.post_json(
+                ps.endpoint.rstrip("/") + NIM_CHAT, {"model": model, **PING}, timeout=left
+            )
         except HTTPFailure as exc:
             return f"POST {NIM_CHAT}: {exc.kind}"
         return None if r.status == 200 else f"POST {NIM_CHAT}: {r.status}"
@@ -156,19 +176,35 @@ class Prober:
             drift, index_problem = (None, None)
             if deadline.left > 0:
                 drift, index_problem = repository_drift(client, ps.triton_models)
-            failures += [(f"model {m} is READY", f"drift: model {m} {why}") for m, why in (drift.not_ready if drift else ())]
-            failures += [(f"model {m} is READY", f"drift: model {m} is not in the repository") for m in (drift.missing if drift else ())]
-            degraded = [f"drift: model {m} is loaded but not declared" for m in (drift.extra if drift else ())]
+            failures += [
+                (f"model {m} is READY", f"drift: model {m} {why}")
+                for m, why in (drift.not_ready if drift else ())
+            ]
+            failures += [
+                (f"model {m} is READY", f"drift: model {m} is not in the repository")
+                for m in (drift.missing if drift else ())
+            ]
+            degraded = [
+                f"drift: model {m} is loaded but not declared"
+                for m in (drift.extra if drift else ())
+            ]
             if index_problem and not failures:  # with failed checks, those say what is wrong
                 degraded.append(index_problem)
             if failures:
                 return _result(_unique(failures), degraded=degraded, drift=drift)
             if ps.sample is not None:
                 sample = ps.sample
-                result = self._timed(ps, deadline, f"infer {sample.model}", lambda left: _infer(client, sample))
+                result = self._timed(
+                    ps, deadline, f"infer {sample.model}", lambda left: _infer(client, sample)
+                )
             else:
                 first = ps.triton_models[0] if ps.triton_models else ""
-                result = self._timed(ps, deadline, f"GET /v2/models/{first}/ready (no health.sample)", lambda left: _ready(client, first))
+                result = self._timed(
+                    ps,
+                    deadline,
+                    f"GET /v2/models/{first}/ready (no health.sample)",
+                    lambda left: _ready(client, first),
+                )
             return _with(result, degraded, drift)
         finally:
             _close(client)
@@ -177,15 +213,33 @@ class Prober:
         """Time one request; over the SLA makes the replica degraded, a failed one unhealthy."""
         left = deadline.left
         if left <= 0:
-            return ProbeResult(True, "ready", request=request, degraded=(f"latency not measured: the {deadline.budget_s:g} s budget was spent",))
+            return ProbeResult(
+                True,
+                "ready",
+                request=request,
+                degraded=(f"latency not measured: the {deadline.budget_s:g} s budget was spent",),
+            )
         started = time.monotonic()
         problem = call(left)
         took = time.monotonic() - started
         if problem:
-            return ProbeResult(False, problem, f"{request} succeeds", problems=(problem,), request=request, request_latency_s=took)
+            return ProbeResult(
+                False,
+                problem,
+                f"{request} succeeds",
+                problems=(problem,),
+                request=request,
+                request_latency_s=took,
+            )
         over = ps.sla_ms is not None and took * 1000 > ps.sla_ms
-        degraded = (f"latency {took * 1000:.0f} ms over the {ps.sla_ms:g} ms SLA ({request})",) if over else ()
-        return ProbeResult(True, "ready", degraded=degraded, request=request, request_latency_s=took, over_sla=over)
+        degraded = (
+            (f"latency {took * 1000:.0f} ms over the {ps.sla_ms:g} ms SLA ({request})",)
+            if over
+            else ()
+        )
+        return ProbeResult(
+            True, "ready", degraded=degraded, request=request, request_latency_s=took, over_sla=over
+        )
 
 
 def _triton_client(ps: ProbeSpec, deadline: Deadline) -> Any:
@@ -193,7 +247,9 @@ def _triton_client(ps: ProbeSpec, deadline: Deadline) -> Any:
     import tritonclient.http as tc
 
     budget = max(deadline.left, 0.01)
-    return tc.InferenceServerClient(urlparse(ps.endpoint).netloc, connection_timeout=budget, network_timeout=budget)
+    return tc.InferenceServerClient(
+        urlparse(ps.endpoint).netloc, connection_timeout=budget, network_timeout=budget
+    )
 
 
 def _close(client: Any) -> None:
@@ -203,7 +259,9 @@ def _close(client: Any) -> None:
         pass
 
 
-def repository_drift(client: Any, declared: tuple[str, ...]) -> tuple[TritonDrift | None, str | None]:
+def repository_drift(
+    client: Any, declared: tuple[str, ...]
+) -> tuple[TritonDrift | None, str | None]:
     """The repository index against the declared models: (drift, or why it is unknown)."""
     try:
         index = client.get_model_repository_index()
@@ -211,15 +269,25 @@ def repository_drift(client: Any, declared: tuple[str, ...]) -> tuple[TritonDrif
         return None, f"POST /v2/repository/index: {type(exc).__name__}"
     states: dict[str, list[tuple[str, str]]] = {}
     for entry in index or []:
-        states.setdefault(str(entry.get("name", "")), []).append((str(entry.get("state", "")), str(entry.get("reason", ""))))
+        states.setdefault(str(entry.get("name", "")), []).append(
+            (str(entry.get("state", "")), str(entry.get("reason", "")))
+        )
     missing = tuple(m for m in declared if m not in states)
     not_ready = []
     for m in declared:
         seen = states.get(m)
         if seen and not any(s == "READY" for s, _ in seen):
             state, reason = seen[0]
-            not_ready.append((m, f"is {state or 'not loaded'}" + (f" ({reason})" if reason else "")))
-    extra = tuple(sorted(n for n, seen in states.items() if n not in declared and any(s == "READY" for s, _ in seen)))
+            not_ready.append(
+                (m, f"is {state or 'not loaded'}" + (f" ({reason})" if reason else ""))
+            )
+    extra = tuple(
+        sorted(
+            n
+            for n, seen in states.items()
+            if n not in declared and any(s == "READY" for s, _ in seen)
+        )
+    )
     return TritonDrift(missing, tuple(not_ready), extra), None
 
 
@@ -246,7 +314,9 @@ def _infer(client: Any, sample: Sample) -> str | None:
                 return f"infer {sample.model}: the model has no input {name}"
             if dtype == "BYTES":
                 arr = np.array(values, dtype=object)
-                arr = np.vectorize(lambda v: v if isinstance(v, bytes) else str(v).encode(), otypes=[object])(arr)
+                arr = np.vectorize(
+                    lambda v: v if isinstance(v, bytes) else str(v).encode(), otypes=[object]
+                )(arr)
             else:
                 arr = np.array(values, dtype=triton_to_np_dtype(dtype))
             item = tc.InferInput(name, list(arr.shape), dtype)
@@ -255,7 +325,9 @@ def _infer(client: Any, sample: Sample) -> str | None:
         client.infer(sample.model, inputs)
     except Exception as exc:
         text = str(exc).strip().splitlines()
-        return f"infer {sample.model}: {type(exc).__name__}" + (f": {text[0][:200]}" if text else "")
+        return f"infer {sample.model}: {type(exc).__name__}" + (
+            f": {text[0][:200]}" if text else ""
+        )
     return None
 
 
@@ -264,11 +336,22 @@ def _unique(failures: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [f for f in failures if not (f[1] in seen or seen.add(f[1]))]  # type: ignore[func-returns-value]
 
 
-def _result(failures: list[tuple[str, str]], degraded: list[str] | None = None, drift: TritonDrift | None = None) -> ProbeResult:
+def _result(
+    failures: list[tuple[str, str]],
+    degraded: list[str] | None = None,
+    drift: TritonDrift | None = None,
+) -> ProbeResult:
     if not failures:
         return ProbeResult(True, "ready", degraded=tuple(degraded or ()), drift=drift)
     problems = tuple(why for _, why in failures)
-    return ProbeResult(False, "; ".join(problems), failures[0][0], problems=problems, degraded=tuple(degraded or ()), drift=drift)
+    return ProbeResult(
+        False,
+        "; ".join(problems),
+        failures[0][0],
+        problems=problems,
+        degraded=tuple(degraded or ()),
+        drift=drift,
+    )
 
 
 def _with(result: ProbeResult, degraded: list[str], drift: TritonDrift | None) -> ProbeResult:

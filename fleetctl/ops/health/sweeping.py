@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import Plan
@@ -56,23 +57,32 @@ class Swept:
     """A report with what it was made from (for `heal`)."""
 
     report: HealthReport
-    loaded: "LoadedInventory"
+    loaded: LoadedInventory
     observed: ObservedFleet
     plan: Plan
     targets: tuple[Target, ...]
     memory: HealthMemory | None
 
 
-def hosts_of(inventory: "Inventory", observed: ObservedFleet) -> tuple[HostHealth, ...]:
+def hosts_of(inventory: Inventory, observed: ObservedFleet) -> tuple[HostHealth, ...]:
     out = []
     for h in inventory.hosts:
         o = observed.hosts.get(h.name)
-        out.append(HostHealth(h.name, o.reachable, o.error) if o else HostHealth(h.name, False, "not observed"))
+        out.append(
+            HostHealth(h.name, o.reachable, o.error)
+            if o
+            else HostHealth(h.name, False, "not observed")
+        )
     return tuple(out)
 
 
 def bounded(
-    items: Sequence[Target], call: Callable[[Target], object], *, workers: int, per_item_s: float, fallback: Callable[[float], object]
+    items: Sequence[Target],
+    call: Callable[[Target], object],
+    *,
+    workers: int,
+    per_item_s: float,
+    fallback: Callable[[float], object],
 ) -> dict[ReplicaKey, object]:
     """`call` on every item, at most `workers` at a time, all within the waves' deadline;
     an item not done by then gets `fallback(deadline)`."""
@@ -128,7 +138,7 @@ def read_facts(
 
 def sweep(
     path: str | Path,
-    observe: "Observer",
+    observe: Observer,
     probe: Probe | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     known_runtimes: list[str] | None = None,
@@ -141,7 +151,7 @@ def sweep(
 
 def run_sweep(
     path: str | Path,
-    observe: "Observer",
+    observe: Observer,
     probe: Probe | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     known_runtimes: list[str] | None = None,
@@ -171,7 +181,9 @@ def run_sweep(
     own_prober = probe is None
     preloading = None
     if own_prober:  # the clients' imports (tritonclient: ~0.4 s) overlap the observation
-        preloading = threading.Thread(target=preload, args=({m.runtime for m in inv.models},), daemon=True)
+        preloading = threading.Thread(
+            target=preload, args=({m.runtime for m in inv.models},), daemon=True
+        )
         preloading.start()
     observed = observe(inv)
     hosts = hosts_of(inv, observed)
@@ -180,7 +192,9 @@ def run_sweep(
         # Their GPUs are discovered on the host, so without them there is no plan to
         # measure against; the hosts are the problem, and the exit code says so.
         errors = "; ".join(f"{h.host}: {h.error}" for h in dark_auto)
-        raise HostUnreachableError(f"host(s) with 'gpus: auto' unreachable, cannot tell what should run there ({errors})")
+        raise HostUnreachableError(
+            f"host(s) with 'gpus: auto' unreachable, cannot tell what should run there ({errors})"
+        )
     plan = build_plan(loaded, observed, holds=read_holds(state_path))
     ts = targets(plan, inv, observed)
     store = HealthMemory(state_path, inv.fleet) if state_path is not None else None
@@ -191,7 +205,9 @@ def run_sweep(
         preloading.join()
     facts = facts or DockerFacts(inv)
     try:
-        with ThreadPoolExecutor(max_workers=2) as background:  # front doors and Docker beside the probes
+        with ThreadPoolExecutor(
+            max_workers=2
+        ) as background:  # front doors and Docker beside the probes
             doors_later = background.submit(front_door_health, plan, observed, prober, timeout_s)
             facts_later = background.submit(read_facts, ts, facts, before, timeout_s)
             probes = probe_targets(ts, prober, timeout_s, concurrency)
@@ -207,8 +223,11 @@ def run_sweep(
     if store is None:
         judged, _, _ = judge_all(seen, {}, now=now, failures_needed=1, grace=grace)
     else:
+
         def decide(memory: Mapping[ReplicaKey, Memory]):  # type: ignore[no-untyped-def]
-            out, kept, events = judge_all(seen, memory, now=now, failures_needed=failures, grace=grace)
+            out, kept, events = judge_all(
+                seen, memory, now=now, failures_needed=failures, grace=grace
+            )
             return kept, events, out
 
         kwargs = {} if retention_days is None else {"retention_days": retention_days}
@@ -226,27 +245,35 @@ def run_sweep(
     return Swept(report, loaded, observed, plan, tuple(ts), store)
 
 
-def front_door_health(plan: Plan, observed: ObservedFleet, probe: Probe, timeout_s: float) -> tuple[FrontDoorHealth, ...]:
+def front_door_health(
+    plan: Plan, observed: ObservedFleet, probe: Probe, timeout_s: float
+) -> tuple[FrontDoorHealth, ...]:
     """Each host's front door: its container, its own status endpoint, and whether it
     serves the routes the plan says it should."""
     from fleetctl.runtimes.front_door import render_front_door
 
-    def one(site: "FrontDoorSite") -> FrontDoorHealth:
+    def one(site: FrontDoorSite) -> FrontDoorHealth:
         host = observed.hosts.get(site.host)
         if host is None or not host.reachable:
             return FrontDoorHealth(site.host, site.url, ReplicaState.UNKNOWN, "host unreachable")
         door = next(iter(sorted(host.front_doors, key=lambda f: not f.running)), None)
         if door is None:
-            return FrontDoorHealth(site.host, site.url, ReplicaState.MISSING, "no front door container")
+            return FrontDoorHealth(
+                site.host, site.url, ReplicaState.MISSING, "no front door container"
+            )
         current = door.routes_hash == plan.routes_hash
         if not door.running:
-            return FrontDoorHealth(site.host, site.url, ReplicaState.STOPPED, f"container {door.state}", current)
+            return FrontDoorHealth(
+                site.host, site.url, ReplicaState.STOPPED, f"container {door.state}", current
+            )
         try:
             result = probe(ProbeSpec(render_front_door(site), runtime="front-door"), timeout_s)
         except Exception as exc:
             result = ProbeResult(False, f"probe failed: {type(exc).__name__}")
         state = ReplicaState.HEALTHY if result.ok else ReplicaState.UNHEALTHY
-        detail = result.detail if current else f"{result.detail}; routes are stale (apply reloads them)"
+        detail = (
+            result.detail if current else f"{result.detail}; routes are stale (apply reloads them)"
+        )
         return FrontDoorHealth(site.host, site.url, state, detail, current)
 
     sites = plan.front_door_sites

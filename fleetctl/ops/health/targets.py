@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from fleetctl.core.inventory import Inventory
 
 
-def targets(plan: Plan, inventory: "Inventory", observed: ObservedFleet) -> list[Target]:
+def targets(plan: Plan, inventory: Inventory, observed: ObservedFleet) -> list[Target]:
     """Every desired replica, with its container and a spec to probe it by."""
     from fleetctl.ops.rendering import shared_gpus
 
@@ -26,10 +26,20 @@ def targets(plan: Plan, inventory: "Inventory", observed: ObservedFleet) -> list
     for d in plan.deployments:
         for replica in range(d.replicas):
             action = by_key.get((d.name, replica))
-            base = Target(d.name, replica, "", runtime=d.runtime, expected_profile=_nim(d).get("model_profile"))
+            base = Target(
+                d.name,
+                replica,
+                "",
+                runtime=d.runtime,
+                expected_profile=_nim(d).get("model_profile"),
+            )
             if action is None:
                 reasons = unplaced.get((d.name, replica))
-                note = "not placed: " + "; ".join(reasons.reasons) if reasons and reasons.reasons else "not placed"
+                note = (
+                    "not placed: " + "; ".join(reasons.reasons)
+                    if reasons and reasons.reasons
+                    else "not placed"
+                )
                 out.append(_unseen(plan, base, "", note))
                 continue
             if action.kind is ActionKind.CREATE:
@@ -46,7 +56,16 @@ def targets(plan: Plan, inventory: "Inventory", observed: ObservedFleet) -> list
                 continue
             drift = action.reason if action.kind is ActionKind.RECREATE else None
             probe = _probe_for(plan, inventory, action, c, shared)
-            out.append(replace(base, host=c.host, container=c, probe=probe, drift=drift, grace_s=probe.spec.startup_timeout_s))
+            out.append(
+                replace(
+                    base,
+                    host=c.host,
+                    container=c,
+                    probe=probe,
+                    drift=drift,
+                    grace_s=probe.spec.startup_timeout_s,
+                )
+            )
     return out
 
 
@@ -57,7 +76,9 @@ def _nim(d: Deployment) -> dict:  # type: ignore[type-arg]
 def _unseen(plan: Plan, base: Target, host: str, note: str) -> Target:
     """No container found: unknown when a host it may live on could not be asked."""
     d = plan.deployment(base.deployment)
-    dark = sorted(h.name for h in plan.hosts if h.name in plan.unreachable and h.matches(d.selector))
+    dark = sorted(
+        h.name for h in plan.hosts if h.name in plan.unreachable and h.matches(d.selector)
+    )
     if dark:
         why = "; ".join(f"host {h} unreachable: {plan.unreachable[h]}" for h in dark)
         return replace(base, host=host, unreachable=f"no container on reachable hosts ({why})")
@@ -65,7 +86,11 @@ def _unseen(plan: Plan, base: Target, host: str, note: str) -> Target:
 
 
 def _probe_for(
-    plan: Plan, inventory: "Inventory", action: Action, c: ObservedContainer, shared: set[tuple[str, int]]
+    plan: Plan,
+    inventory: Inventory,
+    action: Action,
+    c: ObservedContainer,
+    shared: set[tuple[str, int]],
 ) -> ProbeSpec:
     from fleetctl.ops.rendering import render_action
 
@@ -77,7 +102,11 @@ def _probe_for(
     if c.port is None and c.endpoint:
         spec = replace(spec, endpoint=c.endpoint)
     d = plan.deployment(action.deployment)
-    triton = tuple((d.settings.get("triton") or {}).get("models") or [d.model]) if d.runtime == "triton" else ()
+    triton = (
+        tuple((d.settings.get("triton") or {}).get("models") or [d.model])
+        if d.runtime == "triton"
+        else ()
+    )
     return ProbeSpec(
         spec=spec,
         runtime=d.runtime,
@@ -88,7 +117,7 @@ def _probe_for(
     )
 
 
-def _sample(inventory: "Inventory", d: Deployment, triton: tuple[str, ...]) -> Sample | None:
+def _sample(inventory: Inventory, d: Deployment, triton: tuple[str, ...]) -> Sample | None:
     from fleetctl.core.schedule import model_of
     from fleetctl.core.triton_servers import members_of
 

@@ -22,8 +22,9 @@ The rules, in order:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from fleetctl.core.plan import Plan
 from fleetctl.errors import ExitCode
@@ -41,7 +42,9 @@ from fleetctl.ops.health.model import (
 from fleetctl.state.health_store import Event, Memory
 
 
-def classify_replica(t: Target, probe: ProbeResult | None, facts: ContainerFacts | None = None) -> ReplicaHealth:
+def classify_replica(
+    t: Target, probe: ProbeResult | None, facts: ContainerFacts | None = None
+) -> ReplicaHealth:
     """What this sweep saw of the replica, on its own."""
     c = t.container
     facts = facts or ContainerFacts()
@@ -61,7 +64,9 @@ def classify_replica(t: Target, probe: ProbeResult | None, facts: ContainerFacts
         sla_ms=t.probe.sla_ms if t.probe else None,
     )
     if t.unreachable is not None:
-        return ReplicaHealth(state=ReplicaState.UNKNOWN, detail=t.unreachable, reasons=(t.unreachable,), **base)
+        return ReplicaHealth(
+            state=ReplicaState.UNKNOWN, detail=t.unreachable, reasons=(t.unreachable,), **base
+        )
     if c is None:
         note = t.note or "no container"
         return ReplicaHealth(state=ReplicaState.MISSING, detail=note, reasons=(note,), **base)
@@ -85,10 +90,21 @@ def classify_replica(t: Target, probe: ProbeResult | None, facts: ContainerFacts
     if not probe.ok:
         problems = tuple(probe.problems) or (probe.detail,)
         return ReplicaHealth(
-            state=ReplicaState.UNHEALTHY, detail=probe.detail, check=probe.check, reasons=problems + degraded, **timed, **base
+            state=ReplicaState.UNHEALTHY,
+            detail=probe.detail,
+            check=probe.check,
+            reasons=problems + degraded,
+            **timed,
+            **base,
         )
     if degraded:
-        return ReplicaHealth(state=ReplicaState.DEGRADED, detail="; ".join(degraded), reasons=degraded, **timed, **base)
+        return ReplicaHealth(
+            state=ReplicaState.DEGRADED,
+            detail="; ".join(degraded),
+            reasons=degraded,
+            **timed,
+            **base,
+        )
     return ReplicaHealth(state=ReplicaState.HEALTHY, detail=probe.detail, **timed, **base)
 
 
@@ -108,27 +124,42 @@ def judge(
 
     same_run = prev is not None and bool(r.container_id) and prev.container_id == r.container_id
     rose = 0
-    if same_run and prev is not None and prev.restart_count is not None and r.restart_count is not None:
+    if (
+        same_run
+        and prev is not None
+        and prev.restart_count is not None
+        and r.restart_count is not None
+    ):
         rose = max(0, r.restart_count - prev.restart_count)
     crashes = (prev.crashes + 1 if prev else 1) if rose else 0
     reasons = list(r.reasons)
     if rose:
         reasons.insert(
-            0, f"crash loop: restarted {rose} time{'s' if rose > 1 else ''} since the last sweep (restart count {r.restart_count})"
+            0,
+            f"crash loop: restarted {rose} time{'s' if rose > 1 else ''} since the last sweep (restart count {r.restart_count})",
         )
     failures = prev.failures if prev else 0
     age = now - r.started_at if r.started_at is not None else None
     # A run that has been judged past "starting" (it served, or failed after its grace)
     # never goes back to it: the grace is for a start, not for a fall.
     same_start = (
-        same_run and prev is not None and prev.started_at is not None and r.started_at is not None
+        same_run
+        and prev is not None
+        and prev.started_at is not None
+        and r.started_at is not None
         and abs(prev.started_at - r.started_at) < 1e-3
     )
-    started_before = same_start and prev is not None and prev.verdict not in (Verdict.STARTING.value, Verdict.UNKNOWN.value)
+    started_before = (
+        same_start
+        and prev is not None
+        and prev.verdict not in (Verdict.STARTING.value, Verdict.UNKNOWN.value)
+    )
     young = age is not None and 0 <= age < grace_s and not started_before
     if rose == 0 and r.state is ReplicaState.UNHEALTHY and young:
         verdict = Verdict.STARTING
-        reasons.insert(0, f"starting: started {age:.0f} s ago, within its {grace_s:g} s start-up grace")
+        reasons.insert(
+            0, f"starting: started {age:.0f} s ago, within its {grace_s:g} s start-up grace"
+        )
     elif rose or r.state in FAILED:
         failures += 1
         verdict = Verdict.CRITICAL if failures >= failures_needed else Verdict.FAILING
@@ -166,7 +197,16 @@ def judge(
         was = prev.verdict if prev else "new"
         why = "; ".join(reasons) or r.detail
         latency = None if r.request_latency_s is None else round(r.request_latency_s * 1000, 1)
-        event = Event(now, r.deployment, r.replica, r.host, "verdict", verdict.value, f"{was} -> {verdict.value}: {why}", latency)
+        event = Event(
+            now,
+            r.deployment,
+            r.replica,
+            r.host,
+            "verdict",
+            verdict.value,
+            f"{was} -> {verdict.value}: {why}",
+            latency,
+        )
     return out, memory, event
 
 
@@ -180,7 +220,13 @@ def judge_all(
 ) -> tuple[list[ReplicaHealth], dict[tuple[str, int], Memory], list[Event]]:
     judged, kept, events = [], {}, []
     for r in replicas:
-        out, m, e = judge(r, memory.get(r.key), now=now, failures_needed=failures_needed, grace_s=grace.get(r.key, 0.0))
+        out, m, e = judge(
+            r,
+            memory.get(r.key),
+            now=now,
+            failures_needed=failures_needed,
+            grace_s=grace.get(r.key, 0.0),
+        )
         judged.append(out)
         kept[r.key] = m
         if e is not None:
@@ -193,7 +239,9 @@ def classify(plan: Plan, replicas: Sequence[ReplicaHealth]) -> tuple[DeploymentH
     for r in replicas:
         by_dep.setdefault(r.deployment, []).append(r)
     return tuple(
-        DeploymentHealth(d.name, d.replicas, tuple(sorted(by_dep.get(d.name, []), key=lambda r: r.replica)))
+        DeploymentHealth(
+            d.name, d.replicas, tuple(sorted(by_dep.get(d.name, []), key=lambda r: r.replica))
+        )
         for d in plan.deployments
     )
 
@@ -209,6 +257,8 @@ def exit_code(report: HealthReport) -> ExitCode:
         return ExitCode.UNHEALTHY
     if any(r.verdict in (Verdict.DEGRADED, Verdict.FAILING) or r.key in healed for r in replicas):
         return ExitCode.DEGRADED
-    if any(r.verdict is Verdict.UNKNOWN for r in replicas) or any(not h.reachable for h in report.hosts):
+    if any(r.verdict is Verdict.UNKNOWN for r in replicas) or any(
+        not h.reachable for h in report.hosts
+    ):
         return ExitCode.HOST_UNREACHABLE
     return ExitCode.OK

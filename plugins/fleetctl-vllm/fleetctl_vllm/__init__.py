@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from fleetctl.core.fleet import Deployment
 from fleetctl.runtimes.hookspecs import hookimpl
-from fleetctl.runtimes.spec import ContainerSpec, RenderContext, Routing, http_health, merged_env, ports_for, secret_env_from, startup_budget
+from fleetctl.runtimes.spec import (
+    ContainerSpec,
+    RenderContext,
+    Routing,
+    http_health,
+    merged_env,
+    ports_for,
+    secret_env_from,
+    startup_budget,
+)
 
 CONTAINER_PORT = 8000
 

@@ -45,7 +45,6 @@ import signal
 import sys
 import threading
 import time
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 STANDIN_RELEASE = "1.0.0-standin"
@@ -127,7 +126,9 @@ class Config:
         try:
             self.port = int(port_raw)
         except ValueError:
-            raise StartupError(f"invalid port {port_raw!r} (NIM_SERVER_PORT / NIM_HTTP_API_PORT)") from None
+            raise StartupError(
+                f"invalid port {port_raw!r} (NIM_SERVER_PORT / NIM_HTTP_API_PORT)"
+            ) from None
         if not 0 < self.port < 65536:
             raise StartupError(f"port {self.port} out of range")
         self.host = _env("NIM_HOST", "0.0.0.0")
@@ -162,7 +163,9 @@ def select_profile(cfg: Config) -> tuple[str, str]:
             return requested, PROFILES[requested]
         if requested in PROFILES.values():
             return _profile_id(requested), requested
-        LOG.warning("NIM_MODEL_PROFILE=%s is not in the stand-in's manifest; using it as given", requested)
+        LOG.warning(
+            "NIM_MODEL_PROFILE=%s is not in the stand-in's manifest; using it as given", requested
+        )
         return requested, requested
     name = f"tensorrt_llm-h100-fp8-tp{tp}-latency"
     if name not in OPTIMIZED_PROFILES:
@@ -185,7 +188,7 @@ class Metrics:
             key = (path, code)
             self.requests[key] = self.requests.get(key, 0) + 1
 
-    def render(self, state: "State") -> str:
+    def render(self, state: State) -> str:
         with self.lock:
             lines = [
                 "# HELP nim_standin_http_requests_total HTTP requests served by the NIM stand-in.",
@@ -290,29 +293,46 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self._json(503, {"object": "health.response", "message": "Service is not ready."})
         elif path == "/v1/models":
-            self._json(200, {
-                "object": "list",
-                "data": [{
-                    "id": st.cfg.model,
-                    "object": "model",
-                    "created": st.created,
-                    "owned_by": "system",
-                    "root": st.cfg.model,
-                    "parent": None,
-                    "max_model_len": st.cfg.max_model_len,
-                }],
-            })
+            self._json(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": st.cfg.model,
+                            "object": "model",
+                            "created": st.created,
+                            "owned_by": "system",
+                            "root": st.cfg.model,
+                            "parent": None,
+                            "max_model_len": st.cfg.max_model_len,
+                        }
+                    ],
+                },
+            )
         elif path == "/v1/metrics":
-            self._send(200, st.metrics.render(st).encode(), "text/plain; version=0.0.4; charset=utf-8")
+            self._send(
+                200, st.metrics.render(st).encode(), "text/plain; version=0.0.4; charset=utf-8"
+            )
         elif path == "/v1/version":
-            self._json(200, {"release": STANDIN_RELEASE, "api": API_VERSION,
-                             "standin": True, "image_version": st.cfg.image_version})
+            self._json(
+                200,
+                {
+                    "release": STANDIN_RELEASE,
+                    "api": API_VERSION,
+                    "standin": True,
+                    "image_version": st.cfg.image_version,
+                },
+            )
         elif path == "/v1/metadata":
-            self._json(200, {
-                "modelInfo": [{"modelUrl": "", "shortName": st.cfg.model}],
-                "profile": {"id": st.profile_id, "name": st.profile_name},
-                "standin": True,
-            })
+            self._json(
+                200,
+                {
+                    "modelInfo": [{"modelUrl": "", "shortName": st.cfg.model}],
+                    "profile": {"id": st.profile_id, "name": st.profile_name},
+                    "standin": True,
+                },
+            )
         else:
             self._error(404, f"no route for GET {path}", "not_found_error")
 
@@ -344,8 +364,14 @@ class Handler(BaseHTTPRequestHandler):
                 self._error(400, "messages must be a non-empty list")
                 return
             prompt_parts = [str(m.get("content", "")) for m in messages if isinstance(m, dict)]
-            last_user = next((str(m.get("content", "")) for m in reversed(messages)
-                              if isinstance(m, dict) and m.get("role") == "user"), prompt_parts[-1])
+            last_user = next(
+                (
+                    str(m.get("content", ""))
+                    for m in reversed(messages)
+                    if isinstance(m, dict) and m.get("role") == "user"
+                ),
+                prompt_parts[-1],
+            )
             prompt_text = " ".join(prompt_parts)
             text = _completion_text(last_user, max_tokens)
         else:
@@ -364,20 +390,25 @@ class Handler(BaseHTTPRequestHandler):
             digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
             prompt_tokens = len(_tokens(prompt_text))
             completion_tokens = len(_tokens(text))
-            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                     "total_tokens": prompt_tokens + completion_tokens}
+            usage = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            }
             if path == "/v1/chat/completions":
                 result = {
                     "id": "chatcmpl-" + digest,
                     "object": "chat.completion",
                     "created": int(time.time()),
                     "model": st.cfg.model,
-                    "choices": [{
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "logprobs": None,
-                        "finish_reason": "stop",
-                    }],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "logprobs": None,
+                            "finish_reason": "stop",
+                        }
+                    ],
                     "usage": usage,
                 }
             else:
@@ -386,7 +417,9 @@ class Handler(BaseHTTPRequestHandler):
                     "object": "text_completion",
                     "created": int(time.time()),
                     "model": st.cfg.model,
-                    "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}],
+                    "choices": [
+                        {"index": 0, "text": text, "logprobs": None, "finish_reason": "stop"}
+                    ],
                     "usage": usage,
                 }
             if body.get("stream"):
@@ -417,13 +450,20 @@ class Handler(BaseHTTPRequestHandler):
             piece = word if i == 0 else " " + word
             choice = {"index": 0, "finish_reason": "stop" if i == len(words) - 1 else None}
             if chat:
-                choice["delta"] = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+                choice["delta"] = (
+                    {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+                )
                 obj = "chat.completion.chunk"
             else:
                 choice["text"] = piece
                 obj = "text_completion"
-            chunk = {"id": result["id"], "object": obj, "created": result["created"],
-                     "model": result["model"], "choices": [choice]}
+            chunk = {
+                "id": result["id"],
+                "object": obj,
+                "created": result["created"],
+                "model": result["model"],
+                "choices": [choice],
+            }
             self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
@@ -434,8 +474,11 @@ class Handler(BaseHTTPRequestHandler):
 def _setup_logging() -> None:
     level = getattr(logging, (_env("NIM_LOG_LEVEL", "INFO") or "INFO").upper(), logging.INFO)
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter(
-        "%(levelname)s %(asctime)s.%(msecs)03d nim_standin] %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.setFormatter(
+        logging.Formatter(
+            "%(levelname)s %(asctime)s.%(msecs)03d nim_standin] %(message)s", "%Y-%m-%d %H:%M:%S"
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -444,7 +487,9 @@ def _setup_logging() -> None:
 def _loader(state: State) -> None:
     cfg = state.cfg
     if cfg.never_ready:
-        LOG.warning("STANDIN_NEVER_READY=1: the model will never finish loading; /v1/health/ready stays 503")
+        LOG.warning(
+            "STANDIN_NEVER_READY=1: the model will never finish loading; /v1/health/ready stays 503"
+        )
         return
     if cfg.start_delay:
         time.sleep(cfg.start_delay)
@@ -454,8 +499,10 @@ def _loader(state: State) -> None:
 
 def _crasher(seconds: float) -> None:
     time.sleep(seconds)
-    LOG.error("Engine core died unexpectedly (stand-in: STANDIN_CRASH_AFTER_S=%g); exiting with code 1",
-              seconds)
+    LOG.error(
+        "Engine core died unexpectedly (stand-in: STANDIN_CRASH_AFTER_S=%g); exiting with code 1",
+        seconds,
+    )
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -465,8 +512,11 @@ def _crasher(seconds: float) -> None:
 def main() -> int:
     _setup_logging()
     if not (os.environ.get("NGC_API_KEY") or "").strip():
-        print("ERROR: NGC_API_KEY is not set. Export your NGC API key and pass it to the container "
-              "with -e NGC_API_KEY (nim-standin refuses to start without it).", file=sys.stderr)
+        print(
+            "ERROR: NGC_API_KEY is not set. Export your NGC API key and pass it to the container "
+            "with -e NGC_API_KEY (nim-standin refuses to start without it).",
+            file=sys.stderr,
+        )
         return 1
     try:
         cfg = Config()
@@ -474,12 +524,24 @@ def main() -> int:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1
 
-    LOG.info("NIM stand-in %s (image version %s) - a stand-in for an NVIDIA NIM LLM container, not NIM",
-             STANDIN_RELEASE, cfg.image_version)
+    LOG.info(
+        "NIM stand-in %s (image version %s) - a stand-in for an NVIDIA NIM LLM container, not NIM",
+        STANDIN_RELEASE,
+        cfg.image_version,
+    )
     LOG.info("NGC_API_KEY: set (value not shown)")
-    LOG.info("NVIDIA_VISIBLE_DEVICES=%s", cfg.visible_devices if cfg.visible_devices is not None else "<unset>")
-    LOG.info("NIM_KVCACHE_PERCENT=%s", cfg.kvcache_percent if cfg.kvcache_percent is not None else "<unset>")
-    LOG.info("NIM_PASSTHROUGH_ARGS=%s", cfg.passthrough_args if cfg.passthrough_args is not None else "<unset>")
+    LOG.info(
+        "NVIDIA_VISIBLE_DEVICES=%s",
+        cfg.visible_devices if cfg.visible_devices is not None else "<unset>",
+    )
+    LOG.info(
+        "NIM_KVCACHE_PERCENT=%s",
+        cfg.kvcache_percent if cfg.kvcache_percent is not None else "<unset>",
+    )
+    LOG.info(
+        "NIM_PASSTHROUGH_ARGS=%s",
+        cfg.passthrough_args if cfg.passthrough_args is not None else "<unset>",
+    )
     LOG.info("NIM_MAX_MODEL_LEN=%d", cfg.max_model_len)
     if cfg.requested_profile:
         LOG.info("NIM_MODEL_PROFILE=%s", cfg.requested_profile)
@@ -506,10 +568,17 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
 
-    LOG.info("Serving model %s on http://%s:%d (live now, ready after load)", cfg.model, cfg.host, cfg.port)
+    LOG.info(
+        "Serving model %s on http://%s:%d (live now, ready after load)",
+        cfg.model,
+        cfg.host,
+        cfg.port,
+    )
     threading.Thread(target=_loader, args=(state,), daemon=True, name="loader").start()
     if cfg.crash_after is not None:
-        threading.Thread(target=_crasher, args=(cfg.crash_after,), daemon=True, name="crasher").start()
+        threading.Thread(
+            target=_crasher, args=(cfg.crash_after,), daemon=True, name="crasher"
+        ).start()
     try:
         httpd.serve_forever(poll_interval=0.2)
     finally:

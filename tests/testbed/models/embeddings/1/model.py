@@ -25,8 +25,14 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             texts = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
-            out = np.stack([embed(t if isinstance(t, bytes) else str(t).encode()) for t in texts]) \
-                if len(texts) else np.zeros((0, DIM), dtype=np.float32)
-            responses.append(pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor("EMBEDDING", out.astype(np.float32))]))
+            out = (
+                np.stack([embed(t if isinstance(t, bytes) else str(t).encode()) for t in texts])
+                if len(texts)
+                else np.zeros((0, DIM), dtype=np.float32)
+            )
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor("EMBEDDING", out.astype(np.float32))]
+                )
+            )
         return responses

@@ -21,7 +21,9 @@ class TritonPythonModel:
             passages = pb_utils.get_input_tensor_by_name(request, "PASSAGES").as_numpy().reshape(-1)
             q = _words(query[0]) if len(query) else set()
             scores = np.array(
-                [len(q & _words(p)) / len(q) if q else 0.0 for p in passages], dtype=np.float32)
-            responses.append(pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor("SCORES", scores)]))
+                [len(q & _words(p)) / len(q) if q else 0.0 for p in passages], dtype=np.float32
+            )
+            responses.append(
+                pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("SCORES", scores)])
+            )
         return responses

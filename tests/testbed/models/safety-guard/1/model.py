@@ -22,9 +22,15 @@ class TritonPythonModel:
         for request in requests:
             texts = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
             scores = np.array([_score(t) for t in texts], dtype=np.float32)
-            labels = np.array([b"unsafe" if s >= 0.5 else b"safe" for s in scores], dtype=np.object_)
-            responses.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor("LABEL", labels),
-                pb_utils.Tensor("SCORE", scores),
-            ]))
+            labels = np.array(
+                [b"unsafe" if s >= 0.5 else b"safe" for s in scores], dtype=np.object_
+            )
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.Tensor("LABEL", labels),
+                        pb_utils.Tensor("SCORE", scores),
+                    ]
+                )
+            )
         return responses
