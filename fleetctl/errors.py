@@ -7,6 +7,7 @@ bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum
 
 
@@ -50,8 +51,8 @@ class InventoryError(FleetctlError):
 
     exit_code = ExitCode.INVENTORY
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
         super().__init__("\n".join(problems))
 
 

@@ -110,7 +110,7 @@ def wait_ready(
         clock.sleep(interval_s)
 
 
-def front_door_status(url: str, timeout_s: float = 1.0) -> dict | None:  # type: ignore[type-arg]
+def front_door_status(url: str, timeout_s: float = 1.0) -> dict | None:
     """A front door's own status document (routes hash, backends, requests in flight);
     None when it cannot be read."""
     import httpx
@@ -167,7 +167,7 @@ def triton_member_of(endpoint: str, model: str, timeout_s: float = 1.0) -> str |
 def loaded_routes(
     url: str | None,
     read_loaded: Callable[[], bytes | None],
-    status: Callable[[str], dict | None] = front_door_status,  # type: ignore[type-arg]
+    status: Callable[[str], dict | None] = front_door_status,
 ) -> str | None:
     """The hash of the routes a front door last loaded (None: unknown): from its status
     endpoint when this machine reaches it (a few ms), else from its `loaded` file, read

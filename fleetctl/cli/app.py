@@ -98,7 +98,7 @@ def plan(
         raise typer.Exit(int(ExitCode.CHANGES_PENDING))
 
 
-def _explain_targets(p, name: str) -> list[str]:  # type: ignore[no-untyped-def]
+def _explain_targets(p, name: str) -> list[str]:
     from fleetctl.errors import NotFoundError
 
     names = [d.name for d in p.deployments if d.name == name or d.model == name]
@@ -113,18 +113,18 @@ def _explain_targets(p, name: str) -> list[str]:  # type: ignore[no-untyped-def]
     return names
 
 
-def _explain_json(p, name: str) -> list[dict]:  # type: ignore[no-untyped-def]
+def _explain_json(p, name: str) -> list[dict]:
     from dataclasses import asdict
 
     from fleetctl.core.explain import explain
 
-    out = []
+    out: list[dict] = []
     for dep in _explain_targets(p, name):
         out.extend(asdict(e) for e in explain(dep, p.deployments, p.hosts, p.placement))
     return out
 
 
-def _render_explain(console, p, name: str) -> None:  # type: ignore[no-untyped-def]
+def _render_explain(console, p, name: str) -> None:
     from fleetctl.core.explain import explain
 
     for dep in _explain_targets(p, name):

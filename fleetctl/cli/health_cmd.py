@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -129,7 +129,7 @@ def health(
 
     if history is not None:
         return show_history(inventory, history, output, state)
-    options = dict(
+    options: dict[str, Any] = dict(
         timeout_s=timeout,
         known_runtimes=runtime_names(),
         failures=failures,
@@ -150,7 +150,7 @@ def health(
     else:
         report = run_sweep(
             inventory, observe_fleet, state_path=state_path(state, inventory), **options
-        ).report  # type: ignore[arg-type]
+        ).report
     if output is Output.json:
         render.print_json(report_to_json(report))
     else:
@@ -306,7 +306,7 @@ def show_history(inventory: Path, name: str, output: Output, state: Path | None)
         raise NotFoundError(
             f"no health history of {name} in {state_path(state, inventory)} (sweeps record verdict changes there)"
         )
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "at": datetime.fromtimestamp(e.at, UTC).isoformat(timespec="seconds"),
             "deployment": e.deployment,

@@ -49,13 +49,13 @@ def known_runtimes() -> list[str]:
     return runtime_names()
 
 
-def observer() -> Callable:  # type: ignore[type-arg]
+def observer() -> Callable:
     from fleetctl.adapters.observe import observe_fleet
 
     return observe_fleet
 
 
-def state_path(state: Path | str | None, inventory: Path | None = None):  # type: ignore[no-untyped-def]
+def state_path(state: Path | str | None, inventory: Path | None = None):
     """The state location (a SQLite `Path` or a PostgreSQL `DatabaseURL`); by default
     beside `inventory`."""
     from fleetctl.state.paths import resolve_state_path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -26,11 +27,11 @@ class _Progress:
     """The rollout reporter for the CLI, started once the user said yes: a live display
     on a terminal, one line per finished step otherwise (logs, CI, cron)."""
 
-    def __init__(self, console) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, console) -> None:
         self.console = console
-        self.live = None
+        self.live: Any = None  # a RichReporter while a terminal shows progress
 
-    def start(self, actions) -> None:  # type: ignore[no-untyped-def]
+    def start(self, actions) -> None:
         if not self.console.is_terminal:
             return
         from fleetctl.cli.progress import RichReporter
@@ -38,11 +39,11 @@ class _Progress:
         self.live = RichReporter(self.console, actions)
         self.live.__enter__()
 
-    def step_started(self, action) -> None:  # type: ignore[no-untyped-def]
+    def step_started(self, action) -> None:
         if self.live:
             self.live.step_started(action)
 
-    def step_finished(self, outcome) -> None:  # type: ignore[no-untyped-def]
+    def step_finished(self, outcome) -> None:
         if self.live:
             self.live.step_finished(outcome)
             return
@@ -60,7 +61,7 @@ class _Progress:
             self.live.__exit__(None, None, None)
 
 
-def _stopping(console) -> None:  # type: ignore[no-untyped-def]
+def _stopping(console) -> None:
     render.stderr_console().print(
         "stopping: the steps in flight finish and are recorded; no new step starts (again to exit at once)",
         markup=False,
@@ -84,7 +85,7 @@ def apply(
     console = render.stderr_console() if output is Output.json else render.stdout_console()
     progress = _Progress(console)
 
-    def confirm(p) -> bool:  # type: ignore[no-untyped-def]
+    def confirm(p) -> bool:
         if output is Output.table:
             render.render_plan(console, p)
         # A saved plan was already reviewed when it was made.
@@ -141,7 +142,7 @@ def rollback(
     console = render.stderr_console() if output is Output.json else render.stdout_console()
     progress = _Progress(console)
 
-    def confirm(p, number: int) -> bool:  # type: ignore[no-untyped-def]
+    def confirm(p, number: int) -> bool:
         if output is Output.table:
             render.render_actions(console, p, show_keep=False)
             render.render_notes(console, p)
@@ -210,7 +211,7 @@ def history(
         render.render_history(render.stdout_console(), data)
 
 
-def _report_apply(console, result, output: Output, extra: dict | None = None) -> None:  # type: ignore[no-untyped-def]
+def _report_apply(console, result, output: Output, extra: dict | None = None) -> None:
     from fleetctl.core.plan import plan_to_json
 
     failed = result.failed
@@ -326,7 +327,7 @@ def down(
 
     console = render.stderr_console() if output is Output.json else render.stdout_console()
 
-    def confirm(removals) -> bool:  # type: ignore[no-untyped-def]
+    def confirm(removals) -> bool:
         if output is Output.table:
             for a in removals:
                 console.print(

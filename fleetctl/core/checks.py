@@ -54,15 +54,17 @@ def semantic_problems(
 ) -> list[str]:
     problems: list[str] = []
 
-    for kind, items in (("host", inv.hosts), ("model", inv.models)):
-        dups = _duplicates(x.name for x in items)
+    host_names = [h.name for h in inv.hosts]
+    model_names = [m.name for m in inv.models]
+    for kind, names in (("host", host_names), ("model", model_names)):
+        dups = _duplicates(names)
         seen: set[str] = set()
-        for i, x in enumerate(items):
-            if x.name in dups and x.name in seen:
+        for i, name in enumerate(names):
+            if name in dups and name in seen:
                 problems.append(
-                    pos.problem((f"{kind}s", i, "name"), f"duplicate {kind} name {x.name!r}")
+                    pos.problem((f"{kind}s", i, "name"), f"duplicate {kind} name {name!r}")
                 )
-            seen.add(x.name)
+            seen.add(name)
 
     problems.extend(host_problems(inv, pos))
     problems.extend(secret_problems(inv, pos))

@@ -220,7 +220,7 @@ def front_door_actions(
         blocked = unreachable.get(host)
         extras = seen if site is None else seen[1:]
         if site is not None:
-            base = dict(
+            base: dict[str, Any] = dict(
                 host=host, url=site.url, port=site.port, spec_hash=site.spec_hash(), blocked=blocked
             )
             current = seen[0] if seen else None

@@ -349,7 +349,7 @@ def make_plan(
         h = spec_hash(d, a.host, a.gpus, port)
         existing = current.pop((a.deployment, a.replica), [])
         blocked = unreachable.get(a.host)
-        base = dict(
+        base: dict[str, Any] = dict(
             deployment=a.deployment,
             replica=a.replica,
             host=a.host,
@@ -601,7 +601,7 @@ def gpu_map(plan: Plan) -> list[dict[str, Any]]:
         gpus = []
         for g in h.gpus:
             here = sorted(tenants.get((h.name, g.index), []), key=lambda t: (t[0].name, t[1]))
-            rows = []
+            rows: list[dict[str, Any]] = []
             for d, r in here:
                 others = [o for o, _ in here if o is not d]
                 p95 = predicted_p95(d, g, others) if d.sla_ms or d.latency_ms else None

@@ -118,7 +118,7 @@ class Executor:
     max_parallel: Mapping[str, int]
     clock: Clock = SystemClock()
     interval_s: float = 0.5
-    check: Callable = probe  # type: ignore[type-arg]
+    check: Callable = probe
     port_taken: Callable[[str], bool] = port_answers
     router: RouterAPI = field(default_factory=NoRouter)
 

@@ -89,5 +89,5 @@ class NimRuntime:
 
 
 @hookimpl
-def register_runtimes(register) -> None:  # type: ignore[no-untyped-def]
+def register_runtimes(register) -> None:
     register(NimRuntime())

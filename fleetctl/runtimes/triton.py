@@ -93,5 +93,5 @@ class TritonRuntime:
 
 
 @hookimpl
-def register_runtimes(register) -> None:  # type: ignore[no-untyped-def]
+def register_runtimes(register) -> None:
     register(TritonRuntime())

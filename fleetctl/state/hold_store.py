@@ -26,8 +26,11 @@ from fleetctl.state.records import hold_from_row
 class HoldsMixin:
     """Hold CRUD for `StateStore`."""
 
-    def _write(self) -> AbstractContextManager[Session]: ...  # provided by StateStore
-    def _read(self) -> AbstractContextManager[Session]: ...  # provided by StateStore
+    def _write(self) -> AbstractContextManager[Session]:  # provided by StateStore
+        raise NotImplementedError
+
+    def _read(self) -> AbstractContextManager[Session]:  # provided by StateStore
+        raise NotImplementedError
 
     def set_hold(
         self,
@@ -71,7 +74,7 @@ class HoldsMixin:
     def holds(self) -> list[Hold]:
         """Every hold, by model."""
         with self._read() as session:
-            rows = session.exec(select(HoldRow).order_by(HoldRow.model))  # type: ignore[arg-type]
+            rows = session.exec(select(HoldRow).order_by(HoldRow.model))
             return [hold_from_row(r) for r in rows]
 
     def hold(self, model: str) -> Hold | None:

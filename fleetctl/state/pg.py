@@ -39,8 +39,9 @@ def connect(url: DatabaseURL, *, autocommit: bool = False) -> psycopg.Connection
     import psycopg
 
     conninfo, extra = url.conninfo()
+    params: dict[str, Any] = dict(extra)  # connection parameters kept out of the string
     try:
-        return psycopg.connect(conninfo, autocommit=autocommit, **extra)
+        return psycopg.connect(conninfo, autocommit=autocommit, **params)
     except psycopg.Error as exc:
         raise StateError(
             f"state {url}: cannot connect: {_reason(exc, extra.get('password'))}"

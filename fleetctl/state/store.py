@@ -270,7 +270,7 @@ class StateStore(HoldsMixin):
         with self._write() as session:
             for h in hosts:
                 row = session.get(KnownHost, (fleet, h["name"])) or KnownHost(
-                    fleet=fleet, name=h["name"], host_json=""
+                    fleet=fleet, name=h["name"], host_json="", last_used=_now()
                 )
                 row.host_json, row.last_used = _dumps(h), _now()
                 session.add(row)

@@ -37,7 +37,7 @@ class Copied:
         }
 
 
-def _source_tables(conn) -> list[str]:  # type: ignore[no-untyped-def]
+def _source_tables(conn) -> list[str]:
     names = [
         n
         for (n,) in conn.exec_driver_sql(

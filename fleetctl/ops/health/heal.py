@@ -51,7 +51,7 @@ HostFactory = Callable[["Inventory"], Mapping[str, "HostAPI"]]
 
 def sweep_and_heal(
     path: str | Path,
-    observe: Callable,  # type: ignore[type-arg]
+    observe: Callable,
     *,
     state_path: Path,
     heal_timeout_s: float = DEFAULT_HEAL_TIMEOUT_S,

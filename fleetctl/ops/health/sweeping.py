@@ -224,14 +224,14 @@ def run_sweep(
         judged, _, _ = judge_all(seen, {}, now=now, failures_needed=1, grace=grace)
     else:
 
-        def decide(memory: Mapping[ReplicaKey, Memory]):  # type: ignore[no-untyped-def]
+        def decide(memory: Mapping[ReplicaKey, Memory]):
             out, kept, events = judge_all(
                 seen, memory, now=now, failures_needed=failures, grace=grace
             )
             return kept, events, out
 
         kwargs = {} if retention_days is None else {"retention_days": retention_days}
-        judged = store.update(decide, **kwargs)  # type: ignore[arg-type]
+        judged = store.update(decide, **kwargs)
     report = HealthReport(
         swept_at=swept_at,
         duration_s=time.monotonic() - started,

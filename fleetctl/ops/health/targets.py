@@ -69,7 +69,7 @@ def targets(plan: Plan, inventory: Inventory, observed: ObservedFleet) -> list[T
     return out
 
 
-def _nim(d: Deployment) -> dict:  # type: ignore[type-arg]
+def _nim(d: Deployment) -> dict:
     return dict(d.settings.get("nim") or {})
 
 
