@@ -1,6 +1,7 @@
 # Entry points that work on a fresh machine (Debian 12, root, Python 3.11).
 #   make demo   install, start the local test bed, apply inventory/demo.yaml, show status
 #   make test   install and run the whole test suite (unit + integration on real engines)
+#   make lint   ruff (lint and format) and mypy, as configured in pyproject.toml
 #   make plan   plan the seed fleet offline
 #   make bench  the benchmarks recorded in docs/benchmarks.md
 PY ?= python3
@@ -8,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := inventory/demo.yaml
 
-.PHONY: venv demo down test unit plan bench schema
+.PHONY: venv demo down test unit lint plan bench schema
 
 $(BIN)/fleetctl: pyproject.toml plugins/fleetctl-vllm/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -33,6 +34,11 @@ demo: venv
 
 down: venv
 	$(BIN)/fleetctl down -f $(DEMO) --yes
+
+lint: venv
+	$(BIN)/ruff check fleetctl tests plugins
+	$(BIN)/ruff format --check fleetctl tests plugins
+	$(BIN)/mypy
 
 test: venv
 	$(BIN)/pytest -q
