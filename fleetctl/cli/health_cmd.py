@@ -122,7 +122,7 @@ def health(
     Exit codes: 0 ok, 14 degraded (or failing, not yet --failures times), 10 critical,
     6 only hosts unreachable.
     """
-    from fleetctl.adapters.observe import observe_fleet
+    from fleetctl.cli.compose import outside
     from fleetctl.ops.health import report_to_json
     from fleetctl.ops.health.sweeping import run_sweep
     from fleetctl.runtimes.registry import runtime_names
@@ -137,20 +137,25 @@ def health(
         concurrency=concurrency,
         retention_days=keep_days,
     )
+    world = outside()
     if heal:
         from fleetctl.ops.health.heal import sweep_and_heal
 
         report = sweep_and_heal(
             inventory,
-            observe_fleet,
+            world,
             state_path=state_path(state, inventory),
             heal_timeout_s=heal_timeout,
             **options,
         )
     else:
         report = run_sweep(
-            inventory, observe_fleet, state_path=state_path(state, inventory), **options
-        ).report  # type: ignore[arg-type]
+            inventory,
+            world.observe,
+            state_path=state_path(state, inventory),
+            inspectors=world.inspectors,
+            **options,  # type: ignore[arg-type]
+        ).report
     if output is Output.json:
         render.print_json(report_to_json(report))
     else:

@@ -79,6 +79,7 @@ def apply(
     allow_downtime: bool = AllowDowntimeOpt,
 ) -> None:
     """Converge the hosts: launch, replace and remove containers, health-gated."""
+    from fleetctl.cli.compose import outside
     from fleetctl.ops import applying
 
     console = render.stderr_console() if output is Output.json else render.stdout_console()
@@ -98,7 +99,7 @@ def apply(
             result = applying.apply(
                 inventory,
                 state_path=state_path(state, inventory),
-                observe=observer(),
+                outside=outside(),
                 confirm=confirm,
                 reporter=progress,
                 plan_file=plan_file,
@@ -131,6 +132,7 @@ def rollback(
     allow_downtime: bool = AllowDowntimeOpt,
 ) -> None:
     """Make one recorded revision the version every customer of a model gets, and hold it there."""
+    from fleetctl.cli.compose import outside
     from fleetctl.ops.rollback import rollback as do_rollback
 
     if to is not None and to_revision is not None and to != to_revision:
@@ -158,7 +160,7 @@ def rollback(
                 to=number_wanted,
                 force=force,
                 state_path=state_path(state, inventory),
-                observe=observer(),
+                outside=outside(),
                 confirm=confirm,
                 reporter=progress,
                 allow_downtime=allow_downtime,
@@ -322,7 +324,8 @@ def down(
     state: Path | None = StateOpt,
 ) -> None:
     """Remove every managed container on the inventory's hosts."""
-    from fleetctl.ops import applying
+    from fleetctl.cli.compose import outside
+    from fleetctl.ops import down as removing
 
     console = render.stderr_console() if output is Output.json else render.stdout_console()
 
@@ -334,8 +337,8 @@ def down(
                 )
         return ask(f"Remove {len(removals)} container(s)?", yes)
 
-    result = applying.down(
-        inventory, state_path=state_path(state, inventory), observe=observer(), confirm=confirm
+    result = removing.down(
+        inventory, state_path=state_path(state, inventory), outside=outside(), confirm=confirm
     )
     if output is Output.json:
         render.print_json(

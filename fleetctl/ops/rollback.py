@@ -41,14 +41,7 @@ from fleetctl.errors import (
     UnstableRevisionError,
 )
 from fleetctl.ops import downtime
-from fleetctl.ops.applying import (
-    ApplyResult,
-    HostFactory,
-    Observer,
-    docker_hosts,
-    execute_plan,
-    settle_abandoned,
-)
+from fleetctl.ops.execution import ApplyResult, execute_plan
 from fleetctl.ops.fleet_lock import fleet_lease
 from fleetctl.ops.planning import (
     PlanResult,
@@ -57,9 +50,11 @@ from fleetctl.ops.planning import (
     read_holds,
     with_retired_hosts,
 )
+from fleetctl.ops.recording import settle_abandoned
 from fleetctl.ops.recovery import finish_interrupted
 from fleetctl.ops.rollout import Reporter, SilentReporter
 from fleetctl.ops.secrets import refuse_secret_values
+from fleetctl.ports import Outside
 from fleetctl.runtimes.registry import runtime_names
 from fleetctl.state.lock import StateLock
 
@@ -197,10 +192,9 @@ def rollback(
     *,
     to: int | None,
     state_path: Path,
-    observe: Observer,
+    outside: Outside,
     confirm: Callable[[Plan, int], bool],
     force: bool = False,
-    hosts: HostFactory = docker_hosts,
     reporter: Reporter | None = None,
     interval_s: float = 0.5,
     allow_downtime: bool = False,
@@ -237,7 +231,8 @@ def rollback(
         )
         restored = deployment_from_record(chosen.spec)
         reach = with_retired_hosts(inv, state_path)
-        host_apis = hosts(reach)
+        observe = outside.observe
+        host_apis = outside.hosts(reach)
         seen = observe(reach)  # which hosts answer: the lease skips the others
         with fleet_lease(
             reach, host_apis, command, unreachable={h.name for h in seen.unreachable()}
@@ -250,6 +245,8 @@ def rollback(
                     lambda _inv: observe(reach),
                     host_apis,
                     state_path,
+                    clock=outside.clock,
+                    check=outside.probes.probe,
                     interval_s=interval_s,
                 )
             plan = plan_rollback(loaded, observed, holds, current, restored, chosen.number)
@@ -268,6 +265,7 @@ def rollback(
                     inv,
                     state_path,
                     host_apis,
+                    outside,
                     reporter or SilentReporter(),
                     command,
                     interval_s,

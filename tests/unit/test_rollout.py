@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from fleetctl.adapters.probes import CheckResult
+from fleetctl.ports import CheckResult
 from fleetctl.core.plan import START_FIRST, STOP_FIRST, Action, ActionKind
 from fleetctl.ops.rendering import Rendered
 from fleetctl.ops.rollout import Executor, SilentReporter, scrub

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from fleetctl.core.front_door import FrontDoorSite
     from fleetctl.core.inventory import Inventory
     from fleetctl.core.loader import LoadedInventory
-    from fleetctl.ops.planning import Observer
+    from fleetctl.ports import InspectorFactory, Observer
 
 MAX_PROBE_WORKERS = 32
 FACT_WORKERS = 16
@@ -160,6 +160,7 @@ def run_sweep(
     failures: int = DEFAULT_FAILURES,
     grace_s: float | None = None,
     facts: FactsReader | None = None,
+    inspectors: InspectorFactory | None = None,
     concurrency: int = MAX_PROBE_WORKERS,
     retention_days: float | None = None,
     clock: Callable[[], float] = time.time,
@@ -167,8 +168,8 @@ def run_sweep(
     """The sweep. With `state_path`, streaks are read from and written to the state;
     without one nothing is remembered, so a failure is judged alone (critical at once).
     `grace_s` overrides every replica's start-up grace (default: its start-up budget).
-    `facts` reads restart counts and profiles (default: from the Docker hosts; pass
-    `lambda t, m: ContainerFacts()` to skip)."""
+    `facts` reads restart counts and profiles (default: from the hosts `inspectors`
+    gives; pass `lambda t, m: ContainerFacts()` to skip)."""
     from fleetctl.core.loader import load
     from fleetctl.ops.health.facts import DockerFacts
     from fleetctl.ops.health.probing import Prober, preload
@@ -203,7 +204,10 @@ def run_sweep(
     prober: Probe = Prober() if probe is None else probe
     if preloading is not None:
         preloading.join()
-    facts = facts or DockerFacts(inv)
+    if facts is None:
+        if inspectors is None:
+            raise TypeError("run_sweep needs `facts` or `inspectors`")
+        facts = DockerFacts(inspectors(inv))
     try:
         with ThreadPoolExecutor(
             max_workers=2
