@@ -261,7 +261,13 @@ def test_router_moves_traffic_then_drains_the_old_replica() -> None:
 
     clock = FakeClock()
     router = Router(
-        plan, inv, {"demo-host": host}, running(plan, inv, 20500), status=status, clock=clock, check=ready
+        plan,
+        inv,
+        {"demo-host": host},
+        running(plan, inv, 20500),
+        status=status,
+        clock=clock,
+        check=ready,
     )
     router.push()
     assert served(host)["chat-llm@v4"] == ["http://127.0.0.1:20500"]
@@ -283,7 +289,9 @@ def test_router_drain_is_bounded() -> None:
     _, inv, plan = demo_plan()
     clock = FakeClock()
     stuck = lambda url: {"backends": [{"url": "http://x:1", "outstanding": 1}]}  # noqa: E731
-    router = Router(plan, inv, {"demo-host": FakeHost()}, only_door(), status=stuck, clock=clock, check=ready)
+    router = Router(
+        plan, inv, {"demo-host": FakeHost()}, only_door(), status=stuck, clock=clock, check=ready
+    )
     router.drain("http://x:1")
     assert router.drain_timeout_s <= clock.t < router.drain_timeout_s + 1
 
@@ -297,7 +305,13 @@ def test_router_reports_a_front_door_that_does_not_load_its_routes() -> None:
 
     _, inv, plan = demo_plan()
     router = Router(
-        plan, inv, {"demo-host": Deaf()}, only_door(), clock=FakeClock(), status=no_status, check=ready
+        plan,
+        inv,
+        {"demo-host": Deaf()},
+        only_door(),
+        clock=FakeClock(),
+        status=no_status,
+        check=ready,
     )
     router.serve("chat-llm@v4", 0, "http://127.0.0.1:20600")
     assert router.problems and "not loaded" in router.problems[0]
@@ -427,6 +441,8 @@ def test_a_rollback_to_a_running_pin_moves_clients_at_once() -> None:
         },
         offline=False,
     )
-    router = Router(plan, inv, {"demo-host": host}, observed, clock=FakeClock(), status=no_status, check=ready)
+    router = Router(
+        plan, inv, {"demo-host": host}, observed, clock=FakeClock(), status=no_status, check=ready
+    )
     router.push()
     assert current_of(host, "chat-llm") == "v3"  # one of two replicas, but a rollback flips at once
