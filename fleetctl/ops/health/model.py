@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any
 
 from fleetctl.core.observed import ContainerRun, ObservedContainer
+from fleetctl.ops.health.profiles import Profile
 from fleetctl.runtimes.spec import ContainerSpec
 from fleetctl.state.health_store import Memory
 
@@ -112,26 +113,6 @@ class ProbeResult:
 
 # (probe spec, budget in seconds) -> result; the sweep's only contact with the replicas.
 Probe = Callable[[ProbeSpec, float], ProbeResult]
-
-
-@dataclass(frozen=True)
-class Profile:
-    """The NIM profile a replica's start-up log names, against the expected one."""
-
-    id: str | None
-    name: str | None
-    expected: str | None  # nim.model_profile, or None: "an optimized profile"
-    fallback_warning: bool = False  # the log says it fell back to a generic profile
-
-    @property
-    def found(self) -> bool:
-        return self.id is not None
-
-    @property
-    def problem(self) -> str | None:
-        from fleetctl.ops.health.profiles import profile_problem
-
-        return profile_problem(self)
 
 
 @dataclass(frozen=True)
