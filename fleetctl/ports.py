@@ -1,5 +1,5 @@
 """The interfaces to the outside: what `ops` needs from Docker hosts, readiness probes,
-the clock, Triton's repository API, secret references and the state.
+the clock, Triton's repository API and the state.
 
 `ops` is written against these protocols only; the adapters (`fleetctl.adapters`,
 `fleetctl.state`) implement them, and the CLI's composition root
@@ -136,17 +136,6 @@ class TritonControl(Protocol):
         ...
 
 
-# -- secrets -----------------------------------------------------------------------------
-class SecretSource(Protocol):
-    """Where secret references (`env:NAME`, `file:PATH`) are read."""
-
-    def read(self, source: str) -> str:
-        """The value behind `source` ("" when unset or empty; a file's value stripped).
-
-        Raises OSError when a file cannot be read."""
-        ...
-
-
 # -- the state ---------------------------------------------------------------------------
 class StepStore(Protocol):
     """The part of the state store that records a rollout and its steps."""
@@ -212,4 +201,3 @@ class Outside:
     probes: Probes
     clock: Clock
     triton: TritonControl
-    secrets: SecretSource

@@ -33,7 +33,6 @@ def inspectors(inventory: Inventory) -> Mapping[str, ContainerInspector]:
 def outside() -> Outside:
     from fleetctl.adapters import observe
     from fleetctl.adapters.probes import HttpProbes, SystemClock
-    from fleetctl.adapters.secrets import EnvFileSecrets
     from fleetctl.adapters.triton_control import TritonRepository
 
     return Outside(
@@ -43,5 +42,4 @@ def outside() -> Outside:
         probes=HttpProbes(),
         clock=SystemClock(),
         triton=TritonRepository(),
-        secrets=EnvFileSecrets(),
     )

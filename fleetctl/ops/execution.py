@@ -27,7 +27,7 @@ from fleetctl.ops.rendering import Rendered, render_action, shared_gpus
 from fleetctl.ops.rollout import Executor, Reporter, StepOutcome
 from fleetctl.ops.routing import FrontDoorOutcome, Router
 from fleetctl.ops.secrets import read_secret
-from fleetctl.ports import HostAPI, Outside, SecretSource
+from fleetctl.ports import HostAPI, Outside
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class ApplyResult:
 
 
 def resolve_secrets(
-    rendered: Mapping[tuple[str, int], Rendered], source: SecretSource
+    rendered: Mapping[tuple[str, int], Rendered],
 ) -> dict[tuple[str, int], dict[str, str]]:
     """Read every secret reference now, before anything changes; name a missing one, never a value."""
     cache: dict[str, str] = {}
@@ -62,7 +62,7 @@ def resolve_secrets(
         values: dict[str, str] = {}
         for s in r.spec.secret_env:
             if s.source not in cache:
-                cache[s.source] = read_secret(s, key[0], source)
+                cache[s.source] = read_secret(s, key[0])
             values[s.name] = cache[s.source]
         out[key] = values
     return out
@@ -100,8 +100,7 @@ def execute_plan(
     shared = shared_gpus(plan)
     # Secrets are read before anything is recorded or changed: a missing one stops here.
     secrets_by_replica = resolve_secrets(
-        {(a.deployment, a.replica): render_action(plan, inv, a, None, shared) for a in changing},
-        outside.secrets,
+        {(a.deployment, a.replica): render_action(plan, inv, a, None, shared) for a in changing}
     )
     secret_values = sorted({v for s in secrets_by_replica.values() for v in s.values()})
     store, rollout_id = open_rollout(state_path, command, result, secret_values)

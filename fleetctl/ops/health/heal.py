@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
+from fleetctl.core.fleet import ReplicaKey
 from fleetctl.core.plan import ActionKind
 from fleetctl.errors import LockedError
 from fleetctl.ops.health.model import (
@@ -90,7 +91,7 @@ def heal_events(actions: Sequence[HealAction], replicas: Sequence[ReplicaHealth]
             a.replica,
             a.host,
             "heal",
-            verdicts.get((a.deployment, a.replica), ""),
+            verdicts.get(ReplicaKey(a.deployment, a.replica), ""),
             f"{a.action} {a.target}: {'ok' if a.ok else 'failed'}: {a.detail}".strip(),
         )
         for a in actions

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from fleetctl.core.fleet import ReplicaKey
 from fleetctl.core.observed import ContainerRun, ObservedContainer
 from fleetctl.ops.health.profiles import Profile
 from fleetctl.runtimes.spec import ContainerSpec
@@ -18,8 +19,6 @@ from fleetctl.state.health_store import Memory
 
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_FAILURES = 3
-
-ReplicaKey = tuple[str, int]
 
 
 class ReplicaState(str, Enum):
@@ -147,7 +146,7 @@ class Target:
 
     @property
     def key(self) -> ReplicaKey:
-        return (self.deployment, self.replica)
+        return ReplicaKey(self.deployment, self.replica)
 
     @property
     def spec(self) -> ContainerSpec | None:
@@ -190,7 +189,7 @@ class ReplicaHealth:
 
     @property
     def key(self) -> ReplicaKey:
-        return (self.deployment, self.replica)
+        return ReplicaKey(self.deployment, self.replica)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fleetctl.core.fleet import ReplicaKey
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import Plan
 from fleetctl.errors import HostUnreachableError
@@ -31,7 +32,6 @@ from fleetctl.ops.health.model import (
     Probe,
     ProbeResult,
     ProbeSpec,
-    ReplicaKey,
     ReplicaState,
     Target,
 )
