@@ -133,7 +133,7 @@ def _bound_ssh_client() -> None:
     if getattr(sshconn.SSHSocket, "fleetctl_bounded", False):
         return
 
-    class BoundedSSHSocket(sshconn.SSHSocket):  # type: ignore[misc, name-defined]
+    class BoundedSSHSocket(sshconn.SSHSocket):
         fleetctl_bounded = True
 
         def connect(self, **kwargs: Any) -> None:

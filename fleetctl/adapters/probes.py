@@ -72,7 +72,7 @@ def probe(spec: ContainerSpec) -> CheckResult:
     return CheckResult(True, "ready")
 
 
-def front_door_status(url: str, timeout_s: float = 1.0) -> dict | None:  # type: ignore[type-arg]
+def front_door_status(url: str, timeout_s: float = 1.0) -> dict[str, Any] | None:
     """A front door's own status document (routes hash, backends, requests in flight);
     None when it cannot be read."""
     import httpx

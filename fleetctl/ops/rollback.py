@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from fleetctl.core.fleet import Deployment
 from fleetctl.core.holds import (
@@ -90,14 +90,26 @@ def parse_target(text: str) -> tuple[str, str | None]:
     return model, version or None
 
 
+class _Revision(Protocol):
+    """What choosing needs of a revision (the store's record or peek's)."""
+
+    @property
+    def number(self) -> int: ...
+    @property
+    def outcome(self) -> str: ...
+
+
+R = TypeVar("R", bound=_Revision)
+
+
 def choose_revision(
-    revisions: Sequence[RevisionRecord],
+    revisions: Sequence[R],
     deployment: str,
     *,
     to: int | None,
     force: bool,
     previous: bool,
-) -> RevisionRecord:
+) -> R:
     """Which recorded revision a rollback restores (pure; `revisions` newest first).
 
     `to`: that number, refused unless stable or `force`. Otherwise `previous` (`rollback

@@ -176,7 +176,7 @@ def fleet_status(
                 members=tuple((m.deployment, m.models) for m in members_of(d)),
             )
         )
-    for name, reps in sorted(by_dep.items()):
+    for name, unlisted in sorted(by_dep.items()):
         version = name.partition("@")[2]
         out.append(
             DeploymentStatus(
@@ -185,8 +185,8 @@ def fleet_status(
                 "?",
                 (),
                 0,
-                sum(r.state == "running" for r in reps),
-                tuple(reps),
+                sum(r.state == "running" for r in unlisted),
+                tuple(unlisted),
                 managed=False,
             )
         )

@@ -32,12 +32,13 @@ from fleetctl.ops.health.model import (
     Probe,
     ProbeResult,
     ProbeSpec,
+    ReplicaHealth,
     ReplicaState,
     Target,
 )
 from fleetctl.ops.health.targets import targets
 from fleetctl.ops.health.verdicts import classify, classify_replica, judge_all
-from fleetctl.state.health_store import HealthMemory, Memory
+from fleetctl.state.health_store import Event, HealthMemory, Memory
 
 if TYPE_CHECKING:
     from fleetctl.core.front_door import FrontDoorSite
@@ -228,14 +229,16 @@ def run_sweep(
         judged, _, _ = judge_all(seen, {}, now=now, failures_needed=1, grace=grace)
     else:
 
-        def decide(memory: Mapping[ReplicaKey, Memory]):  # type: ignore[no-untyped-def]
+        def decide(
+            memory: Mapping[ReplicaKey, Memory],
+        ) -> tuple[dict[ReplicaKey, Memory], list[Event], list[ReplicaHealth]]:
             out, kept, events = judge_all(
                 seen, memory, now=now, failures_needed=failures, grace=grace
             )
             return kept, events, out
 
         kwargs = {} if retention_days is None else {"retention_days": retention_days}
-        judged = store.update(decide, **kwargs)  # type: ignore[arg-type]
+        judged = store.update(decide, **kwargs)
     report = HealthReport(
         swept_at=swept_at,
         duration_s=time.monotonic() - started,

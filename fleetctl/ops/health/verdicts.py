@@ -81,7 +81,7 @@ def classify_replica(
         return ReplicaHealth(state=ReplicaState.UNHEALTHY, detail=detail, reasons=(detail,), **base)
     profile_problem = facts.profile.problem if facts.profile else None
     degraded = tuple(probe.degraded) + ((profile_problem,) if profile_problem else ())
-    timed = dict(
+    timed: dict[str, Any] = dict(
         latency_s=probe.latency_s,
         request=probe.request,
         request_latency_s=probe.request_latency_s,
