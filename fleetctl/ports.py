@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from fleetctl.core.inventory import Inventory
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 
 # -- the clock ---------------------------------------------------------------------------
+@runtime_checkable
 class Clock(Protocol):
     def monotonic(self) -> float: ...
     def sleep(self, seconds: float) -> None: ...
@@ -39,6 +40,7 @@ Check = Callable[["ContainerSpec"], CheckResult]
 StatusReader = Callable[[str], "dict[str, Any] | None"]
 
 
+@runtime_checkable
 class Probes(Protocol):
     """Readiness of a container and of a front door, from this machine."""
 
@@ -60,6 +62,7 @@ class LeaseHeld(Exception):
     """Another live fleetctl holds the fleet's lease on a host."""
 
 
+@runtime_checkable
 class Lease(Protocol):
     """A fleet's lease on one host (taken, renewed while a change runs, released)."""
 
@@ -73,6 +76,7 @@ class Lease(Protocol):
     def release(self) -> None: ...
 
 
+@runtime_checkable
 class HostAPI(Protocol):
     """What apply needs from a Docker host."""
 
@@ -100,12 +104,14 @@ class HostAPI(Protocol):
     def ensure_image(self, image: str) -> None: ...
 
 
+@runtime_checkable
 class LeasingHost(Protocol):
     """A host that can hold the fleet's lease (a Docker host; fakes need not)."""
 
     def lease(self, fleet: str, ttl_s: float) -> Lease | None: ...
 
 
+@runtime_checkable
 class ContainerInspector(Protocol):
     """What `health` reads about a container's current run on a host."""
 
@@ -119,6 +125,7 @@ InspectorFactory = Callable[["Inventory"], Mapping[str, ContainerInspector]]
 
 
 # -- Triton's repository API -------------------------------------------------------------
+@runtime_checkable
 class TritonControl(Protocol):
     """Models loaded into and unloaded from a running Triton server."""
 
@@ -137,6 +144,7 @@ class TritonControl(Protocol):
 
 
 # -- the state ---------------------------------------------------------------------------
+@runtime_checkable
 class StepStore(Protocol):
     """The part of the state store that records a rollout and its steps."""
 
