@@ -1,7 +1,8 @@
 """A Docker host behind a small interface, over the docker SDK.
 
-`DockerHost` is the only code that calls Docker. Unit tests fake the `HostAPI` protocol,
-not the SDK; integration tests run this class against real engines.
+`DockerHost` is the only code that calls Docker; it implements `fleetctl.ports.HostAPI`.
+Unit tests fake that protocol, not the SDK; integration tests run this class against
+real engines.
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from fleetctl.adapters import labels as L
+from fleetctl.core import labels as L
 from fleetctl.core.front_door import LOADED_PATH
 from fleetctl.core.inventory import Host
 from fleetctl.core.observed import ContainerRun, ObservedContainer, ObservedFrontDoor, ObservedHost
 from fleetctl.crashpoints import mutation
 from fleetctl.runtimes.spec import ContainerSpec
+
+if TYPE_CHECKING:
+    from fleetctl.adapters.lease import HostLease
 
 OBSERVE_TIMEOUT_S = 10
 LOG_HEAD_MAX_BYTES = 256 * 1024
@@ -61,33 +65,6 @@ def create_args(
         port_bindings={p.container_port: (publish_address, p.host_port) for p in spec.ports},
         device_ids=device_ids,
     )
-
-
-class HostAPI(Protocol):
-    """What apply needs from a Docker host."""
-
-    name: str
-
-    def observe(self) -> ObservedHost: ...
-    def run(
-        self,
-        name: str,
-        spec: ContainerSpec,
-        labels: Mapping[str, str],
-        secrets: Mapping[str, str],
-        files: Mapping[str, bytes] | None = None,
-    ) -> str: ...
-    def put_file(self, container: str, path: str, data: bytes) -> None: ...
-    def read_file(self, container: str, path: str) -> bytes | None: ...
-    def signal(self, container: str, signal: str) -> None: ...
-    def state(self, container: str) -> str: ...
-    def logs_tail(self, container: str, lines: int = 40) -> str: ...
-    def stop(self, container: str, timeout_s: int = 30) -> None: ...
-    def start(self, container: str) -> None: ...
-    def remove(self, container: str, timeout_s: int = 30) -> None: ...
-    def rename(self, container: str, new_name: str) -> None: ...
-    def image_digest(self, image: str) -> str | None: ...
-    def ensure_image(self, image: str) -> None: ...
 
 
 def client_for(host: Host, timeout: int = API_TIMEOUT_S) -> Any:
@@ -256,7 +233,8 @@ class DockerHost:
 
     def _loaded_routes(self, container: str, url: str) -> str | None:
         """The hash of the routes a front door last loaded (None: unknown, reload it)."""
-        from fleetctl.adapters.probes import front_door_status, loaded_routes
+        from fleetctl.adapters.probes import front_door_status
+        from fleetctl.core.front_door import loaded_routes
 
         return loaded_routes(
             url,
@@ -486,7 +464,7 @@ class DockerHost:
         # The caller names the image and the host; this says what the pull met.
         return docker.errors.ImageNotFound(f"pulling it failed: {_dedup(reason)}")
 
-    def lease(self, fleet: str, ttl_s: float) -> Any:
+    def lease(self, fleet: str, ttl_s: float) -> HostLease | None:
         """This host's lease for `fleet` (fleetctl.adapters.lease); None if unreachable."""
         from fleetctl.adapters.lease import HostLease
 

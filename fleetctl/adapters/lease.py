@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from fleetctl.adapters import labels as L
+from fleetctl import ports
+from fleetctl.core import labels as L
 
 LEASE_IMAGE = "fleetctl/lease:1"
 LEASE_FILE = "lease.json"
@@ -101,7 +102,7 @@ class Holder:
         return _pid_start(self.pid) != self.pid_start
 
 
-class LeaseHeld(Exception):
+class LeaseHeld(ports.LeaseHeld):
     def __init__(self, holder: Holder, host: str) -> None:
         super().__init__(
             f"{host}: held by {holder.command!r} (pid {holder.pid} on {holder.machine})"
@@ -118,10 +119,12 @@ class HostLease:
         self.id: str | None = None
         self._beat = 0
 
-    def take(self, me: Holder) -> None:
-        """Create the lease, or take over a dead holder's; raises LeaseHeld."""
+    def take(self, command: str) -> None:
+        """Take the lease for this process, running `command`: create it, or take over a
+        dead holder's; raises LeaseHeld."""
         import docker.errors
 
+        me = Holder.me(command)
         for _ in range(3):
             try:
                 self._create(me)

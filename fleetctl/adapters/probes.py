@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Any
 from urllib.parse import urlparse
 
+from fleetctl.ports import CheckResult
 from fleetctl.runtimes.spec import ContainerSpec, HealthCheck
 
 
-class Clock(Protocol):
-    def monotonic(self) -> float: ...
-    def sleep(self, seconds: float) -> None: ...
-
-
 class SystemClock:
+    """The `Clock` port: this machine's monotonic clock."""
+
     def monotonic(self) -> float:
         return time.monotonic()
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    ok: bool
-    detail: str
 
 
 def run_check(endpoint: str, check: HealthCheck, timeout_s: float = 2.0) -> CheckResult:
@@ -82,35 +72,7 @@ def probe(spec: ContainerSpec) -> CheckResult:
     return CheckResult(True, "ready")
 
 
-def wait_ready(
-    spec: ContainerSpec,
-    container_state: Callable[[], str],
-    *,
-    timeout_s: float,
-    interval_s: float = 0.5,
-    clock: Clock | None = None,
-    check: Callable[[ContainerSpec], CheckResult] = probe,
-) -> CheckResult:
-    """Poll until ready, the container dies, or the budget runs out."""
-    if not spec.health:
-        # A runtime that declares no checks trusts a successful start.
-        return CheckResult(True, "started (no health checks declared)")
-    clock = clock or SystemClock()
-    deadline = clock.monotonic() + timeout_s
-    last = CheckResult(False, "not probed yet")
-    while True:
-        state = container_state()
-        if state in ("exited", "dead", "restarted"):
-            return CheckResult(False, f"container {state} before it was ready ({last.detail})")
-        last = check(spec)
-        if last.ok:
-            return last
-        if clock.monotonic() >= deadline:
-            return CheckResult(False, f"not ready within {timeout_s:g} s ({last.detail})")
-        clock.sleep(interval_s)
-
-
-def front_door_status(url: str, timeout_s: float = 1.0) -> dict | None:
+def front_door_status(url: str, timeout_s: float = 1.0) -> dict[str, Any] | None:
     """A front door's own status document (routes hash, backends, requests in flight);
     None when it cannot be read."""
     import httpx
@@ -164,16 +126,14 @@ def triton_member_of(endpoint: str, model: str, timeout_s: float = 1.0) -> str |
     )
 
 
-def loaded_routes(
-    url: str | None,
-    read_loaded: Callable[[], bytes | None],
-    status: Callable[[str], dict | None] = front_door_status,
-) -> str | None:
-    """The hash of the routes a front door last loaded (None: unknown): from its status
-    endpoint when this machine reaches it (a few ms), else from its `loaded` file, read
-    through the Docker API by `read_loaded` (tens of ms: the engine makes a tar)."""
-    doc = status(url) if url else None
-    if doc is not None and isinstance(doc.get("routes_hash"), str):
-        return str(doc["routes_hash"]) or None
-    data = read_loaded()
-    return data.decode("ascii", errors="replace").strip() or None if data else None
+class HttpProbes:
+    """The `Probes` port over HTTP (httpx) and tritonclient, from this machine."""
+
+    def probe(self, spec: ContainerSpec) -> CheckResult:
+        return probe(spec)
+
+    def port_answers(self, endpoint: str) -> bool:
+        return port_answers(endpoint)
+
+    def front_door_status(self, url: str) -> dict[str, Any] | None:
+        return front_door_status(url)

@@ -9,8 +9,10 @@ holds, the way container labels tell it for containers.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlparse
 
 from fleetctl.adapters.probes import MEMBER_PARAMETER
 
@@ -75,3 +77,42 @@ def unload(endpoint: str, model: str, timeout_s: float = 60.0) -> None:
         raise TritonControlError(_reason(exc)) from None
     finally:
         client.close()
+
+
+def load_declared(endpoint: str, models: Sequence[str], timeout_s: float) -> tuple[bool, str]:
+    """Load each model as the repository declares it (one client) and check it is ready."""
+    import tritonclient.http as tc
+
+    client = tc.InferenceServerClient(
+        urlparse(endpoint).netloc, connection_timeout=timeout_s, network_timeout=timeout_s
+    )
+    started = time.monotonic()
+    try:
+        failed = []
+        for m in models:
+            try:
+                client.load_model(m)
+                if not client.is_model_ready(m):
+                    failed.append(f"{m}: not ready after load")
+            except Exception as exc:
+                failed.append(f"{m}: {type(exc).__name__}: {str(exc).strip()[:200]}")
+    finally:
+        client.close()
+    if failed:
+        return False, "; ".join(failed)
+    return True, f"loaded and ready in {time.monotonic() - started:.1f} s"
+
+
+class TritonRepository:
+    """The `TritonControl` port over tritonclient's repository API."""
+
+    def load(self, endpoint: str, model: str, member: str, overrides: Mapping[str, Any]) -> None:
+        load(endpoint, model, member, overrides)
+
+    def unload(self, endpoint: str, model: str) -> None:
+        unload(endpoint, model)
+
+    def load_declared(
+        self, endpoint: str, models: Sequence[str], timeout_s: float
+    ) -> tuple[bool, str]:
+        return load_declared(endpoint, models, timeout_s)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -122,14 +122,14 @@ def health(
     Exit codes: 0 ok, 14 degraded (or failing, not yet --failures times), 10 critical,
     6 only hosts unreachable.
     """
-    from fleetctl.adapters.observe import observe_fleet
+    from fleetctl.cli.compose import outside
     from fleetctl.ops.health import report_to_json
     from fleetctl.ops.health.sweeping import run_sweep
     from fleetctl.runtimes.registry import runtime_names
 
     if history is not None:
         return show_history(inventory, history, output, state)
-    options: dict[str, Any] = dict(
+    options = dict(
         timeout_s=timeout,
         known_runtimes=runtime_names(),
         failures=failures,
@@ -137,19 +137,24 @@ def health(
         concurrency=concurrency,
         retention_days=keep_days,
     )
+    world = outside()
     if heal:
         from fleetctl.ops.health.heal import sweep_and_heal
 
         report = sweep_and_heal(
             inventory,
-            observe_fleet,
+            world,
             state_path=state_path(state, inventory),
             heal_timeout_s=heal_timeout,
             **options,
         )
     else:
         report = run_sweep(
-            inventory, observe_fleet, state_path=state_path(state, inventory), **options
+            inventory,
+            world.observe,
+            state_path=state_path(state, inventory),
+            inspectors=world.inspectors,
+            **options,  # type: ignore[arg-type]
         ).report
     if output is Output.json:
         render.print_json(report_to_json(report))
@@ -306,7 +311,7 @@ def show_history(inventory: Path, name: str, output: Output, state: Path | None)
         raise NotFoundError(
             f"no health history of {name} in {state_path(state, inventory)} (sweeps record verdict changes there)"
         )
-    rows: list[dict[str, Any]] = [
+    rows = [
         {
             "at": datetime.fromtimestamp(e.at, UTC).isoformat(timespec="seconds"),
             "deployment": e.deployment,

@@ -80,6 +80,7 @@ def apply(
     allow_downtime: bool = AllowDowntimeOpt,
 ) -> None:
     """Converge the hosts: launch, replace and remove containers, health-gated."""
+    from fleetctl.cli.compose import outside
     from fleetctl.ops import applying
 
     console = render.stderr_console() if output is Output.json else render.stdout_console()
@@ -99,7 +100,7 @@ def apply(
             result = applying.apply(
                 inventory,
                 state_path=state_path(state, inventory),
-                observe=observer(),
+                outside=outside(),
                 confirm=confirm,
                 reporter=progress,
                 plan_file=plan_file,
@@ -132,6 +133,7 @@ def rollback(
     allow_downtime: bool = AllowDowntimeOpt,
 ) -> None:
     """Make one recorded revision the version every customer of a model gets, and hold it there."""
+    from fleetctl.cli.compose import outside
     from fleetctl.ops.rollback import rollback as do_rollback
 
     if to is not None and to_revision is not None and to != to_revision:
@@ -159,7 +161,7 @@ def rollback(
                 to=number_wanted,
                 force=force,
                 state_path=state_path(state, inventory),
-                observe=observer(),
+                outside=outside(),
                 confirm=confirm,
                 reporter=progress,
                 allow_downtime=allow_downtime,
@@ -323,7 +325,8 @@ def down(
     state: Path | None = StateOpt,
 ) -> None:
     """Remove every managed container on the inventory's hosts."""
-    from fleetctl.ops import applying
+    from fleetctl.cli.compose import outside
+    from fleetctl.ops import down as removing
 
     console = render.stderr_console() if output is Output.json else render.stdout_console()
 
@@ -335,8 +338,8 @@ def down(
                 )
         return ask(f"Remove {len(removals)} container(s)?", yes)
 
-    result = applying.down(
-        inventory, state_path=state_path(state, inventory), observe=observer(), confirm=confirm
+    result = removing.down(
+        inventory, state_path=state_path(state, inventory), outside=outside(), confirm=confirm
     )
     if output is Output.json:
         render.print_json(

@@ -13,7 +13,7 @@ from fleetctl.core.resolve import deployments_of
 from fleetctl.core.secret_checks import secret_problems
 
 if TYPE_CHECKING:
-    from fleetctl.core.loader import Positions
+    from fleetctl.core.yaml_input import Positions
 
 
 def _duplicates(names: Iterable[str]) -> set[str]:

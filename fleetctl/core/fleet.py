@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,9 @@ class Deployment:
         return bool(self.customers)
 
 
-@dataclass(frozen=True, order=True)
-class ReplicaKey:
+class ReplicaKey(NamedTuple):
+    """One replica of a deployment: placement's key, and the health sweep's memory's."""
+
     deployment: str  # name@version
     replica: int  # 0-based
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from fleetctl.core.fleet import Deployment
 from fleetctl.core.observed import ObservedFrontDoor
-from fleetctl.runtimes.spec import Routing
 
 ROUTES_FORMAT = 1
 ROUTES_DIR = "/etc/fleetctl/front-door"
@@ -85,6 +84,21 @@ def _url_host(address: str) -> str:
 
 def api_key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Routing:
+    """How the front door reaches a deployment (see docs/front-door.md).
+
+    `protocol` is "openai" (routed by the body's `model`) or "kserve" (routed by the
+    `/v2/models/{name}` path); `names` are what clients use; `served_name`, when set, is
+    the name the replica itself answers to; `health_path` is its readiness check.
+    """
+
+    protocol: Literal["openai", "kserve"]
+    names: tuple[str, ...]
+    health_path: str
+    served_name: str | None = None
 
 
 # -- the routes file --------------------------------------------------------------------
@@ -279,3 +293,18 @@ def front_door_actions(
                 )
             )
     return out
+
+
+def loaded_routes(
+    url: str | None,
+    read_loaded: Callable[[], bytes | None],
+    status: Callable[[str], dict[str, Any] | None],
+) -> str | None:
+    """The hash of the routes a front door last loaded (None: unknown): from its status
+    endpoint when this machine reaches it (a few ms), else from its `loaded` file, read
+    through the Docker API by `read_loaded` (tens of ms: the engine makes a tar)."""
+    doc = status(url) if url else None
+    if doc is not None and isinstance(doc.get("routes_hash"), str):
+        return str(doc["routes_hash"]) or None
+    data = read_loaded()
+    return data.decode("ascii", errors="replace").strip() or None if data else None

@@ -16,7 +16,7 @@ from fleetctl.core.inventory import GpuDecl, Host, Inventory
 from fleetctl.core.plan import PORTS_PER_REPLICA
 
 if TYPE_CHECKING:
-    from fleetctl.core.loader import Positions
+    from fleetctl.core.yaml_input import Positions
 
 _HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"

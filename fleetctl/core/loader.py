@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from fleetctl.core.checks import semantic_problems
 from fleetctl.core.inventory import Inventory
 from fleetctl.core.yaml_input import (  # noqa: F401 - re-exported: the loader's interface
     MAX_ALIAS_EXPANSION,
@@ -91,8 +92,6 @@ def load_text(
     base_dir: str | Path | None = None,
     known_runtimes: Iterable[str] | None = None,
 ) -> LoadedInventory:
-    from fleetctl.core.checks import semantic_problems  # local: checks imports fleet views
-
     data, positions = parse_yaml(text, file)
     if not isinstance(data, dict):
         raise InventoryError(

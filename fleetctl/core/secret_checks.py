@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from fleetctl.core.inventory import SECRET_KEY_RE, Inventory, Model
 
 if TYPE_CHECKING:
-    from fleetctl.core.loader import Positions
+    from fleetctl.core.yaml_input import Positions
 
 Path_ = tuple[str | int, ...]
 

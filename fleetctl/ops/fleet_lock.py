@@ -16,11 +16,10 @@ import threading
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 
-from fleetctl.adapters.docker_host import HostAPI
-from fleetctl.adapters.lease import Holder, HostLease, LeaseHeld
 from fleetctl.core.inventory import Inventory
 from fleetctl.errors import LockedError
 from fleetctl.ops import interrupt
+from fleetctl.ports import HostAPI, Lease, LeaseHeld
 
 LEASE_TTL_S = 30.0
 
@@ -36,8 +35,7 @@ def fleet_lease(
     """Hold the fleet's lease on each reachable host while the block runs; hosts the
     observation found `unreachable` are skipped (their steps are blocked anyway, and a
     call to them could only wait for its timeout)."""
-    me = Holder.me(command)
-    taken: list[HostLease] = []
+    taken: list[Lease] = []
     try:
         for h in sorted(inv.hosts, key=lambda h: (h.docker, h.name)):
             if h.name in unreachable:
@@ -47,7 +45,7 @@ def fleet_lease(
             if lease is None:
                 continue  # unreachable (its steps are blocked anyway) or not a Docker host
             try:
-                lease.take(me)
+                lease.take(command)
             except LeaseHeld as held:
                 raise LockedError(
                     f"fleet {inv.fleet} is being changed by another fleetctl: {held}; "
@@ -69,7 +67,7 @@ def fleet_lease(
 
 
 class _Renewer(threading.Thread):
-    def __init__(self, leases: list[HostLease], every_s: float) -> None:
+    def __init__(self, leases: list[Lease], every_s: float) -> None:
         super().__init__(name="fleetctl-lease", daemon=True)
         self.leases, self.every_s = leases, every_s
         self._done = threading.Event()

@@ -18,8 +18,9 @@ from fleetctl.core.inventory import Inventory
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.resolve import deployments
 from fleetctl.errors import FleetctlError, NotFoundError
-from fleetctl.ops.planning import Observer, read_holds
+from fleetctl.ops.planning import read_holds
 from fleetctl.ops.status import DeploymentStatus, fleet_status
+from fleetctl.ports import Observer
 from fleetctl.state.lock import StateLock
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,9 +16,7 @@ from fleetctl.core.resolve import deployments, host_specs
 from fleetctl.core.triton_servers import grouped
 from fleetctl.errors import FleetctlError
 from fleetctl.ops.secrets import refuse_secret_values
-
-# Observing is injected so that the planning steps stay testable without Docker.
-Observer = Callable[[Inventory], ObservedFleet]
+from fleetctl.ports import Observer
 
 
 @dataclass(frozen=True)

@@ -9,17 +9,17 @@ container are not touched here: the plan removes them once the routes have left 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC
 from typing import TYPE_CHECKING
 
-from fleetctl.adapters.docker_host import HostAPI
-from fleetctl.adapters.probes import CheckResult, Clock, SystemClock, probe, wait_ready
 from fleetctl.core.inventory import Inventory
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import Action, ActionKind, Plan
 from fleetctl.core.recovery import Recovery, RecoveryKind
+from fleetctl.ops.readiness import wait_ready
+from fleetctl.ops.recording import Step, record_steps
+from fleetctl.ports import Check, CheckResult, Clock, HostAPI, Observer
 from fleetctl.runtimes.spec import ContainerSpec
 
 if TYPE_CHECKING:
@@ -57,12 +57,11 @@ def recover(
     inv: Inventory,
     hosts: Mapping[str, HostAPI],
     *,
-    clock: Clock | None = None,
+    clock: Clock,
+    check: Check,
     interval_s: float = 0.5,
-    check: Callable[[ContainerSpec], CheckResult] = probe,
 ) -> list[RecoveryOutcome]:
     """Carry out `plan.recovery`, each successor gated by its deployment's checks."""
-    clock = clock or SystemClock()
     out = []
     for r in plan.recovery:
         t0 = time.time()
@@ -81,7 +80,7 @@ def _one(
     spec: ContainerSpec | None,
     clock: Clock,
     interval_s: float,
-    check: Callable[[ContainerSpec], CheckResult],
+    check: Check,
 ) -> tuple[bool, str]:
     host = hosts[r.host]
     if r.kind is RecoveryKind.RESTORE:
@@ -133,10 +132,12 @@ def describe(recs: Sequence[Recovery]) -> list[str]:
 def finish_interrupted(
     loaded: LoadedInventory,
     observed: ObservedFleet,
-    observe: Callable[[Inventory], ObservedFleet],
+    observe: Observer,
     hosts: Mapping[str, HostAPI],
     state_path: Path,
     *,
+    clock: Clock,
+    check: Check,
     interval_s: float = 0.5,
 ) -> tuple[ObservedFleet, list[RecoveryOutcome]]:
     """Before planning a change: end what an interrupted rollout left (recorded as a
@@ -147,7 +148,9 @@ def finish_interrupted(
     if not recoveries(observed):
         return observed, []
     plan = build_plan(loaded, observed)
-    outcomes = recover(plan, loaded.inventory, hosts, interval_s=interval_s)
+    outcomes = recover(
+        plan, loaded.inventory, hosts, clock=clock, check=check, interval_s=interval_s
+    )
     _record(state_path, loaded, plan, outcomes, inventory_digest(loaded.path))
     return observe(loaded.inventory), outcomes
 
@@ -159,8 +162,6 @@ def _record(
     outcomes: Sequence[RecoveryOutcome],
     digest: str,
 ) -> None:
-    from datetime import datetime
-
     from fleetctl.state.store import StateStore
 
     with StateStore(state_path) as store:
@@ -168,23 +169,25 @@ def _record(
         rid = store.begin_rollout(
             "recover", str(loaded.path), digest, {"recovery": [r.to_json() for r in plan.recovery]}
         )
-        for o in outcomes:
-            r = o.recovery
-            store.record_step(
-                rid,
-                deployment=r.deployment,
-                replica=r.replica,
-                host=r.host,
-                action="recreate",
-                container=o.container,
-                outcome="ok" if o.ok else "failed",
-                detail=o.detail,
-                started_at=datetime.fromtimestamp(o.started_at, UTC),
-                finished_at=datetime.fromtimestamp(o.finished_at, UTC),
-            )
+        record_steps(store, rid, [_step(o) for o in outcomes])
         failed = sum(not o.ok for o in outcomes)
         store.finish_rollout(
             rid,
             "succeeded" if not failed else "partial",
             f"{len(outcomes) - failed} finished, {failed} restored or removed",
         )
+
+
+def _step(o: RecoveryOutcome) -> Step:
+    r = o.recovery
+    return Step(
+        r.deployment,
+        r.replica,
+        r.host,
+        "recreate",
+        o.container,
+        "ok" if o.ok else "failed",
+        o.detail,
+        started_at=o.started_at,
+        finished_at=o.finished_at,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from fleetctl.adapters import labels as L
+from fleetctl.core import labels as L
 from fleetctl.core.inventory import Inventory
 from fleetctl.core.plan import Action, Plan
 from fleetctl.core.triton_servers import is_server, member_labels

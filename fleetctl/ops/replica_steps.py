@@ -22,11 +22,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from fleetctl.adapters import labels as L
-from fleetctl.adapters.docker_host import HostAPI
-from fleetctl.adapters.probes import CheckResult, Clock, wait_ready
+from fleetctl.core import labels as L
 from fleetctl.core.plan import Action
+from fleetctl.ops.readiness import wait_ready
 from fleetctl.ops.rendering import Rendered
+from fleetctl.ports import Check, CheckResult, Clock, HostAPI
 
 LOG_TAIL_LINES = 40
 
@@ -89,7 +89,7 @@ class ReplicaSteps:
     router: RouterAPI
     clock: Clock
     interval_s: float
-    check: Callable[..., CheckResult]
+    check: Check
     port_taken: Callable[[str], bool]
 
     # -- helpers ------------------------------------------------------------------------

@@ -41,14 +41,7 @@ from fleetctl.errors import (
     UnstableRevisionError,
 )
 from fleetctl.ops import downtime
-from fleetctl.ops.applying import (
-    ApplyResult,
-    HostFactory,
-    Observer,
-    docker_hosts,
-    execute_plan,
-    settle_abandoned,
-)
+from fleetctl.ops.execution import ApplyResult, execute_plan
 from fleetctl.ops.fleet_lock import fleet_lease
 from fleetctl.ops.planning import (
     PlanResult,
@@ -57,9 +50,11 @@ from fleetctl.ops.planning import (
     read_holds,
     with_retired_hosts,
 )
+from fleetctl.ops.recording import settle_abandoned
 from fleetctl.ops.recovery import finish_interrupted
 from fleetctl.ops.rollout import Reporter, SilentReporter
 from fleetctl.ops.secrets import refuse_secret_values
+from fleetctl.ports import Outside
 from fleetctl.runtimes.registry import runtime_names
 from fleetctl.state.lock import StateLock
 
@@ -95,8 +90,8 @@ def parse_target(text: str) -> tuple[str, str | None]:
     return model, version or None
 
 
-class _Numbered(Protocol):
-    """What choosing needs of a revision: the state's record and `peek`'s both have it."""
+class _Revision(Protocol):
+    """What choosing needs of a revision (the store's record or peek's)."""
 
     @property
     def number(self) -> int: ...
@@ -104,7 +99,7 @@ class _Numbered(Protocol):
     def outcome(self) -> str: ...
 
 
-R = TypeVar("R", bound=_Numbered)
+R = TypeVar("R", bound=_Revision)
 
 
 def choose_revision(
@@ -209,10 +204,9 @@ def rollback(
     *,
     to: int | None,
     state_path: Path,
-    observe: Observer,
+    outside: Outside,
     confirm: Callable[[Plan, int], bool],
     force: bool = False,
-    hosts: HostFactory = docker_hosts,
     reporter: Reporter | None = None,
     interval_s: float = 0.5,
     allow_downtime: bool = False,
@@ -249,7 +243,8 @@ def rollback(
         )
         restored = deployment_from_record(chosen.spec)
         reach = with_retired_hosts(inv, state_path)
-        host_apis = hosts(reach)
+        observe = outside.observe
+        host_apis = outside.hosts(reach)
         seen = observe(reach)  # which hosts answer: the lease skips the others
         with fleet_lease(
             reach, host_apis, command, unreachable={h.name for h in seen.unreachable()}
@@ -262,6 +257,8 @@ def rollback(
                     lambda _inv: observe(reach),
                     host_apis,
                     state_path,
+                    clock=outside.clock,
+                    check=outside.probes.probe,
                     interval_s=interval_s,
                 )
             plan = plan_rollback(loaded, observed, holds, current, restored, chosen.number)
@@ -280,6 +277,7 @@ def rollback(
                     inv,
                     state_path,
                     host_apis,
+                    outside,
                     reporter or SilentReporter(),
                     command,
                     interval_s,

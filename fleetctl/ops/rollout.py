@@ -22,8 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from fleetctl.adapters.docker_host import HostAPI
-from fleetctl.adapters.probes import Clock, SystemClock, port_answers, probe
 from fleetctl.core.fleet import Deployment
 from fleetctl.core.plan import START_FIRST, Action
 from fleetctl.core.schedule import RolloutPolicy, Schedule, Unit, schedule
@@ -37,6 +35,7 @@ from fleetctl.ops.replica_steps import (
     RouterAPI,
     StepOutcome,
 )
+from fleetctl.ports import Check, Clock, HostAPI
 
 __all__ = ["Executor", "PortTakenError", "Reporter", "SilentReporter", "StepOutcome", "scrub"]
 
@@ -116,10 +115,10 @@ class Executor:
     secrets: Mapping[tuple[str, int], Mapping[str, str]]
     reporter: Reporter
     max_parallel: Mapping[str, int]
-    clock: Clock = SystemClock()
+    clock: Clock
+    check: Check
+    port_taken: Callable[[str], bool]
     interval_s: float = 0.5
-    check: Callable = probe
-    port_taken: Callable[[str], bool] = port_answers
     router: RouterAPI = field(default_factory=NoRouter)
 
     def __post_init__(self) -> None:

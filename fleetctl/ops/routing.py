@@ -10,18 +10,10 @@ server writes once it has loaded the new routes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from fleetctl.adapters import labels as L
-from fleetctl.adapters.docker_host import HostAPI
-from fleetctl.adapters.probes import (
-    Clock,
-    SystemClock,
-    front_door_status,
-    loaded_routes,
-    wait_ready,
-)
+from fleetctl.core import labels as L
 from fleetctl.core.fleet import Deployment
 from fleetctl.core.front_door import (
     LOADED_PATH,
@@ -31,6 +23,7 @@ from fleetctl.core.front_door import (
     FrontDoorActionKind,
     FrontDoorSite,
     backend_url,
+    loaded_routes,
     routes_hash,
 )
 from fleetctl.core.inventory import Inventory
@@ -38,12 +31,12 @@ from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import Plan
 from fleetctl.core.schedule import model_of
 from fleetctl.ops.front_door import routes_for
+from fleetctl.ops.readiness import wait_ready
+from fleetctl.ports import Check, Clock, HostAPI, StatusReader
 from fleetctl.runtimes.front_door import render_front_door
 
 LOAD_TIMEOUT_S = 5.0
 POLL_S = 0.01  # a front door loads new routes in a few milliseconds
-
-StatusReader = Callable[[str], "dict | None"]
 
 
 @dataclass(frozen=True)
@@ -63,14 +56,16 @@ class Router:
         hosts: Mapping[str, HostAPI],
         observed: ObservedFleet,
         *,
-        status: StatusReader = front_door_status,
-        clock: Clock | None = None,
+        status: StatusReader,
+        clock: Clock,
+        check: Check,
     ) -> None:
         self.plan = plan
         self.inv = inv
         self.hosts = hosts
         self.status = status
-        self.clock = clock or SystemClock()
+        self.clock = clock
+        self.check = check
         self.drain_timeout_s = (
             plan.front_door_settings.drain_timeout_s if plan.front_door_settings else 0.0
         )
@@ -274,6 +269,7 @@ class Router:
             timeout_s=spec.startup_timeout_s,
             interval_s=0.1,
             clock=self.clock,
+            check=self.check,
         )
         if not ready.ok:
             tail = api.logs_tail(cid, 20)

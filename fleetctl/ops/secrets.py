@@ -49,7 +49,7 @@ def reference_values(inv: Inventory) -> dict[str, str]:
             if nim is not None and m.runtime == "nim":
                 refs.append(nim.ngc_api_key)
         if m.runtime == "nim" and m.nim is None:
-            refs.append(SecretRef(env="NGC_API_KEY"))
+            refs.append(SecretRef(env="NGC_API_KEY", file=None))
     refs.extend(inv.front_door.api_keys.values())
     out: dict[str, str] = {}
     for ref in refs:

@@ -155,7 +155,7 @@ def fleet_status(
                 c.image,
             )
         )
-    out: list[DeploymentStatus] = []
+    out = []
     from fleetctl.core.resolve import host_specs
     from fleetctl.core.triton_servers import members_of, serve_together
 
@@ -176,7 +176,7 @@ def fleet_status(
                 members=tuple((m.deployment, m.models) for m in members_of(d)),
             )
         )
-    for name, leftover in sorted(by_dep.items()):
+    for name, unlisted in sorted(by_dep.items()):
         version = name.partition("@")[2]
         out.append(
             DeploymentStatus(
@@ -185,8 +185,8 @@ def fleet_status(
                 "?",
                 (),
                 0,
-                sum(r.state == "running" for r in leftover),
-                tuple(leftover),
+                sum(r.state == "running" for r in unlisted),
+                tuple(unlisted),
                 managed=False,
             )
         )

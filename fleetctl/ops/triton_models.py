@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from fleetctl.core.front_door import backend_url
 from fleetctl.core.plan import Action, ActionKind, Plan
 from fleetctl.core.triton_servers import members_of
 from fleetctl.ops.replica_steps import StepOutcome
 from fleetctl.ops.rollout import Reporter
+from fleetctl.ports import TritonControl
 
 ORDER = {ActionKind.UNLOAD: 0, ActionKind.RELOAD: 1, ActionKind.LOAD: 2}
-
-Loader = Callable[[str, str, str, Mapping[str, Any]], None]
-Unloader = Callable[[str, str], None]
 
 
 def run_model_changes(
@@ -30,17 +27,12 @@ def run_model_changes(
     plan: Plan,
     addresses: Mapping[str, str],
     reporter: Reporter,
+    triton: TritonControl,
     failed: Sequence[tuple[str, int]] = (),
-    load: Loader | None = None,
-    unload: Unloader | None = None,
     stop_requested: Callable[[], bool] = lambda: False,
 ) -> list[StepOutcome]:
     """`failed`: replicas whose container step failed; their model changes are skipped
     (the server they were for is not there)."""
-    from fleetctl.adapters import triton_control
-
-    load = load or triton_control.load
-    unload = unload or triton_control.unload
     overrides = {m.identity(): m.config for d in plan.deployments for m in members_of(d)}
     outcomes: list[StepOutcome] = []
     for a in sorted(
@@ -59,10 +51,10 @@ def run_model_changes(
         endpoint = backend_url(addresses[a.host], a.port or 0)
         try:
             if a.kind is ActionKind.UNLOAD:
-                unload(endpoint, a.model)
+                triton.unload(endpoint, a.model)
                 detail = f"unloaded {a.model}"
             else:
-                load(endpoint, a.model, a.member, overrides.get(a.member, {}))
+                triton.load(endpoint, a.model, a.member, overrides.get(a.member, {}))
                 detail = f"{'reloaded' if a.kind is ActionKind.RELOAD else 'loaded'} {a.model} ({a.member.partition('/')[0]})"
             ok = True
         except (

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from fleetctl.core.fleet import Deployment
+from fleetctl.core.front_door import Routing  # noqa: F401 (re-exported: part of the runtime API)
 
 
 @dataclass(frozen=True)
@@ -92,21 +93,6 @@ class ContainerSpec:
     shm_size: str | None = None
     gpus: tuple[int, ...] = ()
     simulated_gpus: bool = False
-
-
-@dataclass(frozen=True)
-class Routing:
-    """How the front door reaches a deployment (see docs/front-door.md).
-
-    `protocol` is "openai" (routed by the body's `model`) or "kserve" (routed by the
-    `/v2/models/{name}` path); `names` are what clients use; `served_name`, when set, is
-    the name the replica itself answers to; `health_path` is its readiness check.
-    """
-
-    protocol: Literal["openai", "kserve"]
-    names: tuple[str, ...]
-    health_path: str
-    served_name: str | None = None
 
 
 class Runtime(Protocol):

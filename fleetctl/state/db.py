@@ -26,6 +26,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from fleetctl.errors import FleetctlError
+from fleetctl.state.begin import BEGIN_DEFERRED, BEGIN_IMMEDIATE, BEGIN_OPTION
 from fleetctl.state.faults import os_state_error, sqlite_state_error
 from fleetctl.state.paths import (  # noqa: F401 (re-exported)
     DEFAULT_STATE_PATH,
@@ -38,11 +39,6 @@ from fleetctl.state.paths import (  # noqa: F401 (re-exported)
 BUSY_TIMEOUT_MS = 5000
 FILE_MODE = 0o600
 
-# Execution option read by the "begin" hook: reads use a deferred BEGIN so that listing
-# history never queues behind (or blocks) a writer in another process.
-BEGIN_OPTION = "fleetctl_begin"
-BEGIN_IMMEDIATE = "IMMEDIATE"
-BEGIN_DEFERRED = "DEFERRED"
 
 SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal")
 

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fleetctl.core.fleet import ReplicaKey
 from fleetctl.state.faults import sqlite_state_error
 from fleetctl.state.paths import DatabaseURL, StateLocation
 
@@ -35,7 +36,6 @@ HEALTH_SCHEMA_VERSION = 4
 BUSY_TIMEOUT_S = 5.0
 DEFAULT_RETENTION_DAYS = 30.0
 
-ReplicaKey = tuple[str, int]
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -233,7 +233,7 @@ class HealthMemory:
             pid,
             pname,
         ) in rows:
-            out[(dep, int(rep))] = Memory(
+            out[ReplicaKey(dep, int(rep))] = Memory(
                 container_id=cid,
                 restart_count=None if restarts is None else int(restarts),
                 started_at=_epoch(started),

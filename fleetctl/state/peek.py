@@ -118,14 +118,16 @@ def revision_keys(state_path: StateLocation) -> dict[str, list[RevisionKey]]:
 def next_numbers(keys: dict[str, list[RevisionKey]], wanted: dict[str, str]) -> dict[str, int]:
     """The number each deployment's spec will be recorded under (the store's own rule):
     the latest applied revision's number when the spec is unchanged, else max + 1."""
+    from fleetctl.core.revisions import revision_number
+
     out = {}
     for dep, spec_hash in wanted.items():
         revs = keys.get(dep, [])
-        latest_applied = next((r for r in revs if r.outcome == "applied"), None)
-        if latest_applied is not None and latest_applied.spec_hash == spec_hash:
-            out[dep] = latest_applied.number
-        else:
-            out[dep] = max((r.number for r in revs), default=0) + 1
+        latest = next((r for r in revs if r.outcome == "applied"), None)
+        applied = (latest.number, latest.spec_hash) if latest is not None else None
+        out[dep] = revision_number(spec_hash, applied, max((r.number for r in revs), default=None))[
+            0
+        ]
     return out
 
 

@@ -77,7 +77,7 @@ def open_engine(url: DatabaseURL, **engine_kwargs: Any) -> Engine:
     """A SQLAlchemy engine on the state database; write transactions take `WRITE_KEY`."""
     from sqlalchemy import create_engine, event
 
-    from fleetctl.state.db import BEGIN_DEFERRED, BEGIN_OPTION
+    from fleetctl.state.begin import BEGIN_DEFERRED, BEGIN_OPTION
 
     engine = create_engine("postgresql+psycopg://", creator=lambda: connect(url), **engine_kwargs)
 

@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from fleetctl.core.revisions import revision_number
 from fleetctl.crashpoints import mutation
 from fleetctl.state.db import as_location, open_engine, reader, secure_sidecars
 from fleetctl.state.guard import refuse_forbidden
@@ -424,18 +425,21 @@ class StateStore(HoldsMixin):
             if session.get(Rollout, rollout_id) is None:
                 raise ValueError(f"no rollout {rollout_id}")
             latest = self._latest(session, deployment, "applied")
-            if latest is not None and latest.spec_hash == spec_hash:
-                return RevisionRecord.from_row(latest)
             # Read and insert inside one IMMEDIATE transaction: no other writer can take
             # the same number in between (UNIQUE(deployment, number) backs this up).
             top = session.exec(
                 select(func.max(Revision.number)).where(Revision.deployment == deployment)
             ).one()
+            number, exists = revision_number(
+                spec_hash, (latest.number, latest.spec_hash) if latest is not None else None, top
+            )
+            if exists and latest is not None:
+                return RevisionRecord.from_row(latest)
             row = Revision(
                 deployment=deployment,
                 model=model,
                 version=version,
-                number=(top or 0) + 1,
+                number=number,
                 spec_hash=spec_hash,
                 spec_json=spec_json,
                 image=image,

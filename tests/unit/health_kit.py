@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleetctl.adapters import labels as L
+from fleetctl.core import labels as L
 from fleetctl.core.observed import ObservedContainer, ObservedFleet, ObservedFrontDoor, ObservedHost
 from fleetctl.ops.health import (
     ContainerFacts,

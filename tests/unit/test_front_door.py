@@ -27,6 +27,7 @@ from fleetctl.core.observed import ObservedContainer, ObservedFleet, ObservedFro
 from fleetctl.core.plan import ActionKind, assign_ports
 from fleetctl.ops.front_door import planned_backends, routes_for, routing_map, sites
 from fleetctl.ops.planning import build_plan
+from fleetctl.ports import CheckResult
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"
@@ -260,7 +261,13 @@ def test_router_moves_traffic_then_drains_the_old_replica() -> None:
 
     clock = FakeClock()
     router = Router(
-        plan, inv, {"demo-host": host}, running(plan, inv, 20500), status=status, clock=clock
+        plan,
+        inv,
+        {"demo-host": host},
+        running(plan, inv, 20500),
+        status=status,
+        clock=clock,
+        check=ready,
     )
     router.push()
     assert served(host)["chat-llm@v4"] == ["http://127.0.0.1:20500"]
@@ -282,7 +289,9 @@ def test_router_drain_is_bounded() -> None:
     _, inv, plan = demo_plan()
     clock = FakeClock()
     stuck = lambda url: {"backends": [{"url": "http://x:1", "outstanding": 1}]}  # noqa: E731
-    router = Router(plan, inv, {"demo-host": FakeHost()}, only_door(), status=stuck, clock=clock)
+    router = Router(
+        plan, inv, {"demo-host": FakeHost()}, only_door(), status=stuck, clock=clock, check=ready
+    )
     router.drain("http://x:1")
     assert router.drain_timeout_s <= clock.t < router.drain_timeout_s + 1
 
@@ -296,7 +305,13 @@ def test_router_reports_a_front_door_that_does_not_load_its_routes() -> None:
 
     _, inv, plan = demo_plan()
     router = Router(
-        plan, inv, {"demo-host": Deaf()}, only_door(), clock=FakeClock(), status=no_status
+        plan,
+        inv,
+        {"demo-host": Deaf()},
+        only_door(),
+        clock=FakeClock(),
+        status=no_status,
+        check=ready,
     )
     router.serve("chat-llm@v4", 0, "http://127.0.0.1:20600")
     assert router.problems and "not loaded" in router.problems[0]
@@ -314,6 +329,7 @@ def test_router_sends_nothing_to_a_front_door_that_is_not_running() -> None:
         ObservedFleet.empty(["demo-host"], offline=False),
         clock=FakeClock(),
         status=no_status,
+        check=ready,
     )
     router.serve("chat-llm@v4", 0, "http://127.0.0.1:20600")
     assert host.calls == [] and router.problems == []
@@ -337,6 +353,11 @@ def test_disabled_front_door_plans_nothing(tmp_path: Path) -> None:
 def no_status(url: str) -> None:
     """No front door answers over HTTP in these tests: the Docker API path is used."""
     return None
+
+
+def ready(spec: object) -> CheckResult:
+    """The front door's readiness probe (these tests bring up none)."""
+    return CheckResult(True, "ready")
 
 
 def current_of(host: FakeHost, model: str) -> str:
@@ -368,6 +389,7 @@ def test_a_version_switch_moves_clients_only_once_the_new_version_is_complete(
         running(plan, loaded.inventory, 20500),
         clock=FakeClock(),
         status=no_status,
+        check=ready,
     )
     router.push()
     assert current_of(host, "chat-llm") == "v4"  # v5 has no replica yet: v4 keeps everyone
@@ -419,6 +441,8 @@ def test_a_rollback_to_a_running_pin_moves_clients_at_once() -> None:
         },
         offline=False,
     )
-    router = Router(plan, inv, {"demo-host": host}, observed, clock=FakeClock(), status=no_status)
+    router = Router(
+        plan, inv, {"demo-host": host}, observed, clock=FakeClock(), status=no_status, check=ready
+    )
     router.push()
     assert current_of(host, "chat-llm") == "v3"  # one of two replicas, but a rollback flips at once

@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -398,7 +399,9 @@ def test_heal_with_the_state_locked_sweeps_and_says_why_it_did_nothing(
     report = HealthReport(NOW, 0.1, 5.0, (), ())
     monkeypatch.setattr(heal_mod, "run_sweep", lambda *a, **kw: type("S", (), {"report": report})())
     with StateLock(state, "apply"):
-        out = sweep_and_heal(tmp_path / "fleet.yaml", lambda inv: None, state_path=state)
+        # Nothing outside is reached: the sweep is replaced and nothing may be healed.
+        nothing = SimpleNamespace(observe=lambda inv: None, inspectors=lambda inv: {})
+        out = sweep_and_heal(tmp_path / "fleet.yaml", nothing, state_path=state)  # type: ignore[arg-type]
     assert out.healing and not out.healed
     assert (
         out.heal_note is not None

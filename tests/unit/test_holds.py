@@ -42,7 +42,7 @@ def dep(
 
 
 def record(d: Deployment) -> dict[str, Any]:
-    """What a revision stores (fleetctl.ops.applying.deployment_record)."""
+    """What a revision stores (fleetctl.core.revisions.deployment_record)."""
     rec = asdict(d)
     rec["selector"] = dict(d.selector)
     rec["customers"] = list(d.customers)

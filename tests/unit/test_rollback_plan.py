@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fleetctl.adapters import labels as L
+from fleetctl.core import labels as L
 from fleetctl.core.holds import Hold, current_deployment, deployment_from_record
 from fleetctl.core.loader import LoadedInventory, load
 from fleetctl.core.observed import ObservedContainer, ObservedFleet, ObservedFrontDoor, ObservedHost

@@ -6,10 +6,10 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from fleetctl.adapters.probes import CheckResult
 from fleetctl.core.plan import START_FIRST, STOP_FIRST, Action, ActionKind
 from fleetctl.ops.rendering import Rendered
 from fleetctl.ops.rollout import Executor, SilentReporter, scrub
+from fleetctl.ports import CheckResult
 from fleetctl.runtimes.spec import ContainerSpec, http_health
 
 

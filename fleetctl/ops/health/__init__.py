@@ -4,7 +4,7 @@
 - `targets`: every desired replica with its container and how to probe it (pure);
 - `probing`: NIM and Triton probes past "it answers" (one HTTP client per sweep);
 - `profiles`: the NIM profile named in a start-up log (pure);
-- `facts`: restart counts, start times and log heads, through the Docker adapter;
+- `facts`: restart counts, start times and log heads, through the `ContainerInspector` port;
 - `verdicts`: every decision: grace, streaks, crash loops, exit codes (pure);
 - `sweeping`: one sweep, with the state's memory; `heal`: `--heal`; `output`: JSON.
 

@@ -1,45 +1,28 @@
 """What Docker says about each container's run: restart count, start time, and for a NIM
-the profile its start-up log names (through the Docker adapter, one host client each)."""
+the profile its start-up log names (through the `ContainerInspector` port, one per host)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from fleetctl.ops.health.model import ContainerFacts, Profile, Target
 from fleetctl.ops.health.profiles import HEAD_LINES, parse_profile
+from fleetctl.ports import ContainerInspector
 from fleetctl.state.health_store import Memory
-
-if TYPE_CHECKING:
-    from fleetctl.adapters.docker_host import DockerHost
-    from fleetctl.core.inventory import Inventory
 
 
 class DockerFacts:
     """Callable as `FactsReader`: one inspect per container, and one read of a NIM's log
     head per run (the profile of a run already read is taken from the memory)."""
 
-    def __init__(self, inventory: Inventory, hosts: Mapping[str, DockerHost] | None = None) -> None:
-        self._inventory = inventory
-        self._hosts: dict[str, DockerHost] = dict(hosts or {})
-        self._lock = threading.Lock()
-
-    def _host(self, name: str) -> DockerHost:
-        from fleetctl.adapters.docker_host import OBSERVE_TIMEOUT_S, DockerHost
-
-        with self._lock:
-            if name not in self._hosts:
-                self._hosts[name] = DockerHost(
-                    self._inventory.host(name), self._inventory.fleet, timeout=OBSERVE_TIMEOUT_S
-                )
-            return self._hosts[name]
+    def __init__(self, hosts: Mapping[str, ContainerInspector]) -> None:
+        self._hosts = hosts
 
     def __call__(self, t: Target, memory: Memory | None) -> ContainerFacts:
         c = t.container
         if c is None:
             return ContainerFacts()
-        host = self._host(c.host)
+        host = self._hosts[c.host]
         try:
             run = host.run_info(c.id)
         except Exception as exc:  # gone since it was listed, or the engine stopped answering

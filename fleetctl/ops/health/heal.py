@@ -21,13 +21,12 @@ as apply's gate).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
+from fleetctl.core.fleet import ReplicaKey
 from fleetctl.core.plan import ActionKind
 from fleetctl.errors import LockedError
 from fleetctl.ops.health.model import (
@@ -39,37 +38,42 @@ from fleetctl.ops.health.model import (
     Verdict,
 )
 from fleetctl.ops.health.sweeping import Swept, run_sweep
+from fleetctl.ops.readiness import wait_ready
+from fleetctl.ports import HostAPI, Outside
 from fleetctl.state.health_store import Event
 
-if TYPE_CHECKING:
-    from fleetctl.adapters.docker_host import HostAPI
-    from fleetctl.core.inventory import Inventory
-
 DEFAULT_HEAL_TIMEOUT_S = 120.0
-HostFactory = Callable[["Inventory"], Mapping[str, "HostAPI"]]
 
 
 def sweep_and_heal(
     path: str | Path,
-    observe: Callable,
+    outside: Outside,
     *,
     state_path: Path,
     heal_timeout_s: float = DEFAULT_HEAL_TIMEOUT_S,
-    hosts: HostFactory | None = None,
     **sweep_options: object,
 ) -> HealthReport:
     """Lock, sweep, repair, record; without the lock: sweep only, and say why."""
     from fleetctl.state.lock import StateLock
 
+    def sweep() -> Swept:
+        return run_sweep(
+            path,
+            outside.observe,
+            state_path=state_path,
+            inspectors=outside.inspectors,
+            **sweep_options,  # type: ignore[arg-type]
+        )
+
     lock = StateLock(state_path, "health --heal")
     try:
         lock.acquire()
     except LockedError as exc:
-        report = run_sweep(path, observe, state_path=state_path, **sweep_options).report  # type: ignore[arg-type]
+        report = sweep().report
         return replace(report, healing=True, heal_note=f"nothing healed: {exc.message}")
     try:
-        swept = run_sweep(path, observe, state_path=state_path, **sweep_options)  # type: ignore[arg-type]
-        actions = heal(swept, state_path=state_path, timeout_s=heal_timeout_s, hosts=hosts)
+        swept = sweep()
+        actions = heal(swept, state_path=state_path, timeout_s=heal_timeout_s, outside=outside)
         if swept.memory is not None:
             swept.memory.record(heal_events(actions, swept.report.replicas))
         return replace(swept.report, healing=True, healed=tuple(actions))
@@ -87,7 +91,7 @@ def heal_events(actions: Sequence[HealAction], replicas: Sequence[ReplicaHealth]
             a.replica,
             a.host,
             "heal",
-            verdicts.get((a.deployment, a.replica), ""),
+            verdicts.get(ReplicaKey(a.deployment, a.replica), ""),
             f"{a.action} {a.target}: {'ok' if a.ok else 'failed'}: {a.detail}".strip(),
         )
         for a in actions
@@ -114,16 +118,12 @@ def choose(r: ReplicaHealth, t: Target) -> str:
     return f"none: {r.state.value}"
 
 
-def heal(
-    swept: Swept, *, state_path: Path, timeout_s: float, hosts: HostFactory | None = None
-) -> list[HealAction]:
-    from fleetctl.ops.applying import docker_hosts
-
+def heal(swept: Swept, *, state_path: Path, timeout_s: float, outside: Outside) -> list[HealAction]:
     by_key = {t.key: t for t in swept.targets}
     critical = [r for r in swept.report.replicas if r.verdict is Verdict.CRITICAL]
     if not critical:
         return []
-    apis = (hosts or docker_hosts)(swept.loaded.inventory)
+    apis = outside.hosts(swept.loaded.inventory)
     todo: list[tuple[ReplicaHealth, Target, str]] = []
     out: list[HealAction] = []
     for r in critical:
@@ -145,14 +145,21 @@ def heal(
     recreate = [(r, t) for r, t, what in todo if what == "recreate"]
     in_place = [(r, t, what) for r, t, what in todo if what != "recreate"]
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(in_place)))) as pool:
-        out.extend(pool.map(lambda x: _in_place(x[0], x[1], x[2], apis, timeout_s), in_place))
+        out.extend(
+            pool.map(lambda x: _in_place(x[0], x[1], x[2], apis, outside, timeout_s), in_place)
+        )
     if recreate:
-        out.extend(_recreate(swept, [r for r, _ in recreate], apis, state_path))
+        out.extend(_recreate(swept, [r for r, _ in recreate], apis, outside, state_path))
     return sorted(out, key=lambda a: (a.deployment, a.replica))
 
 
 def _in_place(
-    r: ReplicaHealth, t: Target, what: str, apis: Mapping[str, HostAPI], timeout_s: float
+    r: ReplicaHealth,
+    t: Target,
+    what: str,
+    apis: Mapping[str, HostAPI],
+    outside: Outside,
+    timeout_s: float,
 ) -> HealAction:
     started = time.monotonic()
     target = r.container
@@ -160,13 +167,13 @@ def _in_place(
         if what == "load_model":
             assert r.triton is not None and t.spec is not None
             target = ", ".join(r.triton.unloaded)
-            ok, detail = _load_models(t.spec.endpoint, r.triton.unloaded, timeout_s)
+            ok, detail = outside.triton.load_declared(t.spec.endpoint, r.triton.unloaded, timeout_s)
         else:
             api = apis[r.host]
             if what == "restart":
                 api.stop(r.container_id or r.container, timeout_s=30)
             api.start(r.container_id or r.container)
-            ok, detail = _await_ready(t, api, r.container_id or r.container, timeout_s)
+            ok, detail = _await_ready(t, api, outside, r.container_id or r.container, timeout_s)
             detail = f"{'restarted' if what == 'restart' else 'started'}; {detail}"
     except Exception as exc:  # one repair's failure must not stop the others
         ok, detail = False, f"{type(exc).__name__}: {exc}"[:300]
@@ -175,9 +182,9 @@ def _in_place(
     )
 
 
-def _await_ready(t: Target, api: HostAPI, container: str, timeout_s: float) -> tuple[bool, str]:
-    from fleetctl.adapters.probes import wait_ready
-
+def _await_ready(
+    t: Target, api: HostAPI, outside: Outside, container: str, timeout_s: float
+) -> tuple[bool, str]:
     if t.spec is None:
         return True, "no checks to wait for"
     budget = min(timeout_s, t.spec.startup_timeout_s)
@@ -187,39 +194,27 @@ def _await_ready(t: Target, api: HostAPI, container: str, timeout_s: float) -> t
         info = getattr(api, "run_info", None)
         return info(container).status if info else api.state(container)
 
-    result = wait_ready(t.spec, state, timeout_s=budget, interval_s=0.25)
+    result = wait_ready(
+        t.spec,
+        state,
+        timeout_s=budget,
+        interval_s=0.25,
+        clock=outside.clock,
+        check=outside.probes.probe,
+    )
     took = time.monotonic() - started
     return result.ok, (f"ready in {took:.1f} s" if result.ok else result.detail)
 
 
-def _load_models(endpoint: str, models: Sequence[str], timeout_s: float) -> tuple[bool, str]:
-    import tritonclient.http as tc
-
-    client = tc.InferenceServerClient(
-        urlparse(endpoint).netloc, connection_timeout=timeout_s, network_timeout=timeout_s
-    )
-    started = time.monotonic()
-    try:
-        failed = []
-        for m in models:
-            try:
-                client.load_model(m)
-                if not client.is_model_ready(m):
-                    failed.append(f"{m}: not ready after load")
-            except Exception as exc:
-                failed.append(f"{m}: {type(exc).__name__}: {str(exc).strip()[:200]}")
-    finally:
-        client.close()
-    if failed:
-        return False, "; ".join(failed)
-    return True, f"loaded and ready in {time.monotonic() - started:.1f} s"
-
-
 def _recreate(
-    swept: Swept, replicas: Sequence[ReplicaHealth], apis: Mapping[str, HostAPI], state_path: Path
+    swept: Swept,
+    replicas: Sequence[ReplicaHealth],
+    apis: Mapping[str, HostAPI],
+    outside: Outside,
+    state_path: Path,
 ) -> list[HealAction]:
     """Apply's execution path, with the plan restricted to these replicas' creations."""
-    from fleetctl.ops.applying import execute_plan
+    from fleetctl.ops.execution import execute_plan
     from fleetctl.ops.planning import PlanResult, inventory_digest
     from fleetctl.ops.rollout import SilentReporter
 
@@ -254,7 +249,13 @@ def _recreate(
     )
     started = time.monotonic()
     applied = execute_plan(
-        result, swept.loaded.inventory, state_path, apis, SilentReporter(), "health --heal"
+        result,
+        swept.loaded.inventory,
+        state_path,
+        apis,
+        outside,
+        SilentReporter(),
+        "health --heal",
     )
     took = time.monotonic() - started
     for o in applied.outcomes:

@@ -111,7 +111,7 @@ class SweepHTTP:
             except OSError as exc:
                 conn.close()
                 raise HTTPFailure("ConnectError", str(exc)) from None
-            assert conn.sock is not None  # connect() set it
+            assert conn.sock is not None  # connect() opened it
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         else:
             conn.sock.settimeout(timeout)

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from fleetctl.core.fleet import ReplicaKey
 from fleetctl.core.observed import ContainerRun, ObservedContainer
+from fleetctl.ops.health.profiles import Profile
 from fleetctl.runtimes.spec import ContainerSpec
 from fleetctl.state.health_store import Memory
 
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_FAILURES = 3
-
-ReplicaKey = tuple[str, int]
 
 
 class ReplicaState(str, Enum):
@@ -115,26 +115,6 @@ Probe = Callable[[ProbeSpec, float], ProbeResult]
 
 
 @dataclass(frozen=True)
-class Profile:
-    """The NIM profile a replica's start-up log names, against the expected one."""
-
-    id: str | None
-    name: str | None
-    expected: str | None  # nim.model_profile, or None: "an optimized profile"
-    fallback_warning: bool = False  # the log says it fell back to a generic profile
-
-    @property
-    def found(self) -> bool:
-        return self.id is not None
-
-    @property
-    def problem(self) -> str | None:
-        from fleetctl.ops.health.profiles import profile_problem
-
-        return profile_problem(self)
-
-
-@dataclass(frozen=True)
 class ContainerFacts:
     """What Docker says about a container's run, and for a NIM its profile."""
 
@@ -166,7 +146,7 @@ class Target:
 
     @property
     def key(self) -> ReplicaKey:
-        return (self.deployment, self.replica)
+        return ReplicaKey(self.deployment, self.replica)
 
     @property
     def spec(self) -> ContainerSpec | None:
@@ -209,7 +189,7 @@ class ReplicaHealth:
 
     @property
     def key(self) -> ReplicaKey:
-        return (self.deployment, self.replica)
+        return ReplicaKey(self.deployment, self.replica)
 
 
 @dataclass(frozen=True)

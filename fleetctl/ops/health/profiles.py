@@ -10,14 +10,31 @@ it then serves, slower and with other memory needs than planned: degraded.
 from __future__ import annotations
 
 import re
-
-from fleetctl.ops.health.model import Profile
+from dataclasses import dataclass
 
 SELECTED = re.compile(r"Selected profile:\s*(?P<id>\S+)\s*\((?P<name>[^)]*)\)")
 FALLBACK = re.compile(r"no optimized profile|falling back to a generic", re.IGNORECASE)
 GENERIC_ENGINES = ("vllm", "sglang")
 # Lines of the log head read for the profile: real NIMs name it within their first hundred.
 HEAD_LINES = 300
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The NIM profile a replica's start-up log names, against the expected one."""
+
+    id: str | None
+    name: str | None
+    expected: str | None  # nim.model_profile, or None: "an optimized profile"
+    fallback_warning: bool = False  # the log says it fell back to a generic profile
+
+    @property
+    def found(self) -> bool:
+        return self.id is not None
+
+    @property
+    def problem(self) -> str | None:
+        return profile_problem(self)
 
 
 def parse_profile(log_head: str, expected: str | None) -> Profile:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fleetctl.core.fleet import ReplicaKey
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import Plan
 from fleetctl.errors import HostUnreachableError
@@ -31,19 +32,19 @@ from fleetctl.ops.health.model import (
     Probe,
     ProbeResult,
     ProbeSpec,
-    ReplicaKey,
+    ReplicaHealth,
     ReplicaState,
     Target,
 )
 from fleetctl.ops.health.targets import targets
 from fleetctl.ops.health.verdicts import classify, classify_replica, judge_all
-from fleetctl.state.health_store import HealthMemory, Memory
+from fleetctl.state.health_store import Event, HealthMemory, Memory
 
 if TYPE_CHECKING:
     from fleetctl.core.front_door import FrontDoorSite
     from fleetctl.core.inventory import Inventory
     from fleetctl.core.loader import LoadedInventory
-    from fleetctl.ops.planning import Observer
+    from fleetctl.ports import InspectorFactory, Observer
 
 MAX_PROBE_WORKERS = 32
 FACT_WORKERS = 16
@@ -160,6 +161,7 @@ def run_sweep(
     failures: int = DEFAULT_FAILURES,
     grace_s: float | None = None,
     facts: FactsReader | None = None,
+    inspectors: InspectorFactory | None = None,
     concurrency: int = MAX_PROBE_WORKERS,
     retention_days: float | None = None,
     clock: Callable[[], float] = time.time,
@@ -167,8 +169,8 @@ def run_sweep(
     """The sweep. With `state_path`, streaks are read from and written to the state;
     without one nothing is remembered, so a failure is judged alone (critical at once).
     `grace_s` overrides every replica's start-up grace (default: its start-up budget).
-    `facts` reads restart counts and profiles (default: from the Docker hosts; pass
-    `lambda t, m: ContainerFacts()` to skip)."""
+    `facts` reads restart counts and profiles (default: from the hosts `inspectors`
+    gives; pass `lambda t, m: ContainerFacts()` to skip)."""
     from fleetctl.core.loader import load
     from fleetctl.ops.health.facts import DockerFacts
     from fleetctl.ops.health.probing import Prober, preload
@@ -203,7 +205,10 @@ def run_sweep(
     prober: Probe = Prober() if probe is None else probe
     if preloading is not None:
         preloading.join()
-    facts = facts or DockerFacts(inv)
+    if facts is None:
+        if inspectors is None:
+            raise TypeError("run_sweep needs `facts` or `inspectors`")
+        facts = DockerFacts(inspectors(inv))
     try:
         with ThreadPoolExecutor(
             max_workers=2
@@ -224,7 +229,9 @@ def run_sweep(
         judged, _, _ = judge_all(seen, {}, now=now, failures_needed=1, grace=grace)
     else:
 
-        def decide(memory: Mapping[ReplicaKey, Memory]):
+        def decide(
+            memory: Mapping[ReplicaKey, Memory],
+        ) -> tuple[dict[ReplicaKey, Memory], list[Event], list[ReplicaHealth]]:
             out, kept, events = judge_all(
                 seen, memory, now=now, failures_needed=failures, grace=grace
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fleetctl.core.fleet import Deployment
 from fleetctl.core.observed import ObservedContainer, ObservedFleet
@@ -69,7 +69,7 @@ def targets(plan: Plan, inventory: Inventory, observed: ObservedFleet) -> list[T
     return out
 
 
-def _nim(d: Deployment) -> dict:
+def _nim(d: Deployment) -> dict[str, Any]:
     return dict(d.settings.get("nim") or {})
 
 

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from fleetctl.core.fleet import ReplicaKey
 from fleetctl.core.plan import Plan
 from fleetctl.errors import ExitCode
 from fleetctl.ops.health.model import (
@@ -212,12 +213,12 @@ def judge(
 
 def judge_all(
     replicas: Sequence[ReplicaHealth],
-    memory: Mapping[tuple[str, int], Memory],
+    memory: Mapping[ReplicaKey, Memory],
     *,
     now: float,
     failures_needed: int,
-    grace: Mapping[tuple[str, int], float],
-) -> tuple[list[ReplicaHealth], dict[tuple[str, int], Memory], list[Event]]:
+    grace: Mapping[ReplicaKey, float],
+) -> tuple[list[ReplicaHealth], dict[ReplicaKey, Memory], list[Event]]:
     judged, kept, events = [], {}, []
     for r in replicas:
         out, m, e = judge(
