@@ -254,11 +254,17 @@ def get_runtime(name: str) -> Runtime:
         ) from None
 
 
-def run_plugin_check(endpoint: str, check: HealthCheck, timeout_s: float) -> CheckResult:
-    """Run a check of a kind a plugin registered, behind the probe interface."""
+def run_plugin_check(
+    endpoint: str,
+    check: HealthCheck,
+    timeout_s: float,
+    kinds: Mapping[str, CheckKind] | None = None,
+) -> CheckResult:
+    """Run a check of a kind a plugin registered (of `kinds`, default the installed
+    plugins'), behind the probe interface."""
     from pydantic import ValidationError
 
-    kind = plugins().check_kinds.get(check.kind)
+    kind = (plugins().check_kinds if kinds is None else kinds).get(check.kind)
     if kind is None:
         return CheckResult(False, f"unknown check kind {check.kind}")
     settings: Any = None
