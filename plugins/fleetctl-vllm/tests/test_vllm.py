@@ -152,3 +152,19 @@ def test_the_model_check_settings_are_validated_and_a_dead_server_is_not_ready(
     assert run_plugin_check(url, bad, 1.0).detail.startswith("vllm_model check: models_path: ")
     dead = run_plugin_check("http://127.0.0.1:9", replace(moved, params={}), 0.5)
     assert not dead.ok and dead.detail.startswith("GET /v1/models: ")
+
+
+def test_the_health_sweep_runs_the_plugin_check_too(server: tuple[str, type[_Models]]) -> None:
+    from fleetctl.ops.health.model import ProbeSpec
+    from fleetctl.ops.health.probing import Prober
+
+    url, handler = server
+    handler.listed = ["other"]
+    spec = replace(get_runtime("vllm").render(ctx(deployment())), endpoint=url)
+    with Prober() as probe:
+        result = probe(ProbeSpec(spec, runtime="vllm"), 2.0)
+        # /health is not served by this server; both checks report, each with its reason.
+        assert not result.ok
+        assert result.problems == ("GET /health: 404", "GET /v1/models: chat not listed (other)")
+        handler.listed = ["chat"]
+        assert probe(ProbeSpec(replace(spec, health=spec.health[1:]), runtime="vllm"), 2.0).ok
