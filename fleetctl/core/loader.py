@@ -1,8 +1,9 @@
 """Load an inventory file into validated models, with `FILE:LINE:COL` errors.
 
 The file is read and its YAML composed with positions by `fleetctl.core.yaml_input`;
-pydantic validates the values and `fleetctl.core.checks` the inventory as a whole, and
-every problem points at the exact line and column.
+pydantic validates the values (each runtime block with the model of the runtime that owns
+it, see `fleetctl.core.runtime_blocks`) and `fleetctl.core.checks` the inventory as a
+whole, and every problem points at the exact line and column.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from fleetctl.core.inventory import Inventory
-from fleetctl.core.runtime_blocks import OPTIONS, RuntimeBlock, RuntimeCatalog
+from fleetctl.core.runtime_blocks import OPTIONS, RUNTIME_KEYS, RuntimeBlock, RuntimeCatalog
 from fleetctl.core.yaml_input import (  # noqa: F401 - re-exported: the loader's interface
     MAX_ALIAS_EXPANSION,
     MAX_DEPTH,
@@ -95,8 +96,8 @@ class LoadedInventory:
 def installed_runtimes() -> RuntimeCatalog:
     """The catalog of the runtimes installed (built-ins and plugins).
 
-    The one place core asks the runtimes layer for it, at call time: callers above core
-    pass a `RuntimeCatalog` of their own (tests, the CLI) and never reach this.
+    The one place core asks the runtimes layer for it, at call time and only when the
+    caller passes no `RuntimeCatalog` of its own (names, or None, as the commands do).
     """
     from fleetctl.runtimes.registry import runtime_catalog
 
@@ -104,6 +105,7 @@ def installed_runtimes() -> RuntimeCatalog:
 
 
 Path_ = tuple[str | int, ...]
+PIN_KEYS = tuple(k for k in RUNTIME_KEYS if k != OPTIONS)  # a pin has no options of its own
 # Where a runtime block sits: (model index, pin index or None, key) -> validated value.
 Blocks = dict[tuple[int, int | None, str], BaseModel]
 
@@ -131,10 +133,10 @@ def _runtime_blocks(
             continue
         pins = m.get("pins")
         scopes: list[tuple[int | None, Mapping[str, Any], tuple[str, ...]]] = [
-            (None, m, ("nim", "triton", OPTIONS))
+            (None, m, RUNTIME_KEYS)
         ]
         scopes += [
-            (j, p, ("nim", "triton"))
+            (j, p, PIN_KEYS)
             for j, p in enumerate(pins if isinstance(pins, list) else [])
             if isinstance(p, dict)
         ]
@@ -242,8 +244,8 @@ def _absolute_paths(inv: Inventory, base: Path) -> Inventory:
 
     models = []
     for m in inv.models:
-        pins = [p.model_copy(update={"nim": fix(p.nim), "triton": fix(p.triton)}) for p in m.pins]
-        update = {k: fix(getattr(m, k)) for k in ("nim", "triton", OPTIONS)}
+        pins = [p.model_copy(update={k: fix(getattr(p, k)) for k in PIN_KEYS}) for p in m.pins]
+        update = {k: fix(getattr(m, k)) for k in RUNTIME_KEYS}
         models.append(m.model_copy(update={**update, "pins": pins}))
     return inv.model_copy(update={"models": models})
 
