@@ -29,6 +29,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 12  # a named deployment, revision or model does not exist
     DOWNTIME_REFUSED = 13  # a replacement would stop a serving replica and nobody allowed it
     DEGRADED = 14  # health: nothing critical, but a replica is degraded or failing below --failures
+    PLUGIN = 15  # a plugin was refused (duplicate runtime, import failure, other hook API version)
 
 
 class FleetctlError(Exception):
@@ -100,3 +101,11 @@ class StateError(FleetctlError):
     one line naming the state and the reason, exit 1."""
 
     exit_code = ExitCode.ERROR
+
+
+class PluginError(FleetctlError):
+    """A plugin was refused: it duplicates a runtime, a block key or a health-check kind
+    of another distribution, or (when an inventory needs a runtime nobody provides) it
+    failed to import or is built for another hook API version."""
+
+    exit_code = ExitCode.PLUGIN

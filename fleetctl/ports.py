@@ -16,6 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+# One readiness answer, defined with the plugin API (a plugin's check kinds return it too).
+from fleetctl.runtimes.spec import CheckResult
+
 if TYPE_CHECKING:
     from fleetctl.core.inventory import Inventory
     from fleetctl.core.observed import ContainerRun, ObservedFleet, ObservedHost
@@ -30,12 +33,6 @@ class Clock(Protocol):
 
 
 # -- readiness probes --------------------------------------------------------------------
-@dataclass(frozen=True)
-class CheckResult:
-    ok: bool
-    detail: str
-
-
 Check = Callable[["ContainerSpec"], CheckResult]
 StatusReader = Callable[[str], "dict[str, Any] | None"]
 

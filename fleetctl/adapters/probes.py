@@ -42,7 +42,9 @@ def run_check(endpoint: str, check: HealthCheck, timeout_s: float = 2.0) -> Chec
         except Exception as exc:  # tritonclient raises several types; any means "not yet"
             return CheckResult(False, f"model {check.target}: {type(exc).__name__}")
         return CheckResult(ready, f"model {check.target}: {'READY' if ready else 'not ready'}")
-    return CheckResult(False, f"unknown check kind {check.kind}")
+    from fleetctl.runtimes.registry import run_plugin_check
+
+    return run_plugin_check(endpoint, check, timeout_s)
 
 
 def port_answers(endpoint: str, timeout_s: float = 0.5) -> bool:

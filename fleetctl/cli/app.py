@@ -188,9 +188,10 @@ def schema(
     output: Output = OutputOpt,
 ) -> None:
     """Write the inventory's JSON Schema so that editors check the YAML as it is typed."""
-    from fleetctl.core.inventory import Inventory
+    from fleetctl.core.runtime_blocks import inventory_schema
+    from fleetctl.runtimes.registry import builtin_catalog
 
-    data = Inventory.model_json_schema()
+    data = inventory_schema(builtin_catalog())
     data["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     data["title"] = "fleetctl inventory"
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"

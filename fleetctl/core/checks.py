@@ -78,12 +78,6 @@ def semantic_problems(
                     ("models", i, "runtime"), f"unknown runtime {m.runtime!r} (known: {known})"
                 )
             )
-        if m.runtime == "triton" and m.triton is None:
-            problems.append(
-                pos.problem(
-                    ("models", i), "runtime triton needs a 'triton:' block with model_repository"
-                )
-            )
         versions = [m.version] + [p.version for p in m.pins]
         for j, p in enumerate(m.pins):
             if versions.count(p.version) > 1:

@@ -10,7 +10,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 NAME_RE = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
 # Environment keys that carry credentials: refused as plain `env:` values.
@@ -137,61 +144,16 @@ class Host(Strict):
         return lo, hi
 
 
-class NimConfig(Strict):
-    model_profile: str | None = Field(None, description="NIM_MODEL_PROFILE")
-    served_model_name: str | None = Field(None, description="NIM_SERVED_MODEL_NAME")
-    cache_dir: str = Field("/var/cache/nim", description="Host path mounted at /opt/nim/.cache")
-    shm_size: str | None = Field(None, description="Default 16g for multi-GPU replicas")
-    startup_timeout_s: float = Field(
-        1200, gt=0, description="Readiness budget (real NIMs need minutes)"
-    )
-    kvcache_percent: float | None = Field(
-        None, gt=0, le=1, description="Override NIM_KVCACHE_PERCENT"
-    )
-    ngc_api_key: SecretRef = Field(default_factory=lambda: SecretRef(env="NGC_API_KEY"))
-    passthrough_args: str | None = Field(None, description="NIM_PASSTHROUGH_ARGS")
+def _runtime_block(value: Any) -> Any:
+    if value is None or isinstance(value, dict | BaseModel):
+        return value
+    raise ValueError("Input should be a mapping of the runtime's settings")
 
 
-class DynamicBatching(Strict):
-    """Triton's dynamic batcher for a model (its `max_batch_size` must be above 0)."""
-
-    max_queue_delay_us: int = Field(0, ge=0, description="max_queue_delay_microseconds")
-    preferred_batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list)
-
-
-class VersionPolicy(Strict):
-    """Which versions of the model Triton serves: exactly one of the three."""
-
-    latest: int | None = Field(None, ge=1, description="the newest N versions")
-    specific: list[Annotated[int, Field(ge=1)]] | None = Field(None, min_length=1)
-    all: bool = False
-
-    @model_validator(mode="after")
-    def _one(self) -> VersionPolicy:
-        if sum([self.latest is not None, self.specific is not None, self.all]) != 1:
-            raise ValueError("give exactly one of latest, specific, all")
-        return self
-
-
-class TritonConfig(Strict):
-    model_repository: str = Field(
-        description="Host path of the model repository (mounted read-only)"
-    )
-    models: list[str] = Field(default_factory=list, description="Models loaded with --load-model")
-    startup_timeout_s: float = Field(300, gt=0)
-    args: list[str] = Field(default_factory=list, description="Extra tritonserver arguments")
-    server_binary: str = Field("tritonserver", description="Entrypoint of the image's server")
-    backend_directory: str = "/opt/tritonserver/backends"
-    shm_size: str | None = None
-    dedicated: bool = Field(
-        False,
-        description="Serve this model in a Triton server of its own, never shared with co-located models",
-    )
-    # Applied to the model's Triton configuration through the load API's config override
-    # (docs/triton.md), never by editing files on the host.
-    instance_count: int | None = Field(None, ge=1, le=64, description="instance_group count")
-    dynamic_batching: DynamicBatching | None = None
-    version_policy: VersionPolicy | None = None
+# A runtime's own block (`nim:`, `triton:`, `options:`): core keeps none of its fields.
+# The loader validates it with the pydantic model its runtime registers
+# (fleetctl.core.runtime_blocks) and keeps it as that model's value.
+RuntimeBlock = Annotated[Any, AfterValidator(_runtime_block)]
 
 
 class HealthSample(Strict):
@@ -243,8 +205,8 @@ class Overrides(Strict):
     gpu_util: float | None = Field(None, gt=0, le=1)
     exclusive: bool | None = None
     env: dict[str, str] | None = None
-    nim: NimConfig | None = None
-    triton: TritonConfig | None = None
+    nim: RuntimeBlock = Field(None, description="Settings of the nim runtime")
+    triton: RuntimeBlock = Field(None, description="Settings of the triton runtime")
 
 
 class Pin(Overrides):
@@ -276,11 +238,9 @@ class Model(Strict):
     pins: list[Pin] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     secrets: dict[str, SecretRef] = Field(default_factory=dict, description="Env name -> reference")
-    nim: NimConfig | None = None
-    triton: TritonConfig | None = None
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="Settings for a plugin runtime"
-    )
+    nim: RuntimeBlock = Field(None, description="Settings of the nim runtime")
+    triton: RuntimeBlock = Field(None, description="Settings of the triton runtime")
+    options: RuntimeBlock = Field(default_factory=dict, description="Settings for a plugin runtime")
     health: HealthConfig = Field(default_factory=HealthConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     # Facts for `fleetctl advise` and `report`.

@@ -1,21 +1,23 @@
 """Load an inventory file into validated models, with `FILE:LINE:COL` errors.
 
 The file is read and its YAML composed with positions by `fleetctl.core.yaml_input`;
-pydantic validates the values and `fleetctl.core.checks` the inventory as a whole, and
-every problem points at the exact line and column.
+pydantic validates the values (each runtime block with the model of the runtime that owns
+it, see `fleetctl.core.runtime_blocks`) and `fleetctl.core.checks` the inventory as a
+whole, and every problem points at the exact line and column.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from fleetctl.core.checks import semantic_problems
 from fleetctl.core.inventory import Inventory
+from fleetctl.core.runtime_blocks import OPTIONS, RUNTIME_KEYS, RuntimeBlock, RuntimeCatalog
 from fleetctl.core.yaml_input import (  # noqa: F401 - re-exported: the loader's interface
     MAX_ALIAS_EXPANSION,
     MAX_DEPTH,
@@ -27,7 +29,7 @@ from fleetctl.core.yaml_input import (  # noqa: F401 - re-exported: the loader's
     problem_json,
     read_inventory,
 )
-from fleetctl.errors import InventoryError
+from fleetctl.errors import InventoryError, PluginError
 
 
 def _plain_message(err: Any) -> str:
@@ -44,7 +46,13 @@ def _plain_message(err: Any) -> str:
     return msg
 
 
-def _pydantic_problems(exc: ValidationError, positions: Positions) -> list[str]:
+def _pydantic_problems(
+    exc: ValidationError,
+    positions: Positions,
+    prefix: tuple[str | int, ...] = (),
+    root: type[BaseModel] = Inventory,
+) -> list[str]:
+    """One `FILE:LINE:COL` line per problem; `root` validated the value at `prefix`."""
     from fleetctl.core.suggest import allowed_keys, meant
 
     typos: list[str] = []
@@ -59,10 +67,10 @@ def _pydantic_problems(exc: ValidationError, positions: Positions) -> list[str]:
             ):
                 continue
             loc.append(part)
-        path = tuple(loc)
+        path = prefix + tuple(loc)
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-            guess = meant(str(path[-1]), allowed_keys(Inventory, path[:-1])) if path else None
+            guess = meant(str(loc[-1]), allowed_keys(root, loc[:-1])) if loc else None
             if guess is not None:
                 msg += f" (did you mean {guess}?)"
                 suggested.add(path[:-1] + (guess,))
@@ -86,22 +94,132 @@ class LoadedInventory:
     path: str
 
 
+def installed_runtimes() -> RuntimeCatalog:
+    """The catalog of the runtimes installed (built-ins and plugins).
+
+    The one place core asks the runtimes layer for it, at call time and only when the
+    caller passes no `RuntimeCatalog` of its own (names, or None, as the commands do).
+    """
+    from fleetctl.runtimes.registry import runtime_catalog
+
+    return runtime_catalog()
+
+
+Path_ = tuple[str | int, ...]
+PIN_KEYS = tuple(k for k in RUNTIME_KEYS if k != OPTIONS)  # a pin has no options of its own
+# Where a runtime block sits: (model index, pin index or None, key) -> validated value.
+Blocks = dict[tuple[int, int | None, str], BaseModel]
+
+
+def _block_for(catalog: RuntimeCatalog, runtime: Any, key: str) -> RuntimeBlock | None:
+    if key == OPTIONS:
+        own = catalog.blocks.get(runtime) if isinstance(runtime, str) else None
+        return own if own is not None and own.key == OPTIONS else None
+    return catalog.owner_of(key)
+
+
+def _runtime_blocks(
+    data: Mapping[str, Any], catalog: RuntimeCatalog, positions: Positions
+) -> tuple[Blocks, list[str]]:
+    """Validate every runtime block of the raw document with its runtime's model.
+
+    `nim:` and `triton:` go to the runtime that owns the key; `options:` to the model's
+    own runtime when that is a plugin runtime with a model (else it stays free-form).
+    """
+    blocks: Blocks = {}
+    problems: list[str] = []
+    models = data.get("models")
+    for i, m in enumerate(models if isinstance(models, list) else []):
+        if not isinstance(m, dict):
+            continue
+        pins = m.get("pins")
+        scopes: list[tuple[int | None, Mapping[str, Any], tuple[str, ...]]] = [
+            (None, m, RUNTIME_KEYS)
+        ]
+        scopes += [
+            (j, p, PIN_KEYS)
+            for j, p in enumerate(pins if isinstance(pins, list) else [])
+            if isinstance(p, dict)
+        ]
+        for j, scope, keys in scopes:
+            for key in keys:
+                value = scope.get(key)
+                block = _block_for(catalog, m.get("runtime"), key)
+                if not isinstance(value, dict) or block is None or block.model is None:
+                    continue
+                prefix: Path_ = ("models", i) + (() if j is None else ("pins", j)) + (key,)
+                try:
+                    blocks[(i, j, key)] = block.model.model_validate(value)
+                except ValidationError as exc:
+                    problems.extend(_pydantic_problems(exc, positions, prefix, block.model))
+    return blocks, problems
+
+
+def _required_blocks(inv: Inventory, catalog: RuntimeCatalog, positions: Positions) -> list[str]:
+    """A runtime whose model has required fields needs its block."""
+    problems: list[str] = []
+    for i, m in enumerate(inv.models):
+        block = catalog.blocks.get(m.runtime)
+        if block is None or block.model is None or getattr(m, block.key, None):
+            continue
+        required = [n for n, f in block.model.model_fields.items() if f.is_required()]
+        if required:
+            problems.append(
+                positions.problem(
+                    ("models", i),
+                    f"runtime {m.runtime} needs a '{block.key}:' block with {', '.join(required)}",
+                )
+            )
+    return problems
+
+
+def _with_blocks(inv: Inventory, blocks: Blocks) -> Inventory:
+    if not blocks:
+        return inv
+    models = []
+    for i, m in enumerate(inv.models):
+        update: dict[str, Any] = {k: v for (mi, j, k), v in blocks.items() if mi == i and j is None}
+        pins = [
+            p.model_copy(update={k: v for (mi, j, k), v in blocks.items() if mi == i and j == pj})
+            for pj, p in enumerate(m.pins)
+        ]
+        models.append(m.model_copy(update={**update, "pins": pins}))
+    return inv.model_copy(update={"models": models})
+
+
 def load_text(
     text: str,
     file: str = "<inventory>",
     base_dir: str | Path | None = None,
-    known_runtimes: Iterable[str] | None = None,
+    known_runtimes: Iterable[str] | RuntimeCatalog | None = None,
 ) -> LoadedInventory:
+    """Load an inventory. `known_runtimes`: the runtimes a model may name (None: any), as
+    names or as a `RuntimeCatalog`, whose models also validate the runtime blocks (else
+    those of the installed runtimes do)."""
     data, positions = parse_yaml(text, file)
     if not isinstance(data, dict):
         raise InventoryError(
             [positions.problem((), "the inventory must be a mapping with 'hosts' and 'models'")]
         )
+    catalog = known_runtimes if isinstance(known_runtimes, RuntimeCatalog) else installed_runtimes()
+    names = None if known_runtimes is None else set(known_runtimes)
+    blocks, block_problems = _runtime_blocks(data, catalog, positions)
     try:
         inventory = Inventory.model_validate(data)
     except ValidationError as exc:
-        raise InventoryError(_pydantic_problems(exc, positions)) from None
-    problems = semantic_problems(inventory, positions, known_runtimes)
+        raise InventoryError(_pydantic_problems(exc, positions) + block_problems) from None
+    if (
+        names is not None
+        and catalog.broken
+        and any(m.runtime not in names for m in inventory.models)
+    ):
+        # A runtime nobody provides, and a plugin that could not be loaded: that is the cause.
+        raise PluginError("\n".join(catalog.broken))
+    if block_problems:
+        raise InventoryError(block_problems)
+    inventory = _with_blocks(inventory, blocks)
+    problems = _required_blocks(inventory, catalog, positions)
+    problems += semantic_problems(inventory, positions, names)
     if problems:
         raise InventoryError(problems)
     if base_dir is not None:
@@ -110,25 +228,30 @@ def load_text(
 
 
 def _absolute_paths(inv: Inventory, base: Path) -> Inventory:
-    """Host paths in the inventory are relative to the inventory file, like compose's."""
+    """Host paths in the inventory are relative to the inventory file, like compose's;
+    a runtime's model names its host-path fields in `host_paths`."""
 
-    def fix(path: str) -> str:
-        return path if Path(path).is_absolute() else str((base / path).resolve())
+    def fix(block: Any) -> Any:
+        fields = getattr(block, "host_paths", ()) if isinstance(block, BaseModel) else ()
+        update = {
+            f: str((base / getattr(block, f)).resolve())
+            for f in fields
+            if isinstance(getattr(block, f, None), str)
+            and not Path(getattr(block, f)).is_absolute()
+        }
+        return block.model_copy(update=update) if update else block
 
     models = []
     for m in inv.models:
-        update: dict[str, Any] = {}
-        if m.triton is not None:
-            update["triton"] = m.triton.model_copy(
-                update={"model_repository": fix(m.triton.model_repository)}
-            )
-        if m.nim is not None:
-            update["nim"] = m.nim.model_copy(update={"cache_dir": fix(m.nim.cache_dir)})
-        models.append(m.model_copy(update=update) if update else m)
+        pins = [p.model_copy(update={k: fix(getattr(p, k)) for k in PIN_KEYS}) for p in m.pins]
+        update = {k: fix(getattr(m, k)) for k in RUNTIME_KEYS}
+        models.append(m.model_copy(update={**update, "pins": pins}))
     return inv.model_copy(update={"models": models})
 
 
-def load(path: str | Path, known_runtimes: Iterable[str] | None = None) -> LoadedInventory:
+def load(
+    path: str | Path, known_runtimes: Iterable[str] | RuntimeCatalog | None = None
+) -> LoadedInventory:
     p = Path(path)
     text = read_inventory(p)
     return load_text(text, str(p), base_dir=p.resolve().parent, known_runtimes=known_runtimes)

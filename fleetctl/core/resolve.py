@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
 from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
 from fleetctl.core.inventory import Host, Inventory, Model, Pin
 
@@ -31,12 +33,20 @@ def _settings(model: Model, pin: Pin | None) -> dict[str, Any]:
         "secrets": {k: ref.describe() for k, ref in sorted(model.secrets.items())},
         "nim": nim.model_dump(mode="json") if nim else None,
         "triton": triton.model_dump(mode="json") if triton else None,
-        "options": dict(model.options),
+        # As given (a plugin's validated block without the defaults it filled in), so that
+        # a plugin adding a default does not change every deployment's spec.
+        "options": _given(model.options),
         # Not `health.sample`: what `fleetctl health` sends to a replica is no part of
         # its container, and changing it must not recreate one.
         "health": model.health.model_dump(mode="json", exclude={"sample"}),
         "framework": model.framework,
     }
+
+
+def _given(block: Any) -> dict[str, Any]:
+    if isinstance(block, BaseModel):
+        return block.model_dump(mode="json", exclude_unset=True)
+    return dict(block or {})
 
 
 def _pick(pin: Pin | None, attr: str, default: Any) -> Any:

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from fleetctl.core.inventory import SECRET_KEY_RE, Inventory, Model
 
 if TYPE_CHECKING:
@@ -101,6 +103,8 @@ def strings_in(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
     """(path, text) for every string in a JSON-like value, keys included."""
     if isinstance(value, str):
         yield path, value
+    elif isinstance(value, BaseModel):  # a runtime's validated block
+        yield from strings_in(value.model_dump(mode="json", exclude_defaults=True), path)
     elif isinstance(value, dict):
         for k, v in value.items():
             yield path + (str(k),), str(k)

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from fleetctl.core.fleet import Deployment
 from fleetctl.core.front_door import Routing  # noqa: F401 (re-exported: part of the runtime API)
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -72,9 +76,42 @@ class SecretEnv:
 
 @dataclass(frozen=True)
 class HealthCheck:
-    kind: Literal["http", "triton_model"]
+    # "http", "triton_model" (built in), or a kind a plugin registers (CheckKind).
+    kind: str
     target: str  # URL path for http, model name for triton_model
     description: str = ""
+    # The settings of a plugin's kind (JSON values), validated by its `CheckKind.settings`.
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+BUILTIN_CHECK_KINDS = ("http", "triton_model")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    detail: str
+
+
+class CheckProbe(Protocol):
+    """The probe interface of a plugin's check kind: one attempt, within `timeout_s`.
+
+    `settings` is the check's `params` validated by the kind's model (None without one).
+    A probe answers not-ready with a `CheckResult`; an exception counts as not ready.
+    """
+
+    def __call__(
+        self, endpoint: str, check: HealthCheck, settings: Any, timeout_s: float
+    ) -> CheckResult: ...
+
+
+@dataclass(frozen=True)
+class CheckKind:
+    """A health-check kind a plugin adds (hook `register_health_checks`)."""
+
+    name: str
+    probe: CheckProbe
+    settings: type[BaseModel] | None = None  # validates HealthCheck.params
 
 
 @dataclass(frozen=True)
@@ -105,6 +142,16 @@ class Runtime(Protocol):
     name: str
 
     def render(self, ctx: RenderContext) -> ContainerSpec: ...
+
+
+def settings_of(model: type[M], raw: Mapping[str, Any] | None) -> M:
+    """A deployment's runtime block as its runtime's model, defaults included.
+
+    The block was validated when the inventory was loaded and is kept in the settings as
+    JSON; a missing key or a None stands for the model's default.
+    """
+    given = {k: v for k, v in (raw or {}).items() if v is not None and k in model.model_fields}
+    return model.model_construct(**given)
 
 
 def secret_env_from(refs: Mapping[str, str]) -> tuple[SecretEnv, ...]:

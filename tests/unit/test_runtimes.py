@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -190,3 +191,88 @@ def test_container_creation_bridge_publishes_ports_and_mounts_read_only() -> Non
     assert args.binds == {"/srv/models": {"bind": "/models", "mode": "ro"}}
     host_net = create_args(get_runtime("triton").render(ctx(TRITON)), {})
     assert host_net.port_bindings == {}
+
+
+BLOCKS = """\
+hosts:
+  - {name: h, simulated: true, gpus: {count: 1, memory_gb: 80}}
+models:
+  - name: emb
+    version: '2'
+    runtime: triton
+    image: tritonserver:24.10
+    gpu_memory_gb: 2
+    triton: {model_repository: repo}
+    pins:
+      - {version: '1', image: tritonserver:24.09, customers: [acme], triton: %s}
+"""
+
+
+def test_the_built_in_blocks_are_the_models_their_runtimes_register() -> None:
+    from fleetctl.runtimes.nim import NimConfig
+    from fleetctl.runtimes.registry import runtime_catalog
+    from fleetctl.runtimes.triton import TritonConfig
+
+    catalog = runtime_catalog()
+    assert (catalog.blocks["nim"].key, catalog.blocks["nim"].model) == ("nim", NimConfig)
+    assert (catalog.blocks["triton"].key, catalog.blocks["triton"].model) == (
+        "triton",
+        TritonConfig,
+    )
+    assert catalog.blocks["vllm"].key == "options"
+    for model in (NimConfig, TritonConfig):
+        assert model.model_config["extra"] == "forbid"
+
+
+def test_blocks_of_models_and_pins_load_as_their_runtime_models_with_absolute_paths(
+    tmp_path: Path,
+) -> None:
+    from fleetctl.core.loader import load
+    from fleetctl.runtimes.triton import TritonConfig
+
+    path = tmp_path / "fleet.yaml"
+    path.write_text(BLOCKS % "{model_repository: old-repo, dedicated: true}")
+    model = load(path).inventory.models[0]
+    assert isinstance(model.triton, TritonConfig) and isinstance(model.pins[0].triton, TritonConfig)
+    assert model.triton.model_repository == str(tmp_path / "repo")
+    assert model.pins[0].triton.model_repository == str(tmp_path / "old-repo")
+    assert model.triton.startup_timeout_s == 300  # TritonConfig's default
+
+
+def test_a_pin_block_is_checked_by_its_runtime_model_with_file_line_col() -> None:
+    from fleetctl.core.loader import load_text
+    from fleetctl.errors import InventoryError
+
+    with pytest.raises(InventoryError) as err:
+        load_text(BLOCKS % "{model_repository: r, dedicatd: true, instance_count: 0}", "f.yaml")
+    assert err.value.problems == [
+        "f.yaml:11:100: models[0].pins[0].triton.dedicatd: unknown key (did you mean dedicated?)",
+        "f.yaml:11:132: models[0].pins[0].triton.instance_count: Input should be greater than or equal to 1",
+    ]
+    with pytest.raises(InventoryError) as err:
+        load_text(BLOCKS % "5", "f.yaml")
+    assert err.value.problems == [
+        "f.yaml:11:78: models[0].pins[0].triton: Input should be a mapping of the runtime's settings"
+    ]
+
+
+def test_triton_without_its_block_is_refused_by_what_its_model_requires() -> None:
+    from fleetctl.core.loader import load_text
+    from fleetctl.errors import InventoryError
+
+    text = BLOCKS.replace("    triton: {model_repository: repo}\n", "").split("    pins:")[0]
+    with pytest.raises(InventoryError) as err:
+        load_text(text, "f.yaml")
+    assert err.value.problems == [
+        "f.yaml:4:5: models[0]: runtime triton needs a 'triton:' block with model_repository"
+    ]
+
+
+def test_a_runtime_reads_its_settings_with_its_own_defaults() -> None:
+    from fleetctl.runtimes.nim import NimConfig
+    from fleetctl.runtimes.spec import settings_of
+
+    cfg = settings_of(NimConfig, {"served_model_name": "chat", "startup_timeout_s": None})
+    assert cfg.served_model_name == "chat"
+    assert (cfg.startup_timeout_s, cfg.cache_dir) == (1200, "/var/cache/nim")
+    assert cfg.ngc_api_key.describe() == "env:NGC_API_KEY"

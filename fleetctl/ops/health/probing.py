@@ -120,8 +120,12 @@ class Prober:
                     continue
                 if not ready:
                     failures.append((what, f"model {check.target}: not ready"))
-            else:
-                failures.append((what, f"unknown check kind {check.kind}"))
+            else:  # a kind a plugin registered, through its own probe
+                from fleetctl.runtimes.registry import run_plugin_check
+
+                result = run_plugin_check(ps.endpoint, check, deadline.left)
+                if not result.ok:
+                    failures.append((what, result.detail))
         return failures
 
     def _nim(self, ps: ProbeSpec, deadline: Deadline) -> ProbeResult:
