@@ -143,10 +143,11 @@ def _render_explain(console, p, name: str) -> None:
 @app.command()
 def validate(inventory: Path = InventoryOpt, output: Output = OutputOpt) -> None:
     """Check the inventory: syntax, types, unknown keys, names, sizes, selectors, values that cannot work, secrets by value."""
-    from fleetctl.core.loader import load, problem_json
+    from fleetctl.core.loader import problem_json
     from fleetctl.core.resolve import deployments
     from fleetctl.errors import InventoryError
     from fleetctl.ops.secrets import refuse_secret_values
+    from fleetctl.runtimes.inventory import load
 
     try:
         loaded = load(inventory, known_runtimes())

@@ -300,8 +300,8 @@ def summary_line(report: HealthReport) -> str:
 
 
 def show_history(inventory: Path, name: str, output: Output, state: Path | None) -> None:
-    from fleetctl.core.loader import load
     from fleetctl.errors import NotFoundError
+    from fleetctl.runtimes.inventory import load
     from fleetctl.runtimes.registry import runtime_names
     from fleetctl.state.health_store import HealthMemory
 

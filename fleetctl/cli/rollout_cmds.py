@@ -297,11 +297,10 @@ def status(
     inventory: Path = InventoryOpt, output: Output = OutputOpt, state: Path | None = StateOpt
 ) -> None:
     """Deployments, versions, hosts and GPUs, container state and endpoints."""
-    from fleetctl.core.loader import load
     from fleetctl.errors import FleetctlError
     from fleetctl.ops.planning import build_plan, read_holds, with_retired_hosts
     from fleetctl.ops.status import fleet_status
-
+    from fleetctl.runtimes.inventory import load
     loaded = load(inventory)
     observed = observer()(with_retired_hosts(loaded.inventory, state_path(state)))
     try:

@@ -94,17 +94,6 @@ class LoadedInventory:
     path: str
 
 
-def installed_runtimes() -> RuntimeCatalog:
-    """The catalog of the runtimes installed (built-ins and plugins).
-
-    The one place core asks the runtimes layer for it, at call time and only when the
-    caller passes no `RuntimeCatalog` of its own (names, or None, as the commands do).
-    """
-    from fleetctl.runtimes.registry import runtime_catalog
-
-    return runtime_catalog()
-
-
 Path_ = tuple[str | int, ...]
 PIN_KEYS = tuple(k for k in RUNTIME_KEYS if k != OPTIONS)  # a pin has no options of its own
 # Where a runtime block sits: (model index, pin index or None, key) -> validated value.
@@ -192,16 +181,24 @@ def load_text(
     file: str = "<inventory>",
     base_dir: str | Path | None = None,
     known_runtimes: Iterable[str] | RuntimeCatalog | None = None,
+    *,
+    catalog: RuntimeCatalog | None = None,
 ) -> LoadedInventory:
     """Load an inventory. `known_runtimes`: the runtimes a model may name (None: any), as
-    names or as a `RuntimeCatalog`, whose models also validate the runtime blocks (else
-    those of the installed runtimes do)."""
+    names or as a `RuntimeCatalog`; the runtime blocks are validated with the models of
+    that catalog, or of `catalog` (`fleetctl.runtimes.inventory` passes the installed one)."""
     data, positions = parse_yaml(text, file)
     if not isinstance(data, dict):
         raise InventoryError(
             [positions.problem((), "the inventory must be a mapping with 'hosts' and 'models'")]
         )
-    catalog = known_runtimes if isinstance(known_runtimes, RuntimeCatalog) else installed_runtimes()
+    if isinstance(known_runtimes, RuntimeCatalog):
+        catalog = known_runtimes
+    if catalog is None:
+        # Without it the runtime blocks would stay plain mappings and resolve to other specs.
+        raise TypeError(
+            "the loader needs the runtimes' catalog: use fleetctl.runtimes.inventory.load"
+        )
     names = None if known_runtimes is None else set(known_runtimes)
     blocks, block_problems = _runtime_blocks(data, catalog, positions)
     try:
@@ -250,8 +247,13 @@ def _absolute_paths(inv: Inventory, base: Path) -> Inventory:
 
 
 def load(
-    path: str | Path, known_runtimes: Iterable[str] | RuntimeCatalog | None = None
+    path: str | Path,
+    known_runtimes: Iterable[str] | RuntimeCatalog | None = None,
+    *,
+    catalog: RuntimeCatalog | None = None,
 ) -> LoadedInventory:
     p = Path(path)
     text = read_inventory(p)
-    return load_text(text, str(p), base_dir=p.resolve().parent, known_runtimes=known_runtimes)
+    return load_text(
+        text, str(p), base_dir=p.resolve().parent, known_runtimes=known_runtimes, catalog=catalog
+    )

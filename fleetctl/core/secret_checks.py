@@ -114,13 +114,19 @@ def strings_in(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
             yield from strings_in(v, path + (i,))
 
 
+def _setting(block: Any, name: str) -> Any:
+    """A field of a runtime block: its runtime's validated model, or the plain mapping a
+    load without that runtime's catalog keeps."""
+    return block.get(name) if isinstance(block, dict) else getattr(block, name, None)
+
+
 def _runtime_blocks(
     m: Model, base: Path_, nim: Any, triton: Any
 ) -> Iterator[tuple[Path_, list[str]]]:
-    if nim is not None and nim.passthrough_args:
-        yield base + ("nim", "passthrough_args"), split_args(nim.passthrough_args)
-    if triton is not None and triton.args:
-        yield base + ("triton", "args"), list(triton.args)
+    if nim is not None and _setting(nim, "passthrough_args"):
+        yield base + ("nim", "passthrough_args"), split_args(_setting(nim, "passthrough_args"))
+    if triton is not None and _setting(triton, "args"):
+        yield base + ("triton", "args"), list(_setting(triton, "args"))
 
 
 def secret_problems(inv: Inventory, pos: Positions) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from fleetctl.core.loader import load
 from fleetctl.core.plan import Plan
 from fleetctl.errors import AbortedError, InfeasibleError
 from fleetctl.ops import downtime
@@ -26,6 +25,7 @@ from fleetctl.ops.recovery import finish_interrupted
 from fleetctl.ops.rollout import Reporter, SilentReporter
 from fleetctl.ops.secrets import refuse_secret_values
 from fleetctl.ports import Outside
+from fleetctl.runtimes.inventory import load
 from fleetctl.runtimes.registry import runtime_names
 from fleetctl.state.lock import StateLock
 

@@ -7,7 +7,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from fleetctl.core.front_door import FRONT_DOOR
-from fleetctl.core.loader import load
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import Action, ActionKind
 from fleetctl.errors import AbortedError
@@ -17,6 +16,7 @@ from fleetctl.ops.planning import build_plan, inventory_digest, with_retired_hos
 from fleetctl.ops.recording import record_steps, replica_step
 from fleetctl.ops.rollout import Executor, Reporter, SilentReporter
 from fleetctl.ports import Outside
+from fleetctl.runtimes.inventory import load
 from fleetctl.runtimes.registry import runtime_names
 from fleetctl.state.lock import StateLock
 

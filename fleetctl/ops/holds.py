@@ -35,7 +35,7 @@ class Released:
 
 def release(inventory_path: str | Path, model: str, state_path: Path) -> Released:
     """Delete `model`'s hold (NotFoundError when it has none)."""
-    from fleetctl.core.loader import load
+    from fleetctl.runtimes.inventory import load
 
     # Read first without SQLAlchemy, and without creating a state file that is not there.
     if not any(h.model == model for h in read_holds(state_path)):
@@ -126,7 +126,7 @@ def pin_rows(inv: Inventory, observed: ObservedFleet, holds: Sequence[Hold]) -> 
 
 
 def pins(inventory_path: str | Path, state_path: Path, observe: Observer) -> list[PinRow]:
-    from fleetctl.core.loader import load
+    from fleetctl.runtimes.inventory import load
 
     inv = load(inventory_path).inventory
     return pin_rows(inv, observe(inv), read_holds(state_path))

@@ -9,7 +9,7 @@ from pathlib import Path
 from fleetctl.core.fleet import Deployment, GpuSpec
 from fleetctl.core.holds import HeldDeployments, Hold, apply_holds
 from fleetctl.core.inventory import Inventory
-from fleetctl.core.loader import LoadedInventory, load
+from fleetctl.core.loader import LoadedInventory
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import Plan, make_plan
 from fleetctl.core.resolve import deployments, host_specs
@@ -17,6 +17,7 @@ from fleetctl.core.triton_servers import grouped
 from fleetctl.errors import FleetctlError
 from fleetctl.ops.secrets import refuse_secret_values
 from fleetctl.ports import Observer
+from fleetctl.runtimes.inventory import load
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from fleetctl.core.holds import (
     hold_model,
     rollback_note,
 )
-from fleetctl.core.loader import LoadedInventory, load
+from fleetctl.core.loader import LoadedInventory
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.core.plan import ActionKind, Plan
 from fleetctl.core.recovery import recoveries
@@ -55,6 +55,7 @@ from fleetctl.ops.recovery import finish_interrupted
 from fleetctl.ops.rollout import Reporter, SilentReporter
 from fleetctl.ops.secrets import refuse_secret_values
 from fleetctl.ports import Outside
+from fleetctl.runtimes.inventory import load
 from fleetctl.runtimes.registry import runtime_names
 from fleetctl.state.lock import StateLock
 

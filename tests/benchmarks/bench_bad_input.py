@@ -40,8 +40,8 @@ def timed(args: list[str]) -> tuple[float, int]:
 
 
 def in_process(path: Path, runs: int) -> float:
-    from fleetctl.core.loader import load
     from fleetctl.errors import InventoryError
+    from fleetctl.runtimes.inventory import load
 
     times = []
     for _ in range(runs):

@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 from bad_inputs import CASES, HOST, model
 
-from fleetctl.core.loader import MAX_INVENTORY_BYTES, load, load_text
+from fleetctl.core.loader import MAX_INVENTORY_BYTES
 from fleetctl.errors import ExitCode, InventoryError
+from fleetctl.runtimes.inventory import load, load_text
 
 LINE = re.compile(
     r"^error: (?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<path>\S+): (?P<message>.+)$"
@@ -125,7 +126,7 @@ def test_an_unreadable_file_says_so(tmp_path: Path) -> None:
             "--clear-groups",
             sys.executable,
             "-c",
-            "from fleetctl.core.loader import load; load(%r)" % str(path),
+            "from fleetctl.runtimes.inventory import load; load(%r)" % str(path),
         ],
         capture_output=True,
         text=True,

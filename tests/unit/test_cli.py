@@ -141,8 +141,8 @@ def _seed_state(db: Any, *, hold_at: str | None = "v3", inventory_version: str =
     """A state as a few applies and a rollback of the seed fleet would leave it."""
     from dataclasses import asdict
 
-    from fleetctl.core.loader import load
     from fleetctl.core.resolve import deployments
+    from fleetctl.runtimes.inventory import load
     from fleetctl.state.store import StateStore
 
     v3 = next(d for d in deployments(load(SEED).inventory) if d.name == "chat-llm@v3")

@@ -22,12 +22,12 @@ from fleetctl.core.front_door import (
     routes_document,
     routes_hash,
 )
-from fleetctl.core.loader import load
 from fleetctl.core.observed import ObservedContainer, ObservedFleet, ObservedFrontDoor, ObservedHost
 from fleetctl.core.plan import ActionKind, assign_ports
 from fleetctl.ops.front_door import planned_backends, routes_for, routing_map, sites
 from fleetctl.ops.planning import build_plan
 from fleetctl.ports import CheckResult
+from fleetctl.runtimes.inventory import load
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden"

@@ -23,10 +23,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleetctl.core.loader import load_text, parse_yaml
+from fleetctl.core.loader import parse_yaml
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.errors import FleetctlError
 from fleetctl.ops.planning import build_plan
+from fleetctl.runtimes.inventory import load_text
 
 EXAMPLES = int(os.environ.get("FLEETCTL_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(

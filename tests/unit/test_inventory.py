@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fleetctl.core.loader import load, load_text
 from fleetctl.core.resolve import deployments, host_specs
 from fleetctl.errors import ExitCode, InventoryError
+from fleetctl.runtimes.inventory import load, load_text
 
 REPO = Path(__file__).resolve().parents[2]
 

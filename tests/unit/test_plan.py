@@ -6,10 +6,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
-from fleetctl.core.loader import load
 from fleetctl.core.observed import ObservedContainer, ObservedFleet, ObservedHost
 from fleetctl.core.plan import START_FIRST, STOP_FIRST, ActionKind, Plan, make_plan, plan_to_json
 from fleetctl.core.resolve import deployments, host_specs
+from fleetctl.runtimes.inventory import load
 
 REPO = Path(__file__).resolve().parents[2]
 RANGES = {"h1": (20000, 20099), "h2": (21000, 21099)}

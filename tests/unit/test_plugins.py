@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from fleetctl.core.loader import load_text
 from fleetctl.errors import ExitCode, InventoryError, PluginError
+from fleetctl.runtimes.inventory import load_text
 from fleetctl.runtimes.registry import load_plugins, run_plugin_check
 from fleetctl.runtimes.spec import CheckResult, HealthCheck
 

@@ -11,12 +11,13 @@ from typing import Any
 
 from fleetctl.core import labels as L
 from fleetctl.core.holds import Hold, current_deployment, deployment_from_record
-from fleetctl.core.loader import LoadedInventory, load
+from fleetctl.core.loader import LoadedInventory
 from fleetctl.core.observed import ObservedContainer, ObservedFleet, ObservedFrontDoor, ObservedHost
 from fleetctl.core.plan import ActionKind, Plan
 from fleetctl.core.resolve import deployments
 from fleetctl.ops.planning import build_plan
 from fleetctl.ops.rollback import plan_rollback
+from fleetctl.runtimes.inventory import load
 
 REPO = Path(__file__).resolve().parents[2]
 AT = datetime(2026, 12, 1, 10, 2, 3, tzinfo=UTC)

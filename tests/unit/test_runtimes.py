@@ -227,7 +227,7 @@ def test_the_built_in_blocks_are_the_models_their_runtimes_register() -> None:
 def test_blocks_of_models_and_pins_load_as_their_runtime_models_with_absolute_paths(
     tmp_path: Path,
 ) -> None:
-    from fleetctl.core.loader import load
+    from fleetctl.runtimes.inventory import load
     from fleetctl.runtimes.triton import TritonConfig
 
     path = tmp_path / "fleet.yaml"
@@ -240,8 +240,8 @@ def test_blocks_of_models_and_pins_load_as_their_runtime_models_with_absolute_pa
 
 
 def test_a_pin_block_is_checked_by_its_runtime_model_with_file_line_col() -> None:
-    from fleetctl.core.loader import load_text
     from fleetctl.errors import InventoryError
+    from fleetctl.runtimes.inventory import load_text
 
     with pytest.raises(InventoryError) as err:
         load_text(BLOCKS % "{model_repository: r, dedicatd: true, instance_count: 0}", "f.yaml")
@@ -257,8 +257,8 @@ def test_a_pin_block_is_checked_by_its_runtime_model_with_file_line_col() -> Non
 
 
 def test_triton_without_its_block_is_refused_by_what_its_model_requires() -> None:
-    from fleetctl.core.loader import load_text
     from fleetctl.errors import InventoryError
+    from fleetctl.runtimes.inventory import load_text
 
     text = BLOCKS.replace("    triton: {model_repository: repo}\n", "").split("    pins:")[0]
     with pytest.raises(InventoryError) as err:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from fleetctl.core.loader import load_text
 from fleetctl.core.secret_checks import credential_shape, secret_flags, split_args
 from fleetctl.errors import ExitCode, InventoryError
 from fleetctl.ops.rollout import scrub
 from fleetctl.ops.secrets import refuse_secret_values
+from fleetctl.runtimes.inventory import load_text
 
 HOST = "hosts:\n  - {name: h1, simulated: true, gpus: {count: 2, memory_gb: 80}}\n"
 PIN = "{version: '0', image: i, customers: [acme]%s}"

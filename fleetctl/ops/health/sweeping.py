@@ -171,10 +171,10 @@ def run_sweep(
     `grace_s` overrides every replica's start-up grace (default: its start-up budget).
     `facts` reads restart counts and profiles (default: from the hosts `inspectors`
     gives; pass `lambda t, m: ContainerFacts()` to skip)."""
-    from fleetctl.core.loader import load
     from fleetctl.ops.health.facts import DockerFacts
     from fleetctl.ops.health.probing import Prober, preload
     from fleetctl.ops.planning import build_plan, read_holds
+    from fleetctl.runtimes.inventory import load
 
     swept_at = clock()
     started = time.monotonic()

@@ -17,10 +17,10 @@ from packaging.requirements import Requirement
 
 from fleetctl.adapters.probes import run_check
 from fleetctl.core.fleet import Deployment
-from fleetctl.core.loader import load_text
 from fleetctl.core.resolve import deployments
 from fleetctl.errors import InventoryError
 from fleetctl.runtimes.hookspecs import API_VERSION
+from fleetctl.runtimes.inventory import load_text
 from fleetctl.runtimes.registry import get_runtime, plugins, run_plugin_check
 from fleetctl.runtimes.spec import HealthCheck, RenderContext
 
