@@ -29,9 +29,34 @@ app = typer.Typer(
     name="fleetctl",
     help="Control plane for a fleet of GPU inference models (NIM, Triton) on Docker hosts.",
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion / --show-completion for bash, zsh, fish and PowerShell.
+    add_completion=True,
     pretty_exceptions_enable=False,
+    # Inherited by every command and sub-command: `fleetctl plan -h` as well as --help.
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        # The version is written once, in pyproject.toml; the installed metadata carries it.
+        sys.stdout.write(f"fleetctl {version('fleetctl')}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        callback=_print_version,
+        help="Print fleetctl's version and exit.",
+    ),
+) -> None:
+    """Control plane for a fleet of GPU inference models (NIM, Triton) on Docker hosts."""
 
 
 @app.command()
@@ -226,7 +251,8 @@ def main() -> None:
     try:
         # Standalone mode handles usage errors (exit 2), --help and typer.Exit itself;
         # everything else propagates here.
-        app()
+        # One name in usage lines and completion, also as `python -m fleetctl`.
+        app(prog_name="fleetctl")
     except FleetctlError as exc:
         err = render.stderr_console()
         for line in exc.message.splitlines():
