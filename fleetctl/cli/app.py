@@ -222,8 +222,12 @@ def schema(
     if str(out) == "-":
         sys.stdout.write(text)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    from fleetctl.fsutil import atomic_write_text
+
+    try:
+        atomic_write_text(out, text)
+    except OSError as exc:
+        raise FleetctlError(f"cannot write {out}: {exc.strerror or exc}") from None
     if output is Output.json:
         render.print_json({"written": str(out)})
     else:
