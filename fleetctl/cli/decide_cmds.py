@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from fleetctl.cli import render
+from fleetctl.cli.lazy import lazy_module
 from fleetctl.cli.options import InventoryOpt, Output, OutputOpt
 from fleetctl.errors import FleetctlError, NotFoundError
 
 if TYPE_CHECKING:
+    from fleetctl.cli import render
     from fleetctl.ops.planning import PlanResult
+else:  # the renderers pull in the plan model and rich: imported when a command prints
+    render = lazy_module("fleetctl.cli.render")
 
 WeightsOpt = typer.Option(
     None,

@@ -10,8 +10,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -105,17 +103,54 @@ def test_py_typed_ships_with_the_package() -> None:
 HEAVY = ["sqlalchemy", "sqlmodel", "docker", "ortools", "httpx", "tritonclient", "paramiko"]
 
 
-@pytest.mark.parametrize("module", ["fleetctl.cli.app"])
-def test_importing_the_cli_loads_no_engine_library(module: str) -> None:
-    # A fresh interpreter: this one has imported everything the other tests needed.
-    code = (
-        f"import json, sys, {module}\n"
-        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
-    )
+def _loaded_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after `code` (this one has imported
+    everything the other tests needed)."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
     r = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO
     )
     assert r.returncode == 0, r.stderr
-    loaded = set(json.loads(r.stdout))
-    assert "typer" in loaded  # the check sees what the import pulled in
-    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+    return set(json.loads(r.stdout.splitlines()[-1]))
+
+
+def test_importing_the_cli_loads_no_engine_library() -> None:
+    loaded = _loaded_after("import fleetctl.cli.app")
+    tops = {m.split(".")[0] for m in loaded}
+    assert "typer" in tops  # the check sees what the import pulled in
+    assert tops.isdisjoint(HEAVY), sorted(tops & set(HEAVY))
+    # Nor the plan model, the health sweep or rich: --help and completion need none.
+    assert "fleetctl.core.plan" not in loaded
+    assert "fleetctl.ops.health" not in loaded
+    assert "rich.console" not in loaded
+
+
+RUN = """
+from fleetctl.cli.app import app
+from fleetctl.errors import FleetctlError
+try:
+    app({args!r}, prog_name="fleetctl")
+except SystemExit as exc:
+    assert exc.code == 0, exc.code
+except FleetctlError as exc:
+    assert "nothing has been applied yet" in exc.message, exc.message
+"""
+
+
+def test_help_and_history_without_a_state_load_no_engine_library(tmp_path: Path) -> None:
+    loaded = _loaded_after(RUN.format(args=["--help"]))
+    assert {m.split(".")[0] for m in loaded}.isdisjoint([*HEAVY, "pydantic", "rich"])
+    # No state beside the inventory: the command says so before SQLAlchemy is imported.
+    loaded = _loaded_after(RUN.format(args=["history", "-f", str(tmp_path / "fleet.yaml")]))
+    assert "fleetctl.ops.history" in loaded  # the command did run
+    assert {m.split(".")[0] for m in loaded}.isdisjoint(HEAVY)
+
+
+def test_a_deferred_commands_summary_is_its_docstrings() -> None:
+    import inspect
+
+    from fleetctl.cli import app as cli
+    from fleetctl.cli import health_cmd
+
+    doc = inspect.getdoc(health_cmd.health) or ""
+    assert cli.HEALTH_SUMMARY == " ".join(doc.split("\n\n")[0].split())
