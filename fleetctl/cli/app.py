@@ -76,7 +76,7 @@ class _Commands(TyperGroup):
 
             from typer.main import get_command
 
-            one = typer.Typer()
+            one = typer.Typer(rich_markup_mode=self.rich_markup_mode)  # the app's help style
             importlib.import_module(module).register(one)
             self.commands[cmd_name] = get_command(one)  # a one-command app is that command
             self.deferred = {n: m for n, m in self.deferred.items() if n != cmd_name}

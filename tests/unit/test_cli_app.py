@@ -68,6 +68,7 @@ def test_every_command_takes_dash_h_as_well_as_help() -> None:
         long = runner.invoke(app, [*path, "--help"], prog_name="fleetctl", terminal_width=160)
         assert short.exit_code == 0, (path, short.output)
         assert "Usage: fleetctl" in short.output, path
+        assert "╭" not in short.output, path  # one help style, the deferred commands' too
         assert short.output == long.output, path
     # And as a user runs it.
     r = fleetctl("plan", "-h")
