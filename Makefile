@@ -55,6 +55,7 @@ schema: venv
 bench: venv
 	$(BIN)/python tests/benchmarks/bench_placement.py
 	$(BIN)/python tests/benchmarks/bench_plan_cli.py
+	$(BIN)/python tests/benchmarks/bench_startup.py
 	$(BIN)/python tests/benchmarks/bench_health.py
 	$(BIN)/python tests/benchmarks/bench_state.py
 	bash tests/testbed/setup.sh

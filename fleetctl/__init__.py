@@ -1,3 +1,5 @@
-"""fleetctl: a control plane for a fleet of GPU inference models on Docker hosts."""
+"""fleetctl: a control plane for a fleet of GPU inference models on Docker hosts.
 
-__version__ = "0.1.0"
+The version is written once, in pyproject.toml: `importlib.metadata.version("fleetctl")`
+(or `fleetctl --version`) reads it from the installed package.
+"""

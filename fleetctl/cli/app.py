@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+from typer.core import TyperGroup
 
-from fleetctl.cli import render
+from fleetctl.cli.lazy import lazy_module
 from fleetctl.cli.options import (
     InventoryOpt,
     Output,
@@ -25,13 +27,97 @@ from fleetctl.cli.options import (
 )
 from fleetctl.errors import ExitCode, FleetctlError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from typer._click import Command, Context, HelpFormatter
+
+    from fleetctl.cli import render
+    from fleetctl.core.plan import Plan
+else:  # the renderers pull in the plan model and rich: imported when a command prints
+    render = lazy_module("fleetctl.cli.render")
+
+
+class _Commands(TyperGroup):
+    """The app's commands, some of them imported only when they run.
+
+    A command whose module is costly to import (`health` declares its options with the
+    sweep's defaults, so importing it imports the whole sweep) is registered as a
+    stand-in that carries its one-line summary, for the command list of `--help`; the
+    module itself is imported when that command is resolved to run, or to show its own
+    help. Every other command of the run then starts without it.
+    """
+
+    deferred: dict[str, str] = {}  # command name -> module whose register(app) adds it
+    _listing = False
+
+    def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
+        self._listing = True  # the command list needs the summaries only
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
+        # Each command's whole summary, wrapped, instead of cut at the width with "...".
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                summary = (command.short_help or command.help or "").split("\n\n")[0]
+                rows.append((name, " ".join(summary.split())))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        module = self.deferred.get(cmd_name)
+        if module is not None and not self._listing:
+            import importlib
+
+            from typer.main import get_command
+
+            one = typer.Typer(rich_markup_mode=self.rich_markup_mode)  # the app's help style
+            importlib.import_module(module).register(one)
+            self.commands[cmd_name] = get_command(one)  # a one-command app is that command
+            self.deferred = {n: m for n, m in self.deferred.items() if n != cmd_name}
+        return super().get_command(ctx, cmd_name)
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="fleetctl",
     help="Control plane for a fleet of GPU inference models (NIM, Triton) on Docker hosts.",
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion / --show-completion for bash, zsh, fish and PowerShell.
+    add_completion=True,
     pretty_exceptions_enable=False,
+    # Plain help and usage errors: rich's help panels cost more than the rest of `--help`.
+    rich_markup_mode=None,
+    # Inherited by every command and sub-command: `fleetctl plan -h` as well as --help.
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        # The version is written once, in pyproject.toml; the installed metadata carries it.
+        sys.stdout.write(f"fleetctl {version('fleetctl')}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        callback=_print_version,
+        help="Print fleetctl's version and exit.",
+    ),
+) -> None:
+    """Control plane for a fleet of GPU inference models (NIM, Triton) on Docker hosts."""
 
 
 @app.command()
@@ -98,7 +184,7 @@ def plan(
         raise typer.Exit(int(ExitCode.CHANGES_PENDING))
 
 
-def _explain_targets(p, name: str) -> list[str]:
+def _explain_targets(p: Plan, name: str) -> list[str]:
     from fleetctl.errors import NotFoundError
 
     names = [d.name for d in p.deployments if d.name == name or d.model == name]
@@ -113,18 +199,18 @@ def _explain_targets(p, name: str) -> list[str]:
     return names
 
 
-def _explain_json(p, name: str) -> list[dict]:
+def _explain_json(p: Plan, name: str) -> list[dict[str, Any]]:
     from dataclasses import asdict
 
     from fleetctl.core.explain import explain
 
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     for dep in _explain_targets(p, name):
         out.extend(asdict(e) for e in explain(dep, p.deployments, p.hosts, p.placement))
     return out
 
 
-def _render_explain(console, p, name: str) -> None:
+def _render_explain(console: Console, p: Plan, name: str) -> None:
     from fleetctl.core.explain import explain
 
     for dep in _explain_targets(p, name):
@@ -199,20 +285,39 @@ def schema(
     if str(out) == "-":
         sys.stdout.write(text)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    from fleetctl.fsutil import atomic_write_text
+
+    try:
+        atomic_write_text(out, text)
+    except OSError as exc:
+        raise FleetctlError(f"cannot write {out}: {exc.strerror or exc}") from None
     if output is Output.json:
         render.print_json({"written": str(out)})
     else:
         render.stdout_console().print(f"wrote {out}")
 
 
+def _deferred(name: str, module: str, summary: str) -> None:
+    """Register `name` from `module` without importing it (see `_Commands`); `summary`
+    is the first paragraph of the command's docstring (a unit test holds them equal)."""
+
+    def stand_in() -> None:  # replaced by the real command before anything runs
+        raise AssertionError(f"{name} ran without its module")
+
+    app.command(name, help=summary, add_help_option=False)(stand_in)
+    _Commands.deferred[name] = module
+
+
+HEALTH_SUMMARY = (
+    "Sweep every desired replica: container, readiness, served model, profile, latency, drift."
+)
+
 # Commands defined in their own modules, registered in the order `--help` lists them.
-from fleetctl.cli import decide_cmds, health_cmd, hold_cmds, rollout_cmds  # noqa: E402
+from fleetctl.cli import decide_cmds, hold_cmds, rollout_cmds  # noqa: E402
 
 rollout_cmds.register(app)
 hold_cmds.register(app)
-health_cmd.register(app)
+_deferred("health", "fleetctl.cli.health_cmd", HEALTH_SUMMARY)
 decide_cmds.register(app)
 
 from fleetctl.cli import state_cmds  # noqa: E402
@@ -222,23 +327,29 @@ state_cmds.register(app)
 
 def main() -> None:
     """Entry point: run the app behind the single error boundary."""
-    from rich.text import Text
-
     code: int = 0
     try:
         # Standalone mode handles usage errors (exit 2), --help and typer.Exit itself;
         # everything else propagates here.
-        app()
+        # One name in usage lines and completion, also as `python -m fleetctl`.
+        app(prog_name="fleetctl")
     except FleetctlError as exc:
-        err = render.stderr_console()
-        for line in exc.message.splitlines():
-            err.print(Text.assemble(("error: ", "red"), line), soft_wrap=True)
+        sys.stderr.writelines(f"{_error_prefix()}{line}\n" for line in exc.message.splitlines())
         code = int(exc.exit_code)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if not isinstance(exc.code, (int, type(None))):
             sys.stderr.write(f"{exc.code}\n")
     _exit_now(code)
+
+
+def _error_prefix() -> str:
+    """'error: ', red on a terminal (unless NO_COLOR or TERM=dumb): written directly, since
+    an error that ends a command early should not wait for rich to import."""
+    import os
+
+    plain = not sys.stderr.isatty() or "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb"
+    return "error: " if plain else "\x1b[31merror:\x1b[0m "
 
 
 def _exit_now(code: int) -> None:

@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from fleetctl.cli import render
+from fleetctl.cli.lazy import lazy_module
 from fleetctl.cli.options import InventoryOpt, Output, OutputOpt
 from fleetctl.errors import FleetctlError, NotFoundError
 
 if TYPE_CHECKING:
+    from fleetctl.cli import render
     from fleetctl.ops.planning import PlanResult
+else:  # the renderers pull in the plan model and rich: imported when a command prints
+    render = lazy_module("fleetctl.cli.render")
 
 WeightsOpt = typer.Option(
     None,
@@ -81,15 +84,15 @@ def report(
     from fleetctl.decide.html import render_html
     from fleetctl.decide.render_report import render_report
     from fleetctl.decide.report import build_report, report_to_json
+    from fleetctl.fsutil import atomic_write_text
 
     result = _offline_plan(inventory)
     r = build_report(result.loaded.inventory, result.plan, str(inventory))
     if html is not None:
         try:
-            html.parent.mkdir(parents=True, exist_ok=True)
-            html.write_text(render_html(r), encoding="utf-8")
+            atomic_write_text(html, render_html(r))
         except OSError as exc:
-            raise FleetctlError(f"cannot write {html}: {exc.strerror}") from None
+            raise FleetctlError(f"cannot write {html}: {exc.strerror or exc}") from None
     if output is Output.json:
         data = report_to_json(r)
         if html is not None:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from fleetctl.cli import render
 from fleetctl.cli.health_metrics import metrics_registry, write_textfile
+from fleetctl.cli.lazy import lazy_module
 from fleetctl.cli.options import InventoryOpt, Output, OutputOpt, StateOpt, state_path
 from fleetctl.errors import ExitCode
 from fleetctl.ops.health import (
@@ -31,6 +31,10 @@ from fleetctl.state.health_store import DEFAULT_RETENTION_DAYS
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from fleetctl.cli import render
+else:  # the renderers pull in the plan model and rich: imported when a command prints
+    render = lazy_module("fleetctl.cli.render")
 
 __all__ = [
     "health",

@@ -186,12 +186,13 @@ def metrics_registry(report: HealthReport) -> CollectorRegistry:
 
 
 def write_textfile(report: HealthReport, path: str | Path) -> None:
-    """Write the textfile-collector file atomically (a temporary file, then a rename)."""
-    from prometheus_client import write_to_textfile
+    """Write the textfile-collector file atomically (a temporary file, fsynced, then a rename)."""
+    from prometheus_client import generate_latest
+
+    from fleetctl.fsutil import atomic_write_bytes
 
     target = Path(path)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_to_textfile(str(target), metrics_registry(report))
+        atomic_write_bytes(target, generate_latest(metrics_registry(report)))
     except OSError as exc:
         raise FleetctlError(f"cannot write textfile {target}: {exc.strerror or exc}") from None

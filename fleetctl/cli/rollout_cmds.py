@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from fleetctl.cli import render
+from fleetctl.cli.lazy import lazy_module
 from fleetctl.cli.options import (
     AllowDowntimeOpt,
     InventoryOpt,
@@ -21,6 +21,11 @@ from fleetctl.cli.options import (
 from fleetctl.cli.options import confirm as ask
 from fleetctl.errors import ExitCode
 from fleetctl.ops import interrupt
+
+if TYPE_CHECKING:
+    from fleetctl.cli import render
+else:  # the renderers pull in the plan model and rich: imported when a command prints
+    render = lazy_module("fleetctl.cli.render")
 
 
 class _Progress:
@@ -204,7 +209,7 @@ def history(
     inventory: Path = InventoryOpt,
 ) -> None:
     """Past rollouts, or the revisions of one deployment (of the state beside the inventory, or --state)."""
-    from fleetctl.ops.rollback import history as read_history
+    from fleetctl.ops.history import history as read_history
 
     data = read_history(state_path(state, inventory), deployment, limit)
     if output is Output.json:
@@ -301,6 +306,7 @@ def status(
     from fleetctl.ops.planning import build_plan, read_holds, with_retired_hosts
     from fleetctl.ops.status import fleet_status
     from fleetctl.runtimes.inventory import load
+
     loaded = load(inventory)
     observed = observer()(with_retired_hosts(loaded.inventory, state_path(state)))
     try:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from fleetctl.cli import render
+from fleetctl.cli.lazy import lazy_module
 from fleetctl.cli.options import InventoryOpt, Output, OutputOpt, StateOpt, state_path
+
+if TYPE_CHECKING:
+    from fleetctl.cli import render
+else:  # the renderers pull in the plan model and rich: imported when a command prints
+    render = lazy_module("fleetctl.cli.render")
 
 state_app = typer.Typer(
     help="The state itself: copy a SQLite state into PostgreSQL.", no_args_is_help=True

@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from fleetctl.core.plan import plan_to_json
 from fleetctl.errors import FleetctlError, StalePlanError
+from fleetctl.fsutil import atomic_write_text
 from fleetctl.ops.planning import PlanResult
 
 FORMAT = "fleetctl-plan/1"
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_plan(path: Path, result: PlanResult) -> None:
@@ -39,7 +23,10 @@ def save_plan(path: Path, result: PlanResult) -> None:
         "offline": result.observed.offline,
         "plan": plan_to_json(result.plan),
     }
-    write_atomic(Path(path), json.dumps(doc, indent=2) + "\n")
+    try:
+        atomic_write_text(Path(path), json.dumps(doc, indent=2) + "\n")
+    except OSError as exc:
+        raise FleetctlError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def read_plan(path: Path) -> dict[str, Any]:
