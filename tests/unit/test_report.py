@@ -180,6 +180,42 @@ def test_no_nim_no_licence_line(tmp_path: Path, cli: typer.Typer) -> None:
     assert costs["total_packed_usd_per_month"] == pytest.approx(2.5 * HOURS_PER_MONTH)
 
 
+LICENCE_FLEET = """hosts:
+  - {name: h1, simulated: true, gpus: {count: 4, memory_gb: 80}}
+models:
+  - {name: llm, version: '1', runtime: nim, image: 'i:1', gpu_memory_gb: 60, replicas: 2,
+     origin: catalog, api: openai}
+  - {name: emb, version: '1', runtime: nim, image: 'i:1', gpu_memory_gb: 10, replicas: 2}
+  - {name: rank, version: '1', runtime: triton, image: 'i:1', gpu_memory_gb: 10, replicas: 2,
+     triton: {model_repository: /m}}
+  - {name: solo, version: '1', runtime: nim, image: 'i:1', gpu_memory_gb: 30, exclusive: true}
+costs: {nim_license_per_gpu_year_usd: 6000}
+"""
+
+
+def test_advise_and_report_price_licences_alike(tmp_path: Path, cli: typer.Typer) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(LICENCE_FLEET)
+    report = report_json(cli, path)
+    result = CliRunner().invoke(cli, ["advise", "-f", str(path), "--output", "json"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    advice = {m["model"]: m for m in json.loads(result.output)["models"]}
+    licence = report["costs"]["nim_licence"]
+    nim_models = report["models"]["by_runtime"]["nim"]
+    assert sorted(nim_models) == ["emb", "llm", "solo"]
+    # Every GPU with a NIM tenant is licensed once; the NIM models' advice adds up to them.
+    held = sum(advice[m]["pricing"]["gpus"] for m in nim_models)
+    nim_gpus = {
+        (g["host"], g["index"])
+        for g in report["gpu_map"]
+        if any(t["runtime"] == "nim" for t in g["tenants"])
+    }
+    assert licence["gpus_packed"] == len(nim_gpus) == pytest.approx(held)
+    yearly = sum(advice[m]["pricing"]["licence_per_year_usd"] for m in nim_models)
+    assert licence["packed_usd_per_month"] == pytest.approx(yearly / 12)
+    assert licence["packed_usd_per_month"] == pytest.approx(len(nim_gpus) * 6000 / 12)
+
+
 # --- the pairwise method --------------------------------------------------------------------
 
 
