@@ -15,7 +15,7 @@ Everything here is pure: values in, values out.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -452,32 +452,68 @@ def ranking_text(advice: Advice) -> str:
     return out + "".join(f" ({o} out)" for o in dropped)
 
 
-def advice_to_json(advice: Advice) -> dict[str, Any]:
+def _once(shared: dict[int, Any], value: Any, convert: Callable[[Any], Any]) -> Any:
+    # Keyed by identity; the value is kept beside its JSON so that its id stays its own.
+    found = shared.get(id(value))
+    if found is None:
+        found = shared[id(value)] = (value, convert(value))
+    return found[1]
+
+
+def _ranking_json(ranking: Sequence[OptionScore]) -> list[dict[str, Any]]:
+    return [
+        {
+            "option": s.option,
+            "score": round(s.score, 4),
+            "normalised": round(s.normalised, 4),
+            "weighted": round(s.weighted, 4),
+            "bonus": round(s.bonus, 4),
+            "excluded": s.excluded,
+            "terms": [
+                {
+                    "dimension": t.dimension,
+                    "baseline": t.baseline,
+                    "weight": t.weight,
+                    "value": t.value,
+                }
+                for t in s.terms
+            ],
+        }
+        for s in ranking
+    ]
+
+
+def _open_facts_json(open_facts: Sequence[OpenFact]) -> list[dict[str, Any]]:
+    return [
+        {
+            "fact": f.fact,
+            "decides": f.decides,
+            "reason": f.reason(),
+            "outcomes": [
+                {
+                    "value": o.value,
+                    "effect": o.effect,
+                    "winners": list(o.winners),
+                    "changes": o.changes,
+                    "decides": o.decides,
+                }
+                for o in f.outcomes
+            ],
+        }
+        for f in open_facts
+    ]
+
+
+def advice_to_json(advice: Advice, shared: dict[int, Any] | None = None) -> dict[str, Any]:
+    """`shared` keeps the JSON of rankings and open facts that advices share (one per
+    combination of facts), so that a fleet of thousands converts each once."""
+    shared = {} if shared is None else shared
     return {
         "model": advice.model,
         "runtime": advice.runtime,
         "facts": dict(advice.facts),
         "winner": advice.winner,
-        "ranking": [
-            {
-                "option": s.option,
-                "score": round(s.score, 4),
-                "normalised": round(s.normalised, 4),
-                "weighted": round(s.weighted, 4),
-                "bonus": round(s.bonus, 4),
-                "excluded": s.excluded,
-                "terms": [
-                    {
-                        "dimension": t.dimension,
-                        "baseline": t.baseline,
-                        "weight": t.weight,
-                        "value": t.value,
-                    }
-                    for t in s.terms
-                ],
-            }
-            for s in advice.ranking
-        ],
+        "ranking": _once(shared, advice.ranking, _ranking_json),
         "adjustments": [
             {"option": a.option, "kind": a.kind, "points": a.points, "reason": a.reason}
             for a in advice.adjustments
@@ -493,29 +529,13 @@ def advice_to_json(advice: Advice) -> dict[str, Any]:
             "engineering_saved_usd": round(advice.pricing.engineering_saved_usd, 2),
             "larger": advice.pricing.larger,
         },
-        "open_facts": [
-            {
-                "fact": f.fact,
-                "decides": f.decides,
-                "reason": f.reason(),
-                "outcomes": [
-                    {
-                        "value": o.value,
-                        "effect": o.effect,
-                        "winners": list(o.winners),
-                        "changes": o.changes,
-                        "decides": o.decides,
-                    }
-                    for o in f.outcomes
-                ],
-            }
-            for f in advice.open_facts
-        ],
+        "open_facts": _once(shared, advice.open_facts, _open_facts_json),
         "reasons": advice.reasons(),
     }
 
 
 def advise_to_json(advices: Sequence[Advice], weights: Weights) -> dict[str, Any]:
+    shared: dict[int, Any] = {}
     return {
         "weights": weights.as_dict(),
         "weights_source": weights.source,
@@ -527,5 +547,5 @@ def advise_to_json(advices: Sequence[Advice], weights: Weights) -> dict[str, Any
             "build_custom_topology": BUILD_CUSTOM_TOPOLOGY_BONUS,
         },
         "weeks_to_production": dict(WEEKS_TO_PRODUCTION),
-        "models": [advice_to_json(a) for a in advices],
+        "models": [advice_to_json(a, shared) for a in advices],
     }

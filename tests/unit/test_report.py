@@ -8,13 +8,15 @@ from typing import Any
 
 import pytest
 import typer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from fleetctl.cli import decide_cmds
 from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
 from fleetctl.core.plan import per_model
 from fleetctl.core.sla import predicted_p95
-from fleetctl.decide.conflicts import pair_findings, sla_findings
+from fleetctl.decide.conflicts import PER_DEPLOYMENT, pair_findings, sla_findings
 from fleetctl.decide.html import render_html
 from fleetctl.decide.report import HOURS_PER_MONTH, build_report
 from fleetctl.ops.planning import plan_inventory
@@ -257,3 +259,59 @@ def test_html_escapes_names(tmp_path: Path) -> None:
     result = plan_inventory(SEED, None)
     page = render_html(build_report(result.loaded.inventory, result.plan, "<odd & path>"))
     assert "&lt;odd &amp; path&gt;" in page and "<odd & path>" not in page
+
+
+def every_pair(deps: list[Deployment], hosts: list[HostSpec]) -> tuple[set[str], set[str]]:
+    """What judging every pair finds: the messages of conflicts and at-the-limit findings."""
+    conflicts, at_limit = set(), set()
+    live = [d for d in deps if d.replicas > 0]
+    for i, a in enumerate(live):
+        for b in live[i + 1 :]:
+            c, lim = pair_findings(a, b, hosts)
+            conflicts |= {f.message() for f in c}
+            at_limit |= {f.message() for f in lim}
+    return conflicts, at_limit
+
+
+DEPLOYMENTS = st.lists(
+    st.tuples(
+        st.floats(1, 70),  # memory
+        st.one_of(st.none(), st.floats(5, 100)),  # SLA
+        st.floats(0.1, 1.0),  # latency alone, as a share of the SLA
+        st.one_of(st.none(), st.floats(0.05, 0.9)),  # declared util
+        st.booleans(),  # exclusive
+        st.sampled_from([{}, {}, {"zone": "a"}]),
+    ),
+    min_size=2,
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(DEPLOYMENTS)
+def test_findings_are_what_judging_every_pair_finds(specs: list[tuple[Any, ...]]) -> None:
+    """One kind of GPU: every finding is a pair's, and where no deployment has more than
+    PER_DEPLOYMENT findings, none is missed."""
+    deps = [
+        dep(
+            f"d{i}",
+            round(memory, 1),
+            None if sla is None else round(sla, 1),
+            latency_ms=None if sla is None else round(share * sla, 2),
+            gpu_util=util,
+            exclusive=excl,
+            selector=sel,
+        )
+        for i, (memory, sla, share, util, excl, sel) in enumerate(specs)
+    ]
+    hosts = [host(H100, GpuSpec(1, 80, model="H100-80GB"), name="a", zone="a"), host(H100)]
+    found = sla_findings(deps, hosts)
+    conflicts, at_limit = every_pair(deps, hosts)
+    got_c = {f.message() for f in found.conflicts}
+    got_l = {f.message() for f in found.at_limit}
+    assert got_c <= conflicts and got_l <= at_limit
+    per: dict[str, int] = {}
+    for f in [*conflicts, *at_limit]:
+        per[f.split(" beside ")[0]] = per.get(f.split(" beside ")[0], 0) + 1
+    if all(n <= PER_DEPLOYMENT for n in per.values()):
+        assert got_c == conflicts and got_l == at_limit
