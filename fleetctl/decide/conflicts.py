@@ -39,7 +39,6 @@ from __future__ import annotations
 import bisect
 import functools
 import heapq
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -154,8 +153,6 @@ CANDIDATES = 20
 
 GpuKey = tuple[float, float, str]
 Selector = tuple[tuple[str, str], ...]
-# (-util on the kind of GPU swept, name, deployment): the most demanding sorts first.
-Candidate = tuple[float, str, Deployment]
 
 
 def _selector(d: Deployment) -> Selector:
@@ -163,21 +160,24 @@ def _selector(d: Deployment) -> Selector:
 
 
 def _sweep(
-    queries: Sequence[Deployment], memory: Sequence[float], pool: Sequence[Candidate], usable: float
-) -> dict[str, list[Candidate]]:
-    """For each query x, the CANDIDATES + 1 of `pool` (sorted by `memory`, per GPU) that
-    fit beside x on a GPU of `usable` memory and take the most compute: the pool's
-    prefix within x's room, its best kept as the room grows (each entry seen once)."""
-    out: dict[str, list[Candidate]] = {}
-    best: list[Candidate] = []
+    queries: Sequence[Deployment], memory: Sequence[float], rank: Sequence[int], usable: float
+) -> dict[str, list[int]]:
+    """For each query x, the CANDIDATES + 1 best-ranked entries of a pool sorted by
+    `memory` (per GPU) that fit beside x on a GPU of `usable` memory: the pool's prefix
+    within x's room, its best kept in a heap as the room grows (each entry seen once).
+    `rank` orders the pool by demand, the most demanding 0."""
+    out: dict[str, list[int]] = {}
+    worst_first: list[int] = []  # negated ranks: the least demanding kept is on top
     taken = 0
     for x in sorted(queries, key=lambda d: -d.memory_per_gpu_gb):
-        room = usable - x.memory_per_gpu_gb + EPS
-        end = bisect.bisect_right(memory, room, lo=taken)
-        if end > taken:
-            best = heapq.nsmallest(CANDIDATES + 1, itertools.chain(best, pool[taken:end]))
-            taken = end
-        out[x.name] = best
+        end = bisect.bisect_right(memory, usable - x.memory_per_gpu_gb + EPS, lo=taken)
+        for i in range(taken, end):
+            if len(worst_first) <= CANDIDATES:
+                heapq.heappush(worst_first, -rank[i])
+            elif -rank[i] > worst_first[0]:
+                heapq.heapreplace(worst_first, -rank[i])
+        taken = max(taken, end)
+        out[x.name] = [-r for r in worst_first]
     return out
 
 
@@ -206,23 +206,26 @@ def _candidates(
     by_name = {d.name: d for d in judged}
     for key, g in kinds.items():
         matched = {sel: {i for i in where[key] if hosts[i].matches(dict(sel))} for sel in groups}
-        pools: dict[frozenset[Selector], tuple[list[float], list[Candidate]]] = {}
+        pools: dict[
+            frozenset[Selector], tuple[list[float], list[int], list[tuple[float, str, float]]]
+        ] = {}
         for sel, mine in asking.items():
             # The selectors whose deployments can meet these on a GPU of this kind.
             beside = frozenset(o for o in groups if matched[o] & matched[sel])
             if not beside:
                 continue
             if beside not in pools:
-                rows = sorted(
-                    (d.memory_per_gpu_gb, d.name, -util_of(d, g), d)
-                    for o in beside
-                    for d in groups[o]
+                # By demand (the most compute first, then by name), then by memory.
+                demand = sorted(
+                    (-util_of(d, g), d.name, d.memory_per_gpu_gb) for o in beside for d in groups[o]
                 )
-                pools[beside] = ([r[0] for r in rows], [(r[2], r[1], r[3]) for r in rows])
-            memory, pool = pools[beside]
-            for name, best in _sweep(mine, memory, pool, g.usable_gb).items():
+                rows = sorted((m, i) for i, (_, _, m) in enumerate(demand))
+                pools[beside] = ([m for m, _ in rows], [i for _, i in rows], demand)
+            memory, rank, demand = pools[beside]
+            for name, best in _sweep(mine, memory, rank, g.usable_gb).items():
                 seen = found[name]
-                for neg, other, _ in best:
+                for r in best:
+                    neg, other, _ = demand[r]
                     if other != name and seen.get(other, -1.0) < -neg:
                         seen[other] = -neg
     out = {}

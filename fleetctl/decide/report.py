@@ -7,7 +7,7 @@ as a table, written as JSON and drawn as an HTML page.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from fleetctl.core.inventory import Inventory
@@ -263,6 +263,11 @@ def _finding_json(f: PairFinding) -> dict[str, Any]:
     }
 
 
+def _flat(row: Tenant | DeploymentRow) -> dict[str, Any]:
+    # dataclasses.asdict, without its deep copies: these rows hold plain values only.
+    return {f.name: getattr(row, f.name) for f in fields(row)}
+
+
 def report_to_json(r: Report) -> dict[str, Any]:
     c = r.costs
     return {
@@ -272,7 +277,7 @@ def report_to_json(r: Report) -> dict[str, Any]:
             "by_runtime": {k: list(v) for k, v in r.by_runtime.items()},
             "by_framework": {k: list(v) for k, v in r.by_framework.items()},
         },
-        "deployments": [{**asdict(d), "demand_gb": d.demand_gb} for d in r.deployments],
+        "deployments": [{**_flat(d), "demand_gb": d.demand_gb} for d in r.deployments],
         "memory": {"demanded_gb": round(r.demanded_gb, 3), "capacity_gb": round(r.capacity_gb, 3)},
         "gpus": {
             "naive": r.gpus_naive,
@@ -289,7 +294,7 @@ def report_to_json(r: Report) -> dict[str, Any]:
                 "used_gb": g.used_gb,
                 "memory_share": round(g.memory_share, 4),
                 "compute_share": round(g.util, 4),
-                "tenants": [asdict(t) for t in g.tenants],
+                "tenants": [_flat(t) for t in g.tenants],
             }
             for g in r.gpu_rows
         ],
