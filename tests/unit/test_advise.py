@@ -64,7 +64,7 @@ def model(**facts: Any) -> Model:
 
 
 def advise(m: Model, weights: Weights | None = None) -> Advice:
-    return advise_model(m, weights or Weights(), Costs(), Holding("m"))
+    return advise_model(m, weights or Weights(), Costs.model_validate({}), Holding("m"))
 
 
 def option(a: Advice, name: str) -> Any:
