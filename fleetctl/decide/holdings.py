@@ -53,13 +53,17 @@ class Holding:
     def note(self) -> str:
         if not self.shares and not self.unplaced_gpus:
             return "holds no GPU in the plan (no replicas)"
-        whole = sum(1 for s in self.shares if s.share >= 1 - 1e-9)
-        shared = [s for s in self.shares if s.share < 1 - 1e-9]
+        # Per GPU: its versions and replicas there together.
+        per_gpu: dict[tuple[str, int], float] = {}
+        for s in self.shares:
+            per_gpu[(s.host, s.index)] = per_gpu.get((s.host, s.index), 0.0) + s.share
+        whole = sum(1 for v in per_gpu.values() if v >= 1 - 1e-9)
+        shared = [v for v in per_gpu.values() if v < 1 - 1e-9]
         parts = []
         if whole:
             parts.append(f"{whole} GPU licence{'s' if whole != 1 else ''} whole")
         if shared:
-            share_text = " + ".join(f"{s.share:.2f}" for s in shared)
+            share_text = " + ".join(f"{v:.2f}" for v in shared)
             parts.append(
                 f"memory share of {len(shared)} GPU{'s' if len(shared) != 1 else ''} "
                 f"shared with other NIM models ({share_text})"

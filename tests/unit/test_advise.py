@@ -352,6 +352,8 @@ def test_no_pricing_where_nim_is_out(tmp_path: Path, cli: typer.Typer) -> None:
     data = run_json(cli, "-f", str(SEED))
     assert by_model(data, "reranker")["pricing"] is None
     assert by_model(data, "chat-llm")["pricing"]["gpus"] == pytest.approx(1.0)
+    # Its two versions share one GPU: one licence, not two shares of "shared" GPUs.
+    assert by_model(data, "chat-llm")["pricing"]["gpu_note"] == "1 GPU licence whole"
 
 
 # --- the command ----------------------------------------------------------------------
