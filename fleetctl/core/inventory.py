@@ -215,7 +215,10 @@ class Pin(Overrides):
     customers: list[str] = Field(min_length=1)
 
 
-Origin = Literal["catalog", "lora", "custom"]
+# "unknown" (the default) is a fact not stated: advise gives it no bonus and no exclusion,
+# and says which value would decide.
+Origin = Literal["catalog", "lora", "custom", "unknown"]
+Api = Literal["openai", "custom", "unknown"]
 
 
 class Model(Strict):
@@ -246,13 +249,13 @@ class Model(Strict):
     # Facts for `fleetctl advise` and `report`.
     framework: str | None = Field(None, description="e.g. vllm, tensorrt-llm, onnx, pytorch")
     origin: Origin = Field(
-        "catalog", description="catalog model, LoRA on a catalog base, or custom"
+        "unknown", description="catalog model, LoRA on a catalog base, custom, or unknown"
     )
     base_model: str | None = None
     portability_required: bool = Field(False, description="Must also run off NVIDIA hardware")
     custom_quantization: bool = Field(False, description="A quantization the team must control")
     custom_topology: bool = Field(False, description="A serving topology the team must control")
-    api: Literal["openai", "custom"] = "openai"
+    api: Api = Field("unknown", description="The API clients call: openai, custom, or unknown")
 
     @field_validator("env")
     @classmethod

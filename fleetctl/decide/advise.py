@@ -6,17 +6,21 @@ Facts about the model then override the arithmetic, each with a printed reason: 
 rule an option out, some add a bonus. Where NIM stays in, its licence for the GPUs the
 model holds in the plan is priced against the engineering weeks it saves.
 
+A fact the inventory does not state (`origin` or `api` left "unknown") earns no bonus and
+rules nothing out; the advice then says, per value it could take, what it would change.
+
 Everything here is pure: values in, values out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fleetctl.core.inventory import Costs, Model
-from fleetctl.decide.holdings import Holding
+from fleetctl.decide.holdings import Holding, licence_usd_per_year
 from fleetctl.decide.weights import DIMENSIONS, Weights
 
 OPTIONS: tuple[str, ...] = ("build", "triton", "nim")
@@ -41,6 +45,13 @@ BUILD_CUSTOM_TOPOLOGY_BONUS = 1.0
 WEEKS_TO_PRODUCTION: Mapping[str, float] = {"build": 10.0, "triton": 4.0, "nim": 1.0}
 
 Kind = Literal["exclude", "bonus", "note"]
+
+UNKNOWN = "unknown"
+# The values a fact left unknown could turn out to have, in the order they are told.
+OPEN_FACT_VALUES: Mapping[str, tuple[str, ...]] = {
+    "origin": ("catalog", "lora", "custom"),
+    "api": ("openai", "custom"),
+}
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,40 @@ class Pricing:
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """What one value of an unknown fact would do (over every value of the other
+    unknown facts, where some are unknown too)."""
+
+    value: str
+    effect: str  # "would add NIM's +0.5 bonus with api openai", "would change nothing"
+    winners: tuple[str, ...]  # the winner it would give; several where the others decide
+    changes: bool  # some exclusion, bonus or winner would change
+    decides: bool  # the winner would change
+
+
+@dataclass(frozen=True)
+class OpenFact:
+    """A fact the inventory leaves unknown, and what each of its values would do."""
+
+    fact: str
+    outcomes: tuple[Outcome, ...]
+    winner: str  # the winner with the fact unknown
+
+    @property
+    def decides(self) -> bool:
+        """Some value of the fact would change the winner."""
+        return any(o.decides for o in self.outcomes)
+
+    @property
+    def matters(self) -> bool:
+        return any(o.changes for o in self.outcomes)
+
+    def reason(self) -> str:
+        told = [f"{o.value} {o.effect}" for o in self.outcomes]
+        return f"{self.fact} unknown: " + ", ".join(told)
+
+
+@dataclass(frozen=True)
 class Advice:
     model: str
     runtime: str
@@ -108,6 +153,7 @@ class Advice:
     adjustments: tuple[Adjustment, ...]
     pricing: Pricing | None
     facts: Mapping[str, Any] = field(default_factory=dict)
+    open_facts: tuple[OpenFact, ...] = ()
 
     @property
     def winner(self) -> str:
@@ -115,6 +161,7 @@ class Advice:
 
     def reasons(self) -> list[str]:
         out = [a.reason for a in self.adjustments]
+        out += [f.reason() for f in self.open_facts if f.matters]
         if self.pricing is not None:
             out.append(self.pricing.verdict)
         return out
@@ -191,6 +238,13 @@ def adjustments_for(model: Model) -> list[Adjustment]:
     return out
 
 
+def _effective(model: Model) -> list[Adjustment]:
+    found = adjustments_for(model)
+    # A bonus or note on an option that is out would only confuse: the exclusion decides.
+    out = {a.option for a in found if a.kind == "exclude"}
+    return [a for a in found if a.kind == "exclude" or a.option not in out]
+
+
 def score_option(option: str, weights: Weights, adjustments: Sequence[Adjustment]) -> OptionScore:
     terms = tuple(Term(d, BASELINE[option][d], weights.of(d)) for d in DIMENSIONS)
     mine = [a for a in adjustments if a.option == option]
@@ -216,7 +270,7 @@ def rank(scores: Sequence[OptionScore]) -> tuple[OptionScore, ...]:
 
 def price_nim(ranking: Sequence[OptionScore], holding: Holding, costs: Costs) -> Pricing:
     alternative = next(s.option for s in ranking if s.option != "nim")
-    licence = holding.gpus * costs.nim_license_per_gpu_year_usd
+    licence = licence_usd_per_year(holding.gpus, costs)
     weeks = WEEKS_TO_PRODUCTION[alternative] - WEEKS_TO_PRODUCTION["nim"]
     saved = weeks * costs.engineer_week_usd
     gpus = f"{holding.gpus:.2f}".rstrip("0").rstrip(".")
@@ -247,12 +301,119 @@ def price_nim(ranking: Sequence[OptionScore], holding: Holding, costs: Costs) ->
     )
 
 
-def advise_model(model: Model, weights: Weights, costs: Costs, holding: Holding) -> Advice:
-    found = adjustments_for(model)
-    # A bonus or note on an option that is out would only confuse: the exclusion decides.
-    out = {a.option for a in found if a.kind == "exclude"}
-    adjustments = [a for a in found if a.kind == "exclude" or a.option not in out]
-    ranking = rank([score_option(o, weights, adjustments) for o in OPTIONS])
+# What decides an advice: the facts adjustments_for reads. Fleets of thousands of models
+# have a handful of distinct combinations, so each is scored once per command.
+FactKey = tuple[str, str, bool, bool, bool, str | None]
+
+
+def _fact_key(model: Model) -> FactKey:
+    return (
+        model.origin,
+        model.api,
+        model.portability_required,
+        model.custom_quantization,
+        model.custom_topology,
+        model.base_model if model.origin == "lora" else None,
+    )
+
+
+@dataclass
+class Memo:
+    """Scores and open facts per combination of facts, for one set of weights."""
+
+    weights: Weights
+    scored: dict[FactKey, tuple[tuple[Adjustment, ...], tuple[OptionScore, ...]]] = field(
+        default_factory=dict
+    )
+    open: dict[FactKey, tuple[OpenFact, ...]] = field(default_factory=dict)
+
+    def score(self, model: Model) -> tuple[tuple[Adjustment, ...], tuple[OptionScore, ...]]:
+        key = _fact_key(model)
+        found = self.scored.get(key)
+        if found is None:
+            adjustments = tuple(_effective(model))
+            ranking = rank([score_option(o, self.weights, adjustments) for o in OPTIONS])
+            found = self.scored[key] = (adjustments, ranking)
+        return found
+
+    def open_facts(self, model: Model) -> tuple[OpenFact, ...]:
+        key = _fact_key(model)
+        found = self.open.get(key)
+        if found is None:
+            found = self.open[key] = _open_facts(model, self)
+        return found
+
+
+def _changes(base: Sequence[OptionScore], other: Sequence[OptionScore]) -> list[str]:
+    """What `other` changes against `base`: options ruled out, bonuses added."""
+    was = {s.option: s for s in base}
+    out = []
+    for s in sorted(other, key=lambda s: OPTIONS.index(s.option)):
+        before = was[s.option]
+        if s.excluded and not before.excluded:
+            out.append(f"would rule {LABELS[s.option]} out")
+        elif not s.excluded and s.bonus > before.bonus + 1e-9:
+            points = (s.bonus - before.bonus) / s.weight_total
+            out.append(f"would add {LABELS[s.option]}'s +{points:g} bonus")
+    return out
+
+
+def _open_facts(model: Model, memo: Memo) -> tuple[OpenFact, ...]:
+    """For each fact left unknown, what each of its values would do, against the fact
+    left unknown. Where another fact is unknown too, every value of it is tried, and an
+    effect that needs one is told with it ("with api openai")."""
+    unknown = [f for f in OPEN_FACT_VALUES if getattr(model, f) == UNKNOWN]
+    winner = memo.score(model)[1][0].option
+    out = []
+    for fact in unknown:
+        others = [f for f in unknown if f != fact]
+        combos = list(itertools.product(*(OPEN_FACT_VALUES[f] for f in others)))
+        outcomes = []
+        for value in OPEN_FACT_VALUES[fact]:
+            # What the value changes, per combination of the other unknown facts.
+            seen: dict[tuple[tuple[str, ...], str | None], list[str]] = {}
+            winners: set[str] = set()
+            for combo in combos:
+                given = dict(zip(others, combo))
+                _, before = memo.score(model.model_copy(update=given))
+                _, after = memo.score(model.model_copy(update={**given, fact: value}))
+                new = after[0].option
+                winners.add(new)
+                said = (tuple(_changes(before, after)), new if new != before[0].option else None)
+                told = " and ".join(f"{f} {v}" for f, v in given.items())
+                seen.setdefault(said, []).append(told)
+            outcomes.append(_outcome(value, seen, winners, len(combos)))
+        out.append(OpenFact(fact, tuple(outcomes), winner))
+    return tuple(out)
+
+
+def _outcome(
+    value: str,
+    seen: Mapping[tuple[tuple[str, ...], str | None], list[str]],
+    winners: set[str],
+    combos: int,
+) -> Outcome:
+    parts = []
+    for (changes, new_winner), when in seen.items():
+        said = list(changes) + ([f"make {LABELS[new_winner]} the winner"] if new_winner else [])
+        if not said:
+            continue
+        text = " and ".join(said)
+        if len(when) < combos:  # it depends on another unknown fact
+            text += " with " + " or ".join(when)
+        parts.append(text)
+    decides = any(w is not None for _, w in seen)
+    ordered = tuple(o for o in OPTIONS if o in winners)
+    if not parts:
+        return Outcome(value, "would change nothing", ordered, False, False)
+    return Outcome(value, "; ".join(parts), ordered, True, decides)
+
+
+def advise_model(
+    model: Model, weights: Weights, costs: Costs, holding: Holding, memo: Memo | None = None
+) -> Advice:
+    memo = memo if memo is not None and memo.weights == weights else Memo(weights)
+    adjustments, ranking = memo.score(model)
     nim_out = next(s for s in ranking if s.option == "nim").excluded
     pricing = None if nim_out else price_nim(ranking, holding, costs)
     return Advice(
@@ -260,16 +421,20 @@ def advise_model(model: Model, weights: Weights, costs: Costs, holding: Holding)
         runtime=model.runtime,
         weights=weights,
         ranking=ranking,
-        adjustments=tuple(adjustments),
+        adjustments=adjustments,
         pricing=pricing,
         facts=facts_of(model),
+        open_facts=memo.open_facts(model),
     )
 
 
 def advise_all(
     models: Sequence[Model], weights: Weights, costs: Costs, holdings: Mapping[str, Holding]
 ) -> list[Advice]:
-    return [advise_model(m, weights, costs, holdings.get(m.name, Holding.none())) for m in models]
+    memo = Memo(weights)
+    return [
+        advise_model(m, weights, costs, holdings.get(m.name, Holding.none()), memo) for m in models
+    ]
 
 
 def usd(value: float) -> str:
@@ -287,32 +452,68 @@ def ranking_text(advice: Advice) -> str:
     return out + "".join(f" ({o} out)" for o in dropped)
 
 
-def advice_to_json(advice: Advice) -> dict[str, Any]:
+def _once(shared: dict[int, Any], value: Any, convert: Callable[[Any], Any]) -> Any:
+    # Keyed by identity; the value is kept beside its JSON so that its id stays its own.
+    found = shared.get(id(value))
+    if found is None:
+        found = shared[id(value)] = (value, convert(value))
+    return found[1]
+
+
+def _ranking_json(ranking: Sequence[OptionScore]) -> list[dict[str, Any]]:
+    return [
+        {
+            "option": s.option,
+            "score": round(s.score, 4),
+            "normalised": round(s.normalised, 4),
+            "weighted": round(s.weighted, 4),
+            "bonus": round(s.bonus, 4),
+            "excluded": s.excluded,
+            "terms": [
+                {
+                    "dimension": t.dimension,
+                    "baseline": t.baseline,
+                    "weight": t.weight,
+                    "value": t.value,
+                }
+                for t in s.terms
+            ],
+        }
+        for s in ranking
+    ]
+
+
+def _open_facts_json(open_facts: Sequence[OpenFact]) -> list[dict[str, Any]]:
+    return [
+        {
+            "fact": f.fact,
+            "decides": f.decides,
+            "reason": f.reason(),
+            "outcomes": [
+                {
+                    "value": o.value,
+                    "effect": o.effect,
+                    "winners": list(o.winners),
+                    "changes": o.changes,
+                    "decides": o.decides,
+                }
+                for o in f.outcomes
+            ],
+        }
+        for f in open_facts
+    ]
+
+
+def advice_to_json(advice: Advice, shared: dict[int, Any] | None = None) -> dict[str, Any]:
+    """`shared` keeps the JSON of rankings and open facts that advices share (one per
+    combination of facts), so that a fleet of thousands converts each once."""
+    shared = {} if shared is None else shared
     return {
         "model": advice.model,
         "runtime": advice.runtime,
         "facts": dict(advice.facts),
         "winner": advice.winner,
-        "ranking": [
-            {
-                "option": s.option,
-                "score": round(s.score, 4),
-                "normalised": round(s.normalised, 4),
-                "weighted": round(s.weighted, 4),
-                "bonus": round(s.bonus, 4),
-                "excluded": s.excluded,
-                "terms": [
-                    {
-                        "dimension": t.dimension,
-                        "baseline": t.baseline,
-                        "weight": t.weight,
-                        "value": t.value,
-                    }
-                    for t in s.terms
-                ],
-            }
-            for s in advice.ranking
-        ],
+        "ranking": _once(shared, advice.ranking, _ranking_json),
         "adjustments": [
             {"option": a.option, "kind": a.kind, "points": a.points, "reason": a.reason}
             for a in advice.adjustments
@@ -328,11 +529,13 @@ def advice_to_json(advice: Advice) -> dict[str, Any]:
             "engineering_saved_usd": round(advice.pricing.engineering_saved_usd, 2),
             "larger": advice.pricing.larger,
         },
+        "open_facts": _once(shared, advice.open_facts, _open_facts_json),
         "reasons": advice.reasons(),
     }
 
 
 def advise_to_json(advices: Sequence[Advice], weights: Weights) -> dict[str, Any]:
+    shared: dict[int, Any] = {}
     return {
         "weights": weights.as_dict(),
         "weights_source": weights.source,
@@ -344,5 +547,5 @@ def advise_to_json(advices: Sequence[Advice], weights: Weights) -> dict[str, Any
             "build_custom_topology": BUILD_CUSTOM_TOPOLOGY_BONUS,
         },
         "weeks_to_production": dict(WEEKS_TO_PRODUCTION),
-        "models": [advice_to_json(a) for a in advices],
+        "models": [advice_to_json(a, shared) for a in advices],
     }

@@ -22,20 +22,28 @@ reported apart, as "at the limit": they share with no headroom.
 Only pairs are checked: a GPU of three tenants can break an SLA that no pair breaks,
 and placement checks that on every GPU; this list explains the pairwise decisions.
 
-Not every pair is judged (that is quadratic: minutes for a thousand models): for each
-deployment with an SLA the neighbours are scanned from the most demanding down, and
-the scan stops where the rest leave its SLA comfortable, after SCAN_LIMIT candidates,
-or after PER_DEPLOYMENT findings (see `sla_findings`). A pair whose least demanding GPU
-kind has no memory room for both may therefore go unlisted.
+Not every pair is judged (that is quadratic: minutes for a thousand models). For each
+deployment x with an SLA only its likeliest neighbours are: per kind of GPU, the
+CANDIDATES deployments that fit beside x by memory and take the most compute there
+(found by one sweep over the deployments sorted by memory, not by pairs), and of those
+the ones that take enough to bring x within AT_LIMIT_RATIO of its SLA. They are judged
+exactly (`pair_findings`), most demanding first, until PER_DEPLOYMENT findings are
+listed for x. On a fleet with one kind of GPU that is every neighbour that breaks x's
+SLA, up to the bound; where kinds differ, a pair that can share on one kind but not on
+another is judged and dropped, and may push a real finding past the candidates. The
+sweeps cost n log n per kind of GPU and per distinct host selector.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import bisect
+import functools
+import heapq
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
-from fleetctl.core.sla import EPS, fmt_ms, fmt_num, latency_of, predicted_p95
+from fleetctl.core.sla import EPS, fmt_ms, fmt_num, latency_of, p95_with_load, util_of
 
 AT_LIMIT_RATIO = 0.99
 
@@ -68,6 +76,7 @@ class Findings:
     at_limit: tuple[PairFinding, ...]
 
 
+@functools.lru_cache(maxsize=1024)
 def describe_gpu(g: GpuSpec) -> str:
     name = g.model or "GPU"
     reserve = f", {fmt_num(g.reserve_gb)} GB reserved" if g.reserve_gb else ""
@@ -83,10 +92,6 @@ def _kinds(hosts: Sequence[HostSpec], a: Deployment, b: Deployment) -> list[GpuS
     return list(seen.values())
 
 
-def _ratio(d: Deployment, p95: float) -> float:
-    return p95 / d.sla_ms if d.sla_ms else 0.0
-
-
 def _reachable_alone(d: Deployment) -> bool:
     latency = latency_of(d)
     return d.sla_ms is None or latency is None or latency <= d.sla_ms + EPS
@@ -95,9 +100,12 @@ def _reachable_alone(d: Deployment) -> bool:
 def _findings_on(a: Deployment, b: Deployment, g: GpuSpec) -> list[PairFinding]:
     out = []
     for x, y in ((a, b), (b, a)):
-        if x.sla_ms is None or latency_of(x) is None:
+        latency = latency_of(x)
+        if x.sla_ms is None or latency is None:
             continue
-        out.append(PairFinding(x.name, y.name, predicted_p95(x, g, [y]), x.sla_ms, describe_gpu(g)))
+        # predicted_p95(x, g, [y]), without building the list of one
+        p95 = p95_with_load(latency, util_of(y, g))
+        out.append(PairFinding(x.name, y.name, p95, x.sla_ms, describe_gpu(g)))
     return out
 
 
@@ -128,64 +136,127 @@ def pair_findings(
     scored = []
     for g in fitting:
         found = _findings_on(a, b, g)
-        worst = max(
-            (_ratio(a if f.deployment == a.name else b, f.predicted_p95_ms) for f in found),
-            default=0.0,
-        )
+        worst = max((f.predicted_p95_ms / f.sla_ms for f in found), default=0.0)
         scored.append((worst, found))
     # The most favourable GPU decides: if the pair can share anywhere, it is no conflict.
-    worst, found = min(scored, key=lambda s: s[0])
+    worst, found = scored[0] if len(scored) == 1 else min(scored, key=lambda s: s[0])
     if any(f.breaks for f in found):
         return [f for f in found if f.breaks], []
     return [], [f for f in found if f.predicted_p95_ms >= AT_LIMIT_RATIO * f.sla_ms]
 
 
 # Per deployment: the findings listed (its SLA broken or at the limit beside another),
-# and the candidates examined before the scan gives up. Bounds that keep `report` at
-# plan speed on fleets of thousands, where the pairs number in millions.
+# and the neighbours judged per kind of GPU. Bounds that keep `report` at plan speed on
+# fleets of thousands, where the pairs number in millions.
 PER_DEPLOYMENT = 5
-SCAN_LIMIT = 256
+CANDIDATES = 20
+
+GpuKey = tuple[float, float, str]
+Selector = tuple[tuple[str, str], ...]
+
+
+def _selector(d: Deployment) -> Selector:
+    return tuple(sorted(d.selector.items()))
+
+
+def _sweep(
+    queries: Sequence[Deployment], memory: Sequence[float], rank: Sequence[int], usable: float
+) -> dict[str, list[int]]:
+    """For each query x, the CANDIDATES + 1 best-ranked entries of a pool sorted by
+    `memory` (per GPU) that fit beside x on a GPU of `usable` memory: the pool's prefix
+    within x's room, its best kept in a heap as the room grows (each entry seen once).
+    `rank` orders the pool by demand, the most demanding 0."""
+    out: dict[str, list[int]] = {}
+    worst_first: list[int] = []  # negated ranks: the least demanding kept is on top
+    taken = 0
+    for x in sorted(queries, key=lambda d: -d.memory_per_gpu_gb):
+        end = bisect.bisect_right(memory, usable - x.memory_per_gpu_gb + EPS, lo=taken)
+        for i in range(taken, end):
+            if len(worst_first) <= CANDIDATES:
+                heapq.heappush(worst_first, -rank[i])
+            elif -rank[i] > worst_first[0]:
+                heapq.heapreplace(worst_first, -rank[i])
+        taken = max(taken, end)
+        out[x.name] = [-r for r in worst_first]
+    return out
+
+
+def _candidates(
+    live: Sequence[Deployment], hosts: Sequence[HostSpec]
+) -> dict[str, list[tuple[float, str, Deployment]]]:
+    """Per deployment with an SLA, its likeliest neighbours: (util, name, deployment),
+    the most demanding first, at most CANDIDATES of them."""
+    judged = [d for d in live if not d.exclusive and _reachable_alone(d)]
+    queries = [d for d in judged if d.sla_ms is not None and latency_of(d) is not None]
+    groups: dict[Selector, list[Deployment]] = {}
+    for d in judged:
+        groups.setdefault(_selector(d), []).append(d)
+    asking: dict[Selector, list[Deployment]] = {}
+    for d in queries:
+        asking.setdefault(_selector(d), []).append(d)
+    # Per kind of GPU, the hosts that have it, and which of them each selector matches.
+    kinds: dict[GpuKey, GpuSpec] = {}
+    where: dict[GpuKey, set[int]] = {}
+    for i, h in enumerate(hosts):
+        for g in h.gpus:
+            key = (g.memory_gb, g.reserve_gb, g.model)
+            kinds.setdefault(key, g)
+            where.setdefault(key, set()).add(i)
+    found: dict[str, dict[str, float]] = {d.name: {} for d in queries}
+    by_name = {d.name: d for d in judged}
+    for key, g in kinds.items():
+        matched = {sel: {i for i in where[key] if hosts[i].matches(dict(sel))} for sel in groups}
+        pools: dict[
+            frozenset[Selector], tuple[list[float], list[int], list[tuple[float, str, float]]]
+        ] = {}
+        for sel, mine in asking.items():
+            # The selectors whose deployments can meet these on a GPU of this kind.
+            beside = frozenset(o for o in groups if matched[o] & matched[sel])
+            if not beside:
+                continue
+            if beside not in pools:
+                # By demand (the most compute first, then by name), then by memory.
+                demand = sorted(
+                    (-util_of(d, g), d.name, d.memory_per_gpu_gb) for o in beside for d in groups[o]
+                )
+                rows = sorted((m, i) for i, (_, _, m) in enumerate(demand))
+                pools[beside] = ([m for m, _ in rows], [i for _, i in rows], demand)
+            memory, rank, demand = pools[beside]
+            for name, best in _sweep(mine, memory, rank, g.usable_gb).items():
+                seen = found[name]
+                for r in best:
+                    neg, other, _ = demand[r]
+                    if other != name and seen.get(other, -1.0) < -neg:
+                        seen[other] = -neg
+    out = {}
+    for name, seen in found.items():
+        ranked = heapq.nsmallest(CANDIDATES, ((-u, o) for o, u in seen.items()))
+        out[name] = [(-neg, o, by_name[o]) for neg, o in ranked]
+    return out
 
 
 def sla_findings(deployments: Sequence[Deployment], hosts: Sequence[HostSpec]) -> Findings:
     """For each deployment x with an SLA, the others beside which x breaks its SLA (or
-    sits at the limit): the neighbours are scanned from the most demanding (by their
-    smallest utilisation over the fleet's GPU kinds) down to the first that leaves x
-    within AT_LIMIT_RATIO of its SLA on that kind, at most SCAN_LIMIT of them, and at
-    most PER_DEPLOYMENT findings are listed per x. Each pair is judged exactly
-    (pair_findings)."""
+    sits at the limit): its likeliest neighbours (`_candidates`) that take enough
+    compute to bring x within AT_LIMIT_RATIO of its SLA on that kind, judged exactly
+    (`pair_findings`), the most demanding first, at most PER_DEPLOYMENT listed per x."""
     live = [d for d in deployments if d.replicas > 0]
-    kinds_all: dict[tuple[float, float, str], GpuSpec] = {}
-    for h in hosts:
-        for g in h.gpus:
-            kinds_all.setdefault((g.memory_gb, g.reserve_gb, g.model), g)
-    gpu_kinds = list(kinds_all.values())
-    if not gpu_kinds:
-        return Findings((), ())
-    from fleetctl.core.sla import util_of
-
-    pressure = sorted(
-        ((min(util_of(d, g) for g in gpu_kinds), d.name, d) for d in live),
-        key=lambda t: (-t[0], t[1]),
-    )
+    by_name: Mapping[str, Deployment] = {d.name: d for d in live}
     kinds: KindCache = {}
     judged: dict[tuple[str, str], tuple[list[PairFinding], list[PairFinding]]] = {}
     conflicts: dict[tuple[str, str], PairFinding] = {}
     at_limit: dict[tuple[str, str], PairFinding] = {}
-    for x in live:
+    for name, candidates in _candidates(live, hosts).items():
+        x = by_name[name]
         latency = latency_of(x)
-        if x.sla_ms is None or latency is None or x.exclusive:
+        if x.sla_ms is None or latency is None:  # never: _candidates asks only these
             continue
-        floor = 1.0 - latency / (
-            AT_LIMIT_RATIO * x.sla_ms
-        )  # neighbours' util below: x is comfortable
-        listed = scanned = 0
-        for util, _name, y in pressure:
-            if util < floor - EPS or scanned >= SCAN_LIMIT or listed >= PER_DEPLOYMENT:
+        # Neighbours that take less than this leave x comfortable (below the limit).
+        floor = 1.0 - latency / (AT_LIMIT_RATIO * x.sla_ms)
+        listed = 0
+        for util, _name, y in candidates:
+            if util < floor - EPS or listed >= PER_DEPLOYMENT:
                 break
-            if y is x:
-                continue
-            scanned += 1
             key = (x.name, y.name) if x.name < y.name else (y.name, x.name)
             found = judged.get(key)
             if found is None:

@@ -79,6 +79,8 @@ def explain(advice: Advice, costs: Costs) -> Group:
         elif adj.kind == "exclude":
             extra = "  (excluded, whatever its score)"
         parts.append(Text(f"   • {adj.reason}{extra}"))
+    for open_fact in advice.open_facts:
+        parts.append(Text(f"   ? {open_fact.reason()}", style="" if open_fact.matters else "dim"))
 
     parts.append(Text("\n3. Scores after the facts", style="bold"))
     for i, s in enumerate(advice.ranking, 1):

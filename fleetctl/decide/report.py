@@ -7,16 +7,16 @@ as a table, written as JSON and drawn as an HTML page.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from fleetctl.core.inventory import Inventory
 from fleetctl.core.plan import Plan, gpu_map, per_model
 from fleetctl.decide.conflicts import AT_LIMIT_RATIO, PairFinding, sla_findings
+from fleetctl.decide.holdings import NIM_RUNTIME, licence_usd_per_year, licensed_gpus
 
 HOURS_PER_MONTH = 730  # 365 x 24 / 12, the usual cloud billing month
 MONTHS_PER_YEAR = 12
-NIM_RUNTIME = "nim"
 
 
 @dataclass(frozen=True)
@@ -169,12 +169,13 @@ def _gpu_rows(plan: Plan) -> tuple[GpuRow, ...]:
     return tuple(rows)
 
 
-def _costs(inv: Inventory, plan: Plan, rows: Sequence[GpuRow]) -> CostSheet:
+def _costs(inv: Inventory, plan: Plan) -> CostSheet:
     c = inv.costs
     month = c.gpu_hour_usd * HOURS_PER_MONTH
-    licence_month = c.nim_license_per_gpu_year_usd / MONTHS_PER_YEAR
+    # The licence rule advise prices with (decide/holdings.py): a GPU with a NIM tenant.
+    licence_month = licence_usd_per_year(1, c) / MONTHS_PER_YEAR
     s = plan.summary
-    nim_packed = sum(1 for r in rows if any(t.runtime == NIM_RUNTIME for t in r.tenants))
+    nim_packed = licensed_gpus(plan)
     nim_naive = sum(d.replicas * d.gpus for d in plan.deployments if d.runtime == NIM_RUNTIME)
     return CostSheet(
         gpu_hour_usd=c.gpu_hour_usd,
@@ -241,7 +242,7 @@ def build_report(inv: Inventory, plan: Plan, inventory_path: str = "") -> Report
         gpu_rows=rows,
         conflicts=findings.conflicts,
         at_limit=findings.at_limit,
-        costs=_costs(inv, plan, rows),
+        costs=_costs(inv, plan),
         unplaced=tuple(
             (f"{u.deployment}#{u.replica}", "; ".join(u.reasons)) for u in plan.placement.unplaced
         ),
@@ -262,6 +263,11 @@ def _finding_json(f: PairFinding) -> dict[str, Any]:
     }
 
 
+def _flat(row: Tenant | DeploymentRow) -> dict[str, Any]:
+    # dataclasses.asdict, without its deep copies: these rows hold plain values only.
+    return {f.name: getattr(row, f.name) for f in fields(row)}
+
+
 def report_to_json(r: Report) -> dict[str, Any]:
     c = r.costs
     return {
@@ -271,7 +277,7 @@ def report_to_json(r: Report) -> dict[str, Any]:
             "by_runtime": {k: list(v) for k, v in r.by_runtime.items()},
             "by_framework": {k: list(v) for k, v in r.by_framework.items()},
         },
-        "deployments": [{**asdict(d), "demand_gb": d.demand_gb} for d in r.deployments],
+        "deployments": [{**_flat(d), "demand_gb": d.demand_gb} for d in r.deployments],
         "memory": {"demanded_gb": round(r.demanded_gb, 3), "capacity_gb": round(r.capacity_gb, 3)},
         "gpus": {
             "naive": r.gpus_naive,
@@ -288,7 +294,7 @@ def report_to_json(r: Report) -> dict[str, Any]:
                 "used_gb": g.used_gb,
                 "memory_share": round(g.memory_share, 4),
                 "compute_share": round(g.util, 4),
-                "tenants": [asdict(t) for t in g.tenants],
+                "tenants": [_flat(t) for t in g.tenants],
             }
             for g in r.gpu_rows
         ],

@@ -20,7 +20,7 @@ from fleetctl.decide.advise import (
     Advice,
     advise_model,
 )
-from fleetctl.decide.holdings import Holding, holdings
+from fleetctl.decide.holdings import Holding, holdings, licensed_gpus
 from fleetctl.decide.weights import Weights, parse_weights
 from fleetctl.errors import ExitCode, FleetctlError, NotFoundError
 from fleetctl.ops.planning import plan_inventory
@@ -64,7 +64,7 @@ def model(**facts: Any) -> Model:
 
 
 def advise(m: Model, weights: Weights | None = None) -> Advice:
-    return advise_model(m, weights or Weights(), Costs(), Holding("m"))
+    return advise_model(m, weights or Weights(), Costs.model_validate({}), Holding("m"))
 
 
 def option(a: Advice, name: str) -> Any:
@@ -216,6 +216,76 @@ def test_both_build_facts_stack_and_can_make_build_win() -> None:
     assert option(a, "build").bonus == pytest.approx(bonus)
 
 
+def test_unstated_origin_and_api_are_unknown_no_bonus_no_exclusion() -> None:
+    m = model()
+    assert (m.origin, m.api) == ("unknown", "unknown")
+    a = advise(m)
+    assert a.facts["origin"] == "unknown" and a.facts["api"] == "unknown"
+    assert a.adjustments == ()
+    assert not any(s.excluded for s in a.ranking)
+    assert all(s.bonus == 0 for s in a.ranking)
+    assert option(a, "nim").score == option(a, "nim").weighted
+
+
+def test_advise_says_what_each_value_of_an_unknown_fact_would_do() -> None:
+    a = advise(model())
+    assert [f.fact for f in a.open_facts] == ["origin", "api"]
+    origin, api = a.open_facts
+    assert origin.reason() == (
+        "origin unknown: catalog would add NIM's +0.5 bonus with api openai, "
+        "lora would change nothing, custom would rule NIM out and make Triton the winner"
+    )
+    assert api.reason() == (
+        "api unknown: openai would add NIM's +0.5 bonus with origin catalog, "
+        "custom would change nothing"
+    )
+    # NIM wins either way on the default weights, unless origin custom rules it out.
+    assert origin.decides and not api.decides
+    assert [o.winners for o in origin.outcomes] == [("nim",), ("nim",), ("triton",)]
+    assert origin.reason() in a.reasons() and api.reason() in a.reasons()
+
+
+def test_an_unknown_fact_that_would_flip_the_winner_is_said_to_decide() -> None:
+    # nim 35, triton 35, build 30 of 10: the tie goes to Triton, NIM's bonus breaks it.
+    w = Weights(1, 3, 2, 4)
+    a = advise(model(origin="catalog"), w)
+    assert a.winner == "triton"
+    (api,) = a.open_facts
+    assert api.decides
+    assert api.reason() == (
+        "api unknown: openai would add NIM's +0.5 bonus and make NIM the winner, "
+        "custom would change nothing"
+    )
+    stated = advise(model(origin="catalog", api="openai"), w)
+    assert stated.winner == "nim" and stated.open_facts == ()
+
+
+def test_an_unknown_fact_that_changes_nothing_is_not_a_reason() -> None:
+    # NIM is out whatever the API: the open fact is in the JSON, not among the reasons.
+    a = advise(model(origin="custom"))
+    (api,) = a.open_facts
+    assert not api.matters and not api.decides
+    assert not any(r.startswith("api unknown") for r in a.reasons())
+
+
+def test_open_facts_in_json(tmp_path: Path, cli: typer.Typer) -> None:
+    m = "  - {name: chat, version: '1', runtime: nim, image: 'i:1', gpu_memory_gb: 10}\n"
+    chat = by_model(run_json(cli, "-f", str(write_inventory(tmp_path, m))), "chat")
+    assert chat["facts"]["origin"] == "unknown" and chat["facts"]["api"] == "unknown"
+    assert chat["ranking"][0]["bonus"] == 0
+    origin = next(f for f in chat["open_facts"] if f["fact"] == "origin")
+    assert origin["decides"] is True
+    custom = next(o for o in origin["outcomes"] if o["value"] == "custom")
+    assert custom == {
+        "value": "custom",
+        "effect": "would rule NIM out and make Triton the winner",
+        "winners": ["triton"],
+        "changes": True,
+        "decides": True,
+    }
+    assert origin["reason"] in chat["reasons"]
+
+
 # --- pricing ------------------------------------------------------------------------------
 
 
@@ -228,14 +298,35 @@ PRICING_COSTS = (
 )
 
 
-def test_gpu_holdings_count_shared_gpus_by_memory_share(tmp_path: Path) -> None:
+def test_a_gpu_with_a_nim_tenant_needs_one_whole_licence(tmp_path: Path) -> None:
     plan = plan_inventory(write_inventory(tmp_path, PRICING_MODELS, PRICING_COSTS), None).plan
     held = holdings(plan)
     # Two llm replicas never share a GPU; emb (20 GB) joins one of them (60 + 20 = 80 GB).
     assert plan.summary.gpus_used == 2
-    assert held["llm"].gpus == pytest.approx(1 + 60 / 80)
+    # llm is the only NIM on both GPUs: it carries both licences, emb beside it or not.
+    assert held["llm"].gpus == pytest.approx(2.0)
+    # emb as a NIM would share the licence of llm's GPU by memory: 20 of 60 + 20 GB.
     assert held["emb"].gpus == pytest.approx(20 / 80)
-    assert sum(h.gpus for h in held.values()) == pytest.approx(plan.summary.gpus_used)
+    assert licensed_gpus(plan) == 2
+
+
+def test_nim_tenants_of_one_gpu_split_its_licence_by_memory(tmp_path: Path) -> None:
+    models = """  - {name: big, version: '1', runtime: nim, image: 'i:1', gpu_memory_gb: 60}
+  - {name: small, version: '1', runtime: nim, image: 'i:1', gpu_memory_gb: 20}
+  - {name: tiny, version: '1', runtime: triton, image: 'i:1', gpu_memory_gb: 10,
+     exclusive: true, triton: {model_repository: /srv/models}}
+"""
+    path = tmp_path / "fleet.yaml"
+    host = "hosts:\n  - {name: h1, simulated: true, gpus: {count: 2, memory_gb: 80}}\n"
+    path.write_text(host + "models:\n" + models)
+    plan = plan_inventory(path, None).plan
+    assert plan.summary.gpus_used == 2
+    held = holdings(plan)
+    assert held["big"].gpus == pytest.approx(60 / 80)
+    assert held["small"].gpus == pytest.approx(20 / 80)
+    # tiny is alone on its GPU: as a NIM it would need that GPU's licence whole.
+    assert held["tiny"].gpus == pytest.approx(1.0)
+    assert licensed_gpus(plan) == 1
 
 
 def test_pricing_arithmetic(tmp_path: Path, cli: typer.Typer) -> None:
@@ -244,8 +335,8 @@ def test_pricing_arithmetic(tmp_path: Path, cli: typer.Typer) -> None:
 
     llm = by_model(data, "llm")["pricing"]
     assert llm["alternative"] == "triton"
-    assert llm["gpus"] == pytest.approx(1.75)
-    assert llm["licence_per_year_usd"] == pytest.approx(1.75 * 10000)
+    assert llm["gpus"] == pytest.approx(2.0)
+    assert llm["licence_per_year_usd"] == pytest.approx(2 * 10000)
     assert llm["weeks_saved"] == weeks
     assert llm["engineering_saved_usd"] == pytest.approx(weeks * 1000)
     assert llm["larger"] == "licence"
@@ -261,6 +352,8 @@ def test_no_pricing_where_nim_is_out(tmp_path: Path, cli: typer.Typer) -> None:
     data = run_json(cli, "-f", str(SEED))
     assert by_model(data, "reranker")["pricing"] is None
     assert by_model(data, "chat-llm")["pricing"]["gpus"] == pytest.approx(1.0)
+    # Its two versions share one GPU: one licence, not two shares of "shared" GPUs.
+    assert by_model(data, "chat-llm")["pricing"]["gpu_note"] == "1 GPU licence whole"
 
 
 # --- the command ----------------------------------------------------------------------

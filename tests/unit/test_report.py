@@ -8,13 +8,15 @@ from typing import Any
 
 import pytest
 import typer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from fleetctl.cli import decide_cmds
 from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
 from fleetctl.core.plan import per_model
 from fleetctl.core.sla import predicted_p95
-from fleetctl.decide.conflicts import pair_findings, sla_findings
+from fleetctl.decide.conflicts import PER_DEPLOYMENT, pair_findings, sla_findings
 from fleetctl.decide.html import render_html
 from fleetctl.decide.report import HOURS_PER_MONTH, build_report
 from fleetctl.ops.planning import plan_inventory
@@ -180,6 +182,42 @@ def test_no_nim_no_licence_line(tmp_path: Path, cli: typer.Typer) -> None:
     assert costs["total_packed_usd_per_month"] == pytest.approx(2.5 * HOURS_PER_MONTH)
 
 
+LICENCE_FLEET = """hosts:
+  - {name: h1, simulated: true, gpus: {count: 4, memory_gb: 80}}
+models:
+  - {name: llm, version: '1', runtime: nim, image: 'i:1', gpu_memory_gb: 60, replicas: 2,
+     origin: catalog, api: openai}
+  - {name: emb, version: '1', runtime: nim, image: 'i:1', gpu_memory_gb: 10, replicas: 2}
+  - {name: rank, version: '1', runtime: triton, image: 'i:1', gpu_memory_gb: 10, replicas: 2,
+     triton: {model_repository: /m}}
+  - {name: solo, version: '1', runtime: nim, image: 'i:1', gpu_memory_gb: 30, exclusive: true}
+costs: {nim_license_per_gpu_year_usd: 6000}
+"""
+
+
+def test_advise_and_report_price_licences_alike(tmp_path: Path, cli: typer.Typer) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(LICENCE_FLEET)
+    report = report_json(cli, path)
+    result = CliRunner().invoke(cli, ["advise", "-f", str(path), "--output", "json"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    advice = {m["model"]: m for m in json.loads(result.output)["models"]}
+    licence = report["costs"]["nim_licence"]
+    nim_models = report["models"]["by_runtime"]["nim"]
+    assert sorted(nim_models) == ["emb", "llm", "solo"]
+    # Every GPU with a NIM tenant is licensed once; the NIM models' advice adds up to them.
+    held = sum(advice[m]["pricing"]["gpus"] for m in nim_models)
+    nim_gpus = {
+        (g["host"], g["index"])
+        for g in report["gpu_map"]
+        if any(t["runtime"] == "nim" for t in g["tenants"])
+    }
+    assert licence["gpus_packed"] == len(nim_gpus) == pytest.approx(held)
+    yearly = sum(advice[m]["pricing"]["licence_per_year_usd"] for m in nim_models)
+    assert licence["packed_usd_per_month"] == pytest.approx(yearly / 12)
+    assert licence["packed_usd_per_month"] == pytest.approx(len(nim_gpus) * 6000 / 12)
+
+
 # --- the pairwise method --------------------------------------------------------------------
 
 
@@ -221,3 +259,59 @@ def test_html_escapes_names(tmp_path: Path) -> None:
     result = plan_inventory(SEED, None)
     page = render_html(build_report(result.loaded.inventory, result.plan, "<odd & path>"))
     assert "&lt;odd &amp; path&gt;" in page and "<odd & path>" not in page
+
+
+def every_pair(deps: list[Deployment], hosts: list[HostSpec]) -> tuple[set[str], set[str]]:
+    """What judging every pair finds: the messages of conflicts and at-the-limit findings."""
+    conflicts, at_limit = set(), set()
+    live = [d for d in deps if d.replicas > 0]
+    for i, a in enumerate(live):
+        for b in live[i + 1 :]:
+            c, lim = pair_findings(a, b, hosts)
+            conflicts |= {f.message() for f in c}
+            at_limit |= {f.message() for f in lim}
+    return conflicts, at_limit
+
+
+DEPLOYMENTS = st.lists(
+    st.tuples(
+        st.floats(1, 70),  # memory
+        st.one_of(st.none(), st.floats(5, 100)),  # SLA
+        st.floats(0.1, 1.0),  # latency alone, as a share of the SLA
+        st.one_of(st.none(), st.floats(0.05, 0.9)),  # declared util
+        st.booleans(),  # exclusive
+        st.sampled_from([{}, {}, {"zone": "a"}]),
+    ),
+    min_size=2,
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(DEPLOYMENTS)
+def test_findings_are_what_judging_every_pair_finds(specs: list[tuple[Any, ...]]) -> None:
+    """One kind of GPU: every finding is a pair's, and where no deployment has more than
+    PER_DEPLOYMENT findings, none is missed."""
+    deps = [
+        dep(
+            f"d{i}",
+            round(memory, 1),
+            None if sla is None else round(sla, 1),
+            latency_ms=None if sla is None else round(share * sla, 2),
+            gpu_util=util,
+            exclusive=excl,
+            selector=sel,
+        )
+        for i, (memory, sla, share, util, excl, sel) in enumerate(specs)
+    ]
+    hosts = [host(H100, GpuSpec(1, 80, model="H100-80GB"), name="a", zone="a"), host(H100)]
+    found = sla_findings(deps, hosts)
+    conflicts, at_limit = every_pair(deps, hosts)
+    got_c = {f.message() for f in found.conflicts}
+    got_l = {f.message() for f in found.at_limit}
+    assert got_c <= conflicts and got_l <= at_limit
+    per: dict[str, int] = {}
+    for f in [*conflicts, *at_limit]:
+        per[f.split(" beside ")[0]] = per.get(f.split(" beside ")[0], 0) + 1
+    if all(n <= PER_DEPLOYMENT for n in per.values()):
+        assert got_c == conflicts and got_l == at_limit
