@@ -64,10 +64,10 @@ def plan(
     """Place every replica on GPUs and show the changes, before anything moves (holds honoured)."""
     from dataclasses import replace
 
-    from fleetctl.core.plan import plan_to_json
     from fleetctl.ops import downtime
     from fleetctl.ops.planfile import save_plan
     from fleetctl.ops.planning import plan_inventory
+    from fleetctl.results.plan import plan_result
 
     observe = None if offline else observer()
     result = plan_inventory(
@@ -80,29 +80,25 @@ def plan(
     p = result.plan
     if out is not None:
         save_plan(out, result)
-    if output is Output.json:
-        data = plan_to_json(p)
-        if explain:
-            data["explain"] = _explain_json(p, explain)
-        render.print_json(data)
-    else:
-        console = render.stdout_console()
-        render.render_plan(console, p, show_all)
-        if explain:
-            _render_explain(console, p, explain)
-        if out is not None:
-            console.print(f"plan saved to {out}: apply it with `fleetctl apply --plan {out}`")
+    explained = _explain(p, explain) if explain else None
+    render.show(
+        plan_result(p, explained, show_all=show_all, saved_to=None if out is None else str(out)),
+        output,
+    )
     if not p.placement.feasible:
         raise typer.Exit(int(ExitCode.INFEASIBLE))
     if detailed_exitcode and p.has_changes:
         raise typer.Exit(int(ExitCode.CHANGES_PENDING))
 
 
-def _explain_targets(p, name: str) -> list[str]:  # type: ignore[no-untyped-def]
+def _explain(p, name: str) -> list:  # type: ignore[no-untyped-def]
+    """Why each replica of `name` went where it went; a model in a shared Triton server
+    is placed as that server, so the server is explained."""
+    from fleetctl.core.explain import explain
     from fleetctl.errors import NotFoundError
+    from fleetctl.results.plan import ExplainGroup
 
     names = [d.name for d in p.deployments if d.name == name or d.model == name]
-    # A model in a shared Triton server is placed as that server: explain the server.
     names += [
         s
         for s, members in p.server_members.items()
@@ -110,34 +106,17 @@ def _explain_targets(p, name: str) -> list[str]:  # type: ignore[no-untyped-def]
     ]
     if not names:
         raise NotFoundError(f"no deployment or model named {name!r} in the inventory")
-    return names
-
-
-def _explain_json(p, name: str) -> list[dict]:  # type: ignore[no-untyped-def]
-    from dataclasses import asdict
-
-    from fleetctl.core.explain import explain
-
-    out = []
-    for dep in _explain_targets(p, name):
-        out.extend(asdict(e) for e in explain(dep, p.deployments, p.hosts, p.placement))
-    return out
-
-
-def _render_explain(console, p, name: str) -> None:  # type: ignore[no-untyped-def]
-    from fleetctl.core.explain import explain
-
-    for dep in _explain_targets(p, name):
-        for m in p.server_members.get(dep, ()):
-            if name in (m.name, m.model):
-                console.print()
-                console.print(
-                    f"{m.name} is served by the shared Triton server {dep}, placed as one:",
-                    markup=False,
-                )
-        for e in explain(dep, p.deployments, p.hosts, p.placement):
-            console.print()
-            console.print(e.render())
+    return [
+        ExplainGroup(
+            notes=tuple(
+                f"{m.name} is served by the shared Triton server {dep}, placed as one:"
+                for m in p.server_members.get(dep, ())
+                if name in (m.name, m.model)
+            ),
+            replicas=tuple(explain(dep, p.deployments, p.hosts, p.placement)),
+        )
+        for dep in names
+    ]
 
 
 @app.command()
@@ -147,6 +126,7 @@ def validate(inventory: Path = InventoryOpt, output: Output = OutputOpt) -> None
     from fleetctl.core.resolve import deployments
     from fleetctl.errors import InventoryError
     from fleetctl.ops.secrets import refuse_secret_values
+    from fleetctl.results.plan import ProblemRow, ValidateResult
 
     try:
         loaded = load(inventory, known_runtimes())
@@ -154,27 +134,23 @@ def validate(inventory: Path = InventoryOpt, output: Output = OutputOpt) -> None
     except InventoryError as exc:
         if output is Output.json:  # the problems as data on stdout; the lines still on stderr
             render.print_json(
-                {
-                    "valid": False,
-                    "file": str(inventory),
-                    "problems": [problem_json(p) for p in exc.problems],
-                }
+                ValidateResult(
+                    valid=False,
+                    file=str(inventory),
+                    problems=tuple(ProblemRow(**problem_json(p)) for p in exc.problems),
+                )
             )
         raise
     deps = deployments(loaded.inventory)
-    if output is Output.json:
-        render.print_json(
-            {
-                "valid": True,
-                "file": str(inventory),
-                "hosts": len(loaded.inventory.hosts),
-                "deployments": [d.name for d in deps],
-            }
-        )
-    else:
-        render.stdout_console().print(
-            f"[green]✓[/green] {inventory}: {len(loaded.inventory.hosts)} hosts, {len(deps)} deployments"
-        )
+    render.show(
+        ValidateResult(
+            valid=True,
+            file=str(inventory),
+            hosts=len(loaded.inventory.hosts),
+            deployments=tuple(d.name for d in deps),
+        ),
+        output,
+    )
 
 
 @app.command()
@@ -186,8 +162,23 @@ def schema(
         help="Where to write the JSON Schema ('-' for stdout).",
     ),
     output: Output = OutputOpt,
+    results: Path | None = typer.Option(
+        None,
+        "--results",
+        metavar="DIR",
+        help="Write the JSON Schemas of the commands' --output json into DIR (docs/schemas).",
+    ),
 ) -> None:
-    """Write the inventory's JSON Schema so that editors check the YAML as it is typed."""
+    """Write the inventory's JSON Schema so that editors check the YAML as it is typed
+    (with --results DIR: the schemas of the commands' JSON output instead)."""
+    from fleetctl.results.plan import SchemaWritten
+
+    if results is not None:
+        from fleetctl.results.schemas import write_schemas
+
+        files = write_schemas(results)
+        render.show(SchemaWritten(written=str(results), files=tuple(map(str, files))), output)
+        return
     from fleetctl.core.inventory import Inventory
 
     data = Inventory.model_json_schema()
@@ -199,10 +190,7 @@ def schema(
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
-    if output is Output.json:
-        render.print_json({"written": str(out)})
-    else:
-        render.stdout_console().print(f"wrote {out}")
+    render.show(SchemaWritten(written=str(out)), output)
 
 
 # Commands defined in their own modules, registered in the order `--help` lists them.

@@ -11,11 +11,11 @@ import typer
 from typer.testing import CliRunner
 
 from fleetctl.cli import decide_cmds
+from fleetctl.cli.render.html import render_html
 from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
 from fleetctl.core.plan import per_model
 from fleetctl.core.sla import predicted_p95
 from fleetctl.decide.conflicts import pair_findings, sla_findings
-from fleetctl.decide.html import render_html
 from fleetctl.decide.report import HOURS_PER_MONTH, build_report
 from fleetctl.ops.planning import plan_inventory
 

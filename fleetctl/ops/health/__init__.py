@@ -33,7 +33,6 @@ from fleetctl.ops.health.model import (
     TritonDrift,
     Verdict,
 )
-from fleetctl.ops.health.output import report_to_json
 from fleetctl.ops.health.sweeping import run_sweep, sweep
 from fleetctl.ops.health.targets import targets
 from fleetctl.ops.health.verdicts import classify, classify_replica, exit_code, judge
@@ -62,7 +61,6 @@ __all__ = [
     "classify_replica",
     "exit_code",
     "judge",
-    "report_to_json",
     "run_sweep",
     "sweep",
     "targets",
