@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import yaml
+from output_schemas import checked
 
 from fleetctl.errors import ExitCode
 from fleetctl.state.lock import StateLock
@@ -361,8 +362,9 @@ def test_the_demo_inventory_applies_triton_models_answer_and_nim_stand_ins_are_r
     assert r.returncode == 0, r.stdout + r.stderr
     assert "http://127.0.0.1:25880" in r.stdout
 
-    status = json.loads(
-        fleetctl_run("status", "-f", str(inv), "--output", "json", "--state", suite_state).stdout
+    status = checked(
+        "status",
+        fleetctl_run("status", "-f", str(inv), "--output", "json", "--state", suite_state).stdout,
     )
     states = {d["deployment"]: d["state"] for d in status["deployments"]}
     assert states == dict.fromkeys(states, "ok") and len(states) == 3
