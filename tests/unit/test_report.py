@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +222,19 @@ def test_html_escapes_names(tmp_path: Path) -> None:
     result = plan_inventory(SEED, None)
     page = render_html(build_report(result.loaded.inventory, result.plan, "<odd & path>"))
     assert "&lt;odd &amp; path&gt;" in page and "<odd & path>" not in page
+
+
+def test_html_escapes_a_script_in_a_model_name(tmp_path: Path) -> None:
+    """A name with markup in it stays text: the template autoescapes every value."""
+    result = plan_inventory(SEED, None)
+    report = build_report(result.loaded.inventory, result.plan, str(SEED))
+    evil = "<script>alert(1)</script>"
+    rows = tuple(replace(d, name=evil + d.name) for d in report.deployments)
+    gpus = tuple(
+        replace(g, tenants=tuple(replace(t, deployment=evil + t.deployment) for t in g.tenants))
+        for g in report.gpu_rows
+    )
+    page = render_html(replace(report, deployments=rows, gpu_rows=gpus, by_runtime={evil: (evil,)}))
+    assert "<script" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;chat-llm@v3" in page
+    assert page.count('class="seg"') == 5
