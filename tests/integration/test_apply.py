@@ -15,11 +15,12 @@ from typing import Any
 
 import httpx
 import yaml
-from output_schemas import checked
 
 from fleetctl.errors import ExitCode
 from fleetctl.state.lock import StateLock
 from fleetctl.state.store import StateStore
+
+from .output_schemas import checked
 
 
 def test_first_apply_serves_triton_inference_and_nim_then_second_apply_changes_nothing(

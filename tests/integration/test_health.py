@@ -14,10 +14,11 @@ import subprocess
 from typing import Any
 
 import numpy as np
-from output_schemas import checked
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleetctl.errors import ExitCode
+
+from .output_schemas import checked
 
 Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 CODES = (ExitCode.OK, ExitCode.UNHEALTHY, ExitCode.HOST_UNREACHABLE, ExitCode.DEGRADED)
