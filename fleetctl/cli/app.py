@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -24,6 +25,10 @@ from fleetctl.cli.options import (
     state_path,
 )
 from fleetctl.errors import ExitCode, FleetctlError
+
+if TYPE_CHECKING:
+    from fleetctl.core.plan import Plan
+    from fleetctl.results.plan import ExplainGroup
 
 app = typer.Typer(
     name="fleetctl",
@@ -91,14 +96,14 @@ def plan(
         raise typer.Exit(int(ExitCode.CHANGES_PENDING))
 
 
-def _explain(p, name: str) -> list:  # type: ignore[no-untyped-def]
+def _explain(p: Plan, name: str) -> list[ExplainGroup]:
     """Why each replica of `name` went where it went; a model in a shared Triton server
     is placed as that server, so the server is explained."""
     from fleetctl.core.explain import explain
     from fleetctl.errors import NotFoundError
     from fleetctl.results.plan import ExplainGroup
 
-    names = [d.name for d in p.deployments if d.name == name or d.model == name]
+    names: list[str] = [d.name for d in p.deployments if d.name == name or d.model == name]
     names += [
         s
         for s, members in p.server_members.items()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -20,6 +21,11 @@ from fleetctl.cli.options import (
 from fleetctl.cli.options import confirm as ask
 from fleetctl.errors import ExitCode
 from fleetctl.ops import interrupt
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from fleetctl.results.fleet import ApplyResult
 
 
 class _Progress:
@@ -106,7 +112,9 @@ def apply(
             )
     finally:
         progress.close()
-    _report_apply(console, result, output)
+    from fleetctl.results.fleet import ApplyResult, apply_fields
+
+    _report_apply(console, ApplyResult(**apply_fields(result)), output)
 
 
 def rollback(
@@ -211,7 +219,7 @@ def history(
     render.show(history_result(data), output)
 
 
-def _report_apply(console, shown, output: Output) -> None:  # type: ignore[no-untyped-def]
+def _report_apply(console: Console, shown: ApplyResult, output: Output) -> None:
     """Show an apply's (or rollback's) result, then exit with the code its outcome needs."""
     result = shown.outcome
     failed = result.failed
@@ -284,7 +292,7 @@ def down(
     from fleetctl.results.fleet import DownResult
 
     removed = DownResult(
-        removed=tuple(o.action.container for o in result.outcomes if o.ok),
+        removed=tuple(o.action.container for o in result.outcomes if o.ok and o.action.container),
         failed=tuple(o.detail for o in result.failed),
         outcomes=len(result.outcomes),
     )

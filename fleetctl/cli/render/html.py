@@ -69,11 +69,10 @@ def _bar(g: GpuRow, fills: dict[str, str]) -> dict[str, Any]:
     for t in g.tenants:
         w = min(t.memory_gb * scale, BAR_W - x)
         fill = fills.get(t.deployment, "#9ca3af")
-        label: str | None = f"{t.deployment}  {_gb(t.memory_gb)} GB"
+        label = f"{t.deployment}  {_gb(t.memory_gb)} GB"
         if len(label) * CHAR_W + 16 > w:
             label = t.deployment
-        if len(label) * CHAR_W + 16 > w:
-            label = None
+        fits = len(label) * CHAR_W + 16 <= w
         segments.append(
             {
                 "deployment": t.deployment,
@@ -84,7 +83,7 @@ def _bar(g: GpuRow, fills: dict[str, str]) -> dict[str, Any]:
                 "ink": _ink(fill),
                 "memory": _gb(t.memory_gb),
                 "compute": f"{100 * t.util:.1f}",
-                "label": label,
+                "label": label if fits else None,
                 "label_x": f"{x + 10:.2f}",
             }
         )
