@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -48,39 +48,79 @@ def json_name(name: str, **kw: Any) -> Any:
 # The type of a hidden field: anything, and absent from the schema.
 Hidden = Annotated[Any, _skip_schema()]
 
-_FIELDS: dict[type, tuple[tuple[str, str], ...]] = {}
+_PLAIN = frozenset({str, int, bool, type(None)})
+_ENCODERS: dict[type, Callable[[Any], Any]] = {}
 
 
-def _fields_of(cls: type) -> tuple[tuple[str, str], ...]:
-    """(attribute, JSON key) of a dataclass's encoded fields, computed once per class."""
-    found = _FIELDS.get(cls)
-    if found is None:
-        found = tuple(
+def _encoder(cls: type) -> Callable[[Any], Any]:
+    """How to encode values of `cls`, worked out once per type (a 10,000-replica plan has
+    tens of thousands of values, of a few dozen types)."""
+    found = _ENCODERS.get(cls)
+    if found is not None:
+        return found
+    enc: Callable[[Any], Any]
+    if issubclass(cls, enum.Enum):
+        enc = _enum
+    elif dataclasses.is_dataclass(cls):
+        names = tuple(
             (f.name, f.metadata.get(_JSON_NAME, f.name))
             for f in dataclasses.fields(cls)
             if not f.metadata.get(_HIDDEN)
         )
-        _FIELDS[cls] = found
-    return found
+
+        def enc(value: Any) -> dict[str, Any]:
+            out = {}
+            for name, key in names:
+                x = getattr(value, name)
+                out[key] = x if type(x) in _PLAIN else to_jsonable(x)
+            return out
+
+    elif issubclass(cls, Mapping):
+        enc = _mapping
+    elif issubclass(cls, (list, tuple, set, frozenset)):
+        enc = _sequence
+    elif issubclass(cls, float):
+        enc = _float
+    elif issubclass(cls, (str, int)):  # subclasses: a str-valued NewType, a Problem line
+        enc = _plain
+    elif issubclass(cls, datetime):
+        enc = _datetime
+    else:
+        enc = str
+    _ENCODERS[cls] = enc
+    return enc
+
+
+def _enum(value: enum.Enum) -> Any:
+    return value.value
+
+
+def _mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
+    return {str(k): v if type(v) in _PLAIN else to_jsonable(v) for k, v in value.items()}
+
+
+def _sequence(value: Any) -> list[Any]:
+    return [v if type(v) in _PLAIN else to_jsonable(v) for v in value]
+
+
+def _float(value: float) -> float | None:
+    # JSON has no infinity or NaN: an unbounded figure is null.
+    return None if value != value or value in (float("inf"), float("-inf")) else float(value)
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, str) else int(value)
+
+
+def _datetime(value: datetime) -> str:
+    return value.isoformat()
 
 
 def to_jsonable(value: Any) -> Any:
-    """The JSON form of a result value (no deep copy: a 10,000-replica plan stays cheap)."""
-    if value is None or isinstance(value, (str, bool, int)):
-        return value.value if isinstance(value, enum.Enum) else value
-    if isinstance(value, float):
-        return None if value != value or value in (float("inf"), float("-inf")) else value
-    if isinstance(value, enum.Enum):
-        return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {key: to_jsonable(getattr(value, name)) for name, key in _fields_of(type(value))}
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
+    """The JSON form of a result value (no deep copy, unlike dataclasses.asdict)."""
+    if type(value) in _PLAIN:
+        return value
+    return _encoder(type(value))(value)
 
 
 def result_schema(tp: Any, title: str) -> dict[str, Any]:

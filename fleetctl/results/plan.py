@@ -107,7 +107,17 @@ def _gpu_map(plan: Plan) -> tuple[HostMap, ...]:
                     g["reserve_gb"],
                     g["used_gb"],
                     g["util"],
-                    tuple(GpuTenant(**t) for t in g["tenants"]),
+                    tuple(
+                        GpuTenant(
+                            t["deployment"],
+                            t["replica"],
+                            t["memory_gb"],
+                            t["util"],
+                            t["sla_ms"],
+                            t["predicted_p95_ms"],
+                        )
+                        for t in g["tenants"]
+                    ),
                 )
                 for g in h["gpus"]
             ),
