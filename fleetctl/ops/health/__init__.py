@@ -6,9 +6,10 @@
 - `profiles`: the NIM profile named in a start-up log (pure);
 - `facts`: restart counts, start times and log heads, through the Docker adapter;
 - `verdicts`: every decision: grace, streaks, crash loops, exit codes (pure);
-- `sweeping`: one sweep, with the state's memory; `heal`: `--heal`; `output`: JSON.
+- `sweeping`: one sweep, with the state's memory; `heal`: `--heal`.
 
-The table and the Prometheus textfile are rendered in `fleetctl.cli.health_cmd` and
+The sweep's result (and its JSON) is `fleetctl.results.health`; the table is rendered in
+`fleetctl.cli.render.health_text` and the Prometheus textfile in
 `fleetctl.cli.health_metrics`.
 """
 
