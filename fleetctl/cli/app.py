@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from typer.core import TyperGroup
@@ -28,11 +28,11 @@ from fleetctl.cli.options import (
 from fleetctl.errors import ExitCode, FleetctlError
 
 if TYPE_CHECKING:
-    from rich.console import Console
     from typer._click import Command, Context, HelpFormatter
 
     from fleetctl.cli import render
     from fleetctl.core.plan import Plan
+    from fleetctl.results.plan import ExplainGroup
 else:  # the renderers pull in the plan model and rich: imported when a command prints
     render = lazy_module("fleetctl.cli.render")
 
@@ -150,10 +150,10 @@ def plan(
     """Place every replica on GPUs and show the changes, before anything moves (holds honoured)."""
     from dataclasses import replace
 
-    from fleetctl.core.plan import plan_to_json
     from fleetctl.ops import downtime
     from fleetctl.ops.planfile import save_plan
     from fleetctl.ops.planning import plan_inventory
+    from fleetctl.results.plan import plan_result
 
     observe = None if offline else observer()
     result = plan_inventory(
@@ -166,29 +166,25 @@ def plan(
     p = result.plan
     if out is not None:
         save_plan(out, result)
-    if output is Output.json:
-        data = plan_to_json(p)
-        if explain:
-            data["explain"] = _explain_json(p, explain)
-        render.print_json(data)
-    else:
-        console = render.stdout_console()
-        render.render_plan(console, p, show_all)
-        if explain:
-            _render_explain(console, p, explain)
-        if out is not None:
-            console.print(f"plan saved to {out}: apply it with `fleetctl apply --plan {out}`")
+    explained = _explain(p, explain) if explain else None
+    render.show(
+        plan_result(p, explained, show_all=show_all, saved_to=None if out is None else str(out)),
+        output,
+    )
     if not p.placement.feasible:
         raise typer.Exit(int(ExitCode.INFEASIBLE))
     if detailed_exitcode and p.has_changes:
         raise typer.Exit(int(ExitCode.CHANGES_PENDING))
 
 
-def _explain_targets(p: Plan, name: str) -> list[str]:
+def _explain(p: Plan, name: str) -> list[ExplainGroup]:
+    """Why each replica of `name` went where it went; a model in a shared Triton server
+    is placed as that server, so the server is explained."""
+    from fleetctl.core.explain import explain
     from fleetctl.errors import NotFoundError
+    from fleetctl.results.plan import ExplainGroup
 
-    names = [d.name for d in p.deployments if d.name == name or d.model == name]
-    # A model in a shared Triton server is placed as that server: explain the server.
+    names: list[str] = [d.name for d in p.deployments if d.name == name or d.model == name]
     names += [
         s
         for s, members in p.server_members.items()
@@ -196,34 +192,17 @@ def _explain_targets(p: Plan, name: str) -> list[str]:
     ]
     if not names:
         raise NotFoundError(f"no deployment or model named {name!r} in the inventory")
-    return names
-
-
-def _explain_json(p: Plan, name: str) -> list[dict[str, Any]]:
-    from dataclasses import asdict
-
-    from fleetctl.core.explain import explain
-
-    out: list[dict[str, Any]] = []
-    for dep in _explain_targets(p, name):
-        out.extend(asdict(e) for e in explain(dep, p.deployments, p.hosts, p.placement))
-    return out
-
-
-def _render_explain(console: Console, p: Plan, name: str) -> None:
-    from fleetctl.core.explain import explain
-
-    for dep in _explain_targets(p, name):
-        for m in p.server_members.get(dep, ()):
-            if name in (m.name, m.model):
-                console.print()
-                console.print(
-                    f"{m.name} is served by the shared Triton server {dep}, placed as one:",
-                    markup=False,
-                )
-        for e in explain(dep, p.deployments, p.hosts, p.placement):
-            console.print()
-            console.print(e.render())
+    return [
+        ExplainGroup(
+            notes=tuple(
+                f"{m.name} is served by the shared Triton server {dep}, placed as one:"
+                for m in p.server_members.get(dep, ())
+                if name in (m.name, m.model)
+            ),
+            replicas=tuple(explain(dep, p.deployments, p.hosts, p.placement)),
+        )
+        for dep in names
+    ]
 
 
 @app.command()
@@ -233,6 +212,7 @@ def validate(inventory: Path = InventoryOpt, output: Output = OutputOpt) -> None
     from fleetctl.core.resolve import deployments
     from fleetctl.errors import InventoryError
     from fleetctl.ops.secrets import refuse_secret_values
+    from fleetctl.results.plan import ProblemRow, ValidateResult
     from fleetctl.runtimes.inventory import load
 
     try:
@@ -241,27 +221,23 @@ def validate(inventory: Path = InventoryOpt, output: Output = OutputOpt) -> None
     except InventoryError as exc:
         if output is Output.json:  # the problems as data on stdout; the lines still on stderr
             render.print_json(
-                {
-                    "valid": False,
-                    "file": str(inventory),
-                    "problems": [problem_json(p) for p in exc.problems],
-                }
+                ValidateResult(
+                    valid=False,
+                    file=str(inventory),
+                    problems=tuple(ProblemRow(**problem_json(p)) for p in exc.problems),
+                )
             )
         raise
     deps = deployments(loaded.inventory)
-    if output is Output.json:
-        render.print_json(
-            {
-                "valid": True,
-                "file": str(inventory),
-                "hosts": len(loaded.inventory.hosts),
-                "deployments": [d.name for d in deps],
-            }
-        )
-    else:
-        render.stdout_console().print(
-            f"[green]✓[/green] {inventory}: {len(loaded.inventory.hosts)} hosts, {len(deps)} deployments"
-        )
+    render.show(
+        ValidateResult(
+            valid=True,
+            file=str(inventory),
+            hosts=len(loaded.inventory.hosts),
+            deployments=tuple(d.name for d in deps),
+        ),
+        output,
+    )
 
 
 @app.command()
@@ -273,8 +249,23 @@ def schema(
         help="Where to write the JSON Schema ('-' for stdout).",
     ),
     output: Output = OutputOpt,
+    results: Path | None = typer.Option(
+        None,
+        "--results",
+        metavar="DIR",
+        help="Write the JSON Schemas of the commands' --output json into DIR (docs/schemas).",
+    ),
 ) -> None:
-    """Write the inventory's JSON Schema so that editors check the YAML as it is typed."""
+    """Write the inventory's JSON Schema so that editors check the YAML as it is typed
+    (with --results DIR: the schemas of the commands' JSON output instead)."""
+    from fleetctl.results.plan import SchemaWritten
+
+    if results is not None:
+        from fleetctl.results.schemas import write_schemas
+
+        files = write_schemas(results)
+        render.show(SchemaWritten(written=str(results), files=tuple(map(str, files))), output)
+        return
     from fleetctl.core.runtime_blocks import inventory_schema
     from fleetctl.runtimes.registry import builtin_catalog
 
@@ -291,10 +282,7 @@ def schema(
         atomic_write_text(out, text)
     except OSError as exc:
         raise FleetctlError(f"cannot write {out}: {exc.strerror or exc}") from None
-    if output is Output.json:
-        render.print_json({"written": str(out)})
-    else:
-        render.stdout_console().print(f"wrote {out}")
+    render.show(SchemaWritten(written=str(out)), output)
 
 
 def _deferred(name: str, module: str, summary: str) -> None:

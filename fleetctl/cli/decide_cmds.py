@@ -43,10 +43,10 @@ def advise(
     weights: str | None = WeightsOpt,
 ) -> None:
     """Rank build, Triton and NIM for each model, with the facts that decided."""
-    from fleetctl.decide.advise import advise_all, advise_to_json
+    from fleetctl.decide.advise import advise_all
     from fleetctl.decide.holdings import holdings
-    from fleetctl.decide.render_advise import advise_table, explain
     from fleetctl.decide.weights import resolve_weights
+    from fleetctl.results.decide import advise_result
 
     result = _offline_plan(inventory)
     inv = result.loaded.inventory
@@ -58,19 +58,7 @@ def advise(
             known = ", ".join(m.name for m in inv.models) or "none"
             raise NotFoundError(f"no model named {model!r} in {inventory} (models: {known})")
     advices = advise_all(models, w, inv.costs, holdings(result.plan))
-    if output is Output.json:
-        data = advise_to_json(advices, w)
-        if model is not None:
-            data = {**data, "model": data["models"][0]}
-        render.print_json(data)
-        return
-    console = render.stdout_console()
-    if model is not None:
-        console.print(explain(advices[0], inv.costs))
-    elif advices:
-        console.print(advise_table(advices))
-    else:
-        console.print("no models in the inventory")
+    render.show(advise_result(advices, w, inv.costs, one=model is not None), output)
 
 
 def report(
@@ -81,28 +69,20 @@ def report(
     ),
 ) -> None:
     """What the fleet runs, how it packs, what the SLAs forced and what it costs."""
-    from fleetctl.decide.html import render_html
-    from fleetctl.decide.render_report import render_report
-    from fleetctl.decide.report import build_report, report_to_json
-    from fleetctl.fsutil import atomic_write_text
+    from fleetctl.decide.report import build_report
+    from fleetctl.results.decide import report_result
 
     result = _offline_plan(inventory)
     r = build_report(result.loaded.inventory, result.plan, str(inventory))
     if html is not None:
+        from fleetctl.cli.render.html import render_html
+        from fleetctl.fsutil import atomic_write_text
+
         try:
             atomic_write_text(html, render_html(r))
         except OSError as exc:
             raise FleetctlError(f"cannot write {html}: {exc.strerror or exc}") from None
-    if output is Output.json:
-        data = report_to_json(r)
-        if html is not None:
-            data["html"] = str(html)
-        render.print_json(data)
-        return
-    console = render.stdout_console()
-    render_report(console, r)
-    if html is not None:
-        console.print(f"wrote {html}")
+    render.show(report_result(r, None if html is None else str(html)), output)
 
 
 def register(app: typer.Typer) -> None:

@@ -24,18 +24,10 @@ def release(
 ) -> None:
     """Delete a model's hold: the next apply follows the inventory again (exit 12: no hold)."""
     from fleetctl.ops.holds import release as do_release
+    from fleetctl.results.fleet import ReleaseResult, hold_row
 
     done = do_release(inventory, model, state_path(state, inventory))
-    if output is Output.json:
-        render.print_json(done.to_json())
-        return
-    h = done.hold
-    console = render.stdout_console()
-    console.print(
-        f"released {model} (it was held at {h.deployment}, revision {h.revision}, by `{h.command}`)",
-        markup=False,
-    )
-    console.print(done.next_apply, markup=False)
+    render.show(ReleaseResult(released=hold_row(done.hold), next_apply=done.next_apply), output)
 
 
 def pins(
@@ -45,12 +37,10 @@ def pins(
 ) -> None:
     """Every customer pinned to a version, and every hold: route, replicas and health."""
     from fleetctl.ops.holds import pins as list_pins
+    from fleetctl.results.fleet import pins_result
 
     rows = list_pins(inventory, state_path(state, inventory), observer())
-    if output is Output.json:
-        render.print_json([r.to_json() for r in rows])
-    else:
-        render.render_pins(render.stdout_console(), rows)
+    render.show(pins_result(rows), output)
 
 
 def register(app: typer.Typer) -> None:

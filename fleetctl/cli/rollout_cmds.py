@@ -23,7 +23,10 @@ from fleetctl.errors import ExitCode
 from fleetctl.ops import interrupt
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from fleetctl.cli import render
+    from fleetctl.results.fleet import ApplyResult
 else:  # the renderers pull in the plan model and rich: imported when a command prints
     render = lazy_module("fleetctl.cli.render")
 
@@ -113,7 +116,9 @@ def apply(
             )
     finally:
         progress.close()
-    _report_apply(console, result, output)
+    from fleetctl.results.fleet import ApplyResult, apply_fields
+
+    _report_apply(console, ApplyResult(**apply_fields(result)), output)
 
 
 def rollback(
@@ -173,15 +178,18 @@ def rollback(
             )
     finally:
         progress.close()
+    from fleetctl.results.fleet import RollbackResult, apply_fields, hold_row
+
     result = done.result
-    extra = {
-        "model": done.model,
-        "deployment": done.deployment,
-        "revision": done.revision,
-        "hold": done.hold.to_json() if done.hold else None,
-    }
+    rolled = RollbackResult(
+        **apply_fields(result),
+        model=done.model,
+        deployment=done.deployment,
+        revision=done.revision,
+        hold=None if done.hold is None else hold_row(done.hold),
+    )
     if output is Output.json:
-        _report_apply(console, result, output, extra)
+        _report_apply(console, rolled, output)
         return
     try:
         if result.noop:
@@ -189,7 +197,7 @@ def rollback(
                 f"nothing to change: {done.deployment} revision {done.revision} already serves {done.model}"
             )
         else:
-            _report_apply(console, result, output)
+            _report_apply(console, rolled, output)
     finally:
         if done.hold is not None:  # recorded once every replica step succeeded
             console.print(
@@ -210,75 +218,18 @@ def history(
 ) -> None:
     """Past rollouts, or the revisions of one deployment (of the state beside the inventory, or --state)."""
     from fleetctl.ops.history import history as read_history
+    from fleetctl.results.fleet import history_result
 
     data = read_history(state_path(state, inventory), deployment, limit)
-    if output is Output.json:
-        render.print_json(data)
-    else:
-        render.render_history(render.stdout_console(), data)
+    render.show(history_result(data), output)
 
 
-def _report_apply(console, result, output: Output, extra: dict | None = None) -> None:
-    from fleetctl.core.plan import plan_to_json
-
+def _report_apply(console: Console, shown: ApplyResult, output: Output) -> None:
+    """Show an apply's (or rollback's) result, then exit with the code its outcome needs."""
+    result = shown.outcome
     failed = result.failed
     doors_failed = result.failed_front_doors
-    if output is Output.json:
-        render.print_json(
-            {
-                "changed": not result.noop,
-                "rollout_id": result.rollout_id,
-                "front_doors": [
-                    {
-                        "action": o.action.kind.value,
-                        "host": o.action.host,
-                        "url": o.action.url,
-                        "ok": o.ok,
-                        "detail": o.detail,
-                    }
-                    for o in result.front_doors
-                ],
-                "routing_problems": list(result.routing_problems),
-                "steps": [
-                    {
-                        "action": o.action.kind.value,
-                        "deployment": o.action.deployment,
-                        "replica": o.action.replica,
-                        "host": o.action.host,
-                        "ok": o.ok,
-                        "detail": o.detail,
-                        "container": o.container,
-                        "log_tail": o.log_tail,
-                    }
-                    for o in result.outcomes
-                ],
-                "plan": plan_to_json(result.plan),
-                **(extra or {}),
-            }
-        )
-    elif result.noop:
-        console.print("[green]nothing to do:[/green] every replica is up to date")
-        render.render_notes(console, result.plan)
-    else:
-        for o in failed:
-            console.print(
-                f"[red]✗ {o.action.kind.value} {o.action.deployment}#{o.action.replica} on {o.action.host}:[/red] {o.detail}"
-            )
-            if o.log_tail:
-                console.print("[dim]  last log lines of the new container:[/dim]")
-                for line in o.log_tail.rstrip().splitlines()[-15:]:
-                    console.print(f"  [dim]{line}[/dim]", markup=False)
-        for d in doors_failed:
-            console.print(f"[red]✗ front door on {d.action.host}:[/red] {d.detail}")
-        for problem in result.routing_problems:
-            console.print(f"[yellow]! {problem}[/yellow]")
-        ok = len(result.outcomes) - len(failed)
-        line = f"rollout {result.rollout_id}: {ok} step(s) ok, {len(failed)} failed"
-        if result.front_doors:
-            line += f"; front doors: {len(result.front_doors) - len(doors_failed)} ok, {len(doors_failed)} failed"
-        console.print(line)
-        if result.plan.front_door_sites:
-            console.print("front door: " + ", ".join(s.url for s in result.plan.front_door_sites))
+    render.show(shown, output, console)
     if interrupt.requested():
         render.stderr_console().print(
             f"interrupted: the steps in flight finished and rollout {result.rollout_id} records what ran; "
@@ -305,6 +256,7 @@ def status(
     from fleetctl.errors import FleetctlError
     from fleetctl.ops.planning import build_plan, read_holds, with_retired_hosts
     from fleetctl.ops.status import fleet_status
+    from fleetctl.results.fleet import status_result
     from fleetctl.runtimes.inventory import load
 
     loaded = load(inventory)
@@ -317,10 +269,7 @@ def status(
     except FleetctlError:
         routes_hash, wanted = None, None  # status still shows what runs
     report = fleet_status(loaded.inventory, observed, routes_hash, wanted)
-    if output is Output.json:
-        render.print_json(report.to_json())
-    else:
-        render.render_status(render.stdout_console(), report)
+    render.show(status_result(report), output)
 
 
 def down(
@@ -346,16 +295,14 @@ def down(
     result = removing.down(
         inventory, state_path=state_path(state, inventory), outside=outside(), confirm=confirm
     )
-    if output is Output.json:
-        render.print_json(
-            {
-                "removed": [o.action.container for o in result.outcomes if o.ok],
-                "failed": [o.detail for o in result.failed],
-            }
-        )
-    else:
-        n = sum(1 for o in result.outcomes if o.ok)
-        console.print(f"removed {n} container(s)" if result.outcomes else "nothing to remove")
+    from fleetctl.results.fleet import DownResult
+
+    removed = DownResult(
+        removed=tuple(o.action.container for o in result.outcomes if o.ok and o.action.container),
+        failed=tuple(o.detail for o in result.failed),
+        outcomes=len(result.outcomes),
+    )
+    render.show(removed, output, console)
     if result.failed:
         raise typer.Exit(int(ExitCode.ROLLOUT_FAILED))
 

@@ -32,22 +32,18 @@ def migrate(
     state: Path | None = StateOpt,
 ) -> None:
     """Copy the SQLite state (--state, or the one beside the inventory) into an empty PostgreSQL state, ids kept."""
+    from fleetctl.results.fleet import MigrateResult
     from fleetctl.state.paths import parse_state_location
     from fleetctl.state.transfer import migrate_state
 
     done = migrate_state(state_path(state, inventory), parse_state_location(to, origin="--to"))
-    if output is Output.json:
-        render.print_json(done.to_json())
-        return
-    console = render.stdout_console()
-    counted = ", ".join(f"{n} {t}" for t, n in done.rows.items())
-    console.print(
-        f"copied {done.source} into {done.target} (schema version {done.schema_version}): {counted}",
-        markup=False,
+    copied = MigrateResult(
+        source=done.source,
+        target=done.target,
+        schema_version=done.schema_version,
+        rows=dict(done.rows),
     )
-    console.print(
-        f"use it with --state {done.target} or FLEETCTL_STATE={done.target}", markup=False
-    )
+    render.show(copied, output)
 
 
 def register(app: typer.Typer) -> None:

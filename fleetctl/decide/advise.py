@@ -15,7 +15,7 @@ Everything here is pure: values in, values out.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -450,102 +450,3 @@ def ranking_text(advice: Advice) -> str:
     out = " > ".join(allowed)
     dropped = [s.option for s in advice.ranking if s.excluded]
     return out + "".join(f" ({o} out)" for o in dropped)
-
-
-def _once(shared: dict[int, Any], value: Any, convert: Callable[[Any], Any]) -> Any:
-    # Keyed by identity; the value is kept beside its JSON so that its id stays its own.
-    found = shared.get(id(value))
-    if found is None:
-        found = shared[id(value)] = (value, convert(value))
-    return found[1]
-
-
-def _ranking_json(ranking: Sequence[OptionScore]) -> list[dict[str, Any]]:
-    return [
-        {
-            "option": s.option,
-            "score": round(s.score, 4),
-            "normalised": round(s.normalised, 4),
-            "weighted": round(s.weighted, 4),
-            "bonus": round(s.bonus, 4),
-            "excluded": s.excluded,
-            "terms": [
-                {
-                    "dimension": t.dimension,
-                    "baseline": t.baseline,
-                    "weight": t.weight,
-                    "value": t.value,
-                }
-                for t in s.terms
-            ],
-        }
-        for s in ranking
-    ]
-
-
-def _open_facts_json(open_facts: Sequence[OpenFact]) -> list[dict[str, Any]]:
-    return [
-        {
-            "fact": f.fact,
-            "decides": f.decides,
-            "reason": f.reason(),
-            "outcomes": [
-                {
-                    "value": o.value,
-                    "effect": o.effect,
-                    "winners": list(o.winners),
-                    "changes": o.changes,
-                    "decides": o.decides,
-                }
-                for o in f.outcomes
-            ],
-        }
-        for f in open_facts
-    ]
-
-
-def advice_to_json(advice: Advice, shared: dict[int, Any] | None = None) -> dict[str, Any]:
-    """`shared` keeps the JSON of rankings and open facts that advices share (one per
-    combination of facts), so that a fleet of thousands converts each once."""
-    shared = {} if shared is None else shared
-    return {
-        "model": advice.model,
-        "runtime": advice.runtime,
-        "facts": dict(advice.facts),
-        "winner": advice.winner,
-        "ranking": _once(shared, advice.ranking, _ranking_json),
-        "adjustments": [
-            {"option": a.option, "kind": a.kind, "points": a.points, "reason": a.reason}
-            for a in advice.adjustments
-        ],
-        "pricing": None
-        if advice.pricing is None
-        else {
-            "gpus": round(advice.pricing.gpus, 4),
-            "gpu_note": advice.pricing.gpu_note,
-            "licence_per_year_usd": round(advice.pricing.licence_per_year_usd, 2),
-            "alternative": advice.pricing.alternative,
-            "weeks_saved": advice.pricing.weeks_saved,
-            "engineering_saved_usd": round(advice.pricing.engineering_saved_usd, 2),
-            "larger": advice.pricing.larger,
-        },
-        "open_facts": _once(shared, advice.open_facts, _open_facts_json),
-        "reasons": advice.reasons(),
-    }
-
-
-def advise_to_json(advices: Sequence[Advice], weights: Weights) -> dict[str, Any]:
-    shared: dict[int, Any] = {}
-    return {
-        "weights": weights.as_dict(),
-        "weights_source": weights.source,
-        "weight_total": weights.total,
-        "baseline": {o: dict(BASELINE[o]) for o in OPTIONS},
-        "bonuses": {
-            "nim_stock_openai": NIM_STOCK_OPENAI_BONUS,
-            "build_custom_quantization": BUILD_CUSTOM_QUANTIZATION_BONUS,
-            "build_custom_topology": BUILD_CUSTOM_TOPOLOGY_BONUS,
-        },
-        "weeks_to_production": dict(WEEKS_TO_PRODUCTION),
-        "models": [advice_to_json(a, shared) for a in advices],
-    }

@@ -7,12 +7,11 @@ as a table, written as JSON and drawn as an HTML page.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 from fleetctl.core.inventory import Inventory
 from fleetctl.core.plan import Plan, gpu_map, per_model
-from fleetctl.decide.conflicts import AT_LIMIT_RATIO, PairFinding, sla_findings
+from fleetctl.decide.conflicts import PairFinding, sla_findings
 from fleetctl.decide.holdings import NIM_RUNTIME, licence_usd_per_year, licensed_gpus
 
 HOURS_PER_MONTH = 730  # 365 x 24 / 12, the usual cloud billing month
@@ -248,77 +247,3 @@ def build_report(inv: Inventory, plan: Plan, inventory_path: str = "") -> Report
         ),
         triton_servers=servers,
     )
-
-
-def _finding_json(f: PairFinding) -> dict[str, Any]:
-    return {
-        "deployment": f.deployment,
-        "beside": f.beside,
-        "predicted_p95_ms": None
-        if f.predicted_p95_ms == float("inf")
-        else round(f.predicted_p95_ms, 3),
-        "sla_ms": f.sla_ms,
-        "gpu": f.gpu,
-        "message": f.message(),
-    }
-
-
-def _flat(row: Tenant | DeploymentRow) -> dict[str, Any]:
-    # dataclasses.asdict, without its deep copies: these rows hold plain values only.
-    return {f.name: getattr(row, f.name) for f in fields(row)}
-
-
-def report_to_json(r: Report) -> dict[str, Any]:
-    c = r.costs
-    return {
-        "inventory": r.inventory,
-        "models": {
-            "count": r.models,
-            "by_runtime": {k: list(v) for k, v in r.by_runtime.items()},
-            "by_framework": {k: list(v) for k, v in r.by_framework.items()},
-        },
-        "deployments": [{**_flat(d), "demand_gb": d.demand_gb} for d in r.deployments],
-        "memory": {"demanded_gb": round(r.demanded_gb, 3), "capacity_gb": round(r.capacity_gb, 3)},
-        "gpus": {
-            "naive": r.gpus_naive,
-            "packed": r.gpus_packed,
-            "lower_bound": r.gpus_lower_bound,
-            "total": r.gpus_total,
-        },
-        "gpu_map": [
-            {
-                "host": g.host,
-                "index": g.index,
-                "model": g.model,
-                "capacity_gb": g.capacity_gb,
-                "used_gb": g.used_gb,
-                "memory_share": round(g.memory_share, 4),
-                "compute_share": round(g.util, 4),
-                "tenants": [_flat(t) for t in g.tenants],
-            }
-            for g in r.gpu_rows
-        ],
-        "sla_conflicts": [_finding_json(f) for f in r.conflicts],
-        "sla_at_limit": [_finding_json(f) for f in r.at_limit],
-        "sla_at_limit_ratio": AT_LIMIT_RATIO,
-        "costs": {
-            "hours_per_month": HOURS_PER_MONTH,
-            "gpu_hour_usd": c.gpu_hour_usd,
-            "gpus_packed_usd_per_month": round(c.packed_usd_month, 2),
-            "gpus_naive_usd_per_month": round(c.naive_usd_month, 2),
-            "gpus_lower_bound_usd_per_month": round(c.lower_bound_usd_month, 2),
-            "nim_licence": None
-            if not c.runs_nim
-            else {
-                "gpus_packed": c.nim_gpus_packed,
-                "gpus_naive": c.nim_gpus_naive,
-                "packed_usd_per_month": round(c.nim_licence_packed_usd_month, 2),
-                "naive_usd_per_month": round(c.nim_licence_naive_usd_month, 2),
-            },
-            "total_packed_usd_per_month": round(c.total_packed_usd_month, 2),
-            "total_naive_usd_per_month": round(c.total_naive_usd_month, 2),
-            "saved_usd_per_month": round(c.saved_usd_month, 2),
-        },
-        "unplaced": [{"replica": k, "reasons": v} for k, v in r.unplaced],
-        "triton_servers": list(r.triton_servers),
-    }

@@ -29,9 +29,6 @@ class Released:
     hold: Hold
     next_apply: str  # what the next apply does, in words
 
-    def to_json(self) -> dict[str, Any]:
-        return {"released": self.hold.to_json(), "next_apply": self.next_apply}
-
 
 def release(inventory_path: str | Path, model: str, state_path: Path) -> Released:
     """Delete `model`'s hold (NotFoundError when it has none)."""
@@ -74,21 +71,6 @@ class PinRow:
     @property
     def deployment(self) -> str:
         return f"{self.model}@{self.version}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "customer": self.customer,
-            "model": self.model,
-            "version": self.version,
-            "deployment": self.deployment,
-            "route": {"url": self.url, "header": self.header, "value": self.value},
-            "replicas": {"running": self.running, "desired": self.desired},
-            "health": self.health,
-            "hold": None
-            if self.hold is None
-            else {**self.hold.to_json(), "in_force": self.in_force},
-        }
 
 
 def pin_rows(inv: Inventory, observed: ObservedFleet, holds: Sequence[Hold]) -> list[PinRow]:

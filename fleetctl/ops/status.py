@@ -54,44 +54,6 @@ class StatusReport:
     front_doors: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     customer_header: str = "X-Customer"
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "hosts": list(self.hosts),
-            "front_doors": list(self.front_doors),
-            "customer_header": self.customer_header,
-            "deployments": [
-                {
-                    "deployment": d.deployment,
-                    "version": d.version,
-                    "runtime": d.runtime,
-                    "customers": list(d.customers),
-                    "state": d.state,
-                    "desired": d.desired,
-                    "running": d.running,
-                    "client_url": d.client_url,
-                    **(
-                        {"members": [{"deployment": n, "models": list(ms)} for n, ms in d.members]}
-                        if d.members
-                        else {}
-                    ),
-                    "replicas": [
-                        {
-                            "replica": r.replica,
-                            "host": r.host,
-                            "gpus": list(r.gpus),
-                            "state": r.state,
-                            "endpoint": r.endpoint,
-                            "revision": r.revision,
-                            "container": r.container,
-                            "image": r.image,
-                        }
-                        for r in d.replicas
-                    ],
-                }
-                for d in self.deployments
-            ],
-        }
-
 
 def _front_doors(
     inv: Inventory, observed: ObservedFleet, routes_hash: str | None

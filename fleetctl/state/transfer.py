@@ -28,14 +28,6 @@ class Copied:
     schema_version: int
     rows: dict[str, int]
 
-    def to_json(self) -> dict[str, object]:
-        return {
-            "from": self.source,
-            "to": self.target,
-            "schema_version": self.schema_version,
-            "rows": dict(self.rows),
-        }
-
 
 def _source_tables(conn) -> list[str]:
     names = [

@@ -20,6 +20,8 @@ from fleetctl.errors import ExitCode
 from fleetctl.state.lock import StateLock
 from fleetctl.state.store import StateStore
 
+from .output_schemas import checked
+
 
 def test_first_apply_serves_triton_inference_and_nim_then_second_apply_changes_nothing(
     fleet: Any, testbed: Any
@@ -361,8 +363,9 @@ def test_the_demo_inventory_applies_triton_models_answer_and_nim_stand_ins_are_r
     assert r.returncode == 0, r.stdout + r.stderr
     assert "http://127.0.0.1:25880" in r.stdout
 
-    status = json.loads(
-        fleetctl_run("status", "-f", str(inv), "--output", "json", "--state", suite_state).stdout
+    status = checked(
+        "status",
+        fleetctl_run("status", "-f", str(inv), "--output", "json", "--state", suite_state).stdout,
     )
     states = {d["deployment"]: d["state"] for d in status["deployments"]}
     assert states == dict.fromkeys(states, "ok") and len(states) == 3

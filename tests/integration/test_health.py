@@ -10,7 +10,6 @@ file, and every textfile is read back with prometheus_client's parser.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from typing import Any
 
@@ -18,6 +17,8 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleetctl.errors import ExitCode
+
+from .output_schemas import checked
 
 Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 CODES = (ExitCode.OK, ExitCode.UNHEALTHY, ExitCode.HOST_UNREACHABLE, ExitCode.DEGRADED)
@@ -30,7 +31,7 @@ def health(fleet: Any, *args: str) -> subprocess.CompletedProcess[str]:
 def health_json(fleet: Any, *args: str) -> tuple[int, dict[str, Any]]:
     r = health(fleet, "--output", "json", "--textfile", str(fleet.prom), *args)
     assert r.returncode in CODES, r.stdout + r.stderr
-    data = json.loads(r.stdout)  # stdout is JSON and nothing else
+    data = checked("health", r.stdout)  # stdout is JSON and nothing else, of its schema
     assert data["exit_code"] == r.returncode
     return r.returncode, data
 
@@ -213,7 +214,7 @@ def test_healthy_then_stopped_nim_and_unloaded_triton_model_are_critical_and_hea
     assert code == 0 and replicas(data)["chat-llm@1#0"]["verdict"] == "ok", data
     hist = health(fleet, "--history", "chat-llm", "--output", "json")
     assert hist.returncode == 0, hist.stderr
-    kinds = [(e["kind"], e["verdict"]) for e in json.loads(hist.stdout)["events"]]
+    kinds = [(e["kind"], e["verdict"]) for e in checked("health-history", hist.stdout)["events"]]
     assert ("heal", "critical") in kinds and kinds[0] == ("verdict", "ok")
     for out in fleet.outputs:
         assert fleet.canary not in out

@@ -293,7 +293,7 @@ def test_pins_lists_every_pinned_customer_and_the_holds(
         "pins", "-f", str(SEED), "--state", str(db), "--output", "json"
     )  # the seed's host is not running
     assert r.returncode == 0, r.stderr
-    pin, hold = json.loads(r.stdout)
+    pin, hold = json.loads(r.stdout)["pins"]
     assert (pin["kind"], pin["customer"], pin["model"], pin["version"]) == (
         "pin",
         "acme-corp",

@@ -43,10 +43,11 @@ from fleetctl.ops.health import (
     Verdict,
     classify_replica,
     exit_code,
-    report_to_json,
 )
 from fleetctl.ops.health import sweeping as sweep_mod
 from fleetctl.ops.planning import plan_inventory
+from fleetctl.results import to_jsonable
+from fleetctl.results.health import health_result
 
 
 def test_a_stopped_front_door_is_unhealthy_and_stale_routes_are_named(tmp_path: Path) -> None:
@@ -77,7 +78,7 @@ def test_a_stopped_front_door_is_unhealthy_and_stale_routes_are_named(tmp_path: 
     )
     report = run(path, stale)
     assert not report.front_doors[0].routes_current and "stale" in report.front_doors[0].detail
-    assert report_to_json(report)["front_doors"][0]["routes_current"] is False
+    assert to_jsonable(health_result(report))["front_doors"][0]["routes_current"] is False
 
 
 # -- the sweep over fakes ------------------------------------------------------------------

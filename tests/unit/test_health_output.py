@@ -32,15 +32,18 @@ from typer.testing import CliRunner
 from fleetctl.cli import health_cmd
 from fleetctl.core.observed import ObservedFleet
 from fleetctl.errors import ExitCode, FleetctlError
-from fleetctl.ops.health import HealthReport, ProbeResult, probing, report_to_json
+from fleetctl.ops.health import HealthReport, ProbeResult, probing
 from fleetctl.ops.health import facts as facts_mod
+from fleetctl.results import to_jsonable
+from fleetctl.results.health import health_result
 
 
 # -- JSON and textfile ---------------------------------------------------------------------
 def test_json_shape(tmp_path: Path) -> None:
-    data = report_to_json(unhealthy_report(tmp_path))
+    data = to_jsonable(health_result(unhealthy_report(tmp_path)))
     json.dumps(data)
     assert set(data) == {
+        "format_version",
         "swept_at",
         "timestamp",
         "duration_s",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from fleetctl.cli import decide_cmds
+from fleetctl.cli.render.html import render_html
 from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
 from fleetctl.core.plan import per_model
 from fleetctl.core.sla import predicted_p95
 from fleetctl.decide.conflicts import PER_DEPLOYMENT, pair_findings, sla_findings
-from fleetctl.decide.html import render_html
 from fleetctl.decide.report import HOURS_PER_MONTH, build_report
 from fleetctl.ops.planning import plan_inventory
 
@@ -315,3 +316,19 @@ def test_findings_are_what_judging_every_pair_finds(specs: list[tuple[Any, ...]]
         per[f.split(" beside ")[0]] = per.get(f.split(" beside ")[0], 0) + 1
     if all(n <= PER_DEPLOYMENT for n in per.values()):
         assert got_c == conflicts and got_l == at_limit
+
+
+def test_html_escapes_a_script_in_a_model_name(tmp_path: Path) -> None:
+    """A name with markup in it stays text: the template autoescapes every value."""
+    result = plan_inventory(SEED, None)
+    report = build_report(result.loaded.inventory, result.plan, str(SEED))
+    evil = "<script>alert(1)</script>"
+    rows = tuple(replace(d, name=evil + d.name) for d in report.deployments)
+    gpus = tuple(
+        replace(g, tenants=tuple(replace(t, deployment=evil + t.deployment) for t in g.tenants))
+        for g in report.gpu_rows
+    )
+    page = render_html(replace(report, deployments=rows, gpu_rows=gpus, by_runtime={evil: (evil,)}))
+    assert "<script" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;chat-llm@v3" in page
+    assert page.count('class="seg"') == 5

@@ -6,9 +6,10 @@
 - `profiles`: the NIM profile named in a start-up log (pure);
 - `facts`: restart counts, start times and log heads, through the `ContainerInspector` port;
 - `verdicts`: every decision: grace, streaks, crash loops, exit codes (pure);
-- `sweeping`: one sweep, with the state's memory; `heal`: `--heal`; `output`: JSON.
+- `sweeping`: one sweep, with the state's memory; `heal`: `--heal`.
 
-The table and the Prometheus textfile are rendered in `fleetctl.cli.health_cmd` and
+The sweep's result (and its JSON) is `fleetctl.results.health`; the table is rendered in
+`fleetctl.cli.render.health_text` and the Prometheus textfile in
 `fleetctl.cli.health_metrics`.
 """
 
@@ -33,7 +34,6 @@ from fleetctl.ops.health.model import (
     TritonDrift,
     Verdict,
 )
-from fleetctl.ops.health.output import report_to_json
 from fleetctl.ops.health.sweeping import run_sweep, sweep
 from fleetctl.ops.health.targets import targets
 from fleetctl.ops.health.verdicts import classify, classify_replica, exit_code, judge
@@ -62,7 +62,6 @@ __all__ = [
     "classify_replica",
     "exit_code",
     "judge",
-    "report_to_json",
     "run_sweep",
     "sweep",
     "targets",

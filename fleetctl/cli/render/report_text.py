@@ -1,4 +1,4 @@
-"""Show the fleet report in a terminal."""
+"""The text view of the fleet report."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fleetctl.cli.render import BAR_WIDTH, PALETTE
+from fleetctl.cli.render.style import BAR_WIDTH, PALETTE
 from fleetctl.decide.advise import usd
 from fleetctl.decide.report import HOURS_PER_MONTH, Report
+from fleetctl.results.decide import ReportResult
+
+__all__ = ["ReportResult", "render_report", "render_report_result"]
 
 
 def _bar(capacity: float, tenants: list[tuple[float, str]]) -> Text:
@@ -107,3 +110,9 @@ def render_report(console: Console, r: Report) -> None:
     console.print(f"[green]packing saves {usd(c.saved_usd_month)} per month[/green]")
     for replica, why in r.unplaced:
         console.print(f"[red]cannot place {replica}:[/red] {why}")
+
+
+def render_report_result(console: Console, result: ReportResult) -> None:
+    render_report(console, result.report)
+    if result.html is not None:
+        console.print(f"wrote {result.html}", markup=False)

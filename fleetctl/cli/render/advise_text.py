@@ -1,15 +1,18 @@
-"""Show advice to people: the fleet table and the step-by-step account of one model."""
+"""The text views of advice: the fleet table and the step-by-step account of one model."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from fleetctl.core.inventory import Costs
 from fleetctl.decide.advise import LABELS, OPTIONS, WEEKS_TO_PRODUCTION, Advice, ranking_text, usd
+from fleetctl.results.decide import AdviseResult
+
+__all__ = ["AdviseResult", "advise_table", "explain", "render_advise"]
 
 WINNER_STYLE = {"build": "magenta", "triton": "cyan", "nim": "green"}
 
@@ -81,6 +84,8 @@ def explain(advice: Advice, costs: Costs) -> Group:
         parts.append(Text(f"   • {adj.reason}{extra}"))
     for open_fact in advice.open_facts:
         parts.append(Text(f"   ? {open_fact.reason()}", style="" if open_fact.matters else "dim"))
+    for open_fact in advice.open_facts:
+        parts.append(Text(f"   ? {open_fact.reason()}", style="" if open_fact.matters else "dim"))
 
     parts.append(Text("\n3. Scores after the facts", style="bold"))
     for i, s in enumerate(advice.ranking, 1):
@@ -128,3 +133,12 @@ def explain(advice: Advice, costs: Costs) -> Group:
         )
     )
     return Group(*parts)
+
+
+def render_advise(console: Console, result: AdviseResult) -> None:
+    if result.model is not None:
+        console.print(explain(result.advices[0], result.costs))
+    elif result.advices:
+        console.print(advise_table(result.advices))
+    else:
+        console.print("no models in the inventory")

@@ -1,26 +1,39 @@
-"""Render results for people (rich) or machines (JSON). Nothing here decides anything."""
+"""The text renderer: each result of `fleetctl.results` as people read it (rich).
+
+`render_text(console, result)` dispatches on the result's type; the views below it are
+also used while a command runs (apply shows the plan before it asks). Nothing here
+decides anything.
+"""
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Sequence
+from functools import singledispatch
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from fleetctl.cli.render.style import BAR_WIDTH, PALETTE
 from fleetctl.core.plan import ActionKind, Plan, gpu_map
+from fleetctl.results.fleet import (
+    ApplyResult,
+    DownResult,
+    MigrateResult,
+    PinsResult,
+    ReleaseResult,
+    RevisionsResult,
+    RolloutsResult,
+    StatusResult,
+)
+from fleetctl.results.plan import PlanResult, SchemaWritten, ValidateResult
 
-BAR_WIDTH = 16
-# Colours cycle over tenants so that neighbours on one bar can be told apart.
 # Past these sizes the table view summarises (a person cannot read 10,000 rows; the
 # JSON output always has everything, and --all shows every row).
 MAX_GPU_ROWS = 64
 MAX_HOST_ROWS = 40
 MAX_ACTION_ROWS = 60
-PALETTE = ["cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta"]
 ACTION_STYLE = {
     ActionKind.CREATE: "green",
     ActionKind.RECREATE: "yellow",
@@ -30,24 +43,6 @@ ACTION_STYLE = {
     ActionKind.RELOAD: "yellow",
     ActionKind.UNLOAD: "red",
 }
-
-
-def stdout_console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
-
-
-def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
-def print_json(data: Any) -> None:
-    # Indented for a person at a terminal; compact for a pipe, where the C encoder is
-    # several times faster on large plans (indent forces the pure-Python one).
-    if sys.stdout.isatty():
-        text = json.dumps(data, indent=2, default=str)
-    else:
-        text = json.dumps(data, separators=(",", ":"), default=str)
-    sys.stdout.write(text + "\n")
 
 
 def memory_bar(
@@ -338,64 +333,58 @@ OUTCOME_STYLE = {
 }
 
 
-def render_history(console: Console, data: dict[str, Any]) -> None:
-    if "revisions" in data:
-        table = Table(
-            title=f"Revisions of {data['deployment']}",
-            title_justify="left",
-            show_edge=False,
-            pad_edge=False,
+def render_revisions(console: Console, data: RevisionsResult) -> None:
+    table = Table(
+        title=f"Revisions of {data.deployment}",
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+    )
+    for col in ("rev", "created (UTC)", "outcome", "image", "placement", "rollout"):
+        table.add_column(col, no_wrap=col != "placement")
+    for r in data.revisions:
+        where = ", ".join(
+            f"#{p.replica} {p.host} GPU {','.join(str(g) for g in p.gpus)}" for p in r.placement
         )
-        for col in ("rev", "created (UTC)", "outcome", "image", "placement", "rollout"):
-            table.add_column(col, no_wrap=col != "placement")
-        for r in data["revisions"]:
-            where = ", ".join(
-                f"#{p['replica']} {p['host']} GPU {','.join(str(g) for g in p['gpus'])}"
-                for p in r["placement"]
-            )
-            table.add_row(
-                str(r["number"]),
-                r["created_at"],
-                Text(r["outcome"], style=OUTCOME_STYLE.get(r["outcome"], "")),
-                r["image"],
-                where,
-                str(r["rollout_id"]),
-            )
-        console.print(table)
-        for r in data["revisions"]:
-            if r.get("reason") or r.get("log_tail"):
-                step = r.get("failed_step") or {}
-                where = (
-                    f" ({step.get('action')} of replica {step.get('replica')} on {step.get('host')})"
-                    if step
-                    else ""
-                )
-                console.print(
-                    Text.assemble(
-                        (f"revision {r['number']} failed{where}: ", "red"), r.get("reason") or ""
-                    )
-                )
-                for line in (r.get("log_tail") or "").rstrip().splitlines()[-15:]:
-                    console.print(Text("  " + line, style="dim"))
-        hold = data.get("hold")
-        if hold:
+        table.add_row(
+            str(r.number),
+            r.created_at,
+            Text(r.outcome, style=OUTCOME_STYLE.get(r.outcome, "")),
+            r.image,
+            where,
+            str(r.rollout_id),
+        )
+    console.print(table)
+    for r in data.revisions:
+        if r.reason or r.log_tail:
+            step = r.failed_step
+            where = f" ({step.action} of replica {step.replica} on {step.host})" if step else ""
             console.print(
-                f"{hold['model']} is held at {hold['deployment']} (revision {hold['revision']}) since {hold['created_at']}: "
-                f"`fleetctl release {hold['model']}` follows the inventory again",
-                markup=False,
+                Text.assemble((f"revision {r.number} failed{where}: ", "red"), r.reason or "")
             )
-        return
+            for line in (r.log_tail or "").rstrip().splitlines()[-15:]:
+                console.print(Text("  " + line, style="dim"))
+    hold = data.hold
+    if hold:
+        console.print(
+            f"{hold.model} is held at {hold.deployment} (revision {hold.revision}) since {hold.created_at}: "
+            f"`fleetctl release {hold.model}` follows the inventory again",
+            markup=False,
+        )
+
+
+def render_rollouts(console: Console, data: RolloutsResult) -> None:
     table = Table(title="Rollouts", title_justify="left", show_edge=False, pad_edge=False)
     for col in ("id", "started (UTC)", "command", "user", "outcome", "summary"):
         table.add_column(col, no_wrap=col != "summary")
-    for r in data["rollouts"]:
+    for r in data.rollouts:
         table.add_row(
-            str(r["id"]),
-            r["started_at"],
-            r["command"],
-            r["user"],
-            Text(r["outcome"], style=OUTCOME_STYLE.get(r["outcome"], "")),
-            r["summary"],
+            str(r.id),
+            r.started_at,
+            r.command,
+            r.user,
+            Text(r.outcome, style=OUTCOME_STYLE.get(r.outcome, "")),
+            r.summary,
         )
     console.print(table)
 
@@ -426,3 +415,151 @@ def render_pins(console: Console, rows: Sequence[Any]) -> None:
     console.print(table)
     if not rows:
         console.print("[dim]no customer is pinned and no model is held[/dim]")
+
+
+def render_apply(console: Console, result: ApplyResult) -> None:
+    """What a rollout did: its failures with their log lines, then one summary line."""
+    r = result.outcome
+    if r.noop:
+        console.print("[green]nothing to do:[/green] every replica is up to date")
+        render_notes(console, r.plan)
+        return
+    failed = r.failed
+    doors_failed = r.failed_front_doors
+    for o in failed:
+        console.print(
+            f"[red]✗ {o.action.kind.value} {o.action.deployment}#{o.action.replica} on {o.action.host}:[/red] {o.detail}"
+        )
+        if o.log_tail:
+            console.print("[dim]  last log lines of the new container:[/dim]")
+            for line in o.log_tail.rstrip().splitlines()[-15:]:
+                console.print(f"  [dim]{line}[/dim]", markup=False)
+    for d in doors_failed:
+        console.print(f"[red]✗ front door on {d.action.host}:[/red] {d.detail}")
+    for problem in r.routing_problems:
+        console.print(f"[yellow]! {problem}[/yellow]")
+    ok = len(r.outcomes) - len(failed)
+    line = f"rollout {r.rollout_id}: {ok} step(s) ok, {len(failed)} failed"
+    if r.front_doors:
+        line += f"; front doors: {len(r.front_doors) - len(doors_failed)} ok, {len(doors_failed)} failed"
+    console.print(line)
+    if r.plan.front_door_sites:
+        console.print("front door: " + ", ".join(s.url for s in r.plan.front_door_sites))
+
+
+def render_explain(console: Console, result: PlanResult) -> None:
+    for group in result.explained:
+        for note in group.notes:
+            console.print()
+            console.print(note, markup=False)
+        for e in group.replicas:
+            console.print()
+            console.print(e.render())
+
+
+@singledispatch
+def render_text(result: Any, console: Console) -> None:
+    """The text view of a command's result (dispatched on the result's type)."""
+    if _register_more():
+        render_text(result, console)
+        return
+    raise TypeError(f"no text view for {type(result).__name__}")
+
+
+@render_text.register
+def _(result: PlanResult, console: Console) -> None:
+    render_plan(console, result.plan, result.show_all)
+    if result.explain is not None:
+        render_explain(console, result)
+    if result.saved_to is not None:
+        console.print(
+            f"plan saved to {result.saved_to}: apply it with `fleetctl apply --plan {result.saved_to}`"
+        )
+
+
+@render_text.register
+def _(result: ValidateResult, console: Console) -> None:
+    console.print(
+        f"[green]✓[/green] {result.file}: {result.hosts} hosts, {len(result.deployments or ())} deployments"
+    )
+
+
+@render_text.register
+def _(result: SchemaWritten, console: Console) -> None:
+    for f in result.files or (result.written,):
+        console.print(f"wrote {f}", markup=False)
+
+
+@render_text.register
+def _(result: StatusResult, console: Console) -> None:
+    render_status(console, result.report)
+
+
+@render_text.register
+def _(result: RolloutsResult, console: Console) -> None:
+    render_rollouts(console, result)
+
+
+@render_text.register
+def _(result: RevisionsResult, console: Console) -> None:
+    render_revisions(console, result)
+
+
+@render_text.register
+def _(result: ApplyResult, console: Console) -> None:
+    render_apply(console, result)
+
+
+@render_text.register
+def _(result: DownResult, console: Console) -> None:
+    n = len(result.removed)
+    console.print(f"removed {n} container(s)" if result.outcomes else "nothing to remove")
+
+
+@render_text.register
+def _(result: ReleaseResult, console: Console) -> None:
+    h = result.released
+    console.print(
+        f"released {h.model} (it was held at {h.deployment}, revision {h.revision}, by `{h.command}`)",
+        markup=False,
+    )
+    console.print(result.next_apply, markup=False)
+
+
+@render_text.register
+def _(result: PinsResult, console: Console) -> None:
+    render_pins(console, result.rows)
+
+
+@render_text.register
+def _(result: MigrateResult, console: Console) -> None:
+    counted = ", ".join(f"{n} {t}" for t, n in result.rows.items())
+    console.print(
+        f"copied {result.source} into {result.target} (schema version {result.schema_version}): {counted}",
+        markup=False,
+    )
+    console.print(
+        f"use it with --state {result.target} or FLEETCTL_STATE={result.target}", markup=False
+    )
+
+
+_MORE: list[bool] = []
+
+
+def _register_more() -> bool:
+    """Register the views of report, advise and health (their own modules, imported only
+    by the commands that need them); False once they are."""
+    if _MORE:
+        return False
+    _MORE.append(True)
+    from fleetctl.cli.render import advise_text, health_text, report_text
+
+    views: list[tuple[type, Any]] = [
+        (advise_text.AdviseResult, advise_text.render_advise),
+        (report_text.ReportResult, report_text.render_report_result),
+        (health_text.HealthResult, health_text.render_health_result),
+        (health_text.HealthHistoryResult, health_text.render_health_history),
+    ]
+    for kind, view in views:
+        render_text.register(kind, lambda result, console, view=view: view(console, result))
+    return True
