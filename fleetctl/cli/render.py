@@ -267,7 +267,10 @@ def render_status(console: Console, report: Any) -> None:
         hosts.add_column(col, no_wrap=col != "docker")
     for h in report.hosts:
         g = h["gpus"]
-        gpus = g if isinstance(g, str) else f"{g['count']} x {g['memory_gb']:g} GB"
+        groups = [] if isinstance(g, str) else g if isinstance(g, list) else [g]
+        gpus = g if isinstance(g, str) else " + ".join(
+            f"{x['count']} x {x['memory_gb']:g} GB" for x in groups
+        )
         if h["simulated"]:
             gpus += " (sim)"
         reach = (

@@ -27,7 +27,8 @@ from bisect import bisect_left
 from collections.abc import Collection, Mapping, Sequence
 
 from fleetctl.core import placement_exact as exact
-from fleetctl.core.fleet import Assignment, Deployment, HostSpec, Placement, Unplaced
+from fleetctl.core.fleet import Assignment, Deployment, GpuSpec, HostSpec, Placement, Unplaced
+from fleetctl.core.placement_gpus import allows
 from fleetctl.core.placement_reasons import Diagnoser, why_here
 from fleetctl.core.placement_repack import improve
 from fleetctl.core.placement_state import Dep, Item, State
@@ -58,9 +59,26 @@ def lower_bound(deployments: Sequence[Deployment], hosts: Sequence[HostSpec]) ->
 
     Exclusive replica-GPUs each need their own GPU; the rest need at least their total
     memory over the largest GPU, their total utilisation (on the GPU size that makes it
-    smallest), and as many GPUs as the widest deployment has replica-GPUs.
+    smallest), and as many GPUs as the widest deployment has replica-GPUs. Deployments
+    that run only on some GPU models are bounded again on those GPUs alone, with every
+    deployment whose GPU models are among them.
     """
     specs = [g for h in hosts for g in h.gpus]
+    bound = _bound(deployments, specs)
+    names = sorted({g.model for g in specs})
+    allowed: dict[tuple[str, ...], frozenset[str]] = {}
+    for d in deployments:
+        if d.gpu_models and d.gpu_models not in allowed:
+            allowed[d.gpu_models] = frozenset(n for n in names if allows(d.gpu_models, n))
+    for models in sorted(set(allowed.values()), key=sorted):
+        if len(models) == len(names):
+            continue  # every GPU: the bound above
+        within = [d for d in deployments if d.gpu_models and allowed[d.gpu_models] <= models]
+        bound = max(bound, _bound(within, [g for g in specs if g.model in models]))
+    return bound
+
+
+def _bound(deployments: Sequence[Deployment], specs: Sequence[GpuSpec]) -> int:
     largest = max((g.usable_gb for g in specs), default=0.0)
     # util_of depends on a GPU only through its size: one GPU per size is enough.
     one_per_size = sorted({g.memory_gb: g for g in specs}.values(), key=lambda g: g.memory_gb)
@@ -260,6 +278,7 @@ def _walk(
     over new hosts is impossible: replicas then even out, max - min <= 1).
     """
     ok = st.eligible(dep.sel)
+    kinds = st.kind_ok(dep.models) if dep.models else None
     spread = st.dep_hosts.get(dep.name)
     gpus = st.gpus
     n = len(index)
@@ -272,7 +291,7 @@ def _walk(
             break
         g = gpus[entry[1]]
         i += 1
-        if not ok[g.host]:
+        if not ok[g.host] or (kinds is not None and not kinds[g.kind]):
             continue
         budget -= 1
         if not st.fits(dep, g):

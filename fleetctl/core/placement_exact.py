@@ -64,7 +64,9 @@ def _possible(st: State, it: Item) -> bool:
         fit = sum(
             1
             for g in gids
-            if dep.mem <= st.gpus[g].usable + EPS and dep.util(st.gpus[g]) <= 1 + EPS
+            if dep.mem <= st.gpus[g].usable + EPS
+            and dep.util(st.gpus[g]) <= 1 + EPS
+            and st.type_ok(dep, st.gpus[g])
         )
         if fit >= dep.k:
             n_ok += 1
@@ -128,7 +130,7 @@ def _decide(
 
 
 def _proof(out, todo: list[Item]) -> dict[str, tuple[str, ...]]:  # type: ignore[no-untyped-def]
-    rules = ", ".join(FAMILY_TEXT[f] for f in out.families) or "the selectors"
+    rules = ", ".join(FAMILY_TEXT[f] for f in out.families) or "the selectors and GPU models"
     names = [d for d in out.deployments]
     reasons: dict[str, tuple[str, ...]] = {}
     for it in todo:

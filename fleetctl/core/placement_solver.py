@@ -10,7 +10,7 @@ x[replica, GPU] (and y[replica, host] for tensor-parallel gangs):
 - an exclusive replica's GPUs hold nothing else; replicas of one deployment never share a
   GPU; a host runs at most its container slots (port blocks, `max_containers`).
 
-Selectors and what a replica cannot do even alone (too large, an SLA out of reach) are
+Selectors, GPU models and what a replica cannot do even alone (too large, an SLA out of reach) are
 settled before the model: such a GPU gets no variable.
 
 A region is a set of GPUs; the replicas wholly on them (or not placed yet) are the
@@ -119,6 +119,7 @@ def solve_region(
         for g in gpus:
             if (
                 not ok[g.host]
+                or not st.type_ok(dep, g)
                 or dep.mem > g.usable + EPS
                 or dep.util(g) > 1 + EPS
                 or dep.slack < -EPS
