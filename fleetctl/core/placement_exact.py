@@ -16,7 +16,15 @@ with nothing running, else the counting bound of `placement.lower_bound`.
 
 from __future__ import annotations
 
-from fleetctl.core.placement_solver import FAMILY_TEXT, MAX_VARS, apply_outcome, solve_region
+from collections.abc import Iterable
+
+from fleetctl.core.placement_solver import (
+    FAMILY_TEXT,
+    MAX_VARS,
+    Outcome,
+    apply_outcome,
+    solve_region,
+)
 from fleetctl.core.placement_state import Item, State
 from fleetctl.core.sla import EPS
 
@@ -77,8 +85,8 @@ def _packable(st: State, items: list[Item]) -> bool:
     return any(it.movable for it in items)
 
 
-def _var_count(st: State, items: list[Item], gids: object) -> int:
-    region = set(gids)  # type: ignore[call-overload]
+def _var_count(st: State, items: list[Item], gids: Iterable[int]) -> int:
+    region = set(gids)
     hosts_sel: dict[object, int] = {}
     total = 0
     for it in items:
@@ -129,7 +137,7 @@ def _decide(
     return "unknown", {it.dep.name: (note,) for it in todo}
 
 
-def _proof(out, todo: list[Item]) -> dict[str, tuple[str, ...]]:  # type: ignore[no-untyped-def]
+def _proof(out: Outcome, todo: list[Item]) -> dict[str, tuple[str, ...]]:
     rules = ", ".join(FAMILY_TEXT[f] for f in out.families) or "the selectors and GPU models"
     names = [d for d in out.deployments]
     reasons: dict[str, tuple[str, ...]] = {}
@@ -152,7 +160,7 @@ def _improve_whole(st: State, items: list[Item], budget: float) -> tuple[str, in
         return "heuristic", None
     before = st.n_used
     hint = {id(it): list(it.gids) for it in free}
-    out = solve_region(st, range(len(st.gpus)), free, budget, hint=hint)  # type: ignore[arg-type]
+    out = solve_region(st, range(len(st.gpus)), free, budget, hint=hint)
     bound = None
     nothing_runs = all(not it.fixed for it in items)
     if out.bound is not None and nothing_runs and len(free) == len(items):
