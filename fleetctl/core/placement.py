@@ -128,30 +128,8 @@ def place(
     for h in hosts:
         if h.max_containers is not None:
             caps[h.name] = min(caps.get(h.name, h.max_containers), h.max_containers)
-    st = State(hosts, caps)
-    deps: dict[str, Dep] = {}
-    for d in sorted(deployments, key=lambda d: d.name):
-        deps.setdefault(d.name, Dep.of(d))
-    items = {
-        f"{dep.name}#{r}": Item(dep, r) for dep in deps.values() for r in range(dep.spec.replicas)
-    }
-    _readmit(st, items, previous, set(changed))
-
-    pending = sorted(
-        (it for it in items.values() if not it.fixed), key=lambda it: _order_key(st, it)
-    )
-    unplaced = _place_all(st, pending)
-    movable = [it for it in pending if it.gids and it.movable]
-    freed = 0
     target = lower_bound(deployments, hosts)
-    if movable:
-        n = len(movable)
-        repack_budget = (
-            _REPACK_THOROUGH * min(n, _REPACK_THOROUGH_UP_TO) // n + _REPACK_PER_ITEM * n
-        )
-        freed = improve(st, movable, repack_budget, target)
-    if unplaced and freed:
-        unplaced = _place_all(st, unplaced)  # the freed GPUs may take some
+    st, items, unplaced = _heuristic(deployments, hosts, caps, previous, changed, target)
 
     search = "heuristic"
     proven: dict[str, tuple[str, ...]] = {}
@@ -186,6 +164,41 @@ def place(
 
 
 # -- phases ----------------------------------------------------------------------------
+
+
+def _heuristic(
+    deployments: Sequence[Deployment],
+    hosts: Sequence[HostSpec],
+    caps: Mapping[str, int],
+    previous: Sequence[Assignment],
+    changed: Collection[str],
+    target: int,
+) -> tuple[State, dict[str, Item], list[Item]]:
+    """Re-admit, place, repack and retry; the state, every replica, those without room."""
+    st = State(hosts, caps)
+    deps: dict[str, Dep] = {}
+    for d in sorted(deployments, key=lambda d: d.name):
+        deps.setdefault(d.name, Dep.of(d))
+    items = {
+        f"{dep.name}#{r}": Item(dep, r) for dep in deps.values() for r in range(dep.spec.replicas)
+    }
+    _readmit(st, items, previous, set(changed))
+
+    pending = sorted(
+        (it for it in items.values() if not it.fixed), key=lambda it: _order_key(st, it)
+    )
+    unplaced = _place_all(st, pending)
+    movable = [it for it in pending if it.gids and it.movable]
+    freed = 0
+    if movable:
+        n = len(movable)
+        repack_budget = (
+            _REPACK_THOROUGH * min(n, _REPACK_THOROUGH_UP_TO) // n + _REPACK_PER_ITEM * n
+        )
+        freed = improve(st, movable, repack_budget, target)
+    if unplaced and freed:
+        unplaced = _place_all(st, unplaced)  # the freed GPUs may take some
+    return st, items, unplaced
 
 
 def _readmit(
@@ -310,22 +323,24 @@ def _find_single(st: State, dep: Dep) -> tuple[int, str] | None:
     open_fb: Fallback | None = None
     empty_fb: Fallback | None = None
     key = (dep.mem - EPS, -1)
-    for window in (_OPEN_WINDOW, None):
-        if not dep.exclusive:
-            best: Entry | None = None
-            for bucket in st.buckets_for(dep):
-                i = bisect_left(bucket, key)
-                if i == len(bucket) or (best is not None and bucket[i] >= best):
-                    continue  # nothing here beats what another bucket offers
-                hit, fb = _walk(st, bucket, i, dep, window, best)
-                if hit is not None:
-                    best = hit
-                if fb is not None and (open_fb is None or fb < open_fb):
-                    open_fb = fb
-            if best is not None:
-                return best[1], "best fit"
+    # Every GPU in use is considered before an idle one is opened: a bounded walk of the
+    # open buckets, then (when it found nothing) all of them.
+    for window in (_OPEN_WINDOW, None) if not dep.exclusive else ():
+        best: Entry | None = None
+        for bucket in st.buckets_for(dep):
+            i = bisect_left(bucket, key)
+            if i == len(bucket) or (best is not None and bucket[i] >= best):
+                continue  # nothing here beats what another bucket offers
+            hit, fb = _walk(st, bucket, i, dep, window, best)
+            if hit is not None:
+                best = hit
+            if fb is not None and (open_fb is None or fb < open_fb):
+                open_fb = fb
+        if best is not None:
+            return best[1], "best fit"
+    for window in (_EMPTY_WINDOW, None):
         i = bisect_left(st.empty_idx, key)
-        hit, fb = _walk(st, st.empty_idx, i, dep, None if window is None else _EMPTY_WINDOW)
+        hit, fb = _walk(st, st.empty_idx, i, dep, window)
         if hit is not None:
             return hit[1], "new GPU"
         if fb is not None and (empty_fb is None or fb < empty_fb):
