@@ -34,9 +34,23 @@ class _Eligibility:
         self._cache: dict[
             tuple[tuple[tuple[str, str], ...], tuple[str, ...]], tuple[int, bool, float, int]
         ] = {}
+        self._blocks: dict[tuple[tuple[str, str], ...], int] = {}
+        self._matching: dict[tuple[tuple[str, str], ...], list[Host]] = {}
 
     def matching(self, selector: dict[str, str]) -> list[Host]:
-        return [h for h in self.hosts if all(h.labels.get(k) == v for k, v in selector.items())]
+        key = tuple(sorted(selector.items()))
+        if key not in self._matching:
+            self._matching[key] = [
+                h for h in self.hosts if all(h.labels.get(k) == v for k, v in key)
+            ]
+        return self._matching[key]
+
+    def blocks(self, inv: Inventory, selector: dict[str, str]) -> int:
+        """Replica port blocks of the hosts matching `selector`, counted once per selector."""
+        key = tuple(sorted(selector.items()))
+        if key not in self._blocks:
+            self._blocks[key] = sum(replica_blocks(inv, h) for h in self.matching(selector))
+        return self._blocks[key]
 
     def of(
         self, selector: dict[str, str], models: tuple[str, ...] = ()
@@ -142,7 +156,11 @@ def semantic_problems(
                     )
                 )
                 continue
-            problems.extend(_capacity_problems(inv, d, eligibility.matching(m.hosts), path, pos))
+            problems.extend(
+                _capacity_problems(
+                    d, eligibility.matching(m.hosts), eligibility.blocks(inv, m.hosts), path, pos
+                )
+            )
     return problems
 
 
@@ -187,7 +205,7 @@ def gpu_capacity(d: Deployment, hosts: list[Host]) -> int:
 
 
 def _capacity_problems(
-    inv: Inventory, d: Deployment, hosts: list[Host], path: tuple[str | int, ...], pos: Positions
+    d: Deployment, hosts: list[Host], blocks: int, path: tuple[str | int, ...], pos: Positions
 ) -> list[str]:
     out: list[str] = []
     late = _latency_problem(d, path, pos)
@@ -203,7 +221,6 @@ def _capacity_problems(
                 f"{d.name} wants {d.replicas} replicas but the GPUs of its hosts could hold at most {capacity}",
             )
         )
-    blocks = sum(replica_blocks(inv, h) for h in hosts)
     if d.replicas > blocks:
         out.append(
             pos.problem(

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -277,3 +282,25 @@ def test_an_empty_gpu_group_list_is_refused() -> None:
         "fleet.yaml:2:39: hosts[0].gpus: List should have at least 1 item after validation, not 0"
         in found
     )
+
+
+def test_plan_offline_shows_the_groups_and_places_by_model(tmp_path: Path) -> None:
+    inv = tmp_path / "fleet.yaml"
+    inv.write_text(
+        "hosts:\n  - name: h1\n    simulated: true\n    gpus:\n"
+        "      - {model: H100-80GB, count: 2, memory_gb: 80}\n"
+        "      - {model: L4, count: 2, memory_gb: 24}\n"
+        "models:\n"
+        "  - {name: small, version: '1', runtime: nim, image: i, gpu_memory_gb: 10, gpu_models: [L4]}\n"
+    )
+    run = [sys.executable, "-m", "fleetctl", "plan", "--offline", "-f", str(inv)]
+    table = subprocess.run(run, capture_output=True, text=True, env=_wide())
+    assert table.returncode == 0, table.stderr
+    assert "2 x H100-80GB + 2 x L4" in table.stdout
+    js = subprocess.run([*run, "--output", "json"], capture_output=True, text=True)
+    (a,) = json.loads(js.stdout)["placements"]
+    assert a["gpus"] == [2]
+
+
+def _wide() -> dict[str, str]:
+    return {**os.environ, "COLUMNS": "200"}
