@@ -271,8 +271,10 @@ def render_status(console: Console, report: Any) -> None:
     for h in report.hosts:
         g = h["gpus"]
         groups = [] if isinstance(g, str) else g if isinstance(g, list) else [g]
-        gpus = g if isinstance(g, str) else " + ".join(
-            f"{x['count']} x {x['memory_gb']:g} GB" for x in groups
+        gpus = (
+            g
+            if isinstance(g, str)
+            else " + ".join(f"{x['count']} x {x['memory_gb']:g} GB" for x in groups)
         )
         if h["simulated"]:
             gpus += " (sim)"

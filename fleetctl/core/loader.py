@@ -54,7 +54,8 @@ def _pydantic_problems(exc: ValidationError, positions: Positions) -> list[str]:
         loc: list[str | int] = []
         for part in err["loc"]:
             if isinstance(part, str) and (
-                part.startswith("function-") or part in ("literal['auto']", "GpuDecl", "list[GpuDecl]")
+                part.startswith("function-")
+                or part in ("literal['auto']", "GpuDecl", "list[GpuDecl]")
             ):
                 continue
             loc.append(part)
