@@ -183,10 +183,16 @@ def _latency_problem(d: Deployment, path: tuple[str | int, ...], pos: Positions)
     return None
 
 
-def gpu_capacity(d: Deployment, hosts: list[Host]) -> int:
-    """The most replicas of `d` its hosts' GPUs could hold with nothing else placed."""
+def gpu_capacity(d: Deployment, hosts: list[Host], enough: int | None = None) -> int:
+    """The most replicas of `d` its hosts' GPUs could hold with nothing else placed.
+
+    With `enough`, counting stops once that many fit (validation only asks whether the
+    replicas fit; counting every host for every model made it quadratic).
+    """
     total = 0
     for h in hosts:
+        if enough is not None and total >= enough:
+            break
         on_host = 0
         for g in h.gpu_groups:
             if not allows(d.gpu_models, g.model):
@@ -213,7 +219,7 @@ def _capacity_problems(
         out.append(late)
     if d.replicas == 0:
         return out
-    capacity = gpu_capacity(d, hosts)
+    capacity = gpu_capacity(d, hosts, enough=d.replicas)
     if d.replicas > capacity:
         out.append(
             pos.problem(
