@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from fleetctl.core.fleet import Deployment
 from fleetctl.core.host_checks import host_problems, replica_blocks
-from fleetctl.core.inventory import GpuDecl, Host, Inventory
+from fleetctl.core.inventory import Host, Inventory
+from fleetctl.core.placement_gpus import allows
 from fleetctl.core.resolve import deployments_of
 from fleetctl.core.secret_checks import secret_problems
 
@@ -21,7 +22,8 @@ def _duplicates(names: Iterable[str]) -> set[str]:
 
 
 class _Eligibility:
-    """What the hosts matching one selector offer, computed once per distinct selector.
+    """What the hosts matching one selector offer, computed once per distinct selector
+    and set of GPU models.
 
     Large inventories have thousands of models but few distinct selectors; scanning
     every host for every model made validation quadratic.
@@ -29,22 +31,49 @@ class _Eligibility:
 
     def __init__(self, hosts: list[Host]) -> None:
         self.hosts = hosts
-        self._cache: dict[tuple[tuple[str, str], ...], tuple[int, bool, float, int]] = {}
+        self._cache: dict[
+            tuple[tuple[tuple[str, str], ...], tuple[str, ...]], tuple[int, bool, float, int]
+        ] = {}
+        self._blocks: dict[tuple[tuple[str, str], ...], int] = {}
+        self._matching: dict[tuple[tuple[str, str], ...], list[Host]] = {}
 
     def matching(self, selector: dict[str, str]) -> list[Host]:
-        return [h for h in self.hosts if all(h.labels.get(k) == v for k, v in selector.items())]
-
-    def of(self, selector: dict[str, str]) -> tuple[int, bool, float, int]:
-        """(matching hosts, all have declared GPUs, largest usable GPU GB, most GPUs on one host)."""
         key = tuple(sorted(selector.items()))
+        if key not in self._matching:
+            self._matching[key] = [
+                h for h in self.hosts if all(h.labels.get(k) == v for k, v in key)
+            ]
+        return self._matching[key]
+
+    def blocks(self, inv: Inventory, selector: dict[str, str]) -> int:
+        """Replica port blocks of the hosts matching `selector`, counted once per selector."""
+        key = tuple(sorted(selector.items()))
+        if key not in self._blocks:
+            self._blocks[key] = sum(replica_blocks(inv, h) for h in self.matching(selector))
+        return self._blocks[key]
+
+    def of(
+        self, selector: dict[str, str], models: tuple[str, ...] = ()
+    ) -> tuple[int, bool, float, int]:
+        """(matching hosts, all have declared GPUs, largest usable GPU GB, most GPUs on one
+        host), counting only GPUs of `models` when given."""
+        key = (tuple(sorted(selector.items())), models)
         if key not in self._cache:
-            matching = [h for h in self.hosts if all(h.labels.get(k) == v for k, v in key)]
-            declared = [h.gpus for h in matching if isinstance(h.gpus, GpuDecl)]
+            matching = [h for h in self.hosts if all(h.labels.get(k) == v for k, v in key[0])]
+            declared = [h for h in matching if h.gpus != "auto"]
             largest = max(
-                (h.gpus.memory_gb - h.reserve_gb for h in matching if isinstance(h.gpus, GpuDecl)),
+                (
+                    g.memory_gb - h.reserve_gb
+                    for h in declared
+                    for g in h.gpu_groups
+                    if allows(models, g.model)
+                ),
                 default=0.0,
             )
-            most = max((g.count for g in declared), default=0)
+            most = max(
+                (sum(g.count for g in h.gpu_groups if allows(models, g.model)) for h in declared),
+                default=0,
+            )
             self._cache[key] = (len(matching), len(declared) == len(matching), largest, most)
         return self._cache[key]
 
@@ -88,10 +117,14 @@ def semantic_problems(
                     )
                 )
 
-        matching, all_declared, largest, most = eligibility.of(m.hosts)
+        models = tuple(m.gpu_models)
+        matching, all_declared, largest, most = eligibility.of(m.hosts, models)
         if not matching:
             sel = ",".join(f"{k}={v}" for k, v in sorted(m.hosts.items()))
             problems.append(pos.problem(("models", i, "hosts"), f"selector {sel} matches no host"))
+            continue
+        if models and all_declared and most == 0:
+            problems.append(_gpu_model_problem(m.gpu_models, eligibility.matching(m.hosts), i, pos))
             continue
         if not all_declared:  # sizes of `gpus: auto` hosts are only known once discovered
             for j, d in enumerate(deployments_of(m)):
@@ -106,8 +139,8 @@ def semantic_problems(
                 problems.append(
                     pos.problem(
                         path + ("gpu_memory_gb",),
-                        f"{d.name} needs {d.memory_per_gpu_gb:g} GB per GPU but the largest usable GPU "
-                        f"of its hosts has {largest:g} GB",
+                        f"{d.name} needs {d.memory_per_gpu_gb:g} GB per GPU but the largest usable "
+                        f"{'/'.join(models) + ' ' if models else ''}GPU of its hosts has {largest:g} GB",
                     )
                 )
                 continue
@@ -119,8 +152,21 @@ def semantic_problems(
                     )
                 )
                 continue
-            problems.extend(_capacity_problems(inv, d, eligibility.matching(m.hosts), path, pos))
+            problems.extend(
+                _capacity_problems(
+                    d, eligibility.matching(m.hosts), eligibility.blocks(inv, m.hosts), path, pos
+                )
+            )
     return problems
+
+
+def _gpu_model_problem(wanted: list[str], hosts: list[Host], i: int, pos: Positions) -> str:
+    names = sorted({g.model or "(no model name)" for h in hosts for g in h.gpu_groups})
+    return pos.problem(
+        ("models", i, "gpu_models"),
+        f"gpu_models {', '.join(wanted)} match no GPU of its hosts (their GPUs: {', '.join(names)}): "
+        "no host can ever run it",
+    )
 
 
 def _latency_problem(d: Deployment, path: tuple[str | int, ...], pos: Positions) -> str | None:
@@ -133,26 +179,35 @@ def _latency_problem(d: Deployment, path: tuple[str | int, ...], pos: Positions)
     return None
 
 
-def gpu_capacity(d: Deployment, hosts: list[Host]) -> int:
-    """The most replicas of `d` its hosts' GPUs could hold with nothing else placed."""
+def gpu_capacity(d: Deployment, hosts: list[Host], enough: int | None = None) -> int:
+    """The most replicas of `d` its hosts' GPUs could hold with nothing else placed.
+
+    With `enough`, counting stops once that many fit (validation only asks whether the
+    replicas fit; counting every host for every model made it quadratic).
+    """
     total = 0
     for h in hosts:
-        if not isinstance(h.gpus, GpuDecl):
-            continue
-        usable = h.gpus.memory_gb - h.reserve_gb
-        per_gpu = (
-            1
-            if d.exclusive
-            else int((usable + 1e-9) // d.memory_per_gpu_gb)
-            if d.memory_per_gpu_gb > 0
-            else 0
-        )
-        total += (h.gpus.count * per_gpu) // d.gpus
+        if enough is not None and total >= enough:
+            break
+        on_host = 0
+        for g in h.gpu_groups:
+            if not allows(d.gpu_models, g.model):
+                continue
+            usable = g.memory_gb - h.reserve_gb
+            per_gpu = (
+                1
+                if d.exclusive
+                else int((usable + 1e-9) // d.memory_per_gpu_gb)
+                if d.memory_per_gpu_gb > 0 and d.memory_per_gpu_gb <= usable + 1e-9
+                else 0
+            )
+            on_host += g.count * per_gpu
+        total += on_host // d.gpus
     return total
 
 
 def _capacity_problems(
-    inv: Inventory, d: Deployment, hosts: list[Host], path: tuple[str | int, ...], pos: Positions
+    d: Deployment, hosts: list[Host], blocks: int, path: tuple[str | int, ...], pos: Positions
 ) -> list[str]:
     out: list[str] = []
     late = _latency_problem(d, path, pos)
@@ -160,7 +215,7 @@ def _capacity_problems(
         out.append(late)
     if d.replicas == 0:
         return out
-    capacity = gpu_capacity(d, hosts)
+    capacity = gpu_capacity(d, hosts, enough=d.replicas)
     if d.replicas > capacity:
         out.append(
             pos.problem(
@@ -168,7 +223,6 @@ def _capacity_problems(
                 f"{d.name} wants {d.replicas} replicas but the GPUs of its hosts could hold at most {capacity}",
             )
         )
-    blocks = sum(replica_blocks(inv, h) for h in hosts)
     if d.replicas > blocks:
         out.append(
             pos.problem(

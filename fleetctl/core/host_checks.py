@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from fleetctl.core.inventory import GpuDecl, Host, Inventory
+from fleetctl.core.inventory import Host, Inventory
 from fleetctl.core.plan import PORTS_PER_REPLICA
 
 if TYPE_CHECKING:
@@ -141,10 +141,11 @@ def _one_host(inv: Inventory, i: int, h: Host, report: Report) -> None:
         report(
             ("hosts", i, "front_door", "listen"), f"{h.front_door.listen!r} is not an IP address"
         )
-    if isinstance(h.gpus, GpuDecl) and h.reserve_gb >= h.gpus.memory_gb:
+    smallest = min((g.memory_gb for g in h.gpu_groups), default=None)
+    if smallest is not None and h.reserve_gb >= smallest:
         report(
             ("hosts", i, "reserve_gb"),
-            f"keeps {h.reserve_gb:g} GB free on GPUs of {h.gpus.memory_gb:g} GB: nothing would be left to place on",
+            f"keeps {h.reserve_gb:g} GB free on GPUs of {smallest:g} GB: nothing would be left to place on",
         )
     if replica_blocks(inv, h) < 1:
         lo, hi = h.port_range

@@ -46,9 +46,11 @@ class SecretRef(Strict):
 
 
 class GpuDecl(Strict):
+    """A group of like GPUs (or MIG slices: memory_gb is then the slice's memory)."""
+
     count: int = Field(ge=1, le=64)
     memory_gb: float = Field(gt=0)
-    model: str = ""
+    model: str = Field("", description="GPU model name, matched by models' gpu_models")
 
 
 class TlsConfig(Strict):
@@ -81,7 +83,10 @@ class Host(Strict):
     )
     tls: TlsConfig | None = None
     allow_insecure_tcp: bool = Field(False, description="Accept plain tcp:// without TLS")
-    gpus: Literal["auto"] | GpuDecl = "auto"
+    gpus: Literal["auto"] | GpuDecl | Annotated[list[GpuDecl], Field(min_length=1)] = Field(
+        "auto",
+        description="auto (NVML), one group {count, memory_gb, model} or a list of groups",
+    )
     simulated: bool = Field(
         False, description="Declared GPUs are not real (tests, demos, planning)"
     )
@@ -142,6 +147,13 @@ class Host(Strict):
     def port_range(self) -> tuple[int, int]:
         lo, hi = (int(p) for p in self.ports.split("-"))
         return lo, hi
+
+    @property
+    def gpu_groups(self) -> list[GpuDecl]:
+        """The declared GPU groups in order (GPU indexes follow it); none for `auto`."""
+        if self.gpus == "auto":
+            return []
+        return self.gpus if isinstance(self.gpus, list) else [self.gpus]
 
 
 def _runtime_block(value: Any) -> Any:
@@ -238,6 +250,10 @@ class Model(Strict):
     )
     exclusive: bool = False
     hosts: dict[str, str] = Field(default_factory=dict, description="Label selector")
+    gpu_models: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="GPU models the model runs on (any of them; empty: any GPU)",
+    )
     pins: list[Pin] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     secrets: dict[str, SecretRef] = Field(default_factory=dict, description="Env name -> reference")

@@ -63,7 +63,8 @@ def _pydantic_problems(
         loc: list[str | int] = []
         for part in err["loc"]:
             if isinstance(part, str) and (
-                part.startswith("function-") or part in ("literal['auto']", "GpuDecl")
+                part.startswith("function-")
+                or part in ("literal['auto']", "GpuDecl", "list[GpuDecl]")
             ):
                 continue
             loc.append(part)

@@ -27,7 +27,8 @@ from bisect import bisect_left
 from collections.abc import Collection, Mapping, Sequence
 
 from fleetctl.core import placement_exact as exact
-from fleetctl.core.fleet import Assignment, Deployment, HostSpec, Placement, Unplaced
+from fleetctl.core.fleet import Assignment, Deployment, GpuSpec, HostSpec, Placement, Unplaced
+from fleetctl.core.placement_gpus import allows
 from fleetctl.core.placement_reasons import Diagnoser, why_here
 from fleetctl.core.placement_repack import improve
 from fleetctl.core.placement_state import Dep, Item, State
@@ -58,9 +59,26 @@ def lower_bound(deployments: Sequence[Deployment], hosts: Sequence[HostSpec]) ->
 
     Exclusive replica-GPUs each need their own GPU; the rest need at least their total
     memory over the largest GPU, their total utilisation (on the GPU size that makes it
-    smallest), and as many GPUs as the widest deployment has replica-GPUs.
+    smallest), and as many GPUs as the widest deployment has replica-GPUs. Deployments
+    that run only on some GPU models are bounded again on those GPUs alone, with every
+    deployment whose GPU models are among them.
     """
     specs = [g for h in hosts for g in h.gpus]
+    bound = _bound(deployments, specs)
+    names = sorted({g.model for g in specs})
+    allowed: dict[tuple[str, ...], frozenset[str]] = {}
+    for d in deployments:
+        if d.gpu_models and d.gpu_models not in allowed:
+            allowed[d.gpu_models] = frozenset(n for n in names if allows(d.gpu_models, n))
+    for models in sorted(set(allowed.values()), key=sorted):
+        if len(models) == len(names):
+            continue  # every GPU: the bound above
+        within = [d for d in deployments if d.gpu_models and allowed[d.gpu_models] <= models]
+        bound = max(bound, _bound(within, [g for g in specs if g.model in models]))
+    return bound
+
+
+def _bound(deployments: Sequence[Deployment], specs: Sequence[GpuSpec]) -> int:
     largest = max((g.usable_gb for g in specs), default=0.0)
     # util_of depends on a GPU only through its size: one GPU per size is enough.
     one_per_size = sorted({g.memory_gb: g for g in specs}.values(), key=lambda g: g.memory_gb)
@@ -110,30 +128,8 @@ def place(
     for h in hosts:
         if h.max_containers is not None:
             caps[h.name] = min(caps.get(h.name, h.max_containers), h.max_containers)
-    st = State(hosts, caps)
-    deps: dict[str, Dep] = {}
-    for d in sorted(deployments, key=lambda d: d.name):
-        deps.setdefault(d.name, Dep.of(d))
-    items = {
-        f"{dep.name}#{r}": Item(dep, r) for dep in deps.values() for r in range(dep.spec.replicas)
-    }
-    _readmit(st, items, previous, set(changed))
-
-    pending = sorted(
-        (it for it in items.values() if not it.fixed), key=lambda it: _order_key(st, it)
-    )
-    unplaced = _place_all(st, pending)
-    movable = [it for it in pending if it.gids and it.movable]
-    freed = 0
     target = lower_bound(deployments, hosts)
-    if movable:
-        n = len(movable)
-        repack_budget = (
-            _REPACK_THOROUGH * min(n, _REPACK_THOROUGH_UP_TO) // n + _REPACK_PER_ITEM * n
-        )
-        freed = improve(st, movable, repack_budget, target)
-    if unplaced and freed:
-        unplaced = _place_all(st, unplaced)  # the freed GPUs may take some
+    st, items, unplaced = _heuristic(deployments, hosts, caps, previous, changed, target)
 
     search = "heuristic"
     proven: dict[str, tuple[str, ...]] = {}
@@ -168,6 +164,41 @@ def place(
 
 
 # -- phases ----------------------------------------------------------------------------
+
+
+def _heuristic(
+    deployments: Sequence[Deployment],
+    hosts: Sequence[HostSpec],
+    caps: Mapping[str, int],
+    previous: Sequence[Assignment],
+    changed: Collection[str],
+    target: int,
+) -> tuple[State, dict[str, Item], list[Item]]:
+    """Re-admit, place, repack and retry; the state, every replica, those without room."""
+    st = State(hosts, caps)
+    deps: dict[str, Dep] = {}
+    for d in sorted(deployments, key=lambda d: d.name):
+        deps.setdefault(d.name, Dep.of(d))
+    items = {
+        f"{dep.name}#{r}": Item(dep, r) for dep in deps.values() for r in range(dep.spec.replicas)
+    }
+    _readmit(st, items, previous, set(changed))
+
+    pending = sorted(
+        (it for it in items.values() if not it.fixed), key=lambda it: _order_key(st, it)
+    )
+    unplaced = _place_all(st, pending)
+    movable = [it for it in pending if it.gids and it.movable]
+    freed = 0
+    if movable:
+        n = len(movable)
+        repack_budget = (
+            _REPACK_THOROUGH * min(n, _REPACK_THOROUGH_UP_TO) // n + _REPACK_PER_ITEM * n
+        )
+        freed = improve(st, movable, repack_budget, target)
+    if unplaced and freed:
+        unplaced = _place_all(st, unplaced)  # the freed GPUs may take some
+    return st, items, unplaced
 
 
 def _readmit(
@@ -260,6 +291,7 @@ def _walk(
     over new hosts is impossible: replicas then even out, max - min <= 1).
     """
     ok = st.eligible(dep.sel)
+    kinds = st.kind_ok(dep.models) if dep.models else None
     spread = st.dep_hosts.get(dep.name)
     gpus = st.gpus
     n = len(index)
@@ -272,7 +304,7 @@ def _walk(
             break
         g = gpus[entry[1]]
         i += 1
-        if not ok[g.host]:
+        if not ok[g.host] or (kinds is not None and not kinds[g.kind]):
             continue
         budget -= 1
         if not st.fits(dep, g):
@@ -291,22 +323,24 @@ def _find_single(st: State, dep: Dep) -> tuple[int, str] | None:
     open_fb: Fallback | None = None
     empty_fb: Fallback | None = None
     key = (dep.mem - EPS, -1)
-    for window in (_OPEN_WINDOW, None):
-        if not dep.exclusive:
-            best: Entry | None = None
-            for bucket in st.buckets_for(dep):
-                i = bisect_left(bucket, key)
-                if i == len(bucket) or (best is not None and bucket[i] >= best):
-                    continue  # nothing here beats what another bucket offers
-                hit, fb = _walk(st, bucket, i, dep, window, best)
-                if hit is not None:
-                    best = hit
-                if fb is not None and (open_fb is None or fb < open_fb):
-                    open_fb = fb
-            if best is not None:
-                return best[1], "best fit"
+    # Every GPU in use is considered before an idle one is opened: a bounded walk of the
+    # open buckets, then (when it found nothing) all of them.
+    for window in (_OPEN_WINDOW, None) if not dep.exclusive else ():
+        best: Entry | None = None
+        for bucket in st.buckets_for(dep):
+            i = bisect_left(bucket, key)
+            if i == len(bucket) or (best is not None and bucket[i] >= best):
+                continue  # nothing here beats what another bucket offers
+            hit, fb = _walk(st, bucket, i, dep, window, best)
+            if hit is not None:
+                best = hit
+            if fb is not None and (open_fb is None or fb < open_fb):
+                open_fb = fb
+        if best is not None:
+            return best[1], "best fit"
+    for window in (_EMPTY_WINDOW, None):
         i = bisect_left(st.empty_idx, key)
-        hit, fb = _walk(st, st.empty_idx, i, dep, None if window is None else _EMPTY_WINDOW)
+        hit, fb = _walk(st, st.empty_idx, i, dep, window)
         if hit is not None:
             return hit[1], "new GPU"
         if fb is not None and (empty_fb is None or fb < empty_fb):

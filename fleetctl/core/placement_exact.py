@@ -16,7 +16,15 @@ with nothing running, else the counting bound of `placement.lower_bound`.
 
 from __future__ import annotations
 
-from fleetctl.core.placement_solver import FAMILY_TEXT, MAX_VARS, apply_outcome, solve_region
+from collections.abc import Iterable
+
+from fleetctl.core.placement_solver import (
+    FAMILY_TEXT,
+    MAX_VARS,
+    Outcome,
+    apply_outcome,
+    solve_region,
+)
 from fleetctl.core.placement_state import Item, State
 from fleetctl.core.sla import EPS
 
@@ -64,7 +72,9 @@ def _possible(st: State, it: Item) -> bool:
         fit = sum(
             1
             for g in gids
-            if dep.mem <= st.gpus[g].usable + EPS and dep.util(st.gpus[g]) <= 1 + EPS
+            if dep.mem <= st.gpus[g].usable + EPS
+            and dep.util(st.gpus[g]) <= 1 + EPS
+            and st.type_ok(dep, st.gpus[g])
         )
         if fit >= dep.k:
             n_ok += 1
@@ -75,8 +85,8 @@ def _packable(st: State, items: list[Item]) -> bool:
     return any(it.movable for it in items)
 
 
-def _var_count(st: State, items: list[Item], gids: object) -> int:
-    region = set(gids)  # type: ignore[call-overload]
+def _var_count(st: State, items: list[Item], gids: Iterable[int]) -> int:
+    region = set(gids)
     hosts_sel: dict[object, int] = {}
     total = 0
     for it in items:
@@ -127,8 +137,8 @@ def _decide(
     return "unknown", {it.dep.name: (note,) for it in todo}
 
 
-def _proof(out, todo: list[Item]) -> dict[str, tuple[str, ...]]:  # type: ignore[no-untyped-def]
-    rules = ", ".join(FAMILY_TEXT[f] for f in out.families) or "the selectors"
+def _proof(out: Outcome, todo: list[Item]) -> dict[str, tuple[str, ...]]:
+    rules = ", ".join(FAMILY_TEXT[f] for f in out.families) or "the selectors and GPU models"
     names = [d for d in out.deployments]
     reasons: dict[str, tuple[str, ...]] = {}
     for it in todo:
@@ -150,7 +160,7 @@ def _improve_whole(st: State, items: list[Item], budget: float) -> tuple[str, in
         return "heuristic", None
     before = st.n_used
     hint = {id(it): list(it.gids) for it in free}
-    out = solve_region(st, range(len(st.gpus)), free, budget, hint=hint)  # type: ignore[arg-type]
+    out = solve_region(st, range(len(st.gpus)), free, budget, hint=hint)
     bound = None
     nothing_runs = all(not it.fixed for it in items)
     if out.bound is not None and nothing_runs and len(free) == len(items):

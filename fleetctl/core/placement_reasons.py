@@ -17,6 +17,7 @@ from fleetctl.core.sla import EPS, fmt_ms, fmt_num, p95_with_load
 # The order reasons are listed in, from the most structural to the most situational.
 KINDS = (
     "selector",
+    "gpu-model",
     "exclusive-held",
     "needs-empty",
     "sibling",
@@ -38,6 +39,10 @@ def fmt_selector(sel: SelectorKey) -> str:
     return ",".join(f"{k}={v}" for k, v in sel)
 
 
+def fmt_models(models: tuple[str, ...]) -> str:
+    return " or ".join(models)
+
+
 def blockers(st: State, dep: Dep, g: Gpu, ignore: Item | None = None) -> list[Blocker]:
     """Every rule that keeps one more GPU-share of `dep` off `g`.
 
@@ -45,6 +50,9 @@ def blockers(st: State, dep: Dep, g: Gpu, ignore: Item | None = None) -> list[Bl
     """
     if not st.eligible(dep.sel)[g.host]:
         return [Blocker("selector", f"host labels do not match selector {fmt_selector(dep.sel)}")]
+    if not st.type_ok(dep, g):
+        model = g.spec.model or "a GPU without a model name"
+        return [Blocker("gpu-model", f"GPU model: {model}, needs {fmt_models(dep.models)}")]
     tenants = [t for t in g.tenants if t is not ignore]
     out: list[Blocker] = []
     holder = next((t for t in tenants if t.dep.exclusive), None)
@@ -114,14 +122,21 @@ class Diagnoser:
         self.st = st
         self.cap = max(_CLASSIFY_MIN, min(_CLASSIFY_MAX, _CLASSIFY_TOTAL // max(1, failing)))
         self.exclusive = [g for g in st.gpus if g.excl]  # not in the indexes
-        self._by_sel: dict[SelectorKey, tuple[list[int], list[Gpu], float, int]] = {}
+        self._by_sel: dict[
+            tuple[SelectorKey, tuple[str, ...]], tuple[list[int], list[Gpu], float, int]
+        ] = {}
 
     def reasons(self, dep: Dep) -> tuple[str, ...]:
         """One reason per rule that blocks `dep`, summarised over the fleet."""
         st = self.st
-        hosts, gpus, largest, widest = self._scope(dep.sel)
+        hosts, gpus, largest, widest = self._scope(dep.sel, dep.models)
         if not hosts:
             return (f"selector {fmt_selector(dep.sel)} matches no host",)
+        if not gpus and dep.models:
+            return (
+                f"GPU model: none of the GPUs of the {len(hosts)} host(s) matching the selector "
+                f"is {fmt_models(dep.models)}",
+            )
         if not gpus:
             return (f"the {len(hosts)} host(s) matching the selector have no GPUs",)
         structural = _structural(dep, largest, widest)
@@ -161,18 +176,30 @@ class Diagnoser:
                 )
         return tuple(reasons) or ("no GPU satisfies every rule at once",)
 
-    def _scope(self, sel: SelectorKey) -> tuple[list[int], list[Gpu], float, int]:
-        """Matching hosts, their GPUs, the largest usable GPU and the most GPUs on one."""
-        scope = self._by_sel.get(sel)
+    def _scope(
+        self, sel: SelectorKey, models: tuple[str, ...]
+    ) -> tuple[list[int], list[Gpu], float, int]:
+        """Matching hosts, their GPUs of the models allowed, the largest usable one and
+        the most such GPUs on one host."""
+        scope = self._by_sel.get((sel, models))
         if scope is None:
             st = self.st
             ok = st.eligible(sel)
+            kinds = st.kind_ok(models) if models else None
             hosts = [h for h in range(len(st.hosts)) if ok[h]]
-            gpus = [st.gpus[gid] for h in hosts for gid in st.host_gpus[h]]
+            per_host = [
+                [
+                    st.gpus[gid]
+                    for gid in st.host_gpus[h]
+                    if kinds is None or kinds[st.gpus[gid].kind]
+                ]
+                for h in hosts
+            ]
+            gpus = [g for own in per_host for g in own]
             largest = max((g.usable for g in gpus), default=0.0)
-            widest = max((len(st.host_gpus[h]) for h in hosts), default=0)
+            widest = max((len(own) for own in per_host), default=0)
             scope = (hosts, gpus, largest, widest)
-            self._by_sel[sel] = scope
+            self._by_sel[(sel, models)] = scope
         return scope
 
     def _split(self, dep: Dep) -> tuple[int, float, list[Gpu], bool]:
@@ -187,8 +214,8 @@ class Diagnoser:
         most_free = 0.0
         for index in (st.open_idx, st.empty_idx):
             cut = bisect_left(index, key)
-            if dep.sel:
-                full = [e for e in index[:cut] if ok[st.gpus[e[1]].host]]
+            if dep.sel or dep.models:
+                full = [e for e in index[:cut] if st.allowed(dep, st.gpus[e[1]])]
                 n_full += len(full)
                 if full:
                     most_free = max(most_free, full[-1][0])
@@ -197,13 +224,13 @@ class Diagnoser:
                 most_free = max(most_free, index[cut - 1][0])
             for _, gid in index[cut:]:
                 g = st.gpus[gid]
-                if ok[g.host]:
+                if ok[g.host] and st.type_ok(dep, g):
                     if len(roomy) == self.cap:
                         complete = False
                         break
                     roomy.append(g)
         for g in self.exclusive:
-            if ok[g.host]:
+            if ok[g.host] and st.type_ok(dep, g):
                 if g.used + dep.mem > g.usable + EPS:
                     n_full += 1
                     most_free = max(most_free, g.free)

@@ -281,7 +281,7 @@ def _allowed(st: State, g: Gpu, out: tuple[Item, ...], inn: tuple[Item, ...]) ->
     if len({t.dep.name for t in tenants}) != len(tenants):
         return False  # two replicas of one deployment on one GPU
     for p in inn:
-        if not st.eligible(p.dep.sel)[g.host]:
+        if not st.allowed(p.dep, g):
             return False
         here = sum(1 for gid in p.gids if st.gpus[gid].host == g.host)
         leaving = sum(1 for o in out if o.dep is p.dep)

@@ -10,7 +10,7 @@ x[replica, GPU] (and y[replica, host] for tensor-parallel gangs):
 - an exclusive replica's GPUs hold nothing else; replicas of one deployment never share a
   GPU; a host runs at most its container slots (port blocks, `max_containers`).
 
-Selectors and what a replica cannot do even alone (too large, an SLA out of reach) are
+Selectors, GPU models and what a replica cannot do even alone (too large, an SLA out of reach) are
 settled before the model: such a GPU gets no variable.
 
 A region is a set of GPUs; the replicas wholly on them (or not placed yet) are the
@@ -30,9 +30,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fleetctl.core.placement_state import Item, State
 from fleetctl.core.sla import EPS
+
+if TYPE_CHECKING:
+    from ortools.sat.python.cp_model import CpModel, CpSolver, IntVar
+
+    from fleetctl.core.placement_state import Gpu
 
 _SCALE = 1_000_000
 # The most x variables one model may have; above it the region is cut down.
@@ -109,8 +115,8 @@ def solve_region(
         host_fixed[h] = st.host_count[h] - moving
 
     m = cp_model.CpModel()
-    lit = {f: m.NewBoolVar(f"rule_{f}") for f in FAMILIES}
-    x: dict[tuple[int, int], object] = {}
+    lit = {f: m.new_bool_var(f"rule_{f}") for f in FAMILIES}
+    x: dict[tuple[int, int], IntVar] = {}
     cand: dict[int, list[int]] = {}
     for n, it in enumerate(items):
         dep = it.dep
@@ -119,6 +125,7 @@ def solve_region(
         for g in gpus:
             if (
                 not ok[g.host]
+                or not st.type_ok(dep, g)
                 or dep.mem > g.usable + EPS
                 or dep.util(g) > 1 + EPS
                 or dep.slack < -EPS
@@ -127,69 +134,69 @@ def solve_region(
             if g.excl and any(t.dep.exclusive for t in fixed_on[g.gid]):
                 continue  # a fixed exclusive tenant holds it
             mine.append(g.gid)
-            x[(n, g.gid)] = m.NewBoolVar("")
+            x[(n, g.gid)] = m.new_bool_var("")
         cand[n] = mine
     if len(x) > MAX_VARS:
         return Outcome("unknown")
-    used = {g.gid: m.NewBoolVar("") for g in gpus}
-    host_terms: dict[int, list[object]] = {}
-    gang: dict[tuple[int, int], object] = {}
-    place_lit: dict[str, object] = {}
+    used = {g.gid: m.new_bool_var("") for g in gpus}
+    host_terms: dict[int, list[IntVar]] = {}
+    gang: dict[tuple[int, int], IntVar] = {}
+    place_lit: dict[str, IntVar] = {}
     for n, it in enumerate(items):
         dep = it.dep
         req = None
         if explain:
             req = place_lit.get(dep.name)
             if req is None:
-                req = place_lit[dep.name] = m.NewBoolVar(f"place_{dep.name}")
+                req = place_lit[dep.name] = m.new_bool_var(f"place_{dep.name}")
         if not cand[n]:
             if req is None:
                 return Outcome("infeasible")
-            m.Add(req == 0)
+            m.add(req == 0)
             continue
         if dep.k == 1:
-            c = m.Add(sum(x[(n, g)] for g in cand[n]) == 1)
+            c = m.add(sum(x[(n, gid)] for gid in cand[n]) == 1)
             if req is not None:
-                c.OnlyEnforceIf(req)
-            for g in cand[n]:
-                h = st.gpus[g].host
-                host_terms.setdefault(h, []).append(x[(n, g)])
+                c.only_enforce_if(req)
+            for gid in cand[n]:
+                h = st.gpus[gid].host
+                host_terms.setdefault(h, []).append(x[(n, gid)])
         else:
             ys = []
             by_host: dict[int, list[int]] = {}
-            for g in cand[n]:
-                by_host.setdefault(st.gpus[g].host, []).append(g)
+            for gid in cand[n]:
+                by_host.setdefault(st.gpus[gid].host, []).append(gid)
             for h, hg in sorted(by_host.items()):
                 if len(hg) < dep.k:
-                    for g in hg:
-                        m.Add(x[(n, g)] == 0)
+                    for gid in hg:
+                        m.add(x[(n, gid)] == 0)
                     continue
-                y = m.NewBoolVar("")
+                y = m.new_bool_var("")
                 ys.append(y)
                 gang[(n, h)] = y
-                m.Add(sum(x[(n, g)] for g in hg) == dep.k * y)
+                m.add(sum(x[(n, g)] for g in hg) == dep.k * y)
                 host_terms.setdefault(h, []).append(y)
             if not ys:
                 if req is None:
                     return Outcome("infeasible")
-                m.Add(req == 0)
+                m.add(req == 0)
                 continue
-            c = m.Add(sum(ys) == 1)
+            c = m.add(sum(ys) == 1)
             if req is not None:
-                c.OnlyEnforceIf(req)
+                c.only_enforce_if(req)
     for g in gpus:
         tenants = [(n, x[(n, g.gid)]) for n in range(len(items)) if (n, g.gid) in x]
         for _, v in tenants:
-            m.AddImplication(v, used[g.gid])
+            m.add_implication(v, used[g.gid])
         if fixed_on[g.gid]:
-            m.Add(used[g.gid] == 1)
+            m.add(used[g.gid] == 1)
         if not tenants:
             continue
         mem = sum(_up(items[n].dep.mem) * v for n, v in tenants)
-        m.Add(mem <= _down(g.usable) - base_mem[g.gid]).OnlyEnforceIf(lit["memory"])
+        m.add(mem <= _down(g.usable) - base_mem[g.gid]).only_enforce_if(lit["memory"])
         utils = {n: _up(items[n].dep.util(g)) for n, _ in tenants}
         total = sum(utils[n] * v for n, v in tenants)
-        m.Add(total <= _down(1.0) - base_util[g.gid]).OnlyEnforceIf(lit["compute"])
+        m.add(total <= _down(1.0) - base_util[g.gid]).only_enforce_if(lit["compute"])
         # SLA of a variable tenant, against the others (variable and fixed).
         # (The others' sum is the total less its own share, which is there when it is.)
         # One cap per GPU, lowered by every SLA tenant on it: two-term constraints
@@ -203,87 +210,89 @@ def solve_region(
                     limits.append((limit, v))
         if limits:
             top = max(sum(utils.values()), 0)
-            cap = m.NewIntVar(min(0, min(lim for lim, _ in limits)), top, "")
+            cap = m.new_int_var(min(0, min(lim for lim, _ in limits)), top, "")
             for limit, v in limits:
-                m.Add(cap <= limit).OnlyEnforceIf([v, lit["sla"]])
-            m.Add(total <= cap)
+                m.add(cap <= limit).only_enforce_if([v, lit["sla"]])
+            m.add(total <= cap)
         # SLA of a fixed tenant: the variable ones must stay within its slack.
         for t in fixed_on[g.gid]:
             if math.isfinite(t.dep.slack):
                 others = base_util[g.gid] - _up(t.dep.util(g))
-                m.Add(total <= _down(t.dep.slack) - others).OnlyEnforceIf(lit["sla"])
+                m.add(total <= _down(t.dep.slack) - others).only_enforce_if(lit["sla"])
         # Exclusive.
         n_fixed = len(fixed_on[g.gid])
         count = sum(w for _, w in tenants)
         for n, v in tenants:
             if items[n].dep.exclusive:
-                m.Add(count + n_fixed == 1).OnlyEnforceIf([v, lit["exclusive"]])
+                m.add(count + n_fixed == 1).only_enforce_if([v, lit["exclusive"]])
         if any(t.dep.exclusive for t in fixed_on[g.gid]):
-            m.Add(sum(v for _, v in tenants) == 0).OnlyEnforceIf(lit["exclusive"])
+            m.add(sum(v for _, v in tenants) == 0).only_enforce_if(lit["exclusive"])
         # Replicas of one deployment on distinct GPUs.
-        by_dep: dict[str, list[object]] = {}
+        by_dep: dict[str, list[IntVar]] = {}
         for n, v in tenants:
             by_dep.setdefault(items[n].dep.name, []).append(v)
         fixed_names = {t.dep.name for t in fixed_on[g.gid]}
         for name, vs in by_dep.items():
             limit = 0 if name in fixed_names else 1
             if len(vs) > limit:
-                m.Add(sum(vs) <= limit).OnlyEnforceIf(lit["replicas"])  # type: ignore[arg-type]
+                m.add(sum(vs) <= limit).only_enforce_if(lit["replicas"])
     for h in hosts:
         terms = host_terms.get(h, [])
         left = st.host_cap[h] - host_fixed[h]
         if terms and len(terms) > left:
-            m.Add(sum(terms) <= left).OnlyEnforceIf(lit["slots"])  # type: ignore[arg-type]
+            m.add(sum(terms) <= left).only_enforce_if(lit["slots"])
 
     if not stay and not explain:
         hint = _break_symmetry(m, st, gpus, items, cand, x, used, fixed_on, hint)
 
     # Objective: GPUs used, with a move of a running replica costing more than all of them.
     heavy = len(gpus) + 1
-    moves = []
-    stay_vars: list[tuple[Item, object]] = []
+    forced = 0  # replicas that cannot stay however the others move
+    stay_vars: list[tuple[Item, IntVar]] = []
     for n, it in enumerate(items):
         now = (stay or {}).get(id(it))
         if not now:
             continue
         keep = [x[(n, g)] for g in now if (n, g) in x]
         if len(keep) < len(now):
-            moves.append(1)  # it cannot stay however the others move
+            forced += 1
             continue
-        stays = m.NewBoolVar("")
+        stays = m.new_bool_var("")
         stay_vars.append((it, stays))
         for v in keep:
-            m.AddImplication(stays, v)
-        moves.append(1 - stays)
-    m.Minimize(sum(used.values()) + heavy * sum(moves))  # type: ignore[arg-type]
+            m.add_implication(stays, v)
+    terms = [*used.values(), *(v for _, v in stay_vars)]
+    weights = [1] * len(used) + [-heavy] * len(stay_vars)
+    moves = forced + len(stay_vars)  # less each one that stays
+    m.minimize(cp_model.LinearExpr.weighted_sum(terms, weights) + heavy * moves)
     if hint:
         # A complete hint (every variable), so the search starts from a solution.
-        busy = {g for g in used if fixed_on[g]}
+        busy = {gid for gid in used if fixed_on[gid]}
         for n, it in enumerate(items):
             on = set(hint.get(id(it), ()))
             busy |= on
-            for g in cand[n]:
-                m.AddHint(x[(n, g)], g in on)
-        for g, v in used.items():
-            m.AddHint(v, g in busy)
+            for gid in cand[n]:
+                m.add_hint(x[(n, gid)], gid in on)
+        for gid, v in used.items():
+            m.add_hint(v, gid in busy)
         for it, v in stay_vars:
-            m.AddHint(v, sorted(hint.get(id(it), ())) == sorted((stay or {}).get(id(it), ())))
+            m.add_hint(v, sorted(hint.get(id(it), ())) == sorted((stay or {}).get(id(it), ())))
         for (n, h), y in gang.items():
-            m.AddHint(y, any(st.gpus[g].host == h for g in hint.get(id(items[n]), ())))
+            m.add_hint(y, any(st.gpus[g].host == h for g in hint.get(id(items[n]), ())))
     # Assumptions only where a proof must name rules: they hold back presolve and hints.
     assumptions = list(lit.values()) + list(place_lit.values()) if explain else []
     for v in assumptions:
-        m.AddAssumption(v)  # type: ignore[arg-type]
+        m.add_assumption(v)
     if not explain:
         for v in lit.values():
-            m.Add(v == 1)  # type: ignore[arg-type]
+            m.add(v == 1)
     solver = cp_model.CpSolver()
     p = solver.parameters
     p.num_workers = 1
     p.random_seed = 0
     p.max_deterministic_time = max(budget, 0.01)
     p.max_time_in_seconds = max(budget, 0.01) * _WALL_FACTOR + _WALL_EXTRA
-    code = solver.Solve(m)
+    code = solver.solve(m)
     name = {
         cp_model.OPTIMAL: "optimal",
         cp_model.FEASIBLE: "feasible",
@@ -292,17 +301,19 @@ def solve_region(
     out = Outcome(name)
     if name in ("optimal", "feasible"):
         for n, it in enumerate(items):
-            out.placed[id(it)] = [g for g in cand[n] if solver.Value(x[(n, g)])]
-        out.bound = solver.BestObjectiveBound()
-        out.objective = solver.ObjectiveValue()
+            out.placed[id(it)] = [g for g in cand[n] if solver.value(x[(n, g)])]
+        out.bound = solver.best_objective_bound
+        out.objective = solver.objective_value
     elif name == "infeasible" and explain:
         core = _smallest_core(m, solver, assumptions, budget)
-        out.families = tuple(f for f in FAMILIES if lit[f].Index() in core)
-        out.deployments = tuple(sorted(d for d, v in place_lit.items() if v.Index() in core))
+        out.families = tuple(f for f in FAMILIES if lit[f].index in core)
+        out.deployments = tuple(sorted(d for d, v in place_lit.items() if v.index in core))
     return out
 
 
-def _smallest_core(m, solver, assumptions: list, budget: float) -> set[int]:  # type: ignore[no-untyped-def]
+def _smallest_core(
+    m: CpModel, solver: CpSolver, assumptions: list[IntVar], budget: float
+) -> set[int]:
     """A set of assumptions that is infeasible and loses that with any one left out.
 
     CP-SAT's own core is sufficient, not minimal; each candidate is dropped in turn
@@ -311,23 +322,23 @@ def _smallest_core(m, solver, assumptions: list, budget: float) -> set[int]:  # 
     from ortools.sat.python import cp_model
 
     core = [
-        v for v in assumptions if v.Index() in set(solver.SufficientAssumptionsForInfeasibility())
+        v for v in assumptions if v.index in set(solver.sufficient_assumptions_for_infeasibility())
     ]
     share = max(budget / max(1, len(core)), 0.01)
     # Later families first, so the most structural rule (memory) is the one kept when
     # two would each do; deployments before families, so the set of them is smallest.
     for v in list(reversed(core)):
         rest = [w for w in core if w is not v]
-        m.ClearAssumptions()
-        m.AddAssumptions(rest)
+        m.clear_assumptions()
+        m.add_assumptions(rest)
         again = cp_model.CpSolver()
         again.parameters.num_workers = 1
         again.parameters.random_seed = 0
         again.parameters.max_deterministic_time = share
         again.parameters.max_time_in_seconds = share * _WALL_FACTOR + _WALL_EXTRA
-        if again.Solve(m) == cp_model.INFEASIBLE:
+        if again.solve(m) == cp_model.INFEASIBLE:
             core = rest
-    return {v.Index() for v in core}
+    return {v.index for v in core}
 
 
 def apply_outcome(st: State, items: Sequence[Item], out: Outcome) -> bool:
@@ -354,10 +365,20 @@ def apply_outcome(st: State, items: Sequence[Item], out: Outcome) -> bool:
     return ok
 
 
-def _break_symmetry(m, st, gpus, items, cand, x, used, fixed_on, hint):  # type: ignore[no-untyped-def]
+def _break_symmetry(
+    m: CpModel,
+    st: State,
+    gpus: list[Gpu],
+    items: Sequence[Item],
+    cand: dict[int, list[int]],
+    x: dict[tuple[int, int], IntVar],
+    used: dict[int, IntVar],
+    fixed_on: dict[int, list[Item]],
+    hint: dict[int, list[int]] | None,
+) -> dict[int, list[int]] | None:
     """Order interchangeable GPUs, and return the hint relabelled to match.
 
-    GPUs are interchangeable when they have the same size, nothing fixed on them, and
+    GPUs are interchangeable when they have the same size and model, nothing fixed on them, and
     hosts with the same labels and no binding container cap, and no replica of the model
     is tensor parallel (gangs tie GPUs to hosts). Within such a class, used GPUs come
     first and replica j (in model order) may only take one of the first j+1 GPUs: any
@@ -372,9 +393,8 @@ def _break_symmetry(m, st, gpus, items, cand, x, used, fixed_on, hint):  # type:
         h = st.hosts[g.host]
         if fixed_on[g.gid] or st.host_cap[g.host] - st.host_count[g.host] < n_items:
             continue
-        classes.setdefault((g.usable, g.memory_gb, tuple(sorted(h.labels.items()))), []).append(
-            g.gid
-        )
+        key = (g.usable, g.memory_gb, g.kind, tuple(sorted(h.labels.items())))
+        classes.setdefault(key, []).append(g.gid)
     # The model order of replicas: by name, so the same input gives the same model.
     order = sorted(range(n_items), key=lambda n: (items[n].dep.name, items[n].replica))
     rank = {n: r for r, n in enumerate(order)}
@@ -383,20 +403,20 @@ def _break_symmetry(m, st, gpus, items, cand, x, used, fixed_on, hint):  # type:
         if len(gids) < 2:
             continue
         for a, b in zip(gids, gids[1:]):
-            m.Add(used[a] >= used[b])
-        pos = {g: i for i, g in enumerate(gids)}
+            m.add(used[a] >= used[b])
+        pos = {gid: i for i, gid in enumerate(gids)}
         for n in range(n_items):
-            for g in cand[n]:
-                if g in pos and pos[g] > rank[n]:
-                    m.Add(x[(n, g)] == 0)
+            for gid in cand[n]:
+                if gid in pos and pos[gid] > rank[n]:
+                    m.add(x[(n, gid)] == 0)
         if new_hint is not None:
             # Relabel: the class's used GPUs, by their first replica, onto its first GPUs.
             first: dict[int, int] = {}
             for n, it in enumerate(items):
-                for g in hint.get(id(it), ()):
-                    if g in pos:
-                        first[g] = min(first.get(g, n_items), rank[n])
-            relabel = {g: gids[i] for i, g in enumerate(sorted(first, key=lambda g: first[g]))}
+                for gid in (hint or {}).get(id(it), ()):
+                    if gid in pos:
+                        first[gid] = min(first.get(gid, n_items), rank[n])
+            relabel = {gid: gids[i] for i, gid in enumerate(sorted(first, key=lambda k: first[k]))}
             for it in items:
                 on = new_hint.get(id(it))
                 if on:

@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
+from fleetctl.core.placement_gpus import allows
 from fleetctl.core.sla import EPS, latency_of, util_slack
 
 SelectorKey = tuple[tuple[str, str], ...]
@@ -52,6 +53,7 @@ class Dep:
     latency: float | None
     sla: float | None
     fixed_util: float | None
+    models: tuple[str, ...] = ()  # GPU models it may run on (empty: any)
 
     @classmethod
     def of(cls, d: Deployment) -> Dep:
@@ -66,6 +68,7 @@ class Dep:
             latency=latency_of(d),
             sla=d.sla_ms,
             fixed_util=d.gpu_util,
+            models=tuple(sorted(set(d.gpu_models))),
         )
 
     def util(self, g: Gpu) -> float:
@@ -112,6 +115,7 @@ class Gpu:
     entry: tuple[float, int] | None = None  # its key in open_idx or empty_idx
     entry_empty: bool = False
     bucket: int = -1  # its list in State.buckets while it is open
+    kind: int = 0  # its GPU model, as an index into State.kinds
 
     @property
     def free(self) -> float:
@@ -133,6 +137,8 @@ class State:
         self.gpus: list[Gpu] = []
         self.host_gpus: list[list[int]] = []
         self.gpu_at: dict[tuple[str, int], int] = {}
+        self.kinds: list[str] = []  # the distinct GPU model names, in gid order
+        kind_of: dict[str, int] = {}
         for hi, h in enumerate(self.hosts):
             self.host_index.setdefault(h.name, hi)
             gids: list[int] = []
@@ -142,6 +148,9 @@ class State:
                 g = Gpu(
                     len(self.gpus), hi, h.name, spec.index, spec, spec.memory_gb, spec.usable_gb
                 )
+                g.kind = kind_of.setdefault(spec.model, len(kind_of))
+                if g.kind == len(self.kinds):
+                    self.kinds.append(spec.model)
                 self.gpus.append(g)
                 self.gpu_at[(h.name, spec.index)] = g.gid
                 gids.append(g.gid)
@@ -159,6 +168,7 @@ class State:
         self.n_used = 0
         self.journal: list[tuple[bool, Item, int]] | None = None
         self._eligible: dict[SelectorKey, bytearray] = {}
+        self._kind_ok: dict[tuple[str, ...], bytearray] = {}
         self.max_usable = max((g.usable for g in self.gpus), default=0.0)
 
     # -- queries ---------------------------------------------------------------------
@@ -172,10 +182,28 @@ class State:
             self._eligible[sel] = ok
         return ok
 
+    def kind_ok(self, models: tuple[str, ...]) -> bytearray:
+        """Per GPU kind: 1 when a deployment needing `models` may run on it."""
+        ok = self._kind_ok.get(models)
+        if ok is None:
+            ok = bytearray(1 if allows(models, k) else 0 for k in self.kinds)
+            self._kind_ok[models] = ok
+        return ok
+
+    def type_ok(self, dep: Dep, g: Gpu) -> bool:
+        """Whether `g` is one of the GPU models `dep` needs."""
+        return not dep.models or bool(self.kind_ok(dep.models)[g.kind])
+
+    def allowed(self, dep: Dep, g: Gpu) -> bool:
+        """The rules of where, not of how much: the selector and the GPU model."""
+        return bool(self.eligible(dep.sel)[g.host]) and self.type_ok(dep, g)
+
     def fits(self, dep: Dep, g: Gpu) -> bool:
         """Can one more GPU-share of `dep` go on `g` (every rule but the selector)?"""
         if g.excl or (dep.exclusive and g.tenants):
             return False
+        if dep.models and not self.kind_ok(dep.models)[g.kind]:
+            return False  # not a GPU model it runs on
         if self.host_count[g.host] >= self.host_cap[g.host]:
             return False  # no container slot (port block) left on the host
         if g.used + dep.mem > g.usable + EPS:

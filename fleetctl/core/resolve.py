@@ -76,6 +76,7 @@ def deployments_of(model: Model) -> list[Deployment]:
                 selector=dict(model.hosts),
                 customers=tuple(pin.customers) if pin else (),
                 settings=_settings(model, pin),
+                gpu_models=tuple(model.gpu_models),
             )
         )
     return out
@@ -93,14 +94,10 @@ def host_spec(host: Host, discovered: tuple[GpuSpec, ...] | None = None) -> Host
             for g in (discovered or ())
         )
     else:
+        # Groups in order; indexes run on from one group to the next.
         gpus = tuple(
-            GpuSpec(
-                index=i,
-                memory_gb=host.gpus.memory_gb,
-                reserve_gb=host.reserve_gb,
-                model=host.gpus.model,
-            )
-            for i in range(host.gpus.count)
+            GpuSpec(index=i, memory_gb=g.memory_gb, reserve_gb=host.reserve_gb, model=g.model)
+            for i, g in enumerate(g for g in host.gpu_groups for _ in range(g.count))
         )
     return HostSpec(
         name=host.name,

@@ -3,7 +3,8 @@
 A start-first replacement needs room for the old and the new replica at once. When the
 replica's own GPUs cannot hold both, the successor may go to another GPU, on the same
 host or another, that meets every placement rule with the fleet as planned: memory,
-compute, every tenant's SLA, exclusivity, anti-affinity and the host selector. Only when
+compute, every tenant's SLA, exclusivity, anti-affinity, the host selector and the GPU
+models the deployment runs on. Only when
 no GPU anywhere can hold it does a replacement have to stop the old replica first.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fleetctl.core.fleet import Assignment, Deployment, GpuSpec, HostSpec
+from fleetctl.core.placement_gpus import allows
 from fleetctl.core.sla import EPS, predicted_p95, util_of
 
 GpuKey = tuple[str, int]
@@ -80,6 +82,8 @@ def surge_target(load: GpuLoad, d: Deployment, replica: int, old: Assignment) ->
         if (host, index) in {(old.host, i) for i in old.gpus}:
             continue
         if not load.hosts[host].matches(d.selector):
+            continue
+        if not allows(d.gpu_models, g.model):
             continue
         if any(dep == d.name for dep, _ in load.replicas.get(key, set())):
             continue  # replicas of one deployment never share a GPU

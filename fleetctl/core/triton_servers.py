@@ -3,8 +3,8 @@
 Triton is a multi-model server: its explicit model control loads, unloads and reloads
 one model without touching the others, and keeps the old version serving when a reload
 fails. So the Triton deployments that can share a server (same image, same server
-settings, same host selector, GPU count and replica count, no pin, not `dedicated`) are
-grouped into one *server deployment* before placement. Placement then puts the whole
+settings, same host selector and GPU models, GPU count and replica count, no pin, not
+`dedicated`) are grouped into one *server deployment* before placement. Placement then puts the whole
 group on one GPU set (its memory is the sum of its members'), and each replica of the
 group is one Triton container with every member's models.
 
@@ -139,6 +139,8 @@ def _group_key(d: Deployment) -> str:
         "gpus": d.gpus,
         "replicas": d.replicas,
     }
+    if d.gpu_models:  # only when set, so the servers of fleets without any keep their names
+        key["gpu_models"] = sorted(d.gpu_models)
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:6]
 
 
@@ -214,6 +216,7 @@ def _server(members: Sequence[Deployment], model: str, gpu_memory_gb: float) -> 
         else None,
         selector=first.selector,
         settings=settings,
+        gpu_models=first.gpu_models,
     )
 
 

@@ -160,7 +160,9 @@ def fleet_status(
             "error": observed.hosts[h.name].error if h.name in observed.hosts else "not observed",
             "gpus": "auto"
             if h.gpus == "auto"
-            else {"count": h.gpus.count, "memory_gb": h.gpus.memory_gb, "model": h.gpus.model},
+            else {"count": h.gpus.count, "memory_gb": h.gpus.memory_gb, "model": h.gpus.model}
+            if not isinstance(h.gpus, list)
+            else [{"count": g.count, "memory_gb": g.memory_gb, "model": g.model} for g in h.gpus],
             "simulated": h.simulated,
             "containers": len(observed.hosts[h.name].containers) if h.name in observed.hosts else 0,
         }

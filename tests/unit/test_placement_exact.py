@@ -64,6 +64,8 @@ def valid(deps: list[Deployment], hosts: list[HostSpec], plan: Placement) -> boo
         d = by_name[a.deployment]
         if not host_of[a.host].matches(d.selector) or len(set(a.gpus)) != d.gpus:
             return False
+        if d.gpu_models and any(gpu_of[(a.host, i)].model not in d.gpu_models for i in a.gpus):
+            return False
         for i in a.gpus:
             on.setdefault((a.host, i), []).append(d)
     return all(gpu_ok(ds, gpu_of[w]) for w, ds in on.items())
@@ -80,7 +82,9 @@ def brute_force_feasible(deps: list[Deployment], hosts: list[HostSpec]) -> bool:
         on: dict[int, list[Deployment]] = {}
         ok = True
         for d, c in zip(reps, choice):
-            if not gpus[c][0].matches(d.selector):
+            if not gpus[c][0].matches(d.selector) or (
+                d.gpu_models and gpus[c][1].model not in d.gpu_models
+            ):
                 ok = False
                 break
             on.setdefault(c, []).append(d)
@@ -101,7 +105,10 @@ def tight_fleets(draw: st.DrawFn) -> tuple[list[Deployment], list[HostSpec]]:
         hosts.append(
             HostSpec(
                 f"h{h}",
-                tuple(GpuSpec(i, 80.0) for i in range(n)),
+                tuple(
+                    GpuSpec(i, 80.0, model=draw(st.sampled_from(["H100", "H100", "A100"])))
+                    for i in range(n)
+                ),
                 labels=labels,
                 max_containers=cap,
             )
@@ -124,6 +131,7 @@ def tight_fleets(draw: st.DrawFn) -> tuple[list[Deployment], list[HostSpec]]:
                 gpu_util=draw(st.sampled_from([None, 0.2, 0.5])),
                 exclusive=draw(st.sampled_from([False, False, False, True])),
                 selector=draw(st.sampled_from([{}, {}, {"tier": "gold"}])),
+                gpu_models=draw(st.sampled_from([(), (), ("A100",), ("H100",)])),
             )
         )
     return deps, hosts

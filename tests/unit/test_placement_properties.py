@@ -20,13 +20,21 @@ TOL = 1e-6
 PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+# GPU models with their memory; "" is a GPU declared without a model name.
+GPU_KINDS = [(24.0, "L4"), (40.0, "A100"), (80.0, "H100"), (80.0, ""), (24.0, "")]
+
+
 @st.composite
 def hosts_strategy(draw: st.DrawFn) -> list[HostSpec]:
     hosts = []
     for h in range(draw(st.integers(1, 4))):
-        memory = draw(st.sampled_from([24.0, 40.0, 80.0]))
         reserve = draw(st.sampled_from([0.0, 0.0, 2.0]))
-        gpus = tuple(GpuSpec(i, memory, reserve) for i in range(draw(st.integers(1, 4))))
+        # One or two groups of GPUs, each of one model (or none named).
+        sizes: list[tuple[float, str]] = []
+        for _ in range(draw(st.integers(1, 2))):
+            memory, model = draw(st.sampled_from(GPU_KINDS))
+            sizes += [(memory, model)] * draw(st.integers(1, 3))
+        gpus = tuple(GpuSpec(i, m, reserve, model) for i, (m, model) in enumerate(sizes[:4]))
         labels = {"zone": draw(st.sampled_from(["a", "b"]))}
         hosts.append(HostSpec(f"host-{h}", gpus, labels=labels))
     return hosts
@@ -50,6 +58,7 @@ def deployment_strategy(draw: st.DrawFn, index: int) -> Deployment:
         gpu_util=draw(st.one_of(st.none(), st.floats(0.01, 1.0))),
         exclusive=draw(st.booleans().map(lambda b: b and draw(st.integers(0, 4)) == 0)),
         selector=draw(st.sampled_from([{}, {}, {}, {"zone": "a"}, {"zone": "c"}])),
+        gpu_models=draw(st.sampled_from([(), (), (), ("H100",), ("L4",), ("A100", "H100")])),
     )
 
 
@@ -79,6 +88,8 @@ def assert_valid(deps: list[Deployment], hosts: list[HostSpec], plan: Placement)
         assert len(a.gpus) == d.gpus == len(set(a.gpus)), "tensor parallel: k distinct GPUs"
         for i in a.gpus:
             tenants[(a.host, i)].append(d)
+            model = gpu_of[(a.host, i)].model
+            assert not d.gpu_models or model in d.gpu_models, f"GPU model {model!r} of {d.name}"
     for where, ds in tenants.items():
         gpu = gpu_of[where]
         assert len({d.name for d in ds}) == len(ds), "replicas of one deployment share a GPU"

@@ -106,8 +106,11 @@ def render_gpu_map(console: Console, plan: Plan, show_all: bool = False) -> None
     for host in gpu_map(plan):
         models = sorted({g["model"] for g in host["gpus"] if g["model"]})
         title = f"GPU map · {host['host']}" + (" (simulated)" if host["simulated"] else "")
-        if models:
-            title += f" · {len(host['gpus'])} x {'/'.join(models)}"
+        if len(models) == 1:
+            title += f" · {len(host['gpus'])} x {models[0]}"
+        elif models:  # groups of different GPUs
+            count = {m: sum(1 for g in host["gpus"] if g["model"] == m) for m in models}
+            title += " · " + " + ".join(f"{n} x {m}" for m, n in count.items())
         table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
         table.add_column("GPU", no_wrap=True)
         table.add_column("memory", no_wrap=True)
@@ -262,7 +265,12 @@ def render_status(console: Console, report: Any) -> None:
         hosts.add_column(col, no_wrap=col != "docker")
     for h in report.hosts:
         g = h["gpus"]
-        gpus = g if isinstance(g, str) else f"{g['count']} x {g['memory_gb']:g} GB"
+        groups = [] if isinstance(g, str) else g if isinstance(g, list) else [g]
+        gpus = (
+            g
+            if isinstance(g, str)
+            else " + ".join(f"{x['count']} x {x['memory_gb']:g} GB" for x in groups)
+        )
         if h["simulated"]:
             gpus += " (sim)"
         reach = (
