@@ -155,17 +155,53 @@ def _slack(members: Sequence[Deployment], gpu_memory_gb: float) -> float:
     )
 
 
-def _split(members: Sequence[Deployment], gpu_memory_gb: float) -> list[list[Deployment]]:
-    """Members in name order, a new server whenever the next one would break an SLA."""
-    groups: list[list[Deployment]] = []
+@dataclass
+class _Forming:
+    """A server being formed: its members and the running sums `_split` checks."""
+
+    members: list[Deployment]
+    memory_per_gpu_gb: float = 0.0
+    util: float = 0.0  # the members' compute on one GPU
+    ceiling: float = math.inf  # min over members with an SLA of (its slack + its util)
+
+    def admits(self, d: Deployment, gpu: GpuSpec, capacity_gb: float) -> bool:
+        u = util_of(d, gpu)
+        util = self.util + u
+        ceiling = min(self.ceiling, util_slack(d) + u)
+        return (
+            self.memory_per_gpu_gb + d.memory_per_gpu_gb <= capacity_gb + 1e-9
+            and util <= 1.0 + 1e-9
+            # Every member keeps its SLA: its slack covers what the others take.
+            and ceiling - util >= 0
+        )
+
+    def add(self, d: Deployment, gpu: GpuSpec) -> None:
+        u = util_of(d, gpu)
+        self.members.append(d)
+        self.memory_per_gpu_gb += d.memory_per_gpu_gb
+        self.util += u
+        self.ceiling = min(self.ceiling, util_slack(d) + u)
+
+
+def _split(
+    members: Sequence[Deployment], gpu_memory_gb: float, capacity_gb: float = math.inf
+) -> list[list[Deployment]]:
+    """Members in name order, each in the first server it fits: the server's memory per
+    GPU within `capacity_gb` (the largest GPU its members may use), its compute within
+    one GPU, and every member's SLA kept (the rule of `_slack`). Linear in the members
+    for each server formed: the sums are kept, not recounted."""
+    gpu = GpuSpec(0, gpu_memory_gb)
+    forming: list[_Forming] = []
     for d in sorted(members, key=lambda d: d.name):
-        for g in groups:
-            if _slack([*g, d], gpu_memory_gb) >= 0:
-                g.append(d)
+        for f in forming:
+            if f.admits(d, gpu, capacity_gb):
+                f.add(d, gpu)
                 break
         else:
-            groups.append([d])
-    return groups
+            f = _Forming([])
+            f.add(d, gpu)  # alone it goes where placement can take it (or says why not)
+            forming.append(f)
+    return [f.members for f in forming]
 
 
 def _server(members: Sequence[Deployment], model: str, gpu_memory_gb: float) -> Deployment:
@@ -246,7 +282,12 @@ def grouped(
     names: dict[str, int] = {}
     members_of_server: dict[str, tuple[Deployment, ...]] = {}
     for (key, image), members in sorted(groups.items()):
-        for i, part in enumerate(_split(members, gpu_memory_gb)):
+        first = members[0]  # the group shares its selector and GPU count
+        capacity_gb = max(
+            (g.usable_gb for h in hosts if h.matches(first.selector) for g in h.gpus),
+            default=math.inf,
+        )
+        for i, part in enumerate(_split(members, gpu_memory_gb, capacity_gb)):
             model = f"{MODEL_PREFIX}{key}" + (f"-{i + 1}" if i else "")
             # Two images with the same server settings: told apart by their image.
             if model in names:

@@ -157,3 +157,27 @@ def test_merged_config_sets_the_instance_count_on_every_group_and_replaces_the_r
         merged["version_policy"] == {"latest": {"num_versions": 1}}
         and config["instance_group"][0]["count"] == 1
     )
+
+
+def test_a_server_never_outgrows_the_largest_gpu_nor_one_gpus_compute() -> None:
+    # Three 30 GB models on 80 GB GPUs: two fit one server, the third starts another.
+    out, members = grouped(
+        [triton("a", memory=30), triton("b", memory=30), triton("c", memory=30)], HOSTS
+    )
+    sizes = sorted(d.memory_gb for d in out if is_server(d))
+    assert sizes == [30, 60]
+    assert sorted(len(m) for m in members.values()) == [1, 2]
+    # Declared compute counts too: 0.6 + 0.6 is more than one GPU.
+    out, _ = grouped([triton("a", util=0.6), triton("b", util=0.6)], HOSTS)
+    assert len([d for d in out if is_server(d)]) == 2
+
+
+def test_a_group_too_big_for_one_gpu_becomes_servers_that_each_fit() -> None:
+    # Ten 21 GB models (210 GB): three to a server on 80 GB GPUs, and the rest in a fourth.
+    out, members = grouped([triton(f"m{i}", memory=21) for i in range(10)], HOSTS)
+    assert sorted(len(m) for m in members.values()) == [1, 3, 3, 3]
+    assert all(d.memory_gb <= 80 for d in out)
+    # The SLA rule still splits within the memory: a tight SLA keeps its model alone.
+    tight = triton("t", memory=5, sla=10, latency=9.5)
+    out, members = grouped([tight, triton("u", memory=5, util=0.2)], HOSTS)
+    assert sorted(len(m) for m in members.values()) == [1, 1]
