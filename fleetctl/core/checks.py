@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from fleetctl.core.fleet import Deployment
 from fleetctl.core.host_checks import host_problems, replica_blocks
 from fleetctl.core.inventory import Host, Inventory
-from fleetctl.core.placement_gpus import allows
+from fleetctl.core.placement.gpus import allows
 from fleetctl.core.resolve import deployments_of
 from fleetctl.core.secret_checks import secret_problems
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fleetctl.core.fleet import Deployment, HostSpec, Placement
-from fleetctl.core.placement_reasons import blockers, why_here
-from fleetctl.core.placement_state import Dep, Gpu, Item, State
+from fleetctl.core.placement.reasons import blockers, why_here
+from fleetctl.core.placement.state import Dep, Gpu, Item, State
 from fleetctl.errors import NotFoundError
 
 _WHERE_HOSTS = 6  # hosts named in a group's one-line location before "and N more"

@@ -65,7 +65,7 @@ class Deployment:
     # Runtime-specific, secret-free settings (env, nim:, triton: blocks) used to render
     # the container spec; part of the desired-spec hash.
     settings: Mapping[str, Any] = field(default_factory=dict)
-    # GPU models the replica may run on (placement_gpus.model_matches); empty: any GPU.
+    # GPU models the replica may run on (placement.gpus.model_matches); empty: any GPU.
     gpu_models: tuple[str, ...] = ()
 
     @property

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fleetctl.core.fleet import Assignment, Deployment, GpuSpec, HostSpec
-from fleetctl.core.placement_gpus import allows
+from fleetctl.core.placement.gpus import allows
 from fleetctl.core.sla import EPS, predicted_p95, util_of
 
 GpuKey = tuple[str, int]

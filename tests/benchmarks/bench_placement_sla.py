@@ -25,7 +25,7 @@ if str(REPO) not in sys.path:
 
 from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec  # noqa: E402
 from fleetctl.core.placement import DEFAULT_BUDGET, lower_bound, place  # noqa: E402
-from fleetctl.core.placement_state import Dep, Item, State  # noqa: E402
+from fleetctl.core.placement.state import Dep, Item, State  # noqa: E402
 
 GPU_GB = 80.0
 

@@ -15,7 +15,7 @@ import pytest
 from fleetctl.core.explain import explain
 from fleetctl.core.fleet import Assignment, Deployment, GpuSpec, HostSpec
 from fleetctl.core.placement import lower_bound, place
-from fleetctl.core.placement_gpus import allows, model_matches
+from fleetctl.core.placement.gpus import allows, model_matches
 from fleetctl.core.resolve import deployments, host_specs
 from fleetctl.core.surge import GpuLoad, surge_target
 from fleetctl.errors import InventoryError

@@ -11,7 +11,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass
 
-from fleetctl.core.placement_state import Dep, Gpu, Item, SelectorKey, State
+from fleetctl.core.placement.state import Dep, Gpu, Item, SelectorKey, State
 from fleetctl.core.sla import EPS, fmt_ms, fmt_num, p95_with_load
 
 # The order reasons are listed in, from the most structural to the most situational.

@@ -32,13 +32,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from fleetctl.core.placement_state import Item, State
+from fleetctl.core.placement.state import Item, State
 from fleetctl.core.sla import EPS
 
 if TYPE_CHECKING:
     from ortools.sat.python.cp_model import CpModel, CpSolver, IntVar
 
-    from fleetctl.core.placement_state import Gpu
+    from fleetctl.core.placement.state import Gpu
 
 _SCALE = 1_000_000
 # The most x variables one model may have; above it the region is cut down.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from itertools import combinations
 
-from fleetctl.core.placement_state import Gpu, Item, State
+from fleetctl.core.placement.state import Gpu, Item, State
 from fleetctl.core.sla import EPS
 
 _RECEIVERS = 64  # the roomiest used GPUs an attempt may move replicas between

@@ -9,7 +9,7 @@ The order of work:
    preferring a host that does not run a replica of the same deployment yet.
 3. Repack: try to free the least-loaded GPUs that hold only new single-GPU replicas by
    spreading their replicas over other used GPUs and exchanging replicas until nothing
-   overflows (placement_repack). It is bounded by a count of evaluated exchanges, so it
+   overflows (placement.repack). It is bounded by a count of evaluated exchanges, so it
    is deterministic and stays near-linear on large fleets.
 4. Retry replicas that found no room: repacking may have made some.
 
@@ -26,12 +26,12 @@ import math
 from bisect import bisect_left
 from collections.abc import Collection, Mapping, Sequence
 
-from fleetctl.core import placement_exact as exact
 from fleetctl.core.fleet import Assignment, Deployment, GpuSpec, HostSpec, Placement, Unplaced
-from fleetctl.core.placement_gpus import allows
-from fleetctl.core.placement_reasons import Diagnoser, why_here
-from fleetctl.core.placement_repack import improve
-from fleetctl.core.placement_state import Dep, Item, State
+from fleetctl.core.placement import exact
+from fleetctl.core.placement.gpus import allows
+from fleetctl.core.placement.reasons import Diagnoser, why_here
+from fleetctl.core.placement.repack import improve
+from fleetctl.core.placement.state import Dep, Item, State
 from fleetctl.core.sla import EPS, util_of
 
 # How far a best-fit search walks before settling; the walk continues over the whole

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fleetctl.core.fleet import Deployment, GpuSpec, HostSpec
-from fleetctl.core.placement_gpus import allows
+from fleetctl.core.placement.gpus import allows
 from fleetctl.core.sla import EPS, latency_of, util_slack
 
 SelectorKey = tuple[tuple[str, str], ...]

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fleetctl.core.placement_solver import (
+from fleetctl.core.placement.solver import (
     FAMILY_TEXT,
     MAX_VARS,
     Outcome,
     apply_outcome,
     solve_region,
 )
-from fleetctl.core.placement_state import Item, State
+from fleetctl.core.placement.state import Item, State
 from fleetctl.core.sla import EPS
 
 _REGIONS = 4  # regions an improvement pass of a large fleet solves, at most
