@@ -11,8 +11,8 @@ models, default port ranges).
 
 `--steps` times, in one process, what report and advise add to the offline plan: the
 plan itself (`build_plan` on the loaded inventory, timed once), then per run the report
-step (`build_report`, `report_to_json`, the compact JSON text) and the advise step
-(`holdings`, `advise_all`, `advise_to_json`, the JSON text). The inventory is validated
+step (`build_report`, its typed result and the compact JSON text) and the advise step
+(`holdings`, `advise_all`, its typed result and the JSON text). The inventory is validated
 by its pydantic model only: the cross-checks of `load` take the same time in all three
 commands and are bench_plan_cli.py's subject.
 """
@@ -42,33 +42,30 @@ def timed(cmd: list[str]) -> float:
 
 def steps(path: Path, runs: int) -> tuple[float, float, float]:
     """(plan s, report step s, advise step s): medians over `runs`, plan once."""
-    import json
 
-    from fleetctl.core.inventory import Inventory
-    from fleetctl.core.loader import LoadedInventory
+    from fleetctl.cli.render.json import dumps
     from fleetctl.core.observed import ObservedFleet
-    from fleetctl.core.yaml_input import parse_yaml
-    from fleetctl.decide.advise import advise_all, advise_to_json
+    from fleetctl.decide.advise import advise_all
     from fleetctl.decide.holdings import holdings
-    from fleetctl.decide.report import build_report, report_to_json
+    from fleetctl.decide.report import build_report
     from fleetctl.decide.weights import resolve_weights
     from fleetctl.ops.planning import build_plan
+    from fleetctl.results.decide import advise_result, report_result
+    from fleetctl.runtimes.inventory import load
 
-    text = path.read_text()
-    data, positions = parse_yaml(text, str(path))
-    inv = Inventory.model_validate(data)
-    loaded = LoadedInventory(inv, positions, str(path))
+    loaded = load(path)
+    inv = loaded.inventory
     t0 = time.perf_counter()
     plan = build_plan(loaded, ObservedFleet.empty([h.name for h in inv.hosts]))
     plan_s = time.perf_counter() - t0
 
     def report() -> None:
-        json.dumps(report_to_json(build_report(inv, plan, str(path))), separators=(",", ":"))
+        dumps(report_result(build_report(inv, plan, str(path))))
 
     def advise() -> None:
         w = resolve_weights(None, inv.team.weights)
         advices = advise_all(list(inv.models), w, inv.costs, holdings(plan))
-        json.dumps(advise_to_json(advices, w), separators=(",", ":"))
+        dumps(advise_result(advices, w, inv.costs))
 
     times: dict[str, list[float]] = {"report": [], "advise": []}
     for _ in range(runs):
