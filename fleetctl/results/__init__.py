@@ -131,12 +131,37 @@ def result_schema(tp: Any, title: str) -> dict[str, Any]:
     from pydantic import TypeAdapter
 
     schema = TypeAdapter(tp).json_schema(mode="serialization")
+    _rename_json_names(schema, tp)
     _require_all(schema)
     for sub in schema.get("$defs", {}).values():
         _require_all(sub)
     schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
     schema["title"] = title
     return schema
+
+
+def _rename_json_names(schema: dict[str, Any], tp: Any) -> None:
+    """Give the schema the keys `json_name` fields are written under (`from`, not
+    `source`): in `tp`'s own schema and in the definitions of the dataclasses it holds."""
+    import typing
+
+    seen: set[type] = set()
+
+    def walk(cls: Any) -> None:
+        if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls not in seen:
+            seen.add(cls)
+            node = schema if cls is tp else schema.get("$defs", {}).get(cls.__name__, {})
+            props = node.get("properties", {})
+            for f in dataclasses.fields(cls):
+                key = f.metadata.get(_JSON_NAME)
+                if key and f.name in props:
+                    props[key] = props.pop(f.name)
+            for hint in typing.get_type_hints(cls).values():
+                walk(hint)
+        for arg in typing.get_args(cls):
+            walk(arg)
+
+    walk(tp)
 
 
 def _require_all(node: dict[str, Any]) -> None:

@@ -34,6 +34,7 @@ def documents() -> dict[str, tuple[Any, str]]:
         "pins": (fleet.PinsResult, "fleetctl pins --output json"),
         "report": (decide.ReportResult, "fleetctl report --output json"),
         "advise": (decide.AdviseResult, "fleetctl advise [MODEL] --output json"),
+        "state-migrate": (fleet.MigrateResult, "fleetctl state migrate --output json"),
     }
 
 

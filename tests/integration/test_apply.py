@@ -54,7 +54,7 @@ def test_first_apply_serves_triton_inference_and_nim_then_second_apply_changes_n
     }
     again = fleet.apply("--output", "json")
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["changed"] is False
+    assert checked("apply", again.stdout)["changed"] is False
     after = {
         name: testbed.client().api.inspect_container(cid)["State"]["StartedAt"]
         for name, cid in fleet.ids().items()
@@ -186,8 +186,9 @@ def test_two_hosts_spread_replicas_and_down_removes_everything(
     for rep in replicas:
         assert httpx.get(rep["endpoint"] + "/v1/health/ready").status_code == 200
 
-    down = fleet.cli("down", "--yes", "--state", str(fleet.state))
+    down = fleet.cli("down", "--yes", "--state", str(fleet.state), "--output", "json")
     assert down.returncode == 0, down.stderr
+    checked("down", down.stdout)
     assert fleet.ids("b") == {} and fleet.ids("c") == {}
 
 
@@ -294,8 +295,9 @@ def test_rollback_of_a_model_restores_the_previous_revision_of_its_current_versi
         == testbed.images.nim_standin_v2
     )
 
-    r = fleet.cli("rollback", "chat-llm", "--yes", *state)
+    r = fleet.cli("rollback", "chat-llm", "--yes", "--output", "json", *state)
     assert r.returncode == 0, r.stdout + r.stderr
+    checked("rollback", r.stdout)
     assert (
         api.inspect_container(fleet.container("chat-llm@v4", 0))["Config"]["Image"]
         == testbed.images.nim_standin

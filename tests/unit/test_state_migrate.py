@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from fleetctl.state.health_store import Event, HealthMemory, Memory
 from fleetctl.state.paths import DatabaseURL, parse_state_location
@@ -108,6 +109,12 @@ def test_migrate_copies_every_table_with_ids_and_refuses_a_non_empty_target(
     done = _fleetctl("state", "migrate", "--state", str(source), "--to", url, "--output", "json")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
+    schema = json.loads(
+        (Path(__file__).resolve().parents[2] / "docs/schemas/state-migrate.schema.json").read_text()
+    )
+    problems = [e.message for e in Draft202012Validator(schema).iter_errors(out)]
+    assert not problems, problems
+    assert out["from"] == str(source) and out["format_version"] == 1
     assert out["rows"] == {
         "rollout": 3,
         "rollout_step": 3,
