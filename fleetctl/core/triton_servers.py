@@ -36,6 +36,9 @@ MODEL_PREFIX = "triton-"
 # Server-level settings: they must agree for deployments to share a server.
 SERVER_FIELDS = ("server_binary", "backend_directory", "args", "shm_size")
 REPO_ROOT = "/models"
+# How many of the servers being formed a member is tried against, newest last (older ones
+# are closed): first fit within this window keeps forming a fleet's servers linear.
+OPEN_SERVERS = 8
 
 
 @dataclass(frozen=True)
@@ -191,17 +194,20 @@ def _split(
     one GPU, and every member's SLA kept (the rule of `_slack`). Linear in the members
     for each server formed: the sums are kept, not recounted."""
     gpu = GpuSpec(0, gpu_memory_gb)
-    forming: list[_Forming] = []
+    done: list[_Forming] = []
+    open_: list[_Forming] = []  # the most recent servers, the ones still tried
     for d in sorted(members, key=lambda d: d.name):
-        for f in forming:
+        for f in open_:
             if f.admits(d, gpu, capacity_gb):
                 f.add(d, gpu)
                 break
         else:
             f = _Forming([])
             f.add(d, gpu)  # alone it goes where placement can take it (or says why not)
-            forming.append(f)
-    return [f.members for f in forming]
+            open_.append(f)
+            if len(open_) > OPEN_SERVERS:  # first fit over a window: linear in members
+                done.append(open_.pop(0))
+    return [f.members for f in [*done, *open_]]
 
 
 def _server(members: Sequence[Deployment], model: str, gpu_memory_gb: float) -> Deployment:
