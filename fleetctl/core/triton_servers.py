@@ -36,9 +36,6 @@ MODEL_PREFIX = "triton-"
 # Server-level settings: they must agree for deployments to share a server.
 SERVER_FIELDS = ("server_binary", "backend_directory", "args", "shm_size")
 REPO_ROOT = "/models"
-# How many of the servers being formed a member is tried against, newest last (older ones
-# are closed): first fit within this window keeps forming a fleet's servers linear.
-OPEN_SERVERS = 8
 
 
 @dataclass(frozen=True)
@@ -191,12 +188,17 @@ def _split(
 ) -> list[list[Deployment]]:
     """Members in name order, each in the first server it fits: the server's memory per
     GPU within `capacity_gb` (the largest GPU its members may use), its compute within
-    one GPU, and every member's SLA kept (the rule of `_slack`). Linear in the members
-    for each server formed: the sums are kept, not recounted."""
+    one GPU, and every member's SLA kept (the rule of `_slack`). Each server keeps its
+    sums, so a check costs the same whatever its size."""
     gpu = GpuSpec(0, gpu_memory_gb)
-    done: list[_Forming] = []
-    open_: list[_Forming] = []  # the most recent servers, the ones still tried
-    for d in sorted(members, key=lambda d: d.name):
+    ordered = sorted(members, key=lambda d: d.name)
+    # A server that cannot take even the smallest member is closed: first fit over the
+    # rest gives the same servers and stays near linear when there are thousands.
+    least_gb = min((d.memory_per_gpu_gb for d in ordered), default=0.0)
+    least_util = min((util_of(d, gpu) for d in ordered), default=0.0)
+    formed: list[_Forming] = []  # in the order they were started
+    open_: list[_Forming] = []
+    for d in ordered:
         for f in open_:
             if f.admits(d, gpu, capacity_gb):
                 f.add(d, gpu)
@@ -205,9 +207,10 @@ def _split(
             f = _Forming([])
             f.add(d, gpu)  # alone it goes where placement can take it (or says why not)
             open_.append(f)
-            if len(open_) > OPEN_SERVERS:  # first fit over a window: linear in members
-                done.append(open_.pop(0))
-    return [f.members for f in [*done, *open_]]
+            formed.append(f)
+        if f.memory_per_gpu_gb + least_gb > capacity_gb + 1e-9 or f.util + least_util > 1.0 + 1e-9:
+            open_.remove(f)
+    return [f.members for f in formed]
 
 
 def _server(members: Sequence[Deployment], model: str, gpu_memory_gb: float) -> Deployment:
