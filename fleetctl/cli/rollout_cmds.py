@@ -218,9 +218,11 @@ def history(
 ) -> None:
     """Past rollouts, or the revisions of one deployment (of the state beside the inventory, or --state)."""
     from fleetctl.ops.history import history as read_history
-    from fleetctl.results.fleet import history_result
 
     data = read_history(state_path(state, inventory), deployment, limit)
+    # Only now: without a state the answer above comes before the result types load.
+    from fleetctl.results.fleet import history_result
+
     render.show(history_result(data), output)
 
 
