@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from .output_schemas import checked
+
 CHAT = {
     "model": "chat-llm",
     "messages": [{"role": "user", "content": "hello rollback"}],
@@ -79,7 +81,7 @@ def test_rollback_to_a_pinned_version_moves_everyone_without_a_restart_and_holds
     health = fleet.cli("health", "--output", "json", *state)
     assert health.returncode == 0, health.stdout + health.stderr
 
-    pins = json.loads(fleet.cli("pins", "--output", "json", *state).stdout)
+    pins = checked("pins", fleet.cli("pins", "--output", "json", *state).stdout)["pins"]
     acme = next(p for p in pins if p["customer"] == "acme-corp")
     assert (acme["model"], acme["version"], acme["health"]) == ("chat-llm", "v3", "ok")
     assert acme["route"] == {"url": url + "/v1", "header": "X-Customer", "value": "acme-corp"}

@@ -64,6 +64,9 @@ class LeakyRuntime:
         )
 
 
+FLEETCTL_API_VERSION = "1.0"
+
+
 @hookimpl
 def register_runtimes(register):
     register(LeakyRuntime())
